@@ -1,0 +1,14 @@
+/** Publication: version repository, atomic publication, retention, recovery, notifiers. */
+export {
+  beginVersion, finishVersion, swapCurrent, assertPipelineName, VersionExistsError,
+  type Staging, type FinishInput, type PublishedVersion,
+} from './repository.js';
+export { recoverRepository, type RecoveryReport, type RecoverOptions, type BrokenVersion } from './recover.js';
+export { verifyVersion, type VersionProblem, type VerifyOptions, type ProblemKind } from './verify.js';
+export { applyRetention, type RetentionPolicy } from './retention.js';
+export { readManifest, manifestProblems, type Manifest, type ManifestCheckpoint } from './manifest.js';
+export { listVersions, readCurrent, versionDir, stagingDir, parseVersionName } from './layout.js';
+export { copyBaseFiles, isWeightFile } from './base-files.js';
+export { renderModelCard, type ModelCardOptions } from './model-card.js';
+export { sha256File } from './hash.js';
+export * from './notifiers/index.js';

@@ -1,0 +1,71 @@
+import { basename } from 'node:path';
+import { stringify } from 'yaml';
+import type { Manifest } from './manifest.js';
+
+export interface ModelCardOptions {
+  /** Hub ids (or paths) of the base model; default: the base path. */
+  baseModel?: string[];
+  /** Default 'transformers' when the version has a config.json, none otherwise. */
+  libraryName?: string;
+  tags?: string[];
+  /** Free text placed under the title. */
+  description?: string;
+}
+
+/**
+ * A Hugging Face style model card. `base_model` lists the base and every merged checkpoint:
+ * with `base_model_relation: merge` the Hub reads base_model as the models that were merged.
+ */
+export function renderModelCard(m: Omit<Manifest, 'files' | 'file_sizes'>, files: string[], opts: ModelCardOptions = {}): string {
+  const library = opts.libraryName ?? (files.includes('config.json') ? 'transformers' : undefined);
+  const front: Record<string, unknown> = {
+    base_model: [...(opts.baseModel ?? [m.base.path]), ...m.checkpoints.map((c) => c.name)],
+    base_model_relation: 'merge',
+    ...(library ? { library_name: library } : {}),
+    tags: [...new Set(['merge', 'cmerge', m.method, ...(opts.tags ?? [])])],
+  };
+  const lines: string[] = [
+    '---',
+    stringify(front).trimEnd(),
+    '---',
+    '',
+    `# ${m.pipeline} v${m.version}`,
+    '',
+    ...(opts.description ? [opts.description, ''] : []),
+    `Continual merge made by cmerge ${m.cmerge_version} (engine: ${m.engine}) on ${m.created_at}.`,
+    `Parent version: ${m.parent ?? 'none'}.`,
+    '',
+    '## Method',
+    '',
+    `\`${m.method}\` with parameters:`,
+    '',
+    '```json',
+    JSON.stringify(m.params, null, 2),
+    '```',
+    '',
+    '## Base model',
+    '',
+    `- \`${m.base.path}\` (sha256 \`${m.base.sha256}\`)`,
+    '',
+    `## Merged checkpoints (${m.checkpoints.length}, in merge order)`,
+    '',
+    '| # | checkpoint | sha256 | merged at |',
+    '|---|---|---|---|',
+    ...m.checkpoints.map((c, i) => `| ${i + 1} | ${cell(basename(c.name))} | \`${c.sha256}\` | ${c.merged_at} |`),
+    '',
+    '## Metrics',
+    '',
+    ...(Object.keys(m.metrics).length
+      ? ['```json', JSON.stringify(m.metrics, null, 2), '```']
+      : ['No metrics were recorded for this version.']),
+    '',
+    'File hashes are in `manifest.json`.',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Keep a table cell on one line and its pipes literal. */
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
+}

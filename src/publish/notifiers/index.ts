@@ -1,0 +1,6 @@
+export type {
+  CommandNotifierConfig, HttpNotifierConfig, HttpStep, NotifierConfig, NotifierOutcome, NotifyContext, SseNotifierConfig,
+} from './types.js';
+export { runNotifiers, type RunNotifiersOptions } from './run.js';
+export { SseHub, SseHubs, type SseHubOptions, type VersionEvent } from './sse-hub.js';
+export { renderTemplate, renderUrl } from './template.js';

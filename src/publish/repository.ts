@@ -1,0 +1,211 @@
+/**
+ * Version repository: `<repository>/<pipeline>/{1,2,...}`, `current -> N`, `.staging-N/`.
+ *
+ * Publication of version N (design.md §5):
+ *   const s = await beginVersion(repo, pipeline, N);   // empty .staging-N/
+ *   ... merge runner writes model.safetensors (or shards + index) into s.dir ...
+ *   const v = await finishVersion(s, {...});           // base files, README, manifest, fsync, rename
+ *   await swapCurrent(repo, pipeline, N);              // atomic symlink replace
+ *   ... record in SQLite, runNotifiers(...), applyRetention(...) ...
+ *
+ * Invariant: a numbered folder appears only through rename of a fully written and fsynced
+ * staging folder whose manifest.json was written last, so servers never see a partial version.
+ */
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { copyBaseFiles } from './base-files.js';
+import { cmergeVersion } from './cmerge-version.js';
+import { listVersionFiles } from './files.js';
+import { fsyncDir, fsyncFile } from './fsync.js';
+import { sha256File } from './hash.js';
+import {
+  CURRENT, LINK_TMP_PREFIX, MANIFEST, MODEL_CARD, assertVersion, pipelineDir, stagingDir, versionDir,
+} from './layout.js';
+import type { Manifest, ManifestCheckpoint } from './manifest.js';
+import { renderModelCard, type ModelCardOptions } from './model-card.js';
+
+/** A version being written. `dir` is where the merge runner puts the weight files. */
+export interface Staging {
+  readonly repoRoot: string;
+  readonly pipeline: string;
+  readonly version: number;
+  /** absolute path of `.staging-N/` */
+  readonly dir: string;
+}
+
+export interface FinishInput {
+  parent: number | null;
+  method: string;
+  params: Record<string, unknown>;
+  /** the base model as given in the config (file or folder) and its sha256 */
+  base: { path: string; sha256: string };
+  /**
+   * Folder whose config/tokenizer files are copied. Default: base.path when it is a folder;
+   * null (or a single-file base) copies nothing.
+   */
+  baseFolder?: string | null;
+  /** every checkpoint merged so far, in merge order */
+  checkpoints: ManifestCheckpoint[];
+  engine: string;
+  metrics?: Record<string, unknown>;
+  /** default: now */
+  createdAt?: Date;
+  /** default: package.json's version */
+  cmergeVersion?: string;
+  card?: ModelCardOptions;
+}
+
+export interface PublishedVersion {
+  version: number;
+  /** absolute path of `<repository>/<pipeline>/<N>` */
+  dir: string;
+  manifest: Manifest;
+  /** absolute path of model.safetensors, or of the shard index for a sharded model */
+  modelFile: string;
+}
+
+/** Thrown by beginVersion / finishVersion when `<N>/` already exists. */
+export class VersionExistsError extends Error {
+  constructor(readonly dir: string, readonly complete: boolean) {
+    super(`${dir} already exists${complete ? '' : ' without a manifest (run recovery)'}`);
+    this.name = 'VersionExistsError';
+  }
+}
+
+/** Pipeline names become folder names next to `current` and staging folders. */
+export function assertPipelineName(pipeline: string): void {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(pipeline) || pipeline === CURRENT) {
+    throw new Error(`invalid pipeline name "${pipeline}": letters, digits, _ . - and not starting with a dot`);
+  }
+}
+
+/**
+ * Start version N: an empty `.staging-N/` (a stale one from a crash is removed first).
+ * Refuses when `<N>/` exists: the caller must not publish the same number twice (after a crash
+ * between rename and the SQLite record, compare the existing manifest and adopt it instead).
+ */
+export async function beginVersion(repoRoot: string, pipeline: string, version: number): Promise<Staging> {
+  assertVersion(version);
+  assertPipelineName(pipeline);
+  const final = versionDir(repoRoot, pipeline, version);
+  if (existsSync(final)) throw new VersionExistsError(final, existsSync(join(final, MANIFEST)));
+  await mkdir(pipelineDir(repoRoot, pipeline), { recursive: true });
+  const dir = stagingDir(repoRoot, pipeline, version);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir);
+  return { repoRoot, pipeline, version, dir };
+}
+
+/**
+ * Complete a staged version and make it visible as `<N>/`: copy the base's non-weight files,
+ * write README.md, hash every file, write manifest.json last, fsync files and folders, rename,
+ * fsync the parent. Does not move `current` (see swapCurrent).
+ */
+export async function finishVersion(staging: Staging, input: FinishInput): Promise<PublishedVersion> {
+  const { repoRoot, pipeline, version, dir } = staging;
+  if (input.parent !== null && (!Number.isSafeInteger(input.parent) || input.parent >= version)) {
+    throw new RangeError(`parent ${input.parent} must be an integer below ${version}`);
+  }
+  const modelFile = await checkWeights(dir);
+
+  const baseFolder = input.baseFolder === undefined ? await folderOrNull(input.base.path) : input.baseFolder;
+  if (baseFolder) await copyBaseFiles(baseFolder, dir);
+
+  const head: Omit<Manifest, 'files' | 'file_sizes'> = {
+    format: 'cmerge-version/1',
+    version,
+    parent: input.parent,
+    pipeline,
+    method: input.method,
+    params: input.params,
+    base: { path: input.base.path, sha256: input.base.sha256 },
+    checkpoints: input.checkpoints.map((c) => ({ name: c.name, sha256: c.sha256, merged_at: c.merged_at })),
+    created_at: (input.createdAt ?? new Date()).toISOString(),
+    cmerge_version: input.cmergeVersion ?? cmergeVersion(),
+    engine: input.engine,
+    metrics: input.metrics ?? {},
+  };
+  const before = await listVersionFiles(dir);
+  await writeFile(join(dir, MODEL_CARD), renderModelCard(head, [...before.files, MODEL_CARD], input.card));
+
+  const { files, dirs } = await listVersionFiles(dir);
+  const hashes: Record<string, string> = {};
+  const sizes: Record<string, number> = {};
+  for (const f of files) {
+    hashes[f] = await sha256File(join(dir, f));
+    sizes[f] = (await stat(join(dir, f))).size;
+  }
+  const manifest: Manifest = { ...head, files: hashes, file_sizes: sizes };
+  // Key order of `head` first, then files: the manifest reads top-down like the card.
+  await writeFile(join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+
+  for (const f of [...files, MANIFEST]) await fsyncFile(join(dir, f));
+  for (const d of dirs.reverse()) await fsyncDir(join(dir, d));
+  await fsyncDir(dir);
+
+  const final = versionDir(repoRoot, pipeline, version);
+  // rename(2) silently replaces an empty directory; refuse instead of guessing.
+  if (existsSync(final)) throw new VersionExistsError(final, existsSync(join(final, MANIFEST)));
+  await rename(dir, final);
+  await fsyncDir(pipelineDir(repoRoot, pipeline));
+  return { version, dir: final, manifest, modelFile: join(final, modelFile) };
+}
+
+/**
+ * Point `current` at version N atomically: a temporary symlink renamed over `current`, so there
+ * is no moment without a `current` (unlike `ln -sfn`, which unlinks first). The link is relative
+ * (`current -> N`) so the repository can be moved or bind-mounted elsewhere.
+ */
+export async function swapCurrent(repoRoot: string, pipeline: string, version: number): Promise<void> {
+  assertVersion(version);
+  const target = versionDir(repoRoot, pipeline, version);
+  if (!existsSync(join(target, MANIFEST))) throw new Error(`refusing to point current at ${target}: no manifest`);
+  const parent = pipelineDir(repoRoot, pipeline);
+  const tmp = join(parent, `${LINK_TMP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+  await symlink(String(version), tmp);
+  try {
+    await rename(tmp, join(parent, CURRENT));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(parent);
+}
+
+/** The weights the runner wrote: model.safetensors, an index whose shards all exist, or any .safetensors. */
+async function checkWeights(dir: string): Promise<string> {
+  const { files } = await listVersionFiles(dir);
+  if (files.includes('model.safetensors')) return 'model.safetensors';
+  const index = files.find((f) => f.endsWith('.safetensors.index.json'));
+  if (index) {
+    const parsed = JSON.parse(await readFile(join(dir, index), 'utf8')) as { weight_map?: Record<string, string> };
+    const shards = new Set(Object.values(parsed.weight_map ?? {}));
+    const missing = [...shards].filter((s) => !files.includes(s));
+    if (shards.size === 0 || missing.length) {
+      throw new Error(`${join(dir, index)}: ${shards.size === 0 ? 'empty weight_map' : 'missing shards ' + missing.join(', ')}`);
+    }
+    return index;
+  }
+  const single = files.find((f) => f.endsWith('.safetensors'));
+  if (single) return single;
+  throw new Error(`${dir}: no weights were written (expected model.safetensors or a shard index)`);
+}
+
+async function folderOrNull(path: string): Promise<string | null> {
+  try {
+    return (await stat(path)).isDirectory() ? path : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True when `path` is a symlink (used by recovery to leave real folders named `current` alone). */
+export async function isSymlink(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
