@@ -1,0 +1,27 @@
+export { ConfigError, type ConfigIssue } from './errors.js';
+export { loadConfig, parseConfig, DB_FILE_NAME, type Config, type PipelineConfig } from './load.js';
+export {
+  PIPELINE_NAME,
+  type CommandNotifierConfig,
+  type EngineChoice,
+  type EvaluatorConfig,
+  type HttpNotifierConfig,
+  type LogLevel,
+  type NotifierConfig,
+  type TensorRulesConfig,
+} from './schema.js';
+export {
+  METHOD_NAMES,
+  parseParams,
+  type DopParams,
+  type MagmaxParams,
+  type MethodName,
+  type MethodParams,
+  type OpcmParams,
+  type TiesParams,
+  type TaskArithmeticParams,
+  type WeightAverageParams,
+} from './params.js';
+export { compileTensorRules, type TensorRules } from './tensors.js';
+export { globToRegExp } from './globs.js';
+export { parseBytes } from './units.js';

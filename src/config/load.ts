@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError, type ConfigIssue } from './errors.js';
+import { toConfigIssues } from './issues.js';
+import type { MethodName, MethodParams } from './params.js';
+import {
+  configSchema,
+  type CommandNotifierConfig,
+  type HttpNotifierConfig,
+  type NotifierConfig,
+  type RawConfig,
+} from './schema.js';
+
+type RawPipeline = RawConfig['pipelines'][number];
+type PipelineCommon = Omit<RawPipeline, 'method' | 'params' | 'notifiers'>;
+
+/** One pipeline, paths absolute, defaults filled; `params` typed by `method`. */
+export type PipelineConfig = {
+  [M in MethodName]: PipelineCommon & { method: M; params: MethodParams[M]; notifiers: NotifierConfig[] };
+}[MethodName];
+
+/** The loaded config: every path absolute, every default filled. */
+export type Config = Omit<RawConfig, 'pipelines'> & {
+  /** absolute path of the file it came from (or the label given to parseConfig) */
+  file: string;
+  /** the SQLite database: <state_dir>/cmerge.sqlite */
+  db_path: string;
+  pipelines: PipelineConfig[];
+};
+
+export const DB_FILE_NAME = 'cmerge.sqlite';
+
+/** Read, validate and resolve a YAML config file. Throws ConfigError (file + key path) on any problem. */
+export function loadConfig(path: string): Config {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
+  }
+  return parseConfig(text, file);
+}
+
+/**
+ * Validate YAML text. `file` labels errors and, unless `baseDir` is given, its folder anchors
+ * relative paths (for an embedded default config, pass a label and the folder to use).
+ */
+export function parseConfig(text: string, file: string, baseDir: string = dirname(resolve(file))): Config {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({
+        path: '',
+        message: `${e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}: ` : ''}${e.message.split('\n')[0]}`,
+      })),
+    );
+  }
+  const raw: unknown = doc.toJS();
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(file, [{ path: '', message: 'expected a mapping of keys at the top level (state_dir, pipelines, ...)' }]);
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(file, toConfigIssues(parsed.error, raw));
+  return resolveConfig(parsed.data, file, baseDir);
+}
+
+function resolveConfig(cfg: RawConfig, file: string, baseDir: string): Config {
+  const abs = (p: string) => resolve(baseDir, p);
+  // argv[0] is a program looked up on PATH unless it is written as a relative path
+  const argv = (a: string[]) => (/^\.\.?\//.test(a[0]!) ? [abs(a[0]!), ...a.slice(1)] : a);
+  const issues: ConfigIssue[] = [];
+  const dropOwner = new Map<string, number>();
+
+  const pipelines = cfg.pipelines.map((p, i): PipelineConfig => {
+    const drop = abs(p.drop);
+    const other = dropOwner.get(drop);
+    if (other !== undefined) issues.push({ path: `pipelines[${i}].drop`, message: `same drop folder as pipelines[${other}]` });
+    else dropOwner.set(drop, i);
+    const notifiers = p.notifiers.map((n, j): NotifierConfig => {
+      const name = n.name ?? `${n.type}-${j}`;
+      return n.type === 'http'
+        ? ({ ...n, name } satisfies HttpNotifierConfig)
+        : ({ ...n, name, argv: argv(n.argv) } satisfies CommandNotifierConfig);
+    });
+    return {
+      ...p,
+      base: abs(p.base),
+      drop,
+      repository: abs(p.repository),
+      notifiers,
+      evaluator: p.evaluator && { ...p.evaluator, argv: argv(p.evaluator.argv) },
+    } as PipelineConfig;
+  });
+  if (issues.length) throw new ConfigError(file, issues);
+
+  const state_dir = abs(cfg.state_dir);
+  return { ...cfg, file, state_dir, db_path: join(state_dir, DB_FILE_NAME), pipelines };
+}

@@ -1,0 +1,159 @@
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { globToRegExp } from './globs.js';
+import { METHOD_NAMES, paramSchemas, type MethodName } from './params.js';
+import { parseBytes } from './units.js';
+
+/**
+ * The config file's schema. Every object is strict: an unknown key is an error, because a
+ * misspelled optional key (`retension:`) would otherwise be ignored without a word. Paths are
+ * still as written here; load.ts resolves them against the config file's folder.
+ */
+
+const nonEmpty = z.string().min(1, 'must not be empty');
+const argv = z.array(nonEmpty).min(1, 'must name a program');
+
+/** Safe as a folder name, not hidden (servers skip dot names), stable in URLs. */
+export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+const pattern = z.string().min(1).superRefine((p, ctx) => {
+  try {
+    globToRegExp(p);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
+
+const tensorRules = z.strictObject({
+  /** tensors that take part in merging; the rest are copied from the base */
+  include: z.array(pattern).default(['*']),
+  /** tensors copied from the base even when include matches (e.g. task heads) */
+  exclude: z.array(pattern).default([]),
+  /** force these merged tensors to count as linear (still must be float 2-D) */
+  linear_include: z.array(pattern).default([]),
+  /** force these to count as non-linear; wins over linear_include */
+  linear_exclude: z.array(pattern).default([]),
+});
+
+const bytes = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const n = parseBytes(v);
+  if (n === null || n <= 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a byte size such as 5GB or 4GiB, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+const seconds = z.number().positive();
+
+const httpNotifier = z.strictObject({
+  type: z.literal('http'),
+  /** recorded with each attempt; defaults to `http-<index>` */
+  name: nonEmpty.optional(),
+  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']).default('POST'),
+  /** templated by the publisher with the version number and path */
+  url: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL'),
+  /** a string is sent as is (templated); an object or array is sent as JSON */
+  body: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+  timeout_s: seconds.default(30),
+  retries: z.number().int().min(0).default(3),
+});
+
+const commandNotifier = z.strictObject({
+  type: z.literal('command'),
+  name: nonEmpty.optional(),
+  /** argv[0] is resolved against the config folder when it starts with ./ or ../ */
+  argv,
+  timeout_s: seconds.default(60),
+  retries: z.number().int().min(0).default(0),
+});
+
+const notifier = z.discriminatedUnion('type', [httpNotifier, commandNotifier], {
+  error: (iss) => (iss.code === 'invalid_union' ? 'expected type: http or command' : undefined),
+});
+
+const pipelineCommon = {
+  name: z.string().regex(PIPELINE_NAME, 'expected 1-64 letters, digits, "_", "-" or "." not starting with "." (it names folders)'),
+  /** a .safetensors file or a model folder */
+  base: nonEmpty,
+  /** the watched folder */
+  drop: nonEmpty,
+  /** versions go to <repository>/<name>/<N>/ */
+  repository: nonEmpty,
+  tensors: tensorRules.prefault({}),
+  retention: z.strictObject({
+    /** keep the newest K versions (current and pinned ones are always kept); 0 keeps all */
+    keep: z.number().int().min(0).default(10),
+  }).prefault({}),
+  notifiers: z.array(notifier).default([]),
+  evaluator: z.strictObject({
+    /** given the version's path as last argument; prints {"task": score, ...} as JSON */
+    argv,
+    timeout_s: seconds.default(3600),
+  }).optional(),
+  /** a checkpoint's size must stay unchanged this long before it is taken */
+  settle_ms: z.number().int().min(0).default(2000),
+  /** published models larger than this are sharded (index + shards) */
+  max_shard_bytes: bytes.default(5e9),
+  /** reject a checkpoint whose ‖τ‖ exceeds this multiple of the base model's norm */
+  max_task_vector_norm_ratio: z.number().positive().default(10),
+  engine: z.enum(['auto', 'native', 'portable']).default('auto'),
+};
+
+/** One object schema per method, so `params` is checked against the chosen method's keys. */
+function pipelineFor<M extends MethodName>(method: M) {
+  return z.strictObject({
+    ...pipelineCommon,
+    method: z.literal(method),
+    params: z.preprocess((v) => v ?? {}, paramSchemas[method]),
+  });
+}
+
+export const pipelineSchema = z.discriminatedUnion(
+  'method',
+  [
+    pipelineFor('opcm'),
+    pipelineFor('dop'),
+    pipelineFor('task_arithmetic'),
+    pipelineFor('ties'),
+    pipelineFor('magmax'),
+    pipelineFor('weight_average'),
+  ],
+  {
+    error: (iss) => (iss.code === 'invalid_union' ? `expected method: ${METHOD_NAMES.join(' | ')}` : undefined),
+  },
+);
+
+export const configSchema = z
+  .strictObject({
+    /** SQLite database and merge states */
+    state_dir: nonEmpty,
+    pipelines: z.array(pipelineSchema).min(1, 'expected at least one pipeline'),
+    /** merges running at once across pipelines (one at a time per pipeline regardless) */
+    max_concurrent_merges: z.number().int().min(1).default(1),
+    log_level: z.enum(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly']).default('info'),
+    /** on SIGTERM/SIGINT: time to finish or abandon the running merge before exiting */
+    shutdown_budget_s: seconds.default(60),
+    /** BLAS threads and worker threads the daemon may use */
+    threads: z.number().int().min(1).default(() => availableParallelism()),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Map<string, number>();
+    cfg.pipelines.forEach((p, i) => {
+      const first = seen.get(p.name);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['pipelines', i, 'name'], message: `duplicate pipeline name "${p.name}" (also pipelines[${first}])` });
+      } else seen.set(p.name, i);
+    });
+  });
+
+export type RawConfig = z.output<typeof configSchema>;
+export type TensorRulesConfig = z.output<typeof tensorRules>;
+export type HttpNotifierConfig = z.output<typeof httpNotifier> & { name: string };
+export type CommandNotifierConfig = z.output<typeof commandNotifier> & { name: string };
+export type NotifierConfig = HttpNotifierConfig | CommandNotifierConfig;
+export type EvaluatorConfig = NonNullable<z.output<typeof pipelineSchema>['evaluator']>;
+export type LogLevel = RawConfig['log_level'];
+export type EngineChoice = z.output<typeof pipelineSchema>['engine'];
