@@ -1,0 +1,108 @@
+/**
+ * What a checkpoint path consists of: a .safetensors file, a folder with model.safetensors, or a
+ * folder with a HF shard index (model.safetensors.index.json) and the shards it names.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { InputError } from './types.js';
+import { compareNames } from './safetensors/order.js';
+
+export const SINGLE_FILE = 'model.safetensors';
+export const INDEX_FILE = 'model.safetensors.index.json';
+
+export interface ShardIndex {
+  /** path of the index file */
+  path: string;
+  dir: string;
+  /** metadata.total_size when present (not checked: writers disagree on what it counts) */
+  totalSize: number | null;
+  /** tensor name → shard file name (relative to dir) */
+  weightMap: ReadonlyMap<string, string>;
+  /** distinct shard file names, sorted */
+  shards: string[];
+}
+
+export type CheckpointLayout =
+  | { kind: 'file'; file: string }
+  | { kind: 'sharded'; index: ShardIndex };
+
+/** Parses and checks a shard index; InputError (naming the index) when it is malformed. */
+export function readIndex(path: string): ShardIndex {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code) throw e;
+    throw new InputError(path, `shard index is not valid JSON (${(e as Error).message})`);
+  }
+  if (!isObject(obj)) throw new InputError(path, 'shard index is not a JSON object');
+  const wm = obj.weight_map;
+  if (!isObject(wm)) throw new InputError(path, 'shard index has no "weight_map" object');
+  const weightMap = new Map<string, string>();
+  for (const [tensor, shard] of Object.entries(wm)) {
+    if (typeof shard !== 'string') throw new InputError(path, `weight_map entry ${JSON.stringify(tensor)} is not a file name`);
+    // shard names are plain file names next to the index: nothing may point elsewhere
+    if (shard.includes('/') || shard.includes('\\') || !shard.endsWith('.safetensors') || shard.startsWith('.')) {
+      throw new InputError(path, `weight_map names an invalid shard file ${JSON.stringify(shard)} for ${JSON.stringify(tensor)}`);
+    }
+    weightMap.set(tensor, shard);
+  }
+  if (weightMap.size === 0) throw new InputError(path, 'shard index maps no tensors');
+  let totalSize: number | null = null;
+  if (obj.metadata !== undefined) {
+    if (!isObject(obj.metadata)) throw new InputError(path, 'shard index "metadata" is not an object');
+    const t = obj.metadata.total_size;
+    if (t !== undefined) {
+      if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) throw new InputError(path, 'shard index metadata.total_size is not a non-negative integer');
+      totalSize = t;
+    }
+  }
+  const shards = [...new Set(weightMap.values())].sort(compareNames);
+  return { path, dir: dirname(path), totalSize, weightMap, shards };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/**
+ * The layout of a checkpoint path, or null when it is not a recognizable checkpoint.
+ * A folder holding both a single file and an index is ambiguous: InputError.
+ */
+export function resolveCheckpoint(path: string): CheckpointLayout | null {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  if (st.isFile()) {
+    if (path.endsWith('.safetensors')) return { kind: 'file', file: path };
+    if (basename(path).endsWith('.safetensors.index.json')) return { kind: 'sharded', index: readIndex(path) };
+    return null;
+  }
+  if (!st.isDirectory()) return null;
+  const single = join(path, SINGLE_FILE);
+  const index = join(path, INDEX_FILE);
+  const hasSingle = existsSync(single);
+  const hasIndex = existsSync(index);
+  if (hasSingle && hasIndex) throw new InputError(path, `ambiguous checkpoint: both ${SINGLE_FILE} and ${INDEX_FILE}`);
+  if (hasSingle) return { kind: 'file', file: single };
+  if (hasIndex) return { kind: 'sharded', index: readIndex(index) };
+  return null;
+}
+
+/**
+ * The weight files a checkpoint consists of (for hashing and completeness checks), or null when
+ * the path is not a recognizable checkpoint. For a sharded checkpoint: the index, then every shard
+ * it names, whether or not that shard exists yet (an intake waiting for completeness needs them).
+ * Other files of a folder (config, tokenizer) are not included. A malformed index (possibly still
+ * being written) is an InputError.
+ */
+export function findCheckpointFiles(path: string): string[] | null {
+  const layout = resolveCheckpoint(path);
+  if (!layout) return null;
+  if (layout.kind === 'file') return [layout.file];
+  return [layout.index.path, ...layout.index.shards.map((s) => join(layout.index.dir, s))];
+}

@@ -1,0 +1,101 @@
+/**
+ * openModel: one ModelReader over a .safetensors file, a folder with model.safetensors, or a
+ * sharded HF checkpoint, with the index checked against the shards' own headers.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError, type ModelReader, type TensorInfo } from './types.js';
+import { INDEX_FILE, SINGLE_FILE, resolveCheckpoint, type ShardIndex } from './checkpoint.js';
+import { SafetensorsFile, tensorInfo } from './safetensors/reader.js';
+import { compareNames } from './safetensors/order.js';
+
+export { findCheckpointFiles, resolveCheckpoint, readIndex, INDEX_FILE, SINGLE_FILE } from './checkpoint.js';
+export type { CheckpointLayout, ShardIndex } from './checkpoint.js';
+export { createModelWriter, type ModelWriterOptions, DEFAULT_MAX_SHARD_BYTES } from './model-writer.js';
+
+class SafetensorsModel implements ModelReader {
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly dataBytes: number;
+  private readonly where: ReadonlyMap<string, SafetensorsFile>;
+
+  constructor(readonly path: string, readonly files: readonly string[], private readonly parts: readonly SafetensorsFile[]) {
+    const where = new Map<string, SafetensorsFile>();
+    for (const p of parts) for (const name of p.tensors.keys()) where.set(name, p);
+    const names = [...where.keys()].sort(compareNames);
+    this.where = new Map(names.map((n) => [n, where.get(n)!]));
+    this.tensors = new Map(names.map((n) => [n, tensorInfo(where.get(n)!.info(n))]));
+    this.metadata = parts[0]?.metadata ?? {};
+    this.dataBytes = parts.reduce((s, p) => s + p.header.dataBytes, 0);
+  }
+
+  /** tensor data bytes read so far, over all files */
+  get bytesRead(): number {
+    return this.parts.reduce((s, p) => s + p.bytesRead, 0);
+  }
+
+  private file(name: string): SafetensorsFile {
+    const f = this.where.get(name);
+    if (!f) throw new InputError(this.path, `no tensor named ${JSON.stringify(name)}`);
+    return f;
+  }
+
+  readF32(name: string): Float32Array {
+    return this.file(name).readF32(name);
+  }
+
+  readRaw(name: string): Buffer {
+    return this.file(name).readRaw(name);
+  }
+
+  close(): void {
+    for (const p of this.parts) p.close();
+  }
+}
+
+/** Opens and validates a checkpoint; InputError (naming the offending file) when it is malformed. */
+export function openModel(path: string): ModelReader & { readonly bytesRead: number } {
+  const layout = resolveCheckpoint(path);
+  if (!layout) {
+    throw new InputError(path, `not a checkpoint: expected a .safetensors file or a folder with ${SINGLE_FILE} or ${INDEX_FILE}`);
+  }
+  if (layout.kind === 'file') {
+    const f = SafetensorsFile.open(layout.file);
+    return new SafetensorsModel(path, [layout.file], [f]);
+  }
+  const parts = openShards(layout.index);
+  return new SafetensorsModel(path, [layout.index.path, ...parts.map((p) => p.path)], parts);
+}
+
+function openShards(index: ShardIndex): SafetensorsFile[] {
+  const parts: SafetensorsFile[] = [];
+  try {
+    for (const shard of index.shards) {
+      const file = join(index.dir, shard);
+      if (!existsSync(file)) throw new InputError(index.path, `index names missing shard ${shard}`);
+      parts.push(SafetensorsFile.open(file));
+    }
+    checkAgainstIndex(index, parts);
+    return parts;
+  } catch (e) {
+    for (const p of parts) p.close();
+    throw e;
+  }
+}
+
+function checkAgainstIndex(index: ShardIndex, parts: readonly SafetensorsFile[]): void {
+  const owner = new Map<string, SafetensorsFile>();
+  for (const p of parts) {
+    for (const name of p.tensors.keys()) {
+      const other = owner.get(name);
+      if (other) throw new InputError(p.path, `tensor ${JSON.stringify(name)} is also in shard ${other.path}`);
+      owner.set(name, p);
+      if (!index.weightMap.has(name)) throw new InputError(p.path, `tensor ${JSON.stringify(name)} is not in the index ${index.path}`);
+    }
+  }
+  const byShard = new Map(parts.map((p, i) => [index.shards[i]!, p]));
+  for (const [name, shard] of index.weightMap) {
+    const p = byShard.get(shard)!;
+    if (!p.tensors.has(name)) throw new InputError(p.path, `shard lacks tensor ${JSON.stringify(name)} that the index maps to it`);
+  }
+}
