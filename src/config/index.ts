@@ -8,6 +8,7 @@ export {
   type HttpNotifierConfig,
   type LogLevel,
   type NotifierConfig,
+  type SseNotifierConfig,
   type TensorRulesConfig,
 } from './schema.js';
 export {
@@ -23,5 +24,5 @@ export {
   type WeightAverageParams,
 } from './params.js';
 export { compileTensorRules, type TensorRules } from './tensors.js';
-export { globToRegExp } from './globs.js';
+export { compilePatterns, type NameMatcher } from './globs.js';
 export { parseBytes } from './units.js';

@@ -8,6 +8,7 @@ import {
   configSchema,
   type CommandNotifierConfig,
   type HttpNotifierConfig,
+  type SseNotifierConfig,
   type NotifierConfig,
   type RawConfig,
 } from './schema.js';
@@ -80,10 +81,18 @@ function resolveConfig(cfg: RawConfig, file: string, baseDir: string): Config {
     if (other !== undefined) issues.push({ path: `pipelines[${i}].drop`, message: `same drop folder as pipelines[${other}]` });
     else dropOwner.set(drop, i);
     const notifiers = p.notifiers.map((n, j): NotifierConfig => {
-      const name = n.name ?? `${n.type}-${j}`;
-      return n.type === 'http'
-        ? ({ ...n, name } satisfies HttpNotifierConfig)
-        : ({ ...n, name, argv: argv(n.argv) } satisfies CommandNotifierConfig);
+      // same default name as src/publish records: `<type>#<index>`
+      const name = n.name ?? `${n.type}#${j}`;
+      if (n.type === 'command') {
+        return { ...n, name, argv: argv(n.argv), ...(n.cwd ? { cwd: abs(n.cwd) } : {}) } satisfies CommandNotifierConfig;
+      }
+      return { ...n, name } satisfies HttpNotifierConfig | SseNotifierConfig;
+    });
+    const names = new Map<string, number>();
+    notifiers.forEach((n, j) => {
+      const first = names.get(n.name);
+      if (first !== undefined) issues.push({ path: `pipelines[${i}].notifiers[${j}].name`, message: `duplicate notifier name "${n.name}" (also notifiers[${first}])` });
+      else names.set(n.name, j);
     });
     return {
       ...p,

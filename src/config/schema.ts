@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { globToRegExp } from './globs.js';
 import { METHOD_NAMES, paramSchemas, type MethodName } from './params.js';
 import { parseBytes } from './units.js';
 
@@ -16,13 +15,7 @@ const argv = z.array(nonEmpty).min(1, 'must name a program');
 /** Safe as a folder name, not hidden (servers skip dot names), stable in URLs. */
 export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-const pattern = z.string().min(1).superRefine((p, ctx) => {
-  try {
-    globToRegExp(p);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-  }
-});
+const pattern = nonEmpty;
 
 const tensorRules = z.strictObject({
   /** tensors that take part in merging; the rest are copied from the base */
@@ -47,31 +40,68 @@ const bytes = z.union([z.number().int().positive(), z.string()]).transform((v, c
 
 const seconds = z.number().positive();
 
-const httpNotifier = z.strictObject({
-  type: z.literal('http'),
-  /** recorded with each attempt; defaults to `http-<index>` */
-  name: nonEmpty.optional(),
-  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']).default('POST'),
-  /** templated by the publisher with the version number and path */
-  url: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL'),
-  /** a string is sent as is (templated); an object or array is sent as JSON */
-  body: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
-  headers: z.record(z.string(), z.string()).default({}),
+/**
+ * Notifiers: the shapes src/publish/notifiers/types.ts runs. URL, headers, body and argv are
+ * templated there ({version} {path} {pipeline} {model_file}); here they are only checked.
+ */
+const retry = {
+  /** per attempt (HTTP: per request) */
   timeout_s: seconds.default(30),
+  /** extra attempts after the first failure */
   retries: z.number().int().min(0).default(3),
-});
+  /** wait before retry k is backoff_s * 2^(k-1), capped at 60 s */
+  backoff_s: z.number().min(0).default(1),
+};
+
+const httpMethod = z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
+const url = z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
+/** a string is sent as is; an object or array is sent as JSON */
+const body = z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]);
+const headers = z.record(z.string(), z.string());
+
+const httpStep = z.strictObject({ method: httpMethod.default('POST'), url, headers: headers.optional(), body: body.optional() });
+
+const httpNotifier = z
+  .strictObject({
+    type: z.literal('http'),
+    /** recorded with each attempt; defaults to `http#<index>` */
+    name: nonEmpty.optional(),
+    method: httpMethod.default('POST'),
+    url: url.optional(),
+    headers: headers.optional(),
+    body: body.optional(),
+    /** several requests in order (vLLM: sleep, wake_up, reload_weights); instead of url */
+    steps: z.array(httpStep).min(1).optional(),
+    ...retry,
+  })
+  .superRefine((n, ctx) => {
+    if ((n.url === undefined) === (n.steps === undefined)) {
+      ctx.addIssue({ code: 'custom', path: n.steps ? ['steps'] : ['url'], message: n.steps ? 'give url or steps, not both' : 'required (or steps)' });
+    }
+  });
 
 const commandNotifier = z.strictObject({
   type: z.literal('command'),
   name: nonEmpty.optional(),
-  /** argv[0] is resolved against the config folder when it starts with ./ or ../ */
+  /** run without a shell; argv[0] resolves against the config folder when it starts with ./ or ../ */
   argv,
+  env: z.record(z.string(), z.string()).optional(),
+  cwd: nonEmpty.optional(),
+  ...retry,
   timeout_s: seconds.default(60),
   retries: z.number().int().min(0).default(0),
 });
 
-const notifier = z.discriminatedUnion('type', [httpNotifier, commandNotifier], {
-  error: (iss) => (iss.code === 'invalid_union' ? 'expected type: http or command' : undefined),
+const sseNotifier = z.strictObject({
+  type: z.literal('sse'),
+  name: nonEmpty.optional(),
+  /** serves http://<host>:<port>/events */
+  port: z.number().int().min(1).max(65535),
+  host: nonEmpty.default('127.0.0.1'),
+});
+
+const notifier = z.discriminatedUnion('type', [httpNotifier, commandNotifier, sseNotifier], {
+  error: (iss) => (iss.code === 'invalid_union' ? 'expected type: http, command or sse' : undefined),
 });
 
 const pipelineCommon = {
@@ -153,7 +183,8 @@ export type RawConfig = z.output<typeof configSchema>;
 export type TensorRulesConfig = z.output<typeof tensorRules>;
 export type HttpNotifierConfig = z.output<typeof httpNotifier> & { name: string };
 export type CommandNotifierConfig = z.output<typeof commandNotifier> & { name: string };
-export type NotifierConfig = HttpNotifierConfig | CommandNotifierConfig;
+export type SseNotifierConfig = z.output<typeof sseNotifier> & { name: string };
+export type NotifierConfig = HttpNotifierConfig | CommandNotifierConfig | SseNotifierConfig;
 export type EvaluatorConfig = NonNullable<z.output<typeof pipelineSchema>['evaluator']>;
 export type LogLevel = RawConfig['log_level'];
 export type EngineChoice = z.output<typeof pipelineSchema>['engine'];

@@ -1,4 +1,4 @@
-import { globToRegExp, matchAny } from './globs.js';
+import { compilePatterns } from './globs.js';
 import type { TensorRulesConfig } from './schema.js';
 
 /**
@@ -17,15 +17,15 @@ export interface TensorRules {
 }
 
 export function compileTensorRules(cfg: TensorRulesConfig): TensorRules {
-  const include = cfg.include.map(globToRegExp);
-  const exclude = cfg.exclude.map(globToRegExp);
-  const linInclude = cfg.linear_include.map(globToRegExp);
-  const linExclude = cfg.linear_exclude.map(globToRegExp);
+  const include = compilePatterns(cfg.include);
+  const exclude = compilePatterns(cfg.exclude);
+  const linInclude = compilePatterns(cfg.linear_include);
+  const linExclude = compilePatterns(cfg.linear_exclude);
   return {
-    merged: (name) => matchAny(include, name) && !matchAny(exclude, name),
+    merged: (name) => include(name) && !exclude(name),
     linear: (name, byDefault) => {
-      if (matchAny(linExclude, name)) return false;
-      if (matchAny(linInclude, name)) return true;
+      if (linExclude(name)) return false;
+      if (linInclude(name)) return true;
       return byDefault;
     },
   };
