@@ -126,7 +126,11 @@ export class SseHubs {
     let p = this.hubs.get(key);
     if (!p) {
       const hub = new SseHub({ port, host });
-      p = hub.start().then(() => hub);
+      p = hub.start().then(() => {
+        // Port 0 binds a free port: make the hub findable under the port it got, too.
+        if (port === 0) this.hubs.set(`${host}:${hub.port}`, Promise.resolve(hub));
+        return hub;
+      });
       p.catch(() => this.hubs.delete(key)); // a failed bind may be retried later
       this.hubs.set(key, p);
     }
@@ -136,6 +140,7 @@ export class SseHubs {
   async closeAll(): Promise<void> {
     const all = [...this.hubs.values()];
     this.hubs.clear();
-    await Promise.all(all.map((p) => p.then((h) => h.close(), () => undefined)));
+    const hubs = new Set(await Promise.all(all.map((p) => p.catch(() => null))));
+    await Promise.all([...hubs].map((h) => h?.close()));
   }
 }
