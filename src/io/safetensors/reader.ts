@@ -59,7 +59,7 @@ export class SafetensorsFile {
   readF32(name: string): Float32Array {
     const e = this.info(name);
     if (!FLOAT_DTYPES.has(e.dtype)) {
-      throw new InputError(this.path, `tensor ${JSON.stringify(name)} is ${e.dtype}, not a float dtype`);
+      throw new InputError(this.path, `tensor ${JSON.stringify(name)} is ${e.dtype}, which does not decode to float32`);
     }
     // read straight into typed arrays of the stored width: no unaligned Buffers, one copy at most
     switch (e.dtype) {
