@@ -1,22 +1,38 @@
 import winston from 'winston';
 
 /**
- * One logger for the process. JSON lines on stdout when not on a terminal (journald keeps them
- * as structured records), readable colored lines on a terminal. CMERGE_LOG_LEVEL overrides.
+ * One logger for the process. JSON lines when not on a terminal (journald keeps them as structured
+ * records), readable colored lines on a terminal. The daemon logs to stdout; one-shot commands log
+ * to stderr so that their stdout (e.g. `--json`) stays machine-readable. CMERGE_LOG_LEVEL and
+ * CMERGE_LOG_FORMAT=json|text override.
  */
-const tty = process.stdout.isTTY === true && process.env.CMERGE_LOG_FORMAT !== 'json';
+export interface LogOptions {
+  stream?: 'stdout' | 'stderr';
+  level?: string;
+}
 
-export const log = winston.createLogger({
-  level: process.env.CMERGE_LOG_LEVEL ?? 'info',
-  format: tty
+function build(o: LogOptions): winston.transport[] {
+  const stream = o.stream ?? 'stdout';
+  const isTty = (stream === 'stdout' ? process.stdout : process.stderr).isTTY === true;
+  const text = process.env.CMERGE_LOG_FORMAT ? process.env.CMERGE_LOG_FORMAT === 'text' : isTty;
+  const format = text
     ? winston.format.combine(
         winston.format.timestamp({ format: 'HH:mm:ss' }),
-        winston.format.colorize(),
+        ...(isTty ? [winston.format.colorize()] : []),
         winston.format.printf(({ timestamp, level, message, ...rest }) => {
           const extra = Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '';
           return `${timestamp} ${level} ${message}${extra}`;
         }),
       )
-    : winston.format.combine(winston.format.timestamp(), winston.format.json()),
-  transports: [new winston.transports.Console({ stderrLevels: [] })],
-});
+    : winston.format.combine(winston.format.timestamp(), winston.format.json());
+  const levels = Object.keys(winston.config.npm.levels);
+  return [new winston.transports.Console({ format, stderrLevels: stream === 'stderr' ? levels : [] })];
+}
+
+export const log = winston.createLogger({ level: process.env.CMERGE_LOG_LEVEL ?? 'info', transports: build({}) });
+
+export function configureLog(o: LogOptions): void {
+  log.clear();
+  for (const t of build(o)) log.add(t);
+  log.level = process.env.CMERGE_LOG_LEVEL ?? o.level ?? 'info';
+}

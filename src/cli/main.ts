@@ -1,0 +1,21 @@
+import { Command, CommanderError } from 'commander';
+import { registerDemo } from './demo.js';
+import { reportError } from './errors.js';
+import { registerMerge } from './merge.js';
+import { cmergeVersion } from '../util/version.js';
+
+const program = new Command('cmerge')
+  .description('continual model merging: OPCM, DOP and baselines over safetensors checkpoints')
+  .version(cmergeVersion)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+registerMerge(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exitCode = e.exitCode === 0 ? 0 : 2;
+  else process.exitCode = reportError(e);
+}

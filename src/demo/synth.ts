@@ -1,0 +1,97 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createModelWriter } from '../io/model.js';
+import type { TensorSpec } from '../io/types.js';
+
+/**
+ * A small CLIP-vision-shaped model and fine-tuned checkpoints made up on the spot, so the demo
+ * needs no user data: task vectors are low rank plus a component shared by all tasks
+ * (interference, which OPCM projects out) and a little noise, like real fine-tuning deltas.
+ */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(uniform() + 1e-12)) * Math.cos(2 * Math.PI * uniform());
+}
+
+export function demoShapes(d = 64, layers = 2): TensorSpec[] {
+  const s: TensorSpec[] = [];
+  const add = (name: string, shape: number[]) => s.push({ name, dtype: 'F32', shape });
+  add('vision_model.embeddings.class_embedding', [d]);
+  add('vision_model.embeddings.patch_embedding.weight', [d, 3, 4, 4]);
+  add('vision_model.embeddings.position_embedding.weight', [17, d]);
+  for (let i = 0; i < layers; i++) {
+    const p = `vision_model.encoder.layers.${i}.`;
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      add(`${p}self_attn.${n}.weight`, [d, d]);
+      add(`${p}self_attn.${n}.bias`, [d]);
+    }
+    for (const n of ['layer_norm1', 'layer_norm2']) {
+      add(`${p}${n}.weight`, [d]);
+      add(`${p}${n}.bias`, [d]);
+    }
+    add(`${p}mlp.fc1.weight`, [4 * d, d]);
+    add(`${p}mlp.fc1.bias`, [4 * d]);
+    add(`${p}mlp.fc2.weight`, [d, 4 * d]);
+    add(`${p}mlp.fc2.bias`, [d]);
+  }
+  add('vision_model.post_layernorm.weight', [d]);
+  add('vision_model.post_layernorm.bias', [d]);
+  add('visual_projection.weight', [d / 2, d]);
+  return s;
+}
+
+const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+function lowRank(m: number, n: number, rank: number, scale: number, g: () => number): Float32Array {
+  const a = Array.from({ length: m * rank }, g);
+  const b = Array.from({ length: rank * n }, g);
+  const out = new Float32Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let k = 0; k < rank; k++) {
+      const aik = (a[i * rank + k] * scale) / (1 + k);
+      for (let j = 0; j < n; j++) out[i * n + j] += aik * b[k * n + j];
+    }
+  return out;
+}
+
+/** Writes base.safetensors and task_0..task_{n-1}.safetensors into `dir`; returns their paths. */
+export function writeDemoModels(dir: string, tasks: number, opts: { d?: number; layers?: number; seed?: number } = {}): { base: string; tasks: string[] } {
+  mkdirSync(dir, { recursive: true });
+  const specs = demoShapes(opts.d ?? 64, opts.layers ?? 2);
+  const g = rng(opts.seed ?? 1);
+  const base = new Map<string, Float32Array>();
+  const shared = new Map<string, Float32Array>();
+  for (const s of specs) {
+    const n = numel(s.shape);
+    const isNorm = s.name.includes('norm') && s.name.endsWith('.weight');
+    base.set(s.name, Float32Array.from({ length: n }, () => (isNorm ? 1 + 0.05 * g() : g() / Math.sqrt(s.shape.at(-1)!))));
+    shared.set(s.name, s.shape.length === 2 ? lowRank(s.shape[0], s.shape[1], 4, 0.01, g) : Float32Array.from({ length: n }, () => 0.004 * g()));
+  }
+  const write = (path: string, values: (name: string) => Float32Array) => {
+    const w = createModelWriter(path, specs, { metadata: { format: 'pt' } });
+    for (const name of w.order) w.write(name, values(name));
+    w.commit();
+    return path;
+  };
+  const basePath = write(join(dir, 'base.safetensors'), (n) => base.get(n)!);
+  const taskPaths: string[] = [];
+  for (let t = 0; t < tasks; t++) {
+    taskPaths.push(
+      write(join(dir, `task_${t}.safetensors`), (name) => {
+        const spec = specs.find((s) => s.name === name)!;
+        const b = base.get(name)!;
+        const sh = shared.get(name)!;
+        const own = spec.shape.length === 2 ? lowRank(spec.shape[0], spec.shape[1], 8, 0.02, g) : null;
+        return Float32Array.from(b, (v, i) => v + (own ? own[i] : 0.01 * g()) + 0.7 * sh[i] + 1e-4 * g());
+      }),
+    );
+  }
+  return { base: basePath, tasks: taskPaths };
+}

@@ -1,0 +1,253 @@
+import { basename, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Engine } from '../engine/types.js';
+import { createModelWriter, openModel } from '../io/model.js';
+import { InputError, type ModelReader } from '../io/types.js';
+import { getMethod } from '../methods/registry.js';
+import type { Method, MethodStep, Scalars, TensorJob, TensorMetrics } from '../methods/types.js';
+import { classifier, type TensorRules } from './kinds.js';
+import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
+import { assertFinite, structureFingerprint, validateAgainstBase } from './validate.js';
+
+/**
+ * The merge runner: streams base, previous state and checkpoint tensor by tensor through a
+ * method (analysis passes, the update pass writing the new state generation, and for the last
+ * checkpoint an output pass writing the merged model). Peak memory is a few copies of the largest
+ * tensor, whatever the model size. Nothing becomes visible until the end: state generations are
+ * sealed under new names and CURRENT moves last; the output is renamed into place.
+ */
+export interface MergeProgress {
+  t: number;
+  phase: 'analysis' | 'update' | 'output';
+  index: number;
+  total: number;
+  tensor: string;
+}
+
+export interface MergeRequest {
+  base: string;
+  stateDir: string;
+  method: string;
+  params?: Record<string, unknown>;
+  checkpoints: string[];
+  /** `.safetensors` file, or a folder (sharded past maxShardBytes) */
+  out?: string;
+  engine: Engine;
+  rules?: TensorRules;
+  maxShardBytes?: number;
+  /** continue from this committed step instead of CURRENT (the daemon keeps it in SQLite) */
+  fromStep?: number;
+  /** move CURRENT to the new generation and drop older ones (default true) */
+  commit?: boolean;
+  /** optional sha256 per checkpoint path, recorded in the state's lineage */
+  sha256?: Record<string, string>;
+  onProgress?: (p: MergeProgress) => void;
+}
+
+export interface StepReport {
+  t: number;
+  checkpoint: string;
+  task_vector_norm: number;
+  scalars: Scalars;
+  summary: Record<string, unknown>;
+  tensors: Record<string, TensorMetrics>;
+  seconds: { analysis: number; update: number };
+}
+
+export interface MergeReport {
+  method: string;
+  params: Record<string, unknown>;
+  engine: string;
+  from_step: number;
+  step: number;
+  steps: StepReport[];
+  out_files: string[];
+  seconds: { total: number; output: number };
+  tensors: { linear: number; other: number; copied: number };
+}
+
+interface Ctx {
+  req: MergeRequest;
+  method: Method<any>;
+  params: Record<string, unknown>;
+  base: ModelReader;
+  jobs: TensorJob[];
+  kinds: Record<string, TensorJob['kind']>;
+  fingerprint: string;
+}
+
+export async function runMerge(req: MergeRequest): Promise<MergeReport> {
+  const t0 = performance.now();
+  const method = getMethod(req.method);
+  const params = method.parseParams(req.params ?? {}) as Record<string, unknown>;
+  const opened: ModelReader[] = [];
+  const base = openModel(req.base);
+  opened.push(base);
+  let startStep = 0;
+  let wrote = false;
+  try {
+    const classify = classifier(req.rules);
+    const jobs: TensorJob[] = [];
+    const kinds: Record<string, TensorJob['kind']> = {};
+    for (const info of base.tensors.values()) {
+      const d = classify(info);
+      if (d === 'copy') continue;
+      jobs.push({ name: info.name, kind: d, shape: info.shape, size: info.size });
+      kinds[info.name] = d;
+    }
+    if (jobs.length === 0) throw new InputError(req.base, 'no float tensor to merge (check the include/exclude rules)');
+    const ctx: Ctx = { req, method, params, base, jobs, kinds, fingerprint: structureFingerprint(base) };
+
+    let gen = openGeneration(req.stateDir, req.fromStep);
+    if (gen) checkCompatible(ctx, gen);
+    startStep = gen?.step ?? 0;
+    // every checkpoint is checked before anything is written
+    const ckpts = req.checkpoints.map((p) => {
+      const r = openModel(p);
+      opened.push(r);
+      validateAgainstBase(base, r);
+      return r;
+    });
+    discardAfter(req.stateDir, startStep);
+    wrote = true;
+    const steps: StepReport[] = [];
+    for (const ckpt of ckpts) {
+      const r = await runStep(ctx, gen, ckpt);
+      gen = r.gen;
+      steps.push(r.report);
+    }
+    const tOut = performance.now();
+    const outFiles = req.out && gen ? writeOutput(ctx, gen, req.out) : [];
+    const outSeconds = (performance.now() - tOut) / 1000;
+    if (gen && req.commit !== false) {
+      commitGeneration(req.stateDir, gen.step);
+      pruneGenerations(req.stateDir, [gen.step]);
+    }
+    return {
+      method: method.name,
+      params,
+      engine: req.engine.name,
+      from_step: startStep,
+      step: gen?.step ?? startStep,
+      steps,
+      out_files: outFiles,
+      seconds: { total: (performance.now() - t0) / 1000, output: outSeconds },
+      tensors: { linear: jobs.filter((j) => j.kind === 'linear').length, other: jobs.filter((j) => j.kind === 'other').length, copied: base.tensors.size - jobs.length },
+    };
+  } catch (e) {
+    if (wrote) discardAfter(req.stateDir, startStep);
+    throw e;
+  } finally {
+    for (const r of opened) r.close();
+  }
+}
+
+function checkCompatible(ctx: Ctx, gen: Generation): void {
+  const m = gen.meta;
+  const where = join(gen.dir, 'state.json');
+  if (m.method !== ctx.method.name) throw new Error(`${where}: state was made by ${m.method}, not ${ctx.method.name}`);
+  if (JSON.stringify(m.params) !== JSON.stringify(ctx.params)) {
+    throw new Error(`${where}: state was made with parameters ${JSON.stringify(m.params)}, not ${JSON.stringify(ctx.params)}`);
+  }
+  if (m.base.fingerprint !== ctx.fingerprint) throw new Error(`${where}: state was made against another base model (${m.base.path})`);
+  if (JSON.stringify(m.kinds) !== JSON.stringify(ctx.kinds)) throw new Error(`${where}: state was made with other tensor rules`);
+}
+
+async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader): Promise<{ gen: Generation; report: StepReport }> {
+  const { req, method, params, base, jobs } = ctx;
+  const t = (prevGen?.step ?? 0) + 1;
+  const prev = prevGen?.open() ?? null;
+  const pending = beginGeneration(req.stateDir, t);
+  try {
+    const step: MethodStep = method.begin({ t, params, scalars: prevGen?.meta.scalars ?? {}, engine: req.engine, tensors: jobs });
+    const load = (job: TensorJob) => {
+      const c = ckpt.readF32(job.name);
+      assertFinite(ckpt.path, job.name, c);
+      return { b: base.readF32(job.name), p: prev ? prev.readF32(job.name) : null, c };
+    };
+    const ta = performance.now();
+    for (let pass = 0; pass < step.analysisPasses; pass++) {
+      jobs.forEach((job, index) => {
+        const { b, p, c } = load(job);
+        step.analyze!(pass, job, b, p, c);
+        req.onProgress?.({ t, phase: 'analysis', index, total: jobs.length, tensor: job.name });
+      });
+      step.endAnalysis?.(pass);
+    }
+    const tu = performance.now();
+    const byName = new Map(jobs.map((j) => [j.name, j]));
+    const writer = createModelWriter(join(pending.tmpDir, 'state.safetensors'), jobs.map((j) => ({ name: j.name, dtype: 'F32' as const, shape: [...j.shape] })), { maxShardBytes: Number.MAX_SAFE_INTEGER });
+    const tensors: Record<string, TensorMetrics> = {};
+    let taskSq = 0;
+    try {
+      let index = 0;
+      for (const name of writer.order) {
+        const job = byName.get(name)!;
+        const { b, p, c } = load(job);
+        for (let i = 0; i < c.length; i++) {
+          const d = c[i] - b[i];
+          taskSq += d * d;
+        }
+        const r = await step.update(job, b, p, c);
+        writer.write(name, r.state);
+        if (r.metrics) tensors[name] = r.metrics;
+        req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
+      }
+      if (taskSq === 0) throw new InputError(ckpt.path, 'task vector is zero: the checkpoint equals the base model');
+      writer.commit();
+    } catch (e) {
+      writer.abort();
+      throw e;
+    }
+    const { scalars, summary } = step.finish();
+    const meta: StateMeta = {
+      format: 1,
+      method: method.name,
+      params,
+      step: t,
+      scalars,
+      base: { path: base.path, fingerprint: ctx.fingerprint },
+      kinds: ctx.kinds,
+      checkpoints: [...(prevGen?.meta.checkpoints ?? []), { name: basename(ckpt.path), path: ckpt.path, bytes: ckpt.dataBytes, ...(req.sha256?.[ckpt.path] ? { sha256: req.sha256[ckpt.path] } : {}) }],
+      engine: req.engine.name,
+      created_at: new Date().toISOString(),
+    };
+    const gen = pending.seal(meta);
+    const tEnd = performance.now();
+    return {
+      gen,
+      report: { t, checkpoint: ckpt.path, task_vector_norm: Math.sqrt(taskSq), scalars, summary, tensors, seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 } },
+    };
+  } catch (e) {
+    pending.discard();
+    throw e;
+  } finally {
+    prev?.close();
+  }
+}
+
+function writeOutput(ctx: Ctx, gen: Generation, out: string): string[] {
+  const { base, method, params, kinds, req } = ctx;
+  const specs = [...base.tensors.values()].map((i) => ({ name: i.name, dtype: i.dtype, shape: [...i.shape] }));
+  const writer = createModelWriter(out, specs, { metadata: { ...base.metadata }, maxShardBytes: req.maxShardBytes });
+  const state = gen.open();
+  try {
+    let index = 0;
+    for (const name of writer.order) {
+      const info = base.tensors.get(name)!;
+      if (kinds[name]) {
+        const job: TensorJob = { name, kind: kinds[name], shape: info.shape, size: info.size };
+        writer.write(name, method.output(job, base.readF32(name), state.readF32(name), gen.meta.scalars, params));
+      } else {
+        writer.write(name, base.readRaw(name));
+      }
+      req.onProgress?.({ t: gen.step, phase: 'output', index: index++, total: writer.order.length, tensor: name });
+    }
+    return writer.commit();
+  } catch (e) {
+    writer.abort();
+    throw e;
+  } finally {
+    state.close();
+  }
+}

@@ -1,0 +1,36 @@
+import { createHash } from 'node:crypto';
+import { InputError, type ModelReader } from '../io/types.js';
+
+/** Tensor-set checks of a checkpoint against the base (design.md §7): names, shapes, dtypes. */
+export function validateAgainstBase(base: ModelReader, ckpt: ModelReader): void {
+  const missing = [...base.tensors.keys()].filter((n) => !ckpt.tensors.has(n));
+  if (missing.length) throw new InputError(ckpt.path, `tensor missing against the base: ${list(missing)}`);
+  const extra = [...ckpt.tensors.keys()].filter((n) => !base.tensors.has(n));
+  if (extra.length) throw new InputError(ckpt.path, `tensor not in the base: ${list(extra)}`);
+  for (const [name, b] of base.tensors) {
+    const c = ckpt.tensors.get(name)!;
+    if (c.shape.length !== b.shape.length || c.shape.some((d, i) => d !== b.shape[i])) {
+      throw new InputError(ckpt.path, `shape mismatch for ${name}: [${c.shape}] vs base [${b.shape}]`);
+    }
+    if (c.dtype !== b.dtype) throw new InputError(ckpt.path, `dtype mismatch for ${name}: ${c.dtype} vs base ${b.dtype}`);
+  }
+}
+
+function list(names: string[]): string {
+  return names.slice(0, 3).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '');
+}
+
+/** Identifies a model's structure (names, dtypes, shapes, size) cheaply, without reading data. */
+export function structureFingerprint(model: ModelReader): string {
+  const h = createHash('sha256');
+  for (const [name, t] of model.tensors) h.update(`${name}\0${t.dtype}\0${t.shape.join(',')}\n`);
+  h.update(String(model.dataBytes));
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Throws an InputError when a decoded checkpoint tensor holds NaN or ±Inf. */
+export function assertFinite(path: string, name: string, x: Float32Array): void {
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) throw new InputError(path, `tensor ${name} has a non-finite value (${x[i]}) at element ${i}`);
+  }
+}

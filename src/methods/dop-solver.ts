@@ -1,0 +1,162 @@
+import type { Engine, Svd } from '../engine/types.js';
+import { dot, firstCumulativeIndex } from './vec.js';
+
+/**
+ * The DOP optimisation for one linear tensor (design.md §2): Adam on W against two quadratic
+ * losses loss_i(W) = ‖diag(σ_i) U_iᵀ Δ_i‖² + ‖Δ_i V_i diag(σ_i)‖², Δ_i = W − W_i, with MGDA
+ * weighting and EMA. Gradients in closed form: ∇loss_i = 2 A_i Δ_i + 2 Δ_i B_i,
+ * A_i = U_i diag(σ_i²) U_iᵀ, B_i = V_i diag(σ_i²) V_iᵀ.
+ */
+export interface DopOptions {
+  lr: number;
+  num_steps: number;
+  mgda: boolean;
+  ema: boolean;
+  ema_beta: number;
+  alpha: number;
+  svd_epsilon: number;
+  svd_proj_space: 'uv' | 'u' | 'v';
+}
+
+/** One side of the quadratic form: either a dense square matrix or its low-rank factors. */
+interface SideOp {
+  /** dense A (rows×rows) with A = F diag(σ²) Fᵀ, used when cheaper than the factors */
+  dense: Float32Array | null;
+  /** F (rows×k) and σ² scaled copy G = F·diag(σ²) */
+  f: Float32Array;
+  g: Float32Array;
+  k: number;
+}
+
+interface Projection {
+  w: Float32Array;
+  left: SideOp | null;
+  right: SideOp | null;
+  rank: number;
+}
+
+/** k columns of a row-major rows×r matrix */
+function leadingColumns(x: Float32Array, rows: number, r: number, k: number): Float32Array {
+  if (k === r) return x;
+  const out = new Float32Array(rows * k);
+  for (let i = 0; i < rows; i++) out.set(x.subarray(i * r, i * r + k), i * k);
+  return out;
+}
+
+function scaleColumns(x: Float32Array, rows: number, k: number, s: Float64Array): Float32Array {
+  const out = new Float32Array(rows * k);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out[i * k + j] = x[i * k + j] * s[j] * s[j];
+  return out;
+}
+
+async function side(engine: Engine, vecs: Float32Array, rows: number, r: number, k: number, s: Float64Array, otherDim: number): Promise<SideOp | null> {
+  if (k === 0) return null;
+  const f = leadingColumns(vecs, rows, r, k);
+  const g = scaleColumns(f, rows, k, s);
+  // dense A·Δ costs rows²·other, the factored form 2·rows·k·other: take the cheaper
+  const dense = rows <= 2 * k ? await engine.matmul(g, f, rows, k, rows, { transB: true }) : null;
+  void otherDim;
+  return { dense, f, g, k };
+}
+
+async function project(engine: Engine, w: Float32Array, base: Float32Array, m: number, n: number, eps: number, space: DopOptions['svd_proj_space']): Promise<Projection> {
+  const d = new Float32Array(w.length);
+  for (let i = 0; i < d.length; i++) d[i] = w[i] - base[i];
+  const svd: Svd = await engine.svd(d, m, n);
+  const r = Math.min(m, n);
+  // torch.searchsorted(ratio, ε) (left): the number of ratios below ε
+  const total = svd.s.reduce((a, b) => a + b, 0);
+  const k = total > 0 ? firstCumulativeIndex(svd.s, (ratio) => ratio >= Math.min(eps, 1), r) : 0;
+  return {
+    w,
+    left: space === 'v' ? null : await side(engine, svd.u, m, r, k, svd.s, n),
+    right: space === 'u' ? null : await side(engine, svd.v, n, r, k, svd.s, m),
+    rank: k,
+  };
+}
+
+/** gradient 2(AΔ + ΔB) and loss ⟨Δ, AΔ⟩ + ⟨Δ, ΔB⟩ */
+async function gradLoss(engine: Engine, p: Projection, wCur: Float32Array, m: number, n: number): Promise<{ g: Float32Array; loss: number }> {
+  const delta = new Float32Array(wCur.length);
+  for (let i = 0; i < delta.length; i++) delta[i] = wCur[i] - p.w[i];
+  const g = new Float32Array(delta.length);
+  let loss = 0;
+  if (p.left) {
+    const { dense, f, g: gs, k } = p.left;
+    const ad = dense
+      ? await engine.matmul(dense, delta, m, m, n)
+      : await engine.matmul(gs, await engine.matmul(f, delta, k, m, n, { transA: true }), m, k, n);
+    loss += dot(delta, ad);
+    for (let i = 0; i < g.length; i++) g[i] = 2 * ad[i];
+  }
+  if (p.right) {
+    const { dense, f, g: gs, k } = p.right;
+    const db = dense
+      ? await engine.matmul(delta, dense, m, n, n)
+      : await engine.matmul(await engine.matmul(delta, f, m, n, k), gs, m, k, n, { transB: true });
+    loss += dot(delta, db);
+    for (let i = 0; i < g.length; i++) g[i] += 2 * db[i];
+  }
+  return { g, loss };
+}
+
+/** γ of the two-vector min-norm problem, on gradients normalised by their losses */
+function minNormGamma(v11: number, v12: number, v22: number): number {
+  if (v12 >= v11) return 0.999;
+  if (v12 >= v22) return 0.001;
+  return -1.0 * ((v12 - v22) / (v11 + v22 - 2 * v12));
+}
+
+export interface DopResult {
+  w: Float32Array;
+  lossA: number;
+  lossB: number;
+  weights: [number, number];
+  rankA: number;
+  rankB: number;
+}
+
+export async function dopOptimize(engine: Engine, base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
+  const pa = await project(engine, wa, base, m, n, o.svd_epsilon, o.svd_proj_space);
+  const pb = await project(engine, wb, base, m, n, o.svd_epsilon, o.svd_proj_space);
+  const w = new Float32Array(wa.length);
+  for (let i = 0; i < w.length; i++) w[i] = (wa[i] + wb[i]) / 2;
+  const mAvg = new Float32Array(w.length);
+  const vAvg = new Float32Array(w.length);
+  const beta1 = 0.9, beta2 = 0.999, adamEps = 1e-8;
+  let ema: [number, number] = [o.alpha, 1 - o.alpha];
+  let lossA = 0, lossB = 0;
+  for (let step = 1; step <= o.num_steps; step++) {
+    const a = await gradLoss(engine, pa, w, m, n);
+    const b = await gradLoss(engine, pb, w, m, n);
+    lossA = a.loss;
+    lossB = b.loss;
+    let sol: [number, number];
+    if (o.mgda) {
+      // ĝ_i = g_i / loss_i; a zero loss (nothing to keep on that side) gives a zero direction
+      const ia = a.loss > 0 ? 1 / a.loss : 0;
+      const ib = b.loss > 0 ? 1 / b.loss : 0;
+      const gamma = minNormGamma(dot(a.g, a.g) * ia * ia, dot(a.g, b.g) * ia * ib, dot(b.g, b.g) * ib * ib);
+      sol = [gamma, 1 - gamma];
+      if (o.ema) {
+        ema = [o.ema_beta * ema[0] + (1 - o.ema_beta) * sol[0], o.ema_beta * ema[1] + (1 - o.ema_beta) * sol[1]];
+        sol = ema;
+      }
+    } else {
+      sol = [o.alpha, 1 - o.alpha];
+    }
+    // Adam exactly as torch.optim.Adam (no weight decay, no amsgrad)
+    const bc1 = 1 - Math.pow(beta1, step);
+    const bc2sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+    const stepSize = o.lr / bc1;
+    const ga = a.g, gb = b.g, wa0 = sol[0], wb0 = sol[1];
+    for (let i = 0; i < w.length; i++) {
+      const g = wa0 * ga[i] + wb0 * gb[i];
+      const mi = (mAvg[i] = beta1 * mAvg[i] + (1 - beta1) * g);
+      const vi = (vAvg[i] = beta2 * vAvg[i] + (1 - beta2) * g * g);
+      w[i] -= (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + adamEps);
+    }
+    if (step === o.num_steps) ema = o.mgda ? sol : ema;
+  }
+  return { w, lossA, lossB, weights: o.mgda ? ema : [o.alpha, 1 - o.alpha], rankA: pa.rank, rankB: pb.rank };
+}
