@@ -105,7 +105,10 @@ const notifier = z.discriminatedUnion('type', [httpNotifier, commandNotifier, ss
 });
 
 const pipelineCommon = {
-  name: z.string().regex(PIPELINE_NAME, 'expected 1-64 letters, digits, "_", "-" or "." not starting with "." (it names folders)'),
+  name: z
+    .string()
+    .regex(PIPELINE_NAME, 'expected 1-64 letters, digits, "_", "-" or "." not starting with "." (it names folders)')
+    .refine((n) => n !== 'current', '"current" is reserved (the version symlink)'),
   /** a .safetensors file or a model folder */
   base: nonEmpty,
   /** the watched folder */
@@ -114,8 +117,8 @@ const pipelineCommon = {
   repository: nonEmpty,
   tensors: tensorRules.prefault({}),
   retention: z.strictObject({
-    /** keep the newest K versions (current and pinned ones are always kept); 0 keeps all */
-    keep: z.number().int().min(0).default(10),
+    /** keep the newest K versions (current and pinned ones are always kept) */
+    keep: z.number().int().min(1).default(10),
   }).prefault({}),
   notifiers: z.array(notifier).default([]),
   evaluator: z.strictObject({

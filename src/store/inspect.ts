@@ -1,0 +1,114 @@
+/** Read-only reports for `cmerge status / history / show` (their --json output, as is). */
+import { sql, type Db } from './db.js';
+import { latestVersion, version } from './lineage.js';
+import { currentMerge, merge } from './merges.js';
+import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
+import { pipelineId, pipelineNames } from './pipelines.js';
+import { mergedCheckpoints, queued, rejected } from './queue.js';
+import type { Evaluation, Merge, Notification, TensorMetric, Version } from './types.js';
+
+export interface PipelineStatus {
+  name: string;
+  /** newest published version, null before the first */
+  current_version: number | null;
+  /** merges committed (the step t of the current merge state) */
+  merged: number;
+  queued: number;
+  current_merge: { checkpoint: string; step: number; method: string; started_at: string } | null;
+  rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
+}
+
+/** One entry per pipeline: the given names (configured ones, even if never used) and every recorded one. */
+export function status(db: Db, names: readonly string[] = []): PipelineStatus[] {
+  const all = [...new Set([...names, ...pipelineNames(db)])];
+  return all.map((name): PipelineStatus => {
+    const pid = pipelineId(db, name);
+    const merged = pid === null ? 0 : (sql(db, 'SELECT merged_count FROM pipelines WHERE id = ?').get(pid) as { merged_count: number }).merged_count;
+    const m = currentMerge(db, name);
+    const ckpt = m && (sql(db, 'SELECT name FROM checkpoints WHERE id = ?').get(m.checkpoint_id) as { name: string });
+    return {
+      name,
+      current_version: latestVersion(db, name)?.number ?? null,
+      merged,
+      queued: queued(db, name).length,
+      current_merge: m && ckpt ? { checkpoint: ckpt.name, step: m.step, method: m.method, started_at: m.started_at } : null,
+      rejected: rejected(db, name).map((c) => ({
+        name: c.name, reason: c.reason!, path: c.path, quarantine_path: c.quarantine_path, arrived_at: c.arrived_at,
+      })),
+    };
+  });
+}
+
+export interface HistoryRow {
+  pipeline: string;
+  merge_id: number;
+  step: number;
+  status: Merge['status'];
+  checkpoint: string;
+  sha256: string | null;
+  method: string;
+  engine: string | null;
+  started_at: string;
+  finished_at: string | null;
+  duration_ms: number | null;
+  /** the version that published this merge, if any */
+  version: number | null;
+  scalars: Record<string, number> | null;
+  error: string | null;
+}
+
+/** Every merge attempt (interrupted and failed ones too), oldest first. */
+export function history(db: Db, pipeline?: string): HistoryRow[] {
+  const rows = sql(db, `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, m.method, m.engine,
+      m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
+    FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
+    LEFT JOIN versions v ON v.merge_id = m.id
+    WHERE (@p IS NULL OR p.name = @p) ORDER BY m.id`).all({ p: pipeline ?? null }) as Record<string, unknown>[];
+  return rows.map((r) => ({
+    pipeline: r.pipeline as string,
+    merge_id: r.id as number,
+    step: r.step as number,
+    status: r.status as Merge['status'],
+    checkpoint: r.checkpoint as string,
+    sha256: r.sha256 as string | null,
+    method: r.method as string,
+    engine: r.engine as string | null,
+    started_at: r.started_at as string,
+    finished_at: r.finished_at as string | null,
+    duration_ms: r.finished_at ? Date.parse(r.finished_at as string) - Date.parse(r.started_at as string) : null,
+    version: (r.version as number | null) ?? null,
+    scalars: typeof r.scalars === 'string' ? JSON.parse(r.scalars) : null,
+    error: r.error as string | null,
+  }));
+}
+
+export interface VersionDetail {
+  version: Version;
+  merge: Merge;
+  /** every checkpoint in this version's model, in merge order */
+  checkpoints: { step: number; name: string; sha256: string | null; path: string; merged_at: string | null }[];
+  model_metrics: Record<string, number | null>;
+  tensor_metrics: Required<TensorMetric>[];
+  /** ρ[t][i] of this version's step t */
+  retention: { task: number; rho: number }[];
+  notifications: Notification[];
+  evaluations: Evaluation[];
+}
+
+export function show(db: Db, pipeline: string, number: number): VersionDetail | null {
+  const v = version(db, pipeline, number);
+  if (!v) return null;
+  const m = merge(db, v.merge_id)!;
+  return {
+    version: v,
+    merge: m,
+    checkpoints: mergedCheckpoints(db, pipeline)
+      .filter((c) => c.step! <= v.step)
+      .map((c) => ({ step: c.step!, name: c.name, sha256: c.sha256, path: c.path, merged_at: c.merged_at })),
+    model_metrics: modelMetrics(db, m.id),
+    tensor_metrics: tensorMetrics(db, m.id),
+    retention: sql(db, 'SELECT task, rho FROM retention WHERE merge_id = ? ORDER BY task').all(m.id) as { task: number; rho: number }[],
+    notifications: notifications(db, pipeline, number),
+    evaluations: evaluations(db, pipeline, number),
+  };
+}

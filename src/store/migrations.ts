@@ -1,0 +1,149 @@
+/**
+ * Numbered schema migrations. Migration N brings `PRAGMA user_version` from N-1 to N; each runs in
+ * its own IMMEDIATE transaction together with the version bump, so a crash mid-migration leaves
+ * the previous version intact. Never edit a released migration: append a new one.
+ *
+ * Conventions: times are ISO-8601 UTC text; JSON columns hold JSON text; ids are AUTOINCREMENT so
+ * a deleted row's id is never reused (checkpoint ids double as the queue's arrival order).
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE pipelines (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  name             TEXT NOT NULL UNIQUE,
+  created_at       TEXT NOT NULL,
+  -- step t of the last committed merge (0: nothing merged yet)
+  merged_count     INTEGER NOT NULL DEFAULT 0,
+  -- the merge-state generation the daemon resumes from (design §4); NULL: start from the base
+  state_generation INTEGER,
+  state_path       TEXT,
+  state_sha256     TEXT
+);
+
+CREATE TABLE checkpoints (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order = queue position
+  pipeline_id     INTEGER NOT NULL REFERENCES pipelines(id),
+  name            TEXT NOT NULL,
+  path            TEXT NOT NULL,                      -- as dropped
+  quarantine_path TEXT,
+  sha256          TEXT,                               -- NULL when rejected before hashing
+  size            INTEGER,
+  arrived_at      TEXT NOT NULL,
+  status          TEXT NOT NULL CHECK (status IN ('queued', 'merging', 'merged', 'rejected')),
+  reason          TEXT,
+  step            INTEGER,                            -- t, once merged
+  merged_at       TEXT,
+  CHECK ((status = 'merged') = (step IS NOT NULL)),
+  CHECK ((status = 'rejected') = (reason IS NOT NULL))
+);
+CREATE INDEX checkpoints_queue ON checkpoints(pipeline_id, status, id);
+-- exactly-once, enforced by the database itself: one live row per content per pipeline,
+-- one checkpoint per step, at most one merge in flight per pipeline
+CREATE UNIQUE INDEX checkpoints_live_sha ON checkpoints(pipeline_id, sha256)
+  WHERE status IN ('queued', 'merging', 'merged');
+CREATE UNIQUE INDEX checkpoints_step ON checkpoints(pipeline_id, step) WHERE step IS NOT NULL;
+CREATE UNIQUE INDEX checkpoints_one_merging ON checkpoints(pipeline_id) WHERE status = 'merging';
+CREATE INDEX checkpoints_path ON checkpoints(pipeline_id, path);
+
+CREATE TABLE merges (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  checkpoint_id    INTEGER NOT NULL REFERENCES checkpoints(id),
+  pipeline_id      INTEGER NOT NULL REFERENCES pipelines(id),
+  step             INTEGER NOT NULL,
+  method           TEXT NOT NULL,
+  params           TEXT NOT NULL,                     -- JSON
+  engine           TEXT,
+  started_at       TEXT NOT NULL,
+  finished_at      TEXT,
+  status           TEXT NOT NULL CHECK (status IN ('running', 'committed', 'failed', 'interrupted')),
+  error            TEXT,
+  timings          TEXT,                              -- JSON {phase: ms}
+  peak_rss         INTEGER,
+  scalars          TEXT,                              -- JSON, e.g. {"lambda": 1.7}
+  state_generation INTEGER,
+  state_path       TEXT,
+  state_sha256     TEXT
+);
+CREATE INDEX merges_pipeline ON merges(pipeline_id, step);
+CREATE INDEX merges_checkpoint ON merges(checkpoint_id);
+CREATE UNIQUE INDEX merges_committed_step ON merges(pipeline_id, step) WHERE status = 'committed';
+CREATE UNIQUE INDEX merges_committed_checkpoint ON merges(checkpoint_id) WHERE status = 'committed';
+
+CREATE TABLE versions (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  pipeline_id     INTEGER NOT NULL REFERENCES pipelines(id),
+  number          INTEGER NOT NULL CHECK (number >= 1),
+  parent          INTEGER,
+  merge_id        INTEGER NOT NULL UNIQUE REFERENCES merges(id),
+  path            TEXT NOT NULL,
+  files           TEXT NOT NULL,                      -- JSON {relative path: sha256}
+  manifest_sha256 TEXT NOT NULL,
+  created_at      TEXT NOT NULL,
+  pinned          INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1)),
+  removed_at      TEXT,
+  UNIQUE (pipeline_id, number)
+);
+
+CREATE TABLE tensor_metrics (
+  merge_id       INTEGER NOT NULL REFERENCES merges(id),
+  tensor         TEXT NOT NULL,
+  kind           TEXT,                                -- linear | other
+  tv_norm        REAL,                                -- ‖τt‖ over this tensor
+  merged_norm    REAL,                                -- ‖M_t − θ0‖
+  removed_share  REAL,                                -- OPCM ‖τ − cleaned‖ / ‖τ‖
+  interference   REAL,                                -- ‖U_kᵀ Δ V_k‖ / ‖Δ‖
+  split_rank     INTEGER,                             -- OPCM k
+  extra          TEXT,                                -- JSON, method-specific (DOP losses, weights)
+  PRIMARY KEY (merge_id, tensor)
+) WITHOUT ROWID;
+
+CREATE TABLE model_metrics (
+  merge_id INTEGER NOT NULL REFERENCES merges(id),
+  name     TEXT NOT NULL,
+  value    REAL,
+  PRIMARY KEY (merge_id, name)
+) WITHOUT ROWID;
+
+-- design §6: ρ[t][i] = <M_t − θ0, τi> / ‖τi‖², estimated from sketches, for every task i ≤ t
+CREATE TABLE retention (
+  pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+  merge_id    INTEGER NOT NULL REFERENCES merges(id),
+  step        INTEGER NOT NULL,                       -- t
+  task        INTEGER NOT NULL,                       -- i (the step at which task i was merged)
+  rho         REAL NOT NULL,
+  PRIMARY KEY (pipeline_id, step, task)
+) WITHOUT ROWID;
+
+CREATE TABLE evaluations (
+  version_id   INTEGER NOT NULL REFERENCES versions(id),
+  task         TEXT NOT NULL,
+  score        REAL NOT NULL,
+  evaluated_at TEXT NOT NULL,
+  PRIMARY KEY (version_id, task)
+) WITHOUT ROWID;
+
+CREATE TABLE notifications (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  version_id INTEGER NOT NULL REFERENCES versions(id),
+  notifier   TEXT NOT NULL,
+  attempt    INTEGER NOT NULL,
+  outcome    TEXT NOT NULL CHECK (outcome IN ('ok', 'failed')),
+  detail     TEXT,
+  duration_ms INTEGER,
+  at         TEXT NOT NULL
+);
+CREATE INDEX notifications_version ON notifications(version_id);
+`,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,106 @@
+/**
+ * Rows as the store returns them. Keys are snake_case like the columns, the config file and the
+ * JSON that `cmerge status/history/show --json` prints, so one vocabulary runs end to end.
+ * JSON columns come back parsed; booleans as booleans.
+ */
+export type CheckpointStatus = 'queued' | 'merging' | 'merged' | 'rejected';
+export type MergeStatus = 'running' | 'committed' | 'failed' | 'interrupted';
+
+export interface Checkpoint {
+  /** also the queue position: arrival order within the whole database */
+  id: number;
+  pipeline: string;
+  name: string;
+  /** where it was dropped */
+  path: string;
+  quarantine_path: string | null;
+  sha256: string | null;
+  size: number | null;
+  arrived_at: string;
+  status: CheckpointStatus;
+  reason: string | null;
+  /** merge step t once merged */
+  step: number | null;
+  merged_at: string | null;
+}
+
+export interface Merge {
+  id: number;
+  checkpoint_id: number;
+  pipeline: string;
+  step: number;
+  method: string;
+  params: Record<string, unknown>;
+  engine: string | null;
+  started_at: string;
+  finished_at: string | null;
+  status: MergeStatus;
+  error: string | null;
+  timings: Record<string, number> | null;
+  peak_rss: number | null;
+  scalars: Record<string, number> | null;
+  state_generation: number | null;
+  state_path: string | null;
+  state_sha256: string | null;
+}
+
+export interface Version {
+  id: number;
+  pipeline: string;
+  number: number;
+  parent: number | null;
+  merge_id: number;
+  /** merge step t of the model in this version */
+  step: number;
+  path: string;
+  /** relative path → sha256 */
+  files: Record<string, string>;
+  manifest_sha256: string;
+  created_at: string;
+  pinned: boolean;
+  removed_at: string | null;
+}
+
+/** The merge state a pipeline resumes from (design §4). */
+export interface StateRef {
+  generation: number;
+  /** as given to commitMerge (the store does not interpret it) */
+  path: string;
+  sha256: string | null;
+  /** merges folded into this state */
+  step: number;
+}
+
+export interface TensorMetric {
+  tensor: string;
+  kind?: 'linear' | 'other' | null;
+  tv_norm?: number | null;
+  merged_norm?: number | null;
+  removed_share?: number | null;
+  interference?: number | null;
+  split_rank?: number | null;
+  /** method-specific (DOP losses and final weights, ...) */
+  extra?: Record<string, unknown> | null;
+}
+
+export interface RetentionEntry {
+  /** step i at which the task was merged (1 ≤ i ≤ t) */
+  task: number;
+  rho: number;
+}
+
+export interface Notification {
+  id: number;
+  notifier: string;
+  attempt: number;
+  outcome: 'ok' | 'failed';
+  detail: string | null;
+  duration_ms: number | null;
+  at: string;
+}
+
+export interface Evaluation {
+  task: string;
+  score: number;
+  evaluated_at: string;
+}
