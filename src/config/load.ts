@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from './errors.js';
 import { toConfigIssues } from './issues.js';
 import type { MethodName, MethodParams } from './params.js';
@@ -49,14 +49,15 @@ export function loadConfig(path: string): Config {
  * relative paths (for an embedded default config, pass a label and the folder to use).
  */
 export function parseConfig(text: string, file: string, baseDir: string = dirname(resolve(file))): Config {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({
-        path: '',
-        message: `${e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}: ` : ''}${e.message.split('\n')[0]}`,
-      })),
+      doc.errors.map((e) => {
+        const at = lines.linePos(e.pos[0]);
+        return { path: '', message: `line ${at.line}, column ${at.col}: ${e.message.split('\n')[0]}` };
+      }),
     );
   }
   const raw: unknown = doc.toJS();

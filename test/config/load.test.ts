@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, compileTensorRules, loadConfig, parseParams, type Config } from '../../src/config/index.js';
+import { repoRoot, tempDir } from '../helpers/paths.js';
+
+const MINIMAL = `state_dir: ./state
+pipelines:
+  - name: clip
+    base: /models/clip-base
+    drop: /srv/drop/clip
+    repository: /srv/models
+    method: opcm
+    params: { alpha: 0.5 }
+`;
+
+function write(text: string): string {
+  const file = join(tempDir(), 'cmerge.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+/** Load, expecting a ConfigError; returns its message lines. */
+function errorsOf(text: string): { file: string; lines: string[] } {
+  const file = write(text);
+  try {
+    loadConfig(file);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
+    assert.equal(e.file, file);
+    const lines = e.message.split('\n');
+    for (const l of lines) assert.ok(l.startsWith(`${file}: `), `line does not name the file: ${l}`);
+    return { file, lines };
+  }
+  assert.fail('config was accepted');
+}
+
+/** Replace the pipeline's `params:` line (or add lines) in the minimal config. */
+const withPipeline = (extra: string, params = 'params: { alpha: 0.5 }') =>
+  MINIMAL.replace('    params: { alpha: 0.5 }\n', `    ${params}\n${extra.replace(/^/gm, '    ')}\n`);
+
+test('the issue example loads with resolved paths and defaults', () => {
+  const file = write(MINIMAL);
+  const c: Config = loadConfig(file);
+  const dir = join(file, '..');
+  assert.equal(c.file, file);
+  assert.equal(c.state_dir, join(dir, 'state'));
+  assert.equal(c.db_path, join(dir, 'state', 'cmerge.sqlite'));
+  assert.equal(c.max_concurrent_merges, 1);
+  assert.equal(c.shutdown_budget_s, 60);
+  assert.equal(c.log_level, 'info');
+  assert.ok(Number.isInteger(c.threads) && c.threads >= 1);
+  const p = c.pipelines[0]!;
+  assert.equal(p.name, 'clip');
+  assert.equal(p.base, '/models/clip-base');
+  assert.equal(p.method, 'opcm');
+  assert.deepEqual(p.params, { alpha: 0.5 });
+  assert.equal(p.settle_ms, 2000);
+  assert.equal(p.engine, 'auto');
+  assert.equal(p.max_shard_bytes, 5e9);
+  assert.equal(p.max_task_vector_norm_ratio, 10);
+  assert.deepEqual(p.retention, { keep: 10 });
+  assert.deepEqual(p.tensors, { include: ['*'], exclude: [], linear_include: [], linear_exclude: [] });
+  assert.deepEqual(p.notifiers, []);
+  assert.equal(p.evaluator, undefined);
+});
+
+test('relative paths resolve against the config folder, not the working directory', () => {
+  const file = write(MINIMAL.replace('/models/clip-base', '../models/base').replace('/srv/drop/clip', 'drop'));
+  const dir = join(file, '..');
+  const c = loadConfig(file);
+  assert.equal(c.pipelines[0]!.base, join(dir, '..', 'models', 'base'));
+  assert.equal(c.pipelines[0]!.drop, join(dir, 'drop'));
+});
+
+test('method defaults are filled from the reference', () => {
+  const c = loadConfig(write(withPipeline('', 'params:').replace('method: opcm', 'method: dop')));
+  assert.deepEqual(c.pipelines[0]!.params, {
+    lr: 1e-4, num_steps: 200, mgda: true, ema: true, ema_beta: 0.999, alpha: 0.8, svd_epsilon: 0.99999, svd_proj_space: 'uv',
+  });
+  const t = loadConfig(write(MINIMAL.replace('method: opcm', 'method: ties').replace('params: { alpha: 0.5 }', 'params: { merge_func: mean }')));
+  assert.deepEqual(t.pipelines[0]!.params, { scaling_factor: 0.5, threshold: 20, merge_func: 'mean' });
+  const w = loadConfig(write(MINIMAL.replace('method: opcm', 'method: weight_average').replace('params: { alpha: 0.5 }', '')));
+  assert.deepEqual(w.pipelines[0]!.params, {});
+  assert.deepEqual(parseParams('task_arithmetic', undefined), { scaling_factor: 0.3 });
+  assert.deepEqual(parseParams('magmax', {}), { scaling_factor: 0.5 });
+});
+
+test('every error names the file and the key path', () => {
+  const cases: [string, RegExp][] = [
+    [MINIMAL.replace('alpha: 0.5', 'alpha: "x"'), /: pipelines\[0\]\.params\.alpha: expected number, got string "x"$/],
+    [MINIMAL.replace('alpha: 0.5', 'alpah: 0.5'), /: pipelines\[0\]\.params\.alpah: unknown key$/],
+    [MINIMAL.replace('alpha: 0.5', 'alpha: 1.5'), /: pipelines\[0\]\.params\.alpha: expected a number <= 1, got number 1.5$/],
+    [MINIMAL.replace('method: opcm', 'method: dop').replace('alpha: 0.5', 'svd_proj_space: w'), /: pipelines\[0\]\.params\.svd_proj_space: expected "uv" \| "u" \| "v"/],
+    [MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'merge_func: prod'), /: pipelines\[0\]\.params\.merge_func: expected "sum" \| "mean" \| "max"/],
+    [MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'threshold: "20"'), /: pipelines\[0\]\.params\.threshold: expected number/],
+    [MINIMAL.replace('method: opcm', 'method: weight_average'), /: pipelines\[0\]\.params\.alpha: unknown key$/],
+    [MINIMAL.replace('method: opcm', 'method: slerp'), /: pipelines\[0\]\.method: expected method: opcm \| dop \| task_arithmetic \| ties \| magmax \| weight_average, got string "slerp"$/],
+    [MINIMAL.replace('    method: opcm\n', ''), /: pipelines\[0\]\.method: required/],
+    [MINIMAL.replace('    base: /models/clip-base\n', ''), /: pipelines\[0\]\.base: required \(expected string\)$/],
+    [MINIMAL.replace('state_dir: ./state\n', ''), /: state_dir: required \(expected string\)$/],
+    [MINIMAL.replace('name: clip', 'name: ../etc'), /: pipelines\[0\]\.name: expected 1-64 letters/],
+    [MINIMAL.replace('name: clip', 'name: .hidden'), /: pipelines\[0\]\.name: /],
+    [MINIMAL.replace('name: clip', 'name: current'), /: pipelines\[0\]\.name: "current" is reserved/],
+    [MINIMAL + 'max_concurrent_merges: 0\n', /: max_concurrent_merges: expected a number >= 1, got number 0$/],
+    [MINIMAL + 'log_level: loud\n', /: log_level: expected "error" \| "warn"/],
+    [MINIMAL + 'shutdown_budget_s: -1\n', /: shutdown_budget_s: expected a number > 0/],
+    [MINIMAL + 'threads: 1.5\n', /: threads: /],
+    [MINIMAL + 'pipeline: []\n', /: pipeline: unknown key$/],
+    [MINIMAL.replace(/pipelines:[^]*/, 'pipelines: []\n'), /: pipelines: expected at least one pipeline/],
+    [withPipeline('retention: { keep: 0 }'), /: pipelines\[0\]\.retention\.keep: expected a number >= 1, got number 0$/],
+    [withPipeline('retension: { keep: 3 }'), /: pipelines\[0\]\.retension: unknown key$/],
+    [withPipeline('tensors: { include: "*.weight" }'), /: pipelines\[0\]\.tensors\.include: expected array, got string/],
+    [withPipeline('tensors: { linear_exclude: [1] }'), /: pipelines\[0\]\.tensors\.linear_exclude\[0\]: expected string, got number 1$/],
+    [withPipeline('settle_ms: fast'), /: pipelines\[0\]\.settle_ms: expected number, got string "fast"$/],
+    [withPipeline('max_shard_bytes: 5XB'), /: pipelines\[0\]\.max_shard_bytes: expected a byte size such as 5GB/],
+    [withPipeline('max_task_vector_norm_ratio: 0'), /: pipelines\[0\]\.max_task_vector_norm_ratio: expected a number > 0/],
+    [withPipeline('engine: cuda'), /: pipelines\[0\]\.engine: expected "auto" \| "native" \| "portable", got string "cuda"$/],
+    [withPipeline('evaluator: { argv: [] }'), /: pipelines\[0\]\.evaluator\.argv: must name a program, got an empty list$/],
+    [withPipeline('evaluator: { argv: [x], timeout: 5 }'), /: pipelines\[0\]\.evaluator\.timeout: unknown key$/],
+    [withPipeline('notifiers: [{ type: smtp }]'), /: pipelines\[0\]\.notifiers\[0\]\.type: expected type: http, command or sse, got string "smtp"$/],
+    [withPipeline('notifiers: [{ type: http, url: "ftp://x" }]'), /: pipelines\[0\]\.notifiers\[0\]\.url: expected an http:\/\/ or https:\/\/ URL/],
+    [withPipeline('notifiers: [{ type: http }]'), /: pipelines\[0\]\.notifiers\[0\]\.url: required \(or steps\)$/],
+    [withPipeline('notifiers: [{ type: http, url: "http://h", retries: -1 }]'), /: pipelines\[0\]\.notifiers\[0\]\.retries: expected a number >= 0/],
+    [withPipeline('notifiers: [{ type: http, url: "http://h", method: FETCH }]'), /: pipelines\[0\]\.notifiers\[0\]\.method: expected "GET"/],
+    [withPipeline('notifiers: [{ type: command, argv: [a], timeout_s: "1m" }]'), /: pipelines\[0\]\.notifiers\[0\]\.timeout_s: expected number, got string "1m"$/],
+    [withPipeline('notifiers: [{ type: sse }]'), /: pipelines\[0\]\.notifiers\[0\]\.port: required \(expected number\)$/],
+    [withPipeline('notifiers: [{ type: command, argv: [a], name: x }, { type: command, argv: [b], name: x }]'), /: pipelines\[0\]\.notifiers\[1\]\.name: duplicate notifier name "x"/],
+  ];
+  for (const [text, re] of cases) {
+    const { lines } = errorsOf(text);
+    assert.ok(lines.some((l) => re.test(l)), `no line matches ${re}:\n${lines.join('\n')}`);
+  }
+});
+
+test('pipeline names must be unique and drop folders distinct', () => {
+  const second = `  - { name: clip, base: b, drop: other, repository: r, method: magmax }\n`;
+  assert.match(errorsOf(MINIMAL + second).lines.join('\n'), /pipelines\[1\]\.name: duplicate pipeline name "clip" \(also pipelines\[0\]\)/);
+  const sameDrop = `  - { name: vit, base: b, drop: /srv/drop/clip, repository: r, method: magmax }\n`;
+  assert.match(errorsOf(MINIMAL + sameDrop).lines.join('\n'), /pipelines\[1\]\.drop: same drop folder as pipelines\[0\]/);
+});
+
+test('several problems are reported together, one line each', () => {
+  const { lines } = errorsOf(MINIMAL.replace('alpha: 0.5', 'alpha: x, beta: 1') + 'log_level: loud\n');
+  assert.equal(lines.length, 3, lines.join('\n'));
+});
+
+test('YAML syntax errors, empty files, missing files and duplicate keys name the file', () => {
+  assert.match(errorsOf('state_dir: [unclosed\n').lines[0]!, /: line \d+, column \d+: /);
+  assert.match(errorsOf('').lines[0]!, /expected a mapping of keys at the top level/);
+  assert.match(errorsOf('- a\n- b\n').lines[0]!, /expected a mapping/);
+  assert.match(errorsOf(MINIMAL + 'state_dir: again\n').lines[0]!, /line \d+, column \d+: .*(unique|duplicate)/i);
+  const missing = join(tempDir(), 'nope.yaml');
+  assert.throws(() => loadConfig(missing), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${missing}: cannot read`));
+});
+
+test('notifiers: defaults, names, relative argv[0]', () => {
+  const file = write(withPipeline(`notifiers:
+  - { type: http, url: "http://127.0.0.1:30000/update_weights_from_disk", body: { model_path: "{path}" } }
+  - { type: http, name: vllm, steps: [{ url: "http://h/sleep" }, { method: PUT, url: "http://h/wake_up" }] }
+  - { type: command, argv: [./notify.sh, "{version}"] }
+  - { type: command, argv: [curl, -s] }
+  - { type: sse, port: 9090 }
+evaluator: { argv: [../eval.py] }`));
+  const dir = join(file, '..');
+  const n = loadConfig(file).pipelines[0]!;
+  assert.deepEqual(n.notifiers.map((x) => x.name), ['http#0', 'vllm', 'command#2', 'command#3', 'sse#4']);
+  const [http, steps, cmd, curl, sse] = n.notifiers;
+  assert.ok(http?.type === 'http' && steps?.type === 'http' && cmd?.type === 'command' && curl?.type === 'command' && sse?.type === 'sse');
+  assert.equal(http.method, 'POST');
+  assert.equal(http.timeout_s, 30);
+  assert.equal(http.retries, 3);
+  assert.deepEqual(http.body, { model_path: '{path}' });
+  assert.equal(steps.steps?.[0]?.method, 'POST');
+  assert.equal(steps.steps?.[1]?.method, 'PUT');
+  assert.deepEqual(cmd.argv, [join(dir, 'notify.sh'), '{version}']);
+  assert.deepEqual(curl.argv, ['curl', '-s']);
+  assert.equal(cmd.retries, 0);
+  assert.equal(sse.host, '127.0.0.1');
+  assert.deepEqual(n.evaluator, { argv: [join(dir, '..', 'eval.py')], timeout_s: 3600 });
+});
+
+test('byte sizes accept units', () => {
+  for (const [v, n] of [['4GiB', 4 * 2 ** 30], ['500MB', 5e8], ['123', 123], [1024, 1024]] as const) {
+    assert.equal(loadConfig(write(withPipeline(`max_shard_bytes: ${v}`))).pipelines[0]!.max_shard_bytes, n);
+  }
+});
+
+test('tensor rules: include/exclude and linear overrides', () => {
+  const c = loadConfig(write(withPipeline(`tensors:
+  exclude: ["classifier.*"]
+  linear_include: ["*.patch_embedding.weight"]
+  linear_exclude: ["*.{q,k}_proj.weight", "lm_head.weight"]`)));
+  const r = compileTensorRules(c.pipelines[0]!.tensors);
+  assert.equal(r.merged('encoder.layers.0.mlp.fc1.weight'), true);
+  assert.equal(r.merged('classifier.weight'), false);
+  assert.equal(r.linear('vision.patch_embedding.weight', false), true);
+  assert.equal(r.linear('encoder.layers.3.self_attn.q_proj.weight', true), false);
+  assert.equal(r.linear('encoder.layers.3.self_attn.v_proj.weight', true), true);
+  assert.equal(r.linear('lm_head.weight', true), false);
+  assert.equal(r.linear('norm.weight', false), false);
+  const only = compileTensorRules({ include: ['text.*'], exclude: [], linear_include: [], linear_exclude: [] });
+  assert.equal(only.merged('text.layers.1.weight'), true);
+  assert.equal(only.merged('vision.layers.1.weight'), false);
+});
+
+test('config/cmerge.example.yaml validates and documents every method', () => {
+  const c = loadConfig(join(repoRoot, 'config', 'cmerge.example.yaml'));
+  assert.ok(c.pipelines.length >= 1);
+  assert.equal(c.pipelines[0]!.method, 'opcm');
+  assert.ok(c.pipelines[0]!.notifiers.length >= 2);
+  assert.ok(c.pipelines[0]!.evaluator);
+});
+
+test('parseParams reports like a config file', () => {
+  assert.throws(() => parseParams('opcm', { alpha: 'x' }, '--params'), (e: unknown) =>
+    e instanceof ConfigError && e.message === '--params: alpha: expected number, got string "x"');
+});
