@@ -13,6 +13,7 @@ import { tempDir } from '../helpers/paths.js';
  * Every kind of bad checkpoint makes `cmerge merge` exit nonzero with one line on stderr naming the
  * file, and leaves the merge state and the previous output untouched.
  */
+const SPECS = () => demoShapes(16, 1);
 const work = tempDir();
 let base = '';
 let good = '';
@@ -108,26 +109,26 @@ const cases: [string, () => string, RegExp][] = [
     header.__metadata__ = { format: 3 };
     return file('metadata.safetensors', pack(header, data));
   }, /metadata/i],
-  ['tensor missing', () => model('missing.safetensors', demoShapes().filter((s) => !s.name.endsWith('fc1.weight')), goodValue()), /missing/i],
-  ['extra tensor', () => model('extra.safetensors', [...demoShapes(), { name: 'head.weight', dtype: 'F32', shape: [3, 3] }], goodValue()), /not in the base|extra/i],
-  ['shape mismatch', () => model('shape.safetensors', demoShapes().map((s) => (s.name === 'visual_projection.weight' ? { ...s, shape: [16, 128] } : s)), goodValue()), /shape/i],
-  ['dtype mismatch', () => model('dtype.safetensors', demoShapes().map((s) => (s.name === 'visual_projection.weight' ? { ...s, dtype: 'BF16' as const } : s)), goodValue()), /dtype/i],
+  ['tensor missing', () => model('missing.safetensors', SPECS().filter((s) => !s.name.endsWith('fc1.weight')), goodValue()), /missing/i],
+  ['extra tensor', () => model('extra.safetensors', [...SPECS(), { name: 'head.weight', dtype: 'F32', shape: [3, 3] }], goodValue()), /not in the base|extra/i],
+  ['shape mismatch', () => model('shape.safetensors', SPECS().map((s) => (s.name === 'visual_projection.weight' ? { ...s, shape: [16, 128] } : s)), goodValue()), /shape/i],
+  ['dtype mismatch', () => model('dtype.safetensors', SPECS().map((s) => (s.name === 'visual_projection.weight' ? { ...s, dtype: 'BF16' as const } : s)), goodValue()), /dtype/i],
   ['NaN', () => {
     const v = goodValue();
-    return model('nan.safetensors', demoShapes(), (n, i) => (n.endsWith('q_proj.weight') && i === 7 ? NaN : v(n, i)));
+    return model('nan.safetensors', SPECS(), (n, i) => (n.endsWith('q_proj.weight') && i === 7 ? NaN : v(n, i)));
   }, /non-finite|NaN/i],
   ['Inf', () => {
     const v = goodValue();
-    return model('inf.safetensors', demoShapes(), (n, i) => (n.endsWith('fc2.bias') && i === 3 ? Infinity : v(n, i)));
+    return model('inf.safetensors', SPECS(), (n, i) => (n.endsWith('fc2.bias') && i === 3 ? Infinity : v(n, i)));
   }, /non-finite|Inf/i],
   ['checkpoint identical to the base', () => {
     const r = openModel(base);
-    return model('same.safetensors', demoShapes(), (n, i) => r.readF32(n)[i]);
+    return model('same.safetensors', SPECS(), (n, i) => r.readF32(n)[i]);
   }, /zero|equals the base/i],
   ['sharded index naming a missing shard', () => {
     const d = join(work, 'bad', 'sharded');
     mkdirSync(d, { recursive: true });
-    const names = demoShapes().map((s) => s.name);
+    const names = SPECS().map((s) => s.name);
     writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: Object.fromEntries(names.map((n) => [n, 'model-00001-of-00001.safetensors'])) }));
     return d;
   }, /shard|missing|model-00001/i],

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { loadNative } from '../../src/engine/native.js';
+import { loadLinalg } from '../../src/engine/native.js';
 import { cmerge } from '../helpers/cli.js';
 import { checkParity } from '../helpers/compare.js';
 import { fixturesDir, tempDir } from '../helpers/paths.js';
@@ -14,7 +14,7 @@ import { fixturesDir, tempDir } from '../helpers/paths.js';
  */
 const parityRoot = join(fixturesDir, 'parity');
 const cases = readdirSync(parityRoot).filter((d) => existsSync(join(parityRoot, d, 'manifest.json')));
-const nativeAvailable = loadNative().addon !== null;
+const nativeAvailable = loadLinalg().addon !== null;
 
 interface Manifest {
   dtype: string;

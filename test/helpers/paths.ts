@@ -17,9 +17,14 @@ export const repoRoot: string = (() => {
 export const fixturesDir = join(repoRoot, 'test', 'fixtures');
 export const cliPath = join(repoRoot, 'bin', 'cmerge.js');
 
+const made: string[] = [];
+process.on('exit', () => {
+  if (!process.env.CMERGE_KEEP_TMP) for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 /** A fresh temporary directory, removed when the process exits unless CMERGE_KEEP_TMP is set. */
 export function tempDir(prefix = 'cmerge-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  if (!process.env.CMERGE_KEEP_TMP) process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  made.push(dir);
   return dir;
 }
