@@ -1,0 +1,27 @@
+{
+  # Two addons so the one without BLAS still builds where OpenBLAS/LAPACKE are missing.
+  # blas_libs is overridable (native/build.mjs passes CMERGE_BLAS_LIBS) to build against another
+  # BLAS, or to exercise the missing-library path.
+  "variables": {
+    "blas_libs%": "-lopenblas -llapacke"
+  },
+  "target_defaults": {
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions"],
+    "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra"]
+  },
+  "targets": [
+    {
+      "target_name": "cmerge_linalg",
+      "sources": ["src/linalg/addon.cc", "src/linalg/svd.cc"],
+      "include_dirs": ["/usr/include/x86_64-linux-gnu"],
+      "libraries": ["<@(blas_libs)"]
+    },
+    {
+      "target_name": "cmerge_sys",
+      "sources": ["src/sys/sd_notify.cc"]
+    }
+  ]
+}
