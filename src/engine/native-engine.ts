@@ -1,0 +1,60 @@
+import type { LinalgAddon } from './native.js';
+import { SerialQueue } from './serial.js';
+import type { Engine, MatmulOptions, Svd } from './types.js';
+import { checkDim, checkFinite, checkMatrix } from './validate.js';
+
+/**
+ * OpenBLAS/LAPACKE through the cmerge_linalg addon. Jobs run on the libuv pool; the caller must
+ * not modify input arrays until the returned promise settles (the addon reads them in place).
+ */
+export class NativeEngine implements Engine {
+  readonly name = 'native' as const;
+  private readonly queue = new SerialQueue();
+  private closed = false;
+
+  constructor(
+    private readonly addon: LinalgAddon,
+    opts: { threads?: number } = {},
+  ) {
+    if (opts.threads !== undefined) {
+      checkDim(opts.threads, 'threads');
+      addon.setThreads(opts.threads);
+    }
+  }
+
+  /** BLAS threads the next job will use (process-wide in OpenBLAS). */
+  get threads(): number {
+    return this.addon.getThreads();
+  }
+
+  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
+    return this.queue.run(async () => {
+      this.assertOpen();
+      checkDim(m, 'm');
+      checkDim(k, 'k');
+      checkDim(n, 'n');
+      checkMatrix(a, m, k, 'a');
+      checkMatrix(b, k, n, 'b');
+      return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true);
+    });
+  }
+
+  svd(a: Float32Array, m: number, n: number): Promise<Svd> {
+    return this.queue.run(async () => {
+      this.assertOpen();
+      checkDim(m, 'm');
+      checkDim(n, 'n');
+      checkMatrix(a, m, n, 'a');
+      checkFinite(a, 'a');
+      return this.addon.svd(a, m, n);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('engine is closed');
+  }
+}

@@ -1,0 +1,46 @@
+import { matmulF32 } from './portable-matmul.js';
+import { svdGram } from './portable-svd.js';
+import { SerialQueue } from './serial.js';
+import type { Engine, MatmulOptions, Svd } from './types.js';
+import { checkDim, checkFinite, checkMatrix } from './validate.js';
+
+/**
+ * Pure TypeScript, correct on every machine, slow (~1 GFLOP/s) and run on the calling thread:
+ * a job blocks the event loop for its whole duration.
+ */
+export class PortableEngine implements Engine {
+  readonly name = 'portable' as const;
+  private readonly queue = new SerialQueue();
+  private closed = false;
+
+  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
+    return this.queue.run(async () => {
+      this.assertOpen();
+      checkDim(m, 'm');
+      checkDim(k, 'k');
+      checkDim(n, 'n');
+      checkMatrix(a, m, k, 'a');
+      checkMatrix(b, k, n, 'b');
+      return matmulF32(a, b, m, k, n, opts.transA === true, opts.transB === true);
+    });
+  }
+
+  svd(a: Float32Array, m: number, n: number): Promise<Svd> {
+    return this.queue.run(async () => {
+      this.assertOpen();
+      checkDim(m, 'm');
+      checkDim(n, 'n');
+      checkMatrix(a, m, n, 'a');
+      checkFinite(a, 'a');
+      return svdGram(a, m, n);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('engine is closed');
+  }
+}
