@@ -1,0 +1,67 @@
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliPath, machine, machineTable, maxRelDiff, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
+
+/**
+ * One continual-merge step, cmerge against the peer (shared/reference/peer_step.py: the reference
+ * library's way, whole models in memory), whole process each, same machine, same run.
+ *   node dist/bench/vs-peer.js opcm [data-dir]     ViT-B/32 shapes, OPCM step 2
+ *   node dist/bench/vs-peer.js dop  [data-dir]     ViT-B/32 with 2 layers, DOP step 2, num_steps=20
+ * Step 1 (M1 = θ1) is prepared untimed for both; step 2 is timed.
+ */
+const method = process.argv[2] as 'opcm' | 'dop';
+if (method !== 'opcm' && method !== 'dop') throw new Error('usage: vs-peer.js opcm|dop [data-dir]');
+const shape = method === 'opcm' ? 'vitb32' : 'vitb32-l2';
+const data = process.argv[3] ?? join(repoRoot, 'bench', 'work', shape);
+const runs = Number(process.env.BENCH_RUNS ?? 2);
+synth(data, shape, 2, 'F32');
+const base = join(data, 'base.safetensors'), t0 = join(data, 'task_0.safetensors'), t1 = join(data, 'task_1.safetensors');
+const work = join(data, `bench-${method}`);
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+
+const params = method === 'dop' ? ['--param', 'num_steps=20'] : [];
+const first = timed('node', [cliPath, 'merge', '--base', base, '--state', join(work, 'state1'), '--method', method, ...params, '--out', join(work, 'step1.safetensors'), '--json', t0]);
+const n1 = JSON.parse(first.stdout).steps[0].task_vector_norm as number;
+
+const cmergeRuns = [];
+for (let i = 0; i < runs; i++) {
+  const state = join(work, `state-run${i}`);
+  cpSync(join(work, 'state1'), state, { recursive: true });
+  const r = timed('node', [cliPath, 'merge', '--base', base, '--state', state, '--method', method, ...params, '--out', join(work, 'cmerge.safetensors'), '--json', t1]);
+  cmergeRuns.push({ seconds: r.seconds, peakRssMiB: r.peakRssMiB, engine: JSON.parse(r.stdout).engine as string });
+}
+const peerRuns = [];
+for (let i = 0; i < Math.max(1, Number(process.env.BENCH_PEER_RUNS ?? 1)); i++) {
+  const stateJson = join(work, 'peer-state.json');
+  writeFileSync(stateJson, JSON.stringify(method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: 20 } }));
+  // M1 = θ1 for both methods: the peer starts from task_0 as the merged model
+  peerRuns.push(timed(python, [join(referenceDir, 'peer_step.py'), method, base, t0, t1, join(work, 'peer.safetensors'), stateJson], referenceDir));
+}
+const diff = maxRelDiff(join(work, 'cmerge.safetensors'), join(work, 'peer.safetensors'));
+const best = (xs: { seconds: number }[]) => Math.min(...xs.map((x) => x.seconds));
+const maxRss = (xs: { peakRssMiB: number }[]) => Math.max(...xs.map((x) => x.peakRssMiB));
+const tRatio = best(cmergeRuns) / best(peerRuns);
+const mRatio = maxRss(cmergeRuns) / maxRss(peerRuns);
+const m = machine();
+const cmd = `node dist/bench/vs-peer.js ${method}`;
+const text = `# ${method.toUpperCase()} step 2, ${shape} shapes, cmerge vs peer
+
+Command: \`npm run build && ${cmd}\` (data made by shared/reference/synth.py ${shape} 2 F32 seed 0)${method === 'dop' ? ', both with num_steps=20' : ''}.
+Whole process each (\`/usr/bin/time\`), same machine, same run; step 1 prepared untimed.
+
+| machine | |
+|---|---|
+${machineTable(m)}
+
+| run | wall s | peak RSS MiB |
+|---|---|---|
+${cmergeRuns.map((r, i) => `| cmerge #${i + 1} (${r.engine}) | ${r.seconds.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`).join('\n')}
+${peerRuns.map((r, i) => `| peer #${i + 1} | ${r.seconds.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`).join('\n')}
+
+- wall-time ratio (best cmerge / best peer): **${tRatio.toFixed(3)}**
+- peak-RSS ratio (worst cmerge / worst peer): **${mRatio.toFixed(3)}**
+- largest per-tensor relative difference cmerge vs peer: **${diff.max.toExponential(2)}** (${diff.tensor})
+`;
+const path = writeResult(`${method}-${shape}-vs-peer`, text);
+process.stdout.write(text + `\nwritten to ${path}\n`);
