@@ -47,6 +47,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
 
 /** Apply pending migrations; the version is re-read under the write lock, so two processes opening a fresh file do not both migrate. */
 export function migrate(db: Db, path = db.name): number {
+  // Up to date (the usual case): no write lock, so opening never waits for a busy daemon.
+  if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return SCHEMA_VERSION;
   for (const m of MIGRATIONS) {
     db.transaction(() => {
       const v = db.pragma('user_version', { simple: true }) as number;
