@@ -58,7 +58,7 @@ export function orthonormal(rows: number, cols: number, seed: number): Float64Ar
         for (let i = 0; i < rows; i++) x[i] -= d * y[i];
       }
     }
-    const nrm = Math.hypot(...x);
+    const nrm = frobenius(x);
     for (let i = 0; i < rows; i++) x[i] /= nrm;
     q.push(x);
   }

@@ -128,3 +128,25 @@ for (const ec of engineCases) {
     });
   });
 }
+
+// The native SVD streams A through float64 panels of ~32 MB (4 Mi doubles): with a short side of
+// 32 that is 131072 long-side rows per panel, so 131172 rows take two, the second ragged.
+const native = engineCases.find((c) => c.name === 'native')!;
+describe('svd (native) across panels', { skip: native.skip }, () => {
+  const engine = native.skip ? null : native.make();
+  after(() => engine?.close());
+  for (const [m, n] of [
+    [131172, 32],
+    [32, 131172],
+  ]) {
+    test(`${m}×${n}, cond 1e6`, async () => {
+      const sigma = geometric(32, 1e6);
+      const { a32, a64 } = fromFactors(m, n, sigma, 5);
+      const r = await engine!.svd(a32, m, n);
+      checkShape(r, m, n);
+      checkFactors(r, a32, m, n);
+      const delta = frobenius(a32.map((x, i) => x - a64[i]));
+      for (let k = 0; k < 32; k++) assert.ok(Math.abs(r.s[k] - sigma[k]) <= delta + 1e-12 * sigma[0], `σ${k}`);
+    });
+  }
+});
