@@ -1,41 +1,25 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { toConfigIssues } from './issues.js';
+import { dopParams } from '../methods/dop.js';
+import { magmaxParams } from '../methods/magmax.js';
+import { opcmParams } from '../methods/opcm.js';
+import { taskArithmeticParams } from '../methods/task-arithmetic.js';
+import { tiesParams } from '../methods/ties.js';
+import { weightAverageParams } from '../methods/weight-average.js';
 
 /**
- * Per-method parameters, validated by key and type; unknown keys are rejected (a typo such as
- * `alpah` must not silently fall back to a default). Defaults are those of the executable
- * reference (shared/reference/methods.py), so a manifest always records the effective values.
+ * Per-method parameters, validated by key and type with the methods' own schemas (one source of
+ * truth for the CLI and the config); unknown keys are rejected (a typo such as `alpah` must not
+ * silently fall back to a default). Defaults are the reference's (shared/reference/methods.py).
  */
-const unit = z.number().min(0).max(1);
-
 export const paramSchemas = {
-  opcm: z.strictObject({
-    alpha: unit.default(0.5),
-  }),
-  dop: z.strictObject({
-    lr: z.number().positive().default(1e-4),
-    num_steps: z.number().int().min(0).default(200),
-    mgda: z.boolean().default(true),
-    ema: z.boolean().default(true),
-    ema_beta: unit.default(0.999),
-    alpha: unit.default(0.8),
-    svd_epsilon: z.number().gt(0).max(1).default(0.99999),
-    svd_proj_space: z.enum(['uv', 'u', 'v']).default('uv'),
-  }),
-  task_arithmetic: z.strictObject({
-    scaling_factor: z.number().default(0.3),
-  }),
-  ties: z.strictObject({
-    scaling_factor: z.number().default(0.5),
-    /** percent of entries kept (top magnitudes), 0 < threshold ≤ 100 */
-    threshold: z.number().gt(0).max(100).default(20),
-    merge_func: z.enum(['sum', 'mean', 'max']).default('sum'),
-  }),
-  magmax: z.strictObject({
-    scaling_factor: z.number().default(0.5),
-  }),
-  weight_average: z.strictObject({}),
+  opcm: opcmParams,
+  dop: dopParams,
+  task_arithmetic: taskArithmeticParams,
+  ties: tiesParams,
+  magmax: magmaxParams,
+  weight_average: weightAverageParams,
 } as const;
 
 export type MethodName = keyof typeof paramSchemas;

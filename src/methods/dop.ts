@@ -5,7 +5,7 @@ import type { Method, MethodStep, StepContext, TensorJob } from './types.js';
 
 /** DOP: dual orthogonal projections (design.md §2). State: M. t = 1: M = θ1. t ≥ 2: linear
  * tensors optimised between M_{t−1} and θ_t; other tensors averaged. */
-const schema = z
+export const dopParams = z
   .object({
     lr: z.number().positive().default(1e-4),
     num_steps: z.number().int().min(0).default(200),
@@ -17,7 +17,7 @@ const schema = z
     svd_proj_space: z.enum(['uv', 'u', 'v']).default('uv'),
   })
   .strict();
-export type DopParams = z.infer<typeof schema>;
+export type DopParams = z.infer<typeof dopParams>;
 
 class DopStep implements MethodStep {
   readonly analysisPasses = 0;
@@ -49,7 +49,7 @@ class DopStep implements MethodStep {
 export const dop: Method<DopParams> = {
   name: 'dop',
   defaults: { lr: 1e-4, num_steps: 200, mgda: true, ema: true, ema_beta: 0.999, alpha: 0.8, svd_epsilon: 0.99999, svd_proj_space: 'uv' },
-  parseParams: (raw) => parseWith('dop', schema, raw),
+  parseParams: (raw) => parseWith('dop', dopParams, raw),
   begin: (ctx) => new DopStep(ctx),
   output: (_job, _base, state) => state,
 };

@@ -5,13 +5,13 @@ import { axpy } from './vec.js';
 
 /** MagMax: τmax keeps, per element, the task-vector entry of largest magnitude (ties go to the
  * newer); M_t = θ0 + s·τmax. State: τmax. */
-const schema = z.object({ scaling_factor: z.number().finite().default(0.5) }).strict();
-export type MagmaxParams = z.infer<typeof schema>;
+export const magmaxParams = z.object({ scaling_factor: z.number().finite().default(0.5) }).strict();
+export type MagmaxParams = z.infer<typeof magmaxParams>;
 
 export const magmax: Method<MagmaxParams> = {
   name: 'magmax',
   defaults: { scaling_factor: 0.5 },
-  parseParams: (raw) => parseWith('magmax', schema, raw),
+  parseParams: (raw) => parseWith('magmax', magmaxParams, raw),
   begin(): MethodStep {
     return {
       analysisPasses: 0,

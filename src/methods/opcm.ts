@@ -9,8 +9,8 @@ import { axpy, firstCumulativeIndex, sub, sumSquares } from './vec.js';
  * State: S, the unscaled sum of cleaned task vectors; scalars: lambda, norms (‖τ_i‖ per step).
  * M_t = θ0 + S_t / λ_t with λ_t = ‖S_t‖ / mean(norms).
  */
-const schema = z.object({ alpha: z.number().gt(0).lt(1).default(0.5) }).strict();
-export type OpcmParams = z.infer<typeof schema>;
+export const opcmParams = z.object({ alpha: z.number().gt(0).lt(1).default(0.5) }).strict();
+export type OpcmParams = z.infer<typeof opcmParams>;
 
 /**
  * cleaned = τ − U Q Vᵀ, where Q keeps the leading k×k block and the diagonal of P = UᵀτV:
@@ -84,7 +84,7 @@ class OpcmStep implements MethodStep {
 export const opcm: Method<OpcmParams> = {
   name: 'opcm',
   defaults: { alpha: 0.5 },
-  parseParams: (raw) => parseWith('opcm', schema, raw),
+  parseParams: (raw) => parseWith('opcm', opcmParams, raw),
   begin: (ctx) => new OpcmStep(ctx),
   output(_job, base, state, scalars) {
     const inv = 1 / (scalars.lambda as number);

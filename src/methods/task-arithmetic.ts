@@ -3,13 +3,13 @@ import { parseWith } from './params.js';
 import type { Method, MethodStep, TensorJob } from './types.js';
 
 /** Continual task arithmetic: M_t = M_{t−1} + s·τ_t, M_0 = θ0. State: M. */
-const schema = z.object({ scaling_factor: z.number().finite().default(0.3) }).strict();
-export type TaskArithmeticParams = z.infer<typeof schema>;
+export const taskArithmeticParams = z.object({ scaling_factor: z.number().finite().default(0.3) }).strict();
+export type TaskArithmeticParams = z.infer<typeof taskArithmeticParams>;
 
 export const taskArithmetic: Method<TaskArithmeticParams> = {
   name: 'task_arithmetic',
   defaults: { scaling_factor: 0.3 },
-  parseParams: (raw) => parseWith('task_arithmetic', schema, raw),
+  parseParams: (raw) => parseWith('task_arithmetic', taskArithmeticParams, raw),
   begin({ params }): MethodStep {
     const s = params.scaling_factor;
     return {

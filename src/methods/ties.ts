@@ -10,14 +10,14 @@ import type { Method, MethodStep, StepContext, TensorJob } from './types.js';
  * Passes: 0, 1 find both quantiles exactly (radix selection); 2 sums the elected signs (the sign
  * given to elements whose elected sign is 0); then the update pass.
  */
-const schema = z
+export const tiesParams = z
   .object({
     scaling_factor: z.number().finite().default(0.5),
     threshold: z.number().gt(0).max(100).default(20),
     merge_func: z.enum(['sum', 'mean', 'max']).default('sum'),
   })
   .strict();
-export type TiesParams = z.infer<typeof schema>;
+export type TiesParams = z.infer<typeof tiesParams>;
 
 function sign(x: number): number {
   return x > 0 ? 1 : x < 0 ? -1 : 0;
@@ -117,7 +117,7 @@ function diff(x: Float32Array, base: Float32Array): Float32Array {
 export const ties: Method<TiesParams> = {
   name: 'ties',
   defaults: { scaling_factor: 0.5, threshold: 20, merge_func: 'sum' },
-  parseParams: (raw) => parseWith('ties', schema, raw),
+  parseParams: (raw) => parseWith('ties', tiesParams, raw),
   begin: (ctx) => new TiesStep(ctx),
   output: (_job, _base, state) => state,
 };

@@ -3,13 +3,13 @@ import { parseWith } from './params.js';
 import type { Method, MethodStep } from './types.js';
 
 /** Continual weight average: M_t = ((t−1)·M_{t−1} + θ_t) / t. State: M. */
-const schema = z.object({}).strict();
-export type WeightAverageParams = z.infer<typeof schema>;
+export const weightAverageParams = z.object({}).strict();
+export type WeightAverageParams = z.infer<typeof weightAverageParams>;
 
 export const weightAverage: Method<WeightAverageParams> = {
   name: 'weight_average',
   defaults: {},
-  parseParams: (raw) => parseWith('weight_average', schema, raw),
+  parseParams: (raw) => parseWith('weight_average', weightAverageParams, raw),
   begin({ t }): MethodStep {
     return {
       analysisPasses: 0,

@@ -91,7 +91,7 @@ test('every error names the file and the key path', () => {
   const cases: [string, RegExp][] = [
     [MINIMAL.replace('alpha: 0.5', 'alpha: "x"'), /: pipelines\[0\]\.params\.alpha: expected number, got string "x"$/],
     [MINIMAL.replace('alpha: 0.5', 'alpah: 0.5'), /: pipelines\[0\]\.params\.alpah: unknown key$/],
-    [MINIMAL.replace('alpha: 0.5', 'alpha: 1.5'), /: pipelines\[0\]\.params\.alpha: expected a number <= 1, got number 1.5$/],
+    [MINIMAL.replace('alpha: 0.5', 'alpha: 1.5'), /: pipelines\[0\]\.params\.alpha: expected a number < 1, got number 1.5$/],
     [MINIMAL.replace('method: opcm', 'method: dop').replace('alpha: 0.5', 'svd_proj_space: w'), /: pipelines\[0\]\.params\.svd_proj_space: expected "uv" \| "u" \| "v"/],
     [MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'merge_func: prod'), /: pipelines\[0\]\.params\.merge_func: expected "sum" \| "mean" \| "max"/],
     [MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'threshold: "20"'), /: pipelines\[0\]\.params\.threshold: expected number/],
