@@ -39,6 +39,8 @@ export interface MergeRequest {
   fromStep?: number;
   /** move CURRENT to the new generation and drop older ones (default true) */
   commit?: boolean;
+  /** reject a checkpoint whose ‖τ‖ exceeds this multiple of ‖θ0‖ (over the merged tensors) */
+  maxTaskNormRatio?: number;
   /** optional sha256 per checkpoint path, recorded in the state's lineage */
   sha256?: Record<string, string>;
   onProgress?: (p: MergeProgress) => void;
@@ -179,6 +181,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const writer = createModelWriter(join(pending.tmpDir, 'state.safetensors'), jobs.map((j) => ({ name: j.name, dtype: 'F32' as const, shape: [...j.shape] })), { maxShardBytes: Number.MAX_SAFE_INTEGER });
     const tensors: Record<string, TensorMetrics> = {};
     let taskSq = 0;
+    let baseSq = 0;
     try {
       let index = 0;
       for (const name of writer.order) {
@@ -187,6 +190,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
         for (let i = 0; i < c.length; i++) {
           const d = c[i] - b[i];
           taskSq += d * d;
+          baseSq += b[i] * b[i];
         }
         const r = await step.update(job, b, p, c);
         writer.write(name, r.state);
@@ -194,6 +198,10 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
         req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
       }
       if (taskSq === 0) throw new InputError(ckpt.path, 'task vector is zero: the checkpoint equals the base model');
+      const ratio = Math.sqrt(taskSq / baseSq);
+      if (req.maxTaskNormRatio !== undefined && ratio > req.maxTaskNormRatio) {
+        throw new InputError(ckpt.path, `task vector norm is ${ratio.toFixed(3)} × the base model's norm (limit ${req.maxTaskNormRatio}): not a fine-tune of this base`);
+      }
       writer.commit();
     } catch (e) {
       writer.abort();

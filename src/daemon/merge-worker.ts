@@ -1,0 +1,40 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { createEngine } from '../engine/index.js';
+import { InputError } from '../io/types.js';
+import { runMerge, type MergeRequest } from '../merge/runner.js';
+
+/**
+ * Worker-thread entry: one merge per worker, so the main event loop stays responsive and the
+ * memory of a merge is returned when the worker exits. Posts progress and one result message.
+ */
+export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & { engine: 'auto' | 'native' | 'portable'; threads?: number };
+
+export type WorkerMessage =
+  | { type: 'progress'; t: number; phase: string; index: number; total: number; tensor: string }
+  | { type: 'done'; report: Awaited<ReturnType<typeof runMerge>>; peakRssBytes: number }
+  | { type: 'error'; input: boolean; file?: string; reason?: string; message: string; stack?: string };
+
+const req = workerData as WorkerRequest;
+const post = (m: WorkerMessage) => parentPort!.postMessage(m);
+const engine = createEngine(req.engine, { threads: req.threads });
+let lastPost = 0;
+try {
+  const report = await runMerge({
+    ...req,
+    engine,
+    onProgress: (p) => {
+      // a few updates a second are plenty for STATUS lines and logs
+      const now = Date.now();
+      if (now - lastPost > 200 || p.index + 1 === p.total) {
+        lastPost = now;
+        post({ type: 'progress', ...p });
+      }
+    },
+  });
+  post({ type: 'done', report, peakRssBytes: process.resourceUsage().maxRSS * 1024 });
+} catch (e) {
+  const err = e as Error;
+  post(e instanceof InputError ? { type: 'error', input: true, file: e.file, reason: e.reason, message: e.message } : { type: 'error', input: false, message: err.message, stack: err.stack });
+} finally {
+  engine.close();
+}

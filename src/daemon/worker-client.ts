@@ -1,0 +1,44 @@
+import { Worker } from 'node:worker_threads';
+import { InputError } from '../io/types.js';
+import type { MergeReport } from '../merge/runner.js';
+import type { WorkerMessage, WorkerRequest } from './merge-worker.js';
+
+export interface MergeProgressInfo {
+  t: number;
+  phase: string;
+  index: number;
+  total: number;
+  tensor: string;
+}
+
+export interface RunningMerge {
+  result: Promise<{ report: MergeReport; peakRssBytes: number }>;
+  /** stop the merge now (the state generation it was writing is discarded at the next start) */
+  terminate(): Promise<void>;
+}
+
+/** Runs one merge in a worker thread; InputError from the worker is rebuilt as InputError. */
+export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgressInfo) => void): RunningMerge {
+  const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: req });
+  let settled = false;
+  const result = new Promise<{ report: MergeReport; peakRssBytes: number }>((resolve, reject) => {
+    worker.on('message', (m: WorkerMessage) => {
+      if (m.type === 'progress') onProgress(m);
+      else if (m.type === 'done') {
+        settled = true;
+        resolve({ report: m.report, peakRssBytes: m.peakRssBytes });
+      } else {
+        settled = true;
+        reject(m.input ? new InputError(m.file!, m.reason!) : Object.assign(new Error(m.message), { stack: m.stack }));
+      }
+    });
+    worker.on('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    worker.on('exit', (code) => {
+      if (!settled) reject(new Error(`merge worker exited with code ${code} before finishing`));
+    });
+  });
+  return { result, terminate: async () => void (await worker.terminate()) };
+}
