@@ -2,6 +2,10 @@ import { Command, CommanderError } from 'commander';
 import { registerDemo } from './demo.js';
 import { reportError } from './errors.js';
 import { registerMerge } from './merge.js';
+import { registerHistory } from './history.js';
+import { registerShow } from './show.js';
+import { registerStatus } from './status.js';
+import { registerVerify } from './verify.js';
 import { cmergeVersion } from '../util/version.js';
 
 const program = new Command('cmerge')
@@ -12,6 +16,10 @@ const program = new Command('cmerge')
 
 registerMerge(program);
 registerDemo(program);
+registerStatus(program);
+registerHistory(program);
+registerShow(program);
+registerVerify(program);
 
 try {
   await program.parseAsync(process.argv);

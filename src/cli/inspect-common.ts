@@ -1,0 +1,80 @@
+/** Shared by the inspection commands (status, history, show, verify): opening, output helpers. */
+import { existsSync } from 'node:fs';
+import { loadConfig, type Config } from '../config/index.js';
+import { openStore, type Store } from '../store/index.js';
+import { configureLog } from '../util/log.js';
+
+export interface Inspection {
+  config: Config;
+  store: Store;
+}
+
+/**
+ * Load the config and open its database read-only: inspection must never take the daemon's write
+ * lock or migrate under it, and WAL lets it read while the daemon writes.
+ */
+export function openInspection(configPath: string): Inspection {
+  // stdout carries --json; anything logged goes to stderr
+  configureLog({ stream: 'stderr', level: 'warn' });
+  const config = loadConfig(configPath);
+  // better-sqlite3's own message ("unable to open database file") does not say which file or why
+  if (!existsSync(config.db_path)) {
+    throw new Error(`${config.db_path}: no database yet (the daemon creates it on its first start with ${config.file})`);
+  }
+  return { config, store: openStore(config.db_path, { readonly: true }) };
+}
+
+/** Run fn with an open inspection, closing the database whatever happens. */
+export async function withInspection<T>(configPath: string, fn: (i: Inspection) => T | Promise<T>): Promise<T> {
+  const i = openInspection(configPath);
+  try {
+    return await fn(i);
+  } finally {
+    i.store.close();
+  }
+}
+
+/** Pipelines to report: configured ones first (even if never used), then any only the database knows. */
+export function pipelineNames(i: Inspection): string[] {
+  return [...new Set([...i.config.pipelines.map((p) => p.name), ...i.store.pipelines()])];
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+}
+
+/** A plain left-aligned table; columns as wide as their widest cell. */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((s, c) => (c === cells.length - 1 ? s : s.padEnd(widths[c]!))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** Enough of a sha256 to tell versions apart by eye; --json always has the full one. */
+export const shortSha = (s: string | null | undefined): string => (s ? s.slice(0, 12) : '-');
+
+export function fmtMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '-';
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}
+
+export function fmtNum(x: number | null | undefined, digits = 4): string {
+  if (x === null || x === undefined) return '-';
+  if (!Number.isFinite(x)) return String(x);
+  return Number.isInteger(x) ? String(x) : x.toPrecision(digits);
+}
+
+/** λ first (the scalar people look for), then the rest by name. */
+export function fmtScalars(s: Record<string, number> | null | undefined): string {
+  if (!s) return '-';
+  const keys = Object.keys(s).sort((a, b) => (a === 'lambda' ? -1 : b === 'lambda' ? 1 : a.localeCompare(b)));
+  if (!keys.length) return '-';
+  return keys.map((k) => `${k === 'lambda' ? 'λ' : k}=${fmtNum(s[k])}`).join(' ');
+}
+
+/** Positive integer argument, or a usage error naming it. */
+export function positiveInt(v: string, what: string, makeError: (msg: string) => Error): number {
+  const n = /^[1-9][0-9]*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw makeError(`${what} must be a positive integer, got "${v}"`);
+  return n;
+}

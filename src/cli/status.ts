@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { pipelineNames, printJson, table, withInspection } from './inspect-common.js';
+
+/** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them). */
+export interface StatusEntry {
+  name: string;
+  current_version: number | null;
+  queued: number;
+  current_merge: { checkpoint: string; step: number; started_at: string } | null;
+  rejected: { name: string; reason: string }[];
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('per pipeline: current version, queue, the merge in progress, rejected checkpoints (reads the database; the daemon may run)')
+    .requiredOption('--config <file>', 'the daemon\'s YAML config')
+    .option('--json', 'print {pipelines: [...]} on stdout')
+    .action(async (o: { config: string; json?: boolean }) => {
+      await withInspection(o.config, (i) => {
+        const { store } = i;
+        const names = pipelineNames(i);
+        const rows = store.status(names);
+        const entries: StatusEntry[] = rows.map((s) => ({
+          name: s.name,
+          current_version: s.current_version,
+          queued: s.queued,
+          current_merge: s.current_merge && { checkpoint: s.current_merge.checkpoint, step: s.current_merge.step, started_at: s.current_merge.started_at },
+          rejected: s.rejected.map((r) => ({ name: r.name, reason: r.reason })),
+        }));
+        if (o.json) return printJson({ pipelines: entries });
+
+        const queuedNames = new Map(names.map((n) => [n, store.queued(n).map((c) => c.name)]));
+        process.stdout.write(table(
+          ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
+          entries.map((e) => [
+            e.name,
+            e.current_version === null ? '-' : String(e.current_version),
+            String(e.queued),
+            e.current_merge ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}, since ${e.current_merge.started_at})` : '-',
+            String(e.rejected.length),
+          ]),
+        ));
+        for (const e of entries) {
+          const q = queuedNames.get(e.name) ?? [];
+          if (q.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${q.join(', ')}\n`);
+          if (e.rejected.length) {
+            process.stdout.write(`\n${e.name}: rejected\n`);
+            for (const r of e.rejected) process.stdout.write(`  ${r.name}: ${r.reason}\n`);
+          }
+        }
+      });
+    });
+}
