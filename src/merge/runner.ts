@@ -64,6 +64,8 @@ export interface MergeReport {
   step: number;
   steps: StepReport[];
   out_files: string[];
+  /** ‖M_t − θ0‖ per merged tensor, from the output pass (when an output was written) */
+  merged_norms: Record<string, number>;
   seconds: { total: number; output: number };
   tensors: { linear: number; other: number; copied: number };
 }
@@ -119,7 +121,8 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       steps.push(r.report);
     }
     const tOut = performance.now();
-    const outFiles = req.out && gen ? writeOutput(ctx, gen, req.out) : [];
+    const mergedNorms: Record<string, number> = {};
+    const outFiles = req.out && gen ? writeOutput(ctx, gen, req.out, mergedNorms) : [];
     const outSeconds = (performance.now() - tOut) / 1000;
     if (gen && req.commit !== false) {
       commitGeneration(req.stateDir, gen.step);
@@ -133,6 +136,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       step: gen?.step ?? startStep,
       steps,
       out_files: outFiles,
+      merged_norms: mergedNorms,
       seconds: { total: (performance.now() - t0) / 1000, output: outSeconds },
       tensors: { linear: jobs.filter((j) => j.kind === 'linear').length, other: jobs.filter((j) => j.kind === 'other').length, copied: base.tensors.size - jobs.length },
     };
@@ -187,14 +191,16 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       for (const name of writer.order) {
         const job = byName.get(name)!;
         const { b, p, c } = load(job);
+        let tq = 0;
         for (let i = 0; i < c.length; i++) {
           const d = c[i] - b[i];
-          taskSq += d * d;
+          tq += d * d;
           baseSq += b[i] * b[i];
         }
+        taskSq += tq;
         const r = await step.update(job, b, p, c);
         writer.write(name, r.state);
-        if (r.metrics) tensors[name] = r.metrics;
+        tensors[name] = { task_norm: Math.sqrt(tq), ...r.metrics };
         req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
       }
       if (taskSq === 0) throw new InputError(ckpt.path, 'task vector is zero: the checkpoint equals the base model');
@@ -234,7 +240,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
   }
 }
 
-function writeOutput(ctx: Ctx, gen: Generation, out: string): string[] {
+function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record<string, number>): string[] {
   const { base, method, params, kinds, req } = ctx;
   const specs = [...base.tensors.values()].map((i) => ({ name: i.name, dtype: i.dtype, shape: [...i.shape] }));
   const writer = createModelWriter(out, specs, { metadata: { ...base.metadata }, maxShardBytes: req.maxShardBytes });
@@ -245,7 +251,12 @@ function writeOutput(ctx: Ctx, gen: Generation, out: string): string[] {
       const info = base.tensors.get(name)!;
       if (kinds[name]) {
         const job: TensorJob = { name, kind: kinds[name], shape: info.shape, size: info.size };
-        writer.write(name, method.output(job, base.readF32(name), state.readF32(name), gen.meta.scalars, params));
+        const b = base.readF32(name);
+        const merged = method.output(job, b, state.readF32(name), gen.meta.scalars, params);
+        let sq = 0;
+        for (let i = 0; i < b.length; i++) sq += (merged[i] - b[i]) ** 2;
+        mergedNorms[name] = Math.sqrt(sq);
+        writer.write(name, merged);
       } else {
         writer.write(name, base.readRaw(name));
       }
