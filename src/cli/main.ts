@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerDaemon } from './daemon.js';
 import { registerDemo } from './demo.js';
 import { reportError } from './errors.js';
 import { registerMerge } from './merge.js';
@@ -15,6 +16,7 @@ const program = new Command('cmerge')
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 registerMerge(program);
+registerDaemon(program);
 registerDemo(program);
 registerStatus(program);
 registerHistory(program);

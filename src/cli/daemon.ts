@@ -1,0 +1,13 @@
+import type { Command } from 'commander';
+import { runDaemon } from '../daemon/lifecycle.js';
+
+export function registerDaemon(program: Command): void {
+  program
+    .command('daemon')
+    .description('watch the drop folders of a config and merge, publish and record every checkpoint')
+    .requiredOption('--config <file>', 'YAML configuration')
+    .option('--incomplete-timeout <seconds>', 'reject checkpoints that stay incomplete this long', '600')
+    .action(async (o: { config: string; incompleteTimeout: string }) => {
+      process.exitCode = await runDaemon(o.config, { incompleteTimeoutMs: Number(o.incompleteTimeout) * 1000 });
+    });
+}

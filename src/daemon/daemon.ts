@@ -1,0 +1,115 @@
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'winston';
+import { loadConfig, type Config, type PipelineConfig } from '../config/index.js';
+import { openModel } from '../io/model.js';
+import type { ModelReader } from '../io/types.js';
+import { SseHubs } from '../publish/index.js';
+import { openStore, type Store } from '../store/index.js';
+import { configureLog, log } from '../util/log.js';
+import { checkpointSha256 } from './checkpoint-hash.js';
+import { Intake } from './intake.js';
+import { Limiter } from './limiter.js';
+import { PipelineRunner } from './pipeline.js';
+
+/**
+ * The daemon: one store, and per pipeline an intake (drop folder → queue) and a runner
+ * (queue → merge → version). Start recovers every pipeline before taking new work.
+ */
+interface Pipeline {
+  cfg: PipelineConfig;
+  base: ModelReader;
+  intake: Intake;
+  runner: PipelineRunner;
+}
+
+export interface DaemonOptions {
+  /** how long a checkpoint may stay incomplete before it is rejected (default 10 min) */
+  incompleteTimeoutMs?: number;
+}
+
+export class Daemon {
+  private config!: Config;
+  private store!: Store;
+  private readonly limiter = new Limiter(1);
+  private readonly sse = new SseHubs();
+  private pipelines: Pipeline[] = [];
+
+  constructor(private readonly configPath: string, private readonly opts: DaemonOptions = {}) {}
+
+  async start(): Promise<void> {
+    this.config = loadConfig(this.configPath);
+    configureLog({ stream: 'stdout', level: this.config.log_level });
+    mkdirSync(this.config.state_dir, { recursive: true });
+    this.store = openStore(this.config.db_path);
+    const requeued = this.store.recoverInterrupted();
+    for (const c of requeued) log.warn(`merge of ${c.name} was interrupted: it will be redone from the last committed state`);
+    await this.startPipelines();
+    log.info(`cmerge daemon ready: ${this.pipelines.map((p) => p.cfg.name).join(', ')}`, { config: this.config.file, state_dir: this.config.state_dir });
+  }
+
+  private async startPipelines(): Promise<void> {
+    this.limiter.setLimit(this.config.max_concurrent_merges);
+    for (const cfg of this.config.pipelines) {
+      const plog = log.child({ pipeline: cfg.name });
+      const base = openModel(cfg.base);
+      const baseSha256 = await checkpointSha256(cfg.base);
+      const runner = new PipelineRunner(cfg, { store: this.store, limiter: this.limiter, log: plog, stateRoot: this.config.state_dir, sse: this.sse, threads: this.config.threads, baseSha256 });
+      await runner.recover();
+      for (const n of cfg.notifiers) if (n.type === 'sse') await this.sse.get(n.port, n.host);
+      const intake = new Intake({ pipeline: cfg, store: this.store, base, log: plog, incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000, onQueued: () => runner.kick() });
+      this.pipelines.push({ cfg, base, intake, runner });
+      intake.start();
+      runner.kick();
+    }
+  }
+
+  private async stopPipelines(budgetMs: number): Promise<void> {
+    await Promise.all(this.pipelines.map((p) => p.intake.stop()));
+    await Promise.all(this.pipelines.map((p) => p.runner.stop(budgetMs)));
+    for (const p of this.pipelines) p.base.close();
+    this.pipelines = [];
+  }
+
+  /** Stop intake, finish or abandon running merges within the shutdown budget, close. */
+  async stop(): Promise<void> {
+    await this.stopPipelines(this.config.shutdown_budget_s * 1000);
+    await this.sse.closeAll();
+    this.store.close();
+    log.info('cmerge daemon stopped');
+  }
+
+  /**
+   * SIGHUP: load the config again; when it is valid, restart the pipelines with it (running
+   * merges finish first); when it is not, keep running on the old one.
+   */
+  async reload(): Promise<void> {
+    let next: Config;
+    try {
+      next = loadConfig(this.configPath);
+    } catch (e) {
+      log.error(`reload refused, keeping the running config: ${(e as Error).message}`);
+      return;
+    }
+    await this.stopPipelines(this.config.shutdown_budget_s * 1000);
+    this.config = next;
+    configureLog({ stream: 'stdout', level: next.log_level });
+    await this.startPipelines();
+    log.info('configuration reloaded', { pipelines: next.pipelines.map((p) => p.name) });
+  }
+
+  /** One line for systemd's STATUS: queue lengths and the running merges with progress. */
+  statusLine(): string {
+    const parts = this.pipelines.map((p) => {
+      const q = this.store.queued(p.cfg.name).length;
+      const cur = p.runner.status;
+      if (!cur) return `${p.cfg.name}: ${q} queued`;
+      const pr = cur.progress ? ` ${cur.progress.phase} ${Math.round((100 * (cur.progress.index + 1)) / cur.progress.total)}%` : '';
+      return `${p.cfg.name}: merging ${cur.checkpoint} (step ${cur.step}${pr}), ${q} queued`;
+    });
+    return parts.join('; ');
+  }
+
+  get logger(): Logger {
+    return log;
+  }
+}

@@ -1,0 +1,38 @@
+import type { MergeReport, StepReport } from '../merge/runner.js';
+import type { TensorMetric } from '../store/index.js';
+
+/**
+ * The figures recorded for one merge (design.md §6): per tensor ‖τ‖, ‖M_t − θ0‖ and the method's
+ * own (OPCM split rank and removed share, DOP losses and weights); per model the norm-weighted
+ * aggregates and the method's scalars (λ ...).
+ */
+export function mergeMetrics(report: MergeReport, step: StepReport): { scalars: Record<string, number>; model: Record<string, number | null>; tensors: TensorMetric[] } {
+  const tensors: TensorMetric[] = [];
+  let removedSq = 0, tauSq = 0, mergedSq = 0;
+  for (const [tensor, m] of Object.entries(step.tensors)) {
+    const { task_norm, split_rank, removed_share, ...extra } = m;
+    const merged = report.merged_norms[tensor] ?? null;
+    tensors.push({
+      tensor,
+      kind: split_rank !== undefined || 'loss_merged' in m ? 'linear' : null,
+      tv_norm: task_norm ?? null,
+      merged_norm: merged,
+      removed_share: removed_share ?? null,
+      split_rank: split_rank ?? null,
+      extra: Object.keys(extra).length ? extra : null,
+    });
+    tauSq += (task_norm ?? 0) ** 2;
+    if (removed_share !== undefined) removedSq += (removed_share * (task_norm ?? 0)) ** 2;
+    if (merged !== null) mergedSq += merged ** 2;
+  }
+  const scalars: Record<string, number> = {};
+  for (const [k, v] of Object.entries(step.scalars)) if (typeof v === 'number') scalars[k] = v;
+  const model: Record<string, number | null> = {
+    task_vector_norm: step.task_vector_norm,
+    merged_task_vector_norm: Object.keys(report.merged_norms).length ? Math.sqrt(mergedSq) : null,
+    // OPCM: the share of the new task judged interference, norm-weighted over linear tensors
+    removed_share: removedSq > 0 && tauSq > 0 ? Math.sqrt(removedSq / tauSq) : null,
+    ...scalars,
+  };
+  return { scalars, model, tensors };
+}

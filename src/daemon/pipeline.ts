@@ -1,0 +1,277 @@
+import { existsSync, rmSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'winston';
+import type { PipelineConfig } from '../config/index.js';
+import { InputError } from '../io/types.js';
+import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
+import type { MergeReport } from '../merge/runner.js';
+import { applyRetention, beginVersion, finishVersion, listVersions, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
+import type { Checkpoint, Store } from '../store/index.js';
+import { cmergeVersion } from '../util/version.js';
+import { runEvaluator } from './evaluator.js';
+import type { Limiter } from './limiter.js';
+import { mergeMetrics } from './metrics.js';
+import { moveToQuarantine, quarantineTarget } from './quarantine.js';
+import { startMergeWorker, type MergeProgressInfo, type RunningMerge } from './worker-client.js';
+
+/**
+ * One pipeline's merges, one at a time, in queue order. Per checkpoint (design.md §4–5):
+ * mark merging → merge in a worker into a new state generation and a staging version folder →
+ * finish the version (manifest last, rename) → ONE SQLite transaction commits the merge, its
+ * metrics, the state generation and the version → swap `current` → move the state's CURRENT →
+ * notify, evaluate, retention. A crash anywhere is repaired by recover(): work not committed in
+ * SQLite is discarded (state generations, staging and numbered folders above the recorded
+ * version) and redone from the last committed state; committed work is rolled forward.
+ */
+export interface PipelineDeps {
+  store: Store;
+  limiter: Limiter;
+  log: Logger;
+  stateRoot: string;
+  sse: SseHubs;
+  threads: number;
+  baseSha256: string;
+}
+
+export interface CurrentMerge {
+  checkpoint: string;
+  step: number;
+  started_at: string;
+  progress: MergeProgressInfo | null;
+}
+
+export class PipelineRunner {
+  private running: RunningMerge | null = null;
+  private current: CurrentMerge | null = null;
+  private loop: Promise<void> | null = null;
+  private wake = false;
+  private stopping = false;
+  private retryAt = 0;
+  private failures = 0;
+  private readonly abort = new AbortController();
+
+  constructor(public cfg: PipelineConfig, private readonly d: PipelineDeps) {}
+
+  get stateDir(): string {
+    return join(this.d.stateRoot, 'pipelines', this.cfg.name, 'state');
+  }
+
+  get status(): CurrentMerge | null {
+    return this.current;
+  }
+
+  /** Reconcile files with SQLite after any stop, clean or not. */
+  async recover(): Promise<void> {
+    const { store, log } = this.d;
+    const name = this.cfg.name;
+    const committed = store.currentStateGeneration(name)?.generation ?? 0;
+    // state generations written by merges that never committed
+    discardAfter(this.stateDir, committed);
+    if (committed > 0) {
+      if (!existsSync(generationDir(this.stateDir, committed))) throw new Error(`${this.stateDir}: committed state generation ${committed} is missing`);
+      if (currentStep(this.stateDir) !== committed) commitGeneration(this.stateDir, committed);
+      pruneGenerations(this.stateDir, [committed]);
+    }
+    const rec = await recoverRepository(this.cfg.repository, name, { quick: true });
+    if (rec.removed.length) log.info(`removed leftovers: ${rec.removed.join(', ')}`, { pipeline: name });
+    const latest = store.latestVersion(name)?.number ?? 0;
+    // numbered folders above the recorded version were published by a merge that did not commit
+    for (const v of await listVersions(this.cfg.repository, name)) {
+      if (v <= latest) continue;
+      const dir = join(this.cfg.repository, name, String(v));
+      const hidden = join(this.cfg.repository, name, `.uncommitted-${v}-${Date.now()}`);
+      await rename(dir, hidden);
+      await rm(hidden, { recursive: true, force: true });
+      log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
+    }
+    if (latest > 0 && (await readCurrent(this.cfg.repository, name)) !== latest) await swapCurrent(this.cfg.repository, name, latest);
+    if (latest > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, latest).length === 0) {
+      // the daemon stopped between publication and notification: tell the servers now
+      void this.notify(latest, join(this.cfg.repository, name, String(latest)));
+    }
+  }
+
+  /** Something was queued: run the queue unless already running. */
+  kick(): void {
+    this.wake = true;
+    if (!this.loop && !this.stopping) {
+      this.loop = this.drain().finally(() => {
+        this.loop = null;
+        if (this.wake && !this.stopping) this.kick();
+      });
+    }
+  }
+
+  private async drain(): Promise<void> {
+    this.wake = false;
+    while (!this.stopping) {
+      if (Date.now() < this.retryAt) {
+        setTimeout(() => this.kick(), this.retryAt - Date.now()).unref();
+        return;
+      }
+      const next = this.d.store.nextQueued(this.cfg.name);
+      if (!next) return;
+      const release = await this.d.limiter.acquire();
+      try {
+        if (this.stopping) return;
+        await this.mergeOne(next);
+      } finally {
+        release();
+      }
+    }
+  }
+
+  private async mergeOne(c: Checkpoint): Promise<void> {
+    const { store, log } = this.d;
+    const cfg = this.cfg;
+    const { merge } = store.markMerging(c.id, { method: cfg.method, params: cfg.params, engine: cfg.engine });
+    const t = merge.step;
+    const started = Date.now();
+    this.current = { checkpoint: c.name, step: t, started_at: new Date(started).toISOString(), progress: null };
+    log.info(`merge ${t} started: ${c.name}`, { pipeline: cfg.name, step: t, method: cfg.method });
+    const staging = await beginVersion(cfg.repository, cfg.name, t);
+    let report: MergeReport;
+    let peakRssBytes: number;
+    try {
+      this.running = startMergeWorker(
+        {
+          base: cfg.base,
+          stateDir: this.stateDir,
+          method: cfg.method,
+          params: cfg.params,
+          checkpoints: [c.path],
+          out: staging.dir,
+          fromStep: t - 1,
+          commit: false,
+          rules: { include: cfg.tensors.include, exclude: cfg.tensors.exclude, linearInclude: cfg.tensors.linear_include, linearExclude: cfg.tensors.linear_exclude },
+          maxShardBytes: cfg.max_shard_bytes,
+          maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
+          sha256: { [c.path]: c.sha256 ?? '' },
+          engine: cfg.engine,
+          threads: this.d.threads,
+        },
+        (p) => {
+          if (this.current) this.current.progress = p;
+          if (p.index + 1 === p.total) log.info(`merge ${t}: ${p.phase} pass done (${p.total} tensors)`, { pipeline: cfg.name, step: t, seconds: (Date.now() - started) / 1000 });
+        },
+      );
+      ({ report, peakRssBytes } = await this.running.result);
+    } catch (e) {
+      rmSync(staging.dir, { recursive: true, force: true });
+      this.current = null;
+      this.running = null;
+      if (e instanceof InputError) {
+        const target = quarantineTarget(cfg.drop, c.path);
+        store.failMerge(merge.id, e.reason, target);
+        moveToQuarantine(c.path, target, e.reason);
+        log.warn(`rejected ${c.name} during merge ${t}: ${e.reason}`, { pipeline: cfg.name, quarantine: target });
+        return;
+      }
+      store.abandonMerge(merge.id, this.stopping ? 'daemon stopping' : (e as Error).message);
+      if (this.stopping) {
+        log.warn(`merge ${t} abandoned for shutdown: ${c.name} stays queued`, { pipeline: cfg.name });
+        return;
+      }
+      // not the checkpoint's fault (disk, engine...): keep it queued and retry later
+      this.failures++;
+      const delay = Math.min(600_000, 5_000 * 2 ** (this.failures - 1));
+      this.retryAt = Date.now() + delay;
+      log.error(`merge ${t} failed, retrying in ${delay / 1000} s: ${(e as Error).message}`, { pipeline: cfg.name });
+      return;
+    }
+    this.running = null;
+    this.failures = 0;
+    const mergeSeconds = (Date.now() - started) / 1000;
+    const step = report.steps[0];
+    const metrics = mergeMetrics(report, step);
+    const merged = store.mergedCheckpoints(cfg.name).map((x) => ({ name: x.name, sha256: x.sha256 ?? '', merged_at: x.merged_at ?? '' }));
+    const published = await finishVersion(staging, {
+      parent: t > 1 ? t - 1 : null,
+      method: cfg.method,
+      params: cfg.params,
+      base: { path: cfg.base, sha256: this.d.baseSha256 },
+      checkpoints: [...merged, { name: c.name, sha256: c.sha256 ?? '', merged_at: new Date().toISOString() }],
+      engine: report.engine,
+      metrics: metrics.model,
+      cmergeVersion,
+    });
+    const genDir = generationDir(this.stateDir, t);
+    const stateSha = await sha256File(join(genDir, 'state.safetensors'));
+    const manifestSha = await sha256File(join(published.dir, 'manifest.json'));
+    store.db
+      .transaction(() => {
+        store.commitMerge({
+          merge_id: merge.id,
+          state: { generation: t, path: genDir, sha256: stateSha },
+          engine: report.engine,
+          timings: { merge_s: mergeSeconds, update_s: step.seconds.update, analysis_s: step.seconds.analysis, output_s: report.seconds.output, total_s: (Date.now() - started) / 1000 },
+          peak_rss: peakRssBytes,
+          scalars: metrics.scalars,
+          tensor_metrics: metrics.tensors,
+          model_metrics: metrics.model,
+        });
+        store.recordVersion({ pipeline: cfg.name, number: t, parent: t > 1 ? t - 1 : null, merge_id: merge.id, path: published.dir, files: published.manifest.files, manifest_sha256: manifestSha });
+      })
+      .immediate();
+    await swapCurrent(cfg.repository, cfg.name, t);
+    commitGeneration(this.stateDir, t);
+    pruneGenerations(this.stateDir, [t]);
+    this.current = null;
+    log.info(`published version ${t}: ${c.name}`, { pipeline: cfg.name, step: t, merge_s: mergeSeconds, total_s: (Date.now() - started) / 1000, peak_rss_mib: Math.round(peakRssBytes / 2 ** 20), ...metrics.scalars });
+    await this.notify(t, published.dir);
+    await this.evaluate(t, published.dir);
+    await this.retain();
+  }
+
+  private async notify(version: number, dir: string): Promise<void> {
+    if (this.cfg.notifiers.length === 0) return;
+    const { store, log } = this.d;
+    const modelFile = existsSync(join(dir, 'model.safetensors')) ? join(dir, 'model.safetensors') : join(dir, 'model.safetensors.index.json');
+    await runNotifiers(this.cfg.notifiers, { pipeline: this.cfg.name, version, path: dir, modelFile }, {
+      sse: this.d.sse,
+      signal: this.abort.signal,
+      onOutcome: (o) => {
+        store.recordNotification(this.cfg.name, version, { notifier: o.notifier, attempt: o.attempt, ok: o.ok, detail: o.detail, duration_ms: o.durationMs });
+        log.log(o.ok ? 'info' : 'warn', `notifier ${o.notifier} attempt ${o.attempt}: ${o.ok ? 'ok' : 'failed'} ${o.detail}`, { pipeline: this.cfg.name, version });
+      },
+    });
+  }
+
+  private async evaluate(version: number, dir: string): Promise<void> {
+    if (!this.cfg.evaluator) return;
+    try {
+      const scores = await runEvaluator(this.cfg.evaluator, dir);
+      this.d.store.recordEvaluation(this.cfg.name, version, scores);
+      this.d.log.info(`evaluated version ${version}`, { pipeline: this.cfg.name, scores });
+    } catch (e) {
+      this.d.log.warn(`evaluation of version ${version} failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
+    }
+  }
+
+  private async retain(): Promise<void> {
+    const removed = await applyRetention(this.cfg.repository, this.cfg.name, { keep: this.cfg.retention.keep, pinned: this.d.store.pinnedVersions(this.cfg.name) });
+    for (const v of removed) this.d.store.markRemoved(this.cfg.name, v);
+    if (removed.length) this.d.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
+  }
+
+  /**
+   * Stop taking work; let a running merge finish within `budgetMs`, else terminate its worker
+   * (the checkpoint goes back to the head of the queue; the partial state is discarded at start).
+   */
+  async stop(budgetMs: number): Promise<void> {
+    this.stopping = true;
+    const loop = this.loop;
+    if (!loop) return;
+    const timer = setTimeout(() => {
+      this.d.log.warn(`shutdown budget of ${budgetMs / 1000} s used up: abandoning the running merge`, { pipeline: this.cfg.name });
+      this.abort.abort();
+      void this.running?.terminate();
+    }, budgetMs);
+    try {
+      await loop;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
