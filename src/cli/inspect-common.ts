@@ -61,7 +61,8 @@ export function fmtMs(ms: number | null | undefined): string {
 export function fmtNum(x: number | null | undefined, digits = 4): string {
   if (x === null || x === undefined) return '-';
   if (!Number.isFinite(x)) return String(x);
-  return Number.isInteger(x) ? String(x) : x.toPrecision(digits);
+  // toPrecision for a fixed number of significant digits, Number() to drop trailing zeros
+  return Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(digits)));
 }
 
 /** λ first (the scalar people look for), then the rest by name. */
