@@ -128,7 +128,8 @@ function printText(o: ShowOut): void {
   w(`  method      ${o.merge.method} ${JSON.stringify(o.merge.params)}  engine ${o.merge.engine ?? '-'}\n`);
   w(`  scalars     ${fmtScalars(o.merge.scalars)}\n`);
   const total = o.merge.finished_at ? Date.parse(o.merge.finished_at) - Date.parse(o.merge.started_at) : null;
-  const phases = Object.entries(o.merge.timings ?? {}).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ');
+  // the daemon records seconds under *_s keys; other keys are milliseconds (the store's convention)
+  const phases = Object.entries(o.merge.timings ?? {}).map(([k, v]) => `${k.replace(/_(m?s)$/, '')} ${fmtMs(/_s$/.test(k) ? v * 1000 : v)}`).join(', ');
   w(`  merge time  ${fmtMs(total)}${phases ? ` (${phases})` : ''}\n`);
   if (o.manifest) {
     const m = o.manifest;

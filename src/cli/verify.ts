@@ -107,22 +107,39 @@ async function verifyVersions(i: Inspection, name: string, r: VerifyReport): Pro
     }
   }
 
-  // `current` must name the newest live version (or a newer one being published).
+  const c = await checkCurrent(i, name, repo, unrecorded);
+  if (c) (c.note ? r.notes : r.problems).push(c.finding);
+}
+
+/**
+ * `current` must name the newest live version (or a newer one renamed into place and not yet
+ * recorded). The daemon records a version, then swaps `current`: a lag seen once may be that
+ * instant, so a mismatch counts only if it is still there after a few short waits.
+ */
+async function checkCurrent(i: Inspection, name: string, repo: string, unrecorded: ReadonlyMap<number, boolean>): Promise<{ finding: Finding; note: boolean } | null> {
   const link = join(repo, name, 'current');
-  const newest = live.at(-1)?.number ?? null;
-  const linkExists = (() => { try { lstatSync(link); return true; } catch { return false; } })();
-  const cur = await readCurrent(repo, name);
-  const where = { pipeline: name, version: cur, kind: 'current' as const, file: null, path: link };
-  if (linkExists && cur === null) {
-    r.problems.push({ ...where, message: `current is not a symlink to a version number${newest === null ? '' : ` (expected -> ${newest})`}` });
-  } else if (cur === newest) {
-    // the usual case (or nothing published yet)
-  } else if (cur !== null && unrecorded.get(cur) === true && cur > (newest ?? 0)) {
-    r.notes.push({ ...where, message: `current -> ${cur}, not recorded yet; newest recorded is ${newest ?? 'none'}` });
-  } else {
-    r.problems.push({ ...where, message: `current -> ${cur ?? 'nothing'}, but the newest recorded live version is ${newest ?? 'none'}` });
+  for (let attempt = 0; ; attempt++) {
+    const newest = i.store.versions(name).at(-1)?.number ?? null;
+    const linkExists = (() => { try { lstatSync(link); return true; } catch { return false; } })();
+    const cur = await readCurrent(repo, name);
+    const where = { pipeline: name, version: cur, kind: 'current' as const, file: null, path: link };
+    if (cur === newest && !(linkExists && cur === null)) return null;
+    if (cur !== null && unrecorded.get(cur) === true && cur > (newest ?? 0)) {
+      return { note: true, finding: { ...where, message: `current -> ${cur}, not recorded yet; newest recorded is ${newest ?? 'none'}` } };
+    }
+    if (attempt < CURRENT_RETRIES) {
+      await new Promise((res) => setTimeout(res, CURRENT_RETRY_MS));
+      continue;
+    }
+    if (linkExists && cur === null) {
+      return { note: false, finding: { ...where, message: `current is not a symlink to a version number${newest === null ? '' : ` (expected -> ${newest})`}` } };
+    }
+    return { note: false, finding: { ...where, message: `current -> ${cur ?? 'nothing'}, but the newest recorded live version is ${newest ?? 'none'}` } };
   }
 }
+
+const CURRENT_RETRIES = 3;
+const CURRENT_RETRY_MS = 500;
 
 async function verifyState(i: Inspection, name: string, r: VerifyReport): Promise<void> {
   let ref = i.store.currentStateGeneration(name);
