@@ -58,7 +58,7 @@ export class Daemon {
       for (const n of cfg.notifiers) if (n.type === 'sse') await this.sse.get(n.port, n.host);
       const intake = new Intake({ pipeline: cfg, store: this.store, base, log: plog, incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000, onQueued: () => runner.kick() });
       this.pipelines.push({ cfg, base, intake, runner });
-      intake.start();
+      await intake.start();
       runner.kick();
     }
   }

@@ -56,10 +56,13 @@ export class Intake {
     return this.candidates.size + this.inFlight.size;
   }
 
-  start(): void {
+  /**
+   * Resolves once the watcher is ready. The scan runs after that: an entry renamed in between
+   * the scan and the watcher's readiness would otherwise be seen by neither (add() dedupes).
+   */
+  async start(): Promise<void> {
     mkdirSync(this.drop, { recursive: true });
     this.realDrop = realpathSync(this.drop);
-    this.scan();
     this.watcher = chokidar.watch(this.drop, {
       ignoreInitial: true,
       depth: 2,
@@ -68,6 +71,8 @@ export class Intake {
     });
     this.watcher.on('all', (_event, p) => this.touch(p));
     this.watcher.on('error', (e) => this.o.log.error(`watcher: ${(e as Error).message}`));
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    this.scan();
     this.timer = setInterval(() => this.tick(), 200);
   }
 
