@@ -44,6 +44,9 @@ export class Intake {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
   private realDrop = '';
+  /** entries already taken, with the size signature they had: a rescan skips them */
+  private readonly taken = new Map<string, string>();
+  private lastScan = 0;
 
   constructor(private readonly o: IntakeOptions) {}
 
@@ -84,10 +87,19 @@ export class Intake {
     await this.chain;
   }
 
-  /** entries already in the folder count as arrivals, oldest first */
+  /**
+   * Entries in the folder count as arrivals, oldest first. Run at start and every few seconds:
+   * file events can be lost (inotify queue overflow, network filesystems), a listing cannot.
+   */
   private scan(): void {
+    this.lastScan = Date.now();
     const entries = readdirSync(this.drop)
       .filter((n) => !n.startsWith('.'))
+      .filter((n) => {
+        const p = join(this.drop, n);
+        const sig = this.taken.get(p);
+        return sig === undefined || sig !== quickSignature(p);
+      })
       .map((n) => ({ path: join(this.drop, n), mtime: safeStat(join(this.drop, n))?.mtimeMs ?? 0 }))
       .sort((a, b) => a.mtime - b.mtime || a.path.localeCompare(b.path));
     for (const e of entries) this.add(e.path);
@@ -109,6 +121,7 @@ export class Intake {
 
   private tick(): void {
     const now = Date.now();
+    if (now - this.lastScan > 5000) this.scan();
     const settle = this.o.pipeline.settle_ms;
     for (const [path, c] of this.candidates) {
       const r = this.inspect(path);
@@ -127,6 +140,7 @@ export class Intake {
       }
       this.candidates.delete(path);
       this.inFlight.add(path);
+      this.taken.set(path, quickSignature(path));
       const reason = r.kind === 'reject' ? r.reason : null;
       this.chain = this.chain
         .then(() => this.take(path, reason))
@@ -235,6 +249,12 @@ export class Intake {
     moveToQuarantine(path, target, reason);
     this.o.log.warn(`rejected ${a.name}: ${reason}`, { pipeline: this.o.pipeline.name, quarantine: target });
   }
+}
+
+/** size and mtime of the entry itself: enough to notice that a taken name holds new content */
+function quickSignature(p: string): string {
+  const s = safeLstat(p);
+  return s ? `${s.size}:${s.mtimeMs}` : '';
 }
 
 function safeLstat(p: string): Stats | null {
