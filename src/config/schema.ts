@@ -171,6 +171,9 @@ export const configSchema = z
     shutdown_budget_s: seconds.default(60),
     /** BLAS threads and worker threads the daemon may use */
     threads: z.number().int().min(1).default(() => availableParallelism()),
+    /** Prometheus metrics at http://<metrics_host>:<metrics_port>/metrics (off when absent) */
+    metrics_port: z.number().int().min(0).max(65535).optional(),
+    metrics_host: nonEmpty.default('127.0.0.1'),
   })
   .superRefine((cfg, ctx) => {
     const seen = new Map<string, number>();

@@ -9,6 +9,7 @@ import { configureLog, log } from '../util/log.js';
 import { checkpointSha256 } from './checkpoint-hash.js';
 import { Intake } from './intake.js';
 import { Limiter } from './limiter.js';
+import { DaemonMetrics, type PipelineGauges } from './metrics-server.js';
 import { PipelineRunner } from './pipeline.js';
 
 /**
@@ -33,6 +34,7 @@ export class Daemon {
   private readonly limiter = new Limiter(1);
   private readonly sse = new SseHubs();
   private pipelines: Pipeline[] = [];
+  private metrics: DaemonMetrics | null = null;
 
   constructor(private readonly configPath: string, private readonly opts: DaemonOptions = {}) {}
 
@@ -43,6 +45,11 @@ export class Daemon {
     this.store = openStore(this.config.db_path);
     const requeued = this.store.recoverInterrupted();
     for (const c of requeued) log.warn(`merge of ${c.name} was interrupted: it will be redone from the last committed state`);
+    if (this.config.metrics_port !== undefined) {
+      this.metrics = new DaemonMetrics(() => this.gauges());
+      const port = await this.metrics.listen(this.config.metrics_port, this.config.metrics_host);
+      log.info(`metrics on http://${this.config.metrics_host}:${port}/metrics`);
+    }
     await this.startPipelines();
     log.info(`cmerge daemon ready: ${this.pipelines.map((p) => p.cfg.name).join(', ')}`, { config: this.config.file, state_dir: this.config.state_dir });
   }
@@ -53,10 +60,10 @@ export class Daemon {
       const plog = log.child({ pipeline: cfg.name });
       const base = openModel(cfg.base);
       const baseSha256 = await checkpointSha256(cfg.base);
-      const runner = new PipelineRunner(cfg, { store: this.store, limiter: this.limiter, log: plog, stateRoot: this.config.state_dir, sse: this.sse, threads: this.config.threads, baseSha256 });
+      const runner = new PipelineRunner(cfg, { store: this.store, limiter: this.limiter, log: plog, stateRoot: this.config.state_dir, sse: this.sse, threads: this.config.threads, baseSha256, metrics: this.metrics });
       await runner.recover();
       for (const n of cfg.notifiers) if (n.type === 'sse') await this.sse.get(n.port, n.host);
-      const intake = new Intake({ pipeline: cfg, store: this.store, base, log: plog, incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000, onQueued: () => runner.kick() });
+      const intake = new Intake({ pipeline: cfg, store: this.store, base, log: plog, incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000, onQueued: () => runner.kick(), onRejected: () => this.metrics?.countRejection(cfg.name) });
       this.pipelines.push({ cfg, base, intake, runner });
       await intake.start();
       runner.kick();
@@ -74,6 +81,7 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.stopPipelines(this.config.shutdown_budget_s * 1000);
     await this.sse.closeAll();
+    await this.metrics?.close();
     this.store.close();
     log.info('cmerge daemon stopped');
   }
@@ -107,6 +115,19 @@ export class Daemon {
       return `${p.cfg.name}: merging ${cur.checkpoint} (step ${cur.step}${pr}), ${q} queued`;
     });
     return parts.join('; ');
+  }
+
+  private gauges(): Record<string, PipelineGauges> {
+    const out: Record<string, PipelineGauges> = {};
+    for (const p of this.pipelines) {
+      const cur = p.runner.status;
+      out[p.cfg.name] = {
+        queued: this.store.queued(p.cfg.name).length,
+        currentVersion: this.store.latestVersion(p.cfg.name)?.number ?? null,
+        mergingProgress: cur ? (cur.progress ? (cur.progress.index + 1) / cur.progress.total : 0) : null,
+      };
+    }
+    return out;
   }
 
   get logger(): Logger {

@@ -27,6 +27,7 @@ export interface IntakeOptions {
   /** how long a checkpoint may stay incomplete (truncated, missing shard) before it is rejected */
   incompleteTimeoutMs: number;
   onQueued(): void;
+  onRejected?(): void;
 }
 
 interface Candidate {
@@ -248,6 +249,7 @@ export class Intake {
     this.o.store.reject(this.o.pipeline.name, { name: a.name, path, sha256: a.sha256, size: a.size }, reason, target);
     moveToQuarantine(path, target, reason);
     this.o.log.warn(`rejected ${a.name}: ${reason}`, { pipeline: this.o.pipeline.name, quarantine: target });
+    this.o.onRejected?.();
   }
 }
 

@@ -11,6 +11,7 @@ import type { Checkpoint, Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
 import { runEvaluator } from './evaluator.js';
 import type { Limiter } from './limiter.js';
+import type { DaemonMetrics } from './metrics-server.js';
 import { mergeMetrics } from './metrics.js';
 import { moveToQuarantine, quarantineTarget } from './quarantine.js';
 import { startMergeWorker, type MergeProgressInfo, type RunningMerge } from './worker-client.js';
@@ -32,6 +33,7 @@ export interface PipelineDeps {
   sse: SseHubs;
   threads: number;
   baseSha256: string;
+  metrics: DaemonMetrics | null;
 }
 
 export interface CurrentMerge {
@@ -166,6 +168,7 @@ export class PipelineRunner {
         store.failMerge(merge.id, e.reason, target);
         moveToQuarantine(c.path, target, e.reason);
         log.warn(`rejected ${c.name} during merge ${t}: ${e.reason}`, { pipeline: cfg.name, quarantine: target });
+        this.d.metrics?.countRejection(cfg.name);
         return;
       }
       store.abandonMerge(merge.id, this.stopping ? 'daemon stopping' : (e as Error).message);
@@ -218,6 +221,7 @@ export class PipelineRunner {
     commitGeneration(this.stateDir, t);
     pruneGenerations(this.stateDir, [t]);
     this.current = null;
+    this.d.metrics?.observeMerge(cfg.name, (Date.now() - started) / 1000);
     log.info(`published version ${t}: ${c.name}`, { pipeline: cfg.name, step: t, merge_s: mergeSeconds, total_s: (Date.now() - started) / 1000, peak_rss_mib: Math.round(peakRssBytes / 2 ** 20), ...metrics.scalars });
     await this.notify(t, published.dir);
     await this.evaluate(t, published.dir);
