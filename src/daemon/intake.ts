@@ -222,7 +222,17 @@ export class Intake {
     }
     if (rejectReason) return this.reject(path, { name, size }, rejectReason);
     const files = safeFiles(path);
-    const sha256 = await checkpointSha256(path, files);
+    // A file that cannot be read (a shard the index names but that never came, after the
+    // incomplete timeout) must be rejected like any bad input, not dropped with an error log: the
+    // checks below name the problem better, so the hash error is only the reason of last resort.
+    let sha256: string | undefined;
+    let unreadable: Error | null = null;
+    try {
+      sha256 = await checkpointSha256(path, files);
+    } catch (e) {
+      unreadable = e as Error;
+    }
+    if (!safeLstat(path)) return; // gone (removed by its producer): nothing to reject
     try {
       const model = openModel(path);
       try {
@@ -233,6 +243,7 @@ export class Intake {
     } catch (e) {
       return this.reject(path, { name, size, sha256 }, e instanceof InputError ? e.reason : (e as Error).message);
     }
+    if (sha256 === undefined) return this.reject(path, { name, size }, `cannot be read: ${unreadable?.message ?? 'unknown error'}`);
     const r = store.enqueue(pipeline.name, { name, path, sha256, size });
     if (r.outcome === 'duplicate') {
       return this.reject(path, { name, size, sha256 }, `duplicate: same sha256 as ${r.checkpoint.name} (${r.checkpoint.status})`);
