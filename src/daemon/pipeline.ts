@@ -1,6 +1,6 @@
 import { existsSync, rmSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Logger } from 'winston';
 import type { PipelineConfig } from '../config/index.js';
 import { InputError } from '../io/types.js';
@@ -198,9 +198,10 @@ export class PipelineRunner {
       engine: report.engine,
       metrics: metrics.model,
       cmergeVersion,
+      knownSha256: Object.fromEntries(Object.entries(report.out_sha256).map(([p, h]) => [relative(staging.dir, p), h])),
     });
     const genDir = generationDir(this.stateDir, t);
-    const stateSha = await sha256File(join(genDir, 'state.safetensors'));
+    const stateSha = step.state_sha256;
     const manifestSha = await sha256File(join(published.dir, 'manifest.json'));
     store.db
       .transaction(() => {

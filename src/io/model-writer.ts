@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * createModelWriter: one file, a folder with model.safetensors, or HF-style shards + index when
  * the data exceeds maxShardBytes. Shards are filled in the global HF write order, so the
@@ -72,6 +73,7 @@ class ShardedWriter implements ModelWriter {
   private next = 0;
   private done = false;
   private indexTemp: string | null = null;
+  private indexSha256: string | null = null;
 
   constructor(private readonly dir: string, specs: readonly TensorSpec[], private readonly metadata: Record<string, string>, max: number) {
     this.shards = planShards(hfOrder(specs), max);
@@ -108,7 +110,9 @@ class ShardedWriter implements ModelWriter {
     this.shards.forEach((s, i) => s.forEach((t) => weightMap.set(t.name, this.fileName(i))));
     const index = join(this.dir, INDEX_FILE);
     const tmp = (this.indexTemp = tempPathFor(index));
-    writeDurably(tmp, indexJson(this.totalSize, weightMap));
+    const indexText = indexJson(this.totalSize, weightMap);
+    writeDurably(tmp, indexText);
+    this.indexSha256 = createHash('sha256').update(indexText).digest('hex');
     // shards first, index last: a reader never sees an index naming shards that are not there
     for (const w of this.writers) w.publish();
     renameSync(tmp, index);
@@ -116,6 +120,11 @@ class ShardedWriter implements ModelWriter {
     fsyncDir(this.dir);
     this.done = true;
     return [...this.writers.map((w) => w.dest), index];
+  }
+
+  sha256(): Record<string, string> {
+    if (this.indexSha256 === null) throw new Error(`${this.dir}: writer not committed`);
+    return Object.assign({ [join(this.dir, INDEX_FILE)]: this.indexSha256 }, ...this.writers.map((w) => w.sha256()));
   }
 
   abort(): void {

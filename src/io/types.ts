@@ -39,6 +39,10 @@ export interface ModelReader {
   readonly dataBytes: number;
   /** decode a float tensor to float32 (throws InputError for non-float dtypes) */
   readF32(name: string): Float32Array;
+  /** decode a float tensor into `out` (length = size), without tensor-sized temporaries */
+  readF32Into(name: string, out: Float32Array): Float32Array;
+  /** decode a float tensor in chunks (fn gets the element offset and a chunk valid during the call) */
+  readF32Chunks(name: string, fn: (offset: number, chunk: Float32Array) => void): void;
   /** the stored bytes of a tensor, untouched */
   readRaw(name: string): Buffer;
   close(): void;
@@ -60,6 +64,8 @@ export interface ModelWriter {
   write(name: string, data: Float32Array | Buffer): void;
   /** fsync, rename into place, fsync the directory; returns the final file paths */
   commit(): string[];
+  /** sha256 of each committed file (final path → hex), computed from the bytes as they were written */
+  sha256(): Record<string, string>;
   /** remove temporary files; safe to call after a failure */
   abort(): void;
 }

@@ -4,7 +4,7 @@ import type { Engine } from '../engine/types.js';
 import { createModelWriter, openModel } from '../io/model.js';
 import { InputError, type ModelReader } from '../io/types.js';
 import { getMethod } from '../methods/registry.js';
-import type { Method, MethodStep, Scalars, TensorJob, TensorMetrics } from '../methods/types.js';
+import type { Method, MethodStep, Scalars, TaskSource, TensorJob, TensorMetrics } from '../methods/types.js';
 import { classifier, type TensorRules } from './kinds.js';
 import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
 import { assertFinite, structureFingerprint, validateAgainstBase } from './validate.js';
@@ -53,6 +53,8 @@ export interface StepReport {
   scalars: Scalars;
   summary: Record<string, unknown>;
   tensors: Record<string, TensorMetrics>;
+  /** sha256 of the new generation's state.safetensors */
+  state_sha256: string;
   seconds: { analysis: number; update: number };
 }
 
@@ -64,13 +66,31 @@ export interface MergeReport {
   step: number;
   steps: StepReport[];
   out_files: string[];
+  /** sha256 of each output file (path → hex), computed while writing */
+  out_sha256: Record<string, string>;
   /** ‖M_t − θ0‖ per merged tensor, from the output pass (when an output was written) */
   merged_norms: Record<string, number>;
   seconds: { total: number; output: number };
   tensors: { linear: number; other: number; copied: number };
 }
 
+/**
+ * Reusable float32 buffers, one per slot, each as large as the largest merged tensor, shared by
+ * the update pass (methods with updateTask) and the output pass. Fresh tensor-sized arrays per
+ * tensor leave garbage that V8 collects late (the SVD runs on the libuv pool without JS
+ * allocation), which on a 1B model put several 262 MB copies of dead tensors into the peak RSS.
+ */
+class BufferPool {
+  private readonly slots: Float32Array[] = [];
+  constructor(private readonly capacity: number) {}
+  get(slot: number, size: number): Float32Array {
+    this.slots[slot] ??= new Float32Array(this.capacity);
+    return this.slots[slot].subarray(0, size);
+  }
+}
+
 interface Ctx {
+  pool: BufferPool;
   req: MergeRequest;
   method: Method<any>;
   params: Record<string, unknown>;
@@ -100,7 +120,8 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       kinds[info.name] = d;
     }
     if (jobs.length === 0) throw new InputError(req.base, 'no float tensor to merge (check the include/exclude rules)');
-    const ctx: Ctx = { req, method, params, base, jobs, kinds, fingerprint: structureFingerprint(base) };
+    const pool = new BufferPool(jobs.reduce((mx, j) => Math.max(mx, j.size), 0));
+    const ctx: Ctx = { pool, req, method, params, base, jobs, kinds, fingerprint: structureFingerprint(base) };
 
     let gen = openGeneration(req.stateDir, req.fromStep);
     if (gen) checkCompatible(ctx, gen);
@@ -122,7 +143,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     }
     const tOut = performance.now();
     const mergedNorms: Record<string, number> = {};
-    const outFiles = req.out && gen ? writeOutput(ctx, gen, req.out, mergedNorms) : [];
+    const out = req.out && gen ? writeOutput(ctx, gen, req.out, mergedNorms) : { files: [], sha256: {} };
     const outSeconds = (performance.now() - tOut) / 1000;
     if (gen && req.commit !== false) {
       commitGeneration(req.stateDir, gen.step);
@@ -135,7 +156,8 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       from_step: startStep,
       step: gen?.step ?? startStep,
       steps,
-      out_files: outFiles,
+      out_files: out.files,
+      out_sha256: out.sha256,
       merged_norms: mergedNorms,
       seconds: { total: (performance.now() - t0) / 1000, output: outSeconds },
       tensors: { linear: jobs.filter((j) => j.kind === 'linear').length, other: jobs.filter((j) => j.kind === 'other').length, copied: base.tensors.size - jobs.length },
@@ -171,6 +193,21 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       assertFinite(ckpt.path, job.name, c);
       return { b: base.readF32(job.name), p: prev ? prev.readF32(job.name) : null, c };
     };
+    // Loads and calls update from its own frame, so the buffers are referenced only by the method
+    // while it awaits (the method may drop the base early).
+    let tqOut = 0;
+    const updateOne = (job: TensorJob) => {
+      const { b, p, c } = load(job);
+      let tq = 0;
+      for (let i = 0; i < c.length; i++) {
+        const d = c[i] - b[i];
+        tq += d * d;
+        baseSq += b[i] * b[i];
+      }
+      tqOut = tq;
+      return step.update(job, b, p, c);
+    };
+    let baseSq = 0;
     const ta = performance.now();
     for (let pass = 0; pass < step.analysisPasses; pass++) {
       jobs.forEach((job, index) => {
@@ -185,20 +222,48 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const writer = createModelWriter(join(pending.tmpDir, 'state.safetensors'), jobs.map((j) => ({ name: j.name, dtype: 'F32' as const, shape: [...j.shape] })), { maxShardBytes: Number.MAX_SAFE_INTEGER });
     const tensors: Record<string, TensorMetrics> = {};
     let taskSq = 0;
-    let baseSq = 0;
+    let stateSha256 = '';
     try {
       let index = 0;
       for (const name of writer.order) {
         const job = byName.get(name)!;
-        const { b, p, c } = load(job);
         let tq = 0;
-        for (let i = 0; i < c.length; i++) {
-          const d = c[i] - b[i];
-          tq += d * d;
-          baseSq += b[i] * b[i];
+        let r: Awaited<ReturnType<MethodStep['update']>>;
+        if (step.updateTask) {
+          // lean path: prev and τ in one pooled buffer; base and (for addPrev) prev stream in chunks
+          let loaded = false;
+          const src: TaskSource = {
+            prev: () => (prev ? prev.readF32Into(name, ctx.pool.get(0, job.size)) : null),
+            tau: () => {
+              if (loaded) throw new Error(`${method.name}: τ of ${name} loaded twice`);
+              loaded = true;
+              const tau = ckpt.readF32Into(name, ctx.pool.get(0, job.size));
+              assertFinite(ckpt.path, name, tau);
+              base.readF32Chunks(name, (off, chunk) => {
+                for (let i = 0; i < chunk.length; i++) {
+                  const d = tau[off + i] - chunk[i];
+                  tq += d * d;
+                  baseSq += chunk[i] * chunk[i];
+                  tau[off + i] = d;
+                }
+              });
+              return tau;
+            },
+            addPrev: (out) => {
+              if (!prev) throw new Error(`${method.name}: no previous state at step 1`);
+              prev.readF32Chunks(name, (off, chunk) => {
+                for (let i = 0; i < chunk.length; i++) out[off + i] += chunk[i];
+              });
+              return out;
+            },
+          };
+          r = await step.updateTask(job, src);
+          if (!loaded) throw new Error(`${method.name}: updateTask did not read the checkpoint for ${name}`);
+        } else {
+          r = await updateOne(job);
+          tq = tqOut;
         }
         taskSq += tq;
-        const r = await step.update(job, b, p, c);
         writer.write(name, r.state);
         tensors[name] = { task_norm: Math.sqrt(tq), ...r.metrics };
         req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
@@ -209,6 +274,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
         throw new InputError(ckpt.path, `task vector norm is ${ratio.toFixed(3)} × the base model's norm (limit ${req.maxTaskNormRatio}): not a fine-tune of this base`);
       }
       writer.commit();
+      stateSha256 = Object.values(writer.sha256())[0];
     } catch (e) {
       writer.abort();
       throw e;
@@ -230,7 +296,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const tEnd = performance.now();
     return {
       gen,
-      report: { t, checkpoint: ckpt.path, task_vector_norm: Math.sqrt(taskSq), scalars, summary, tensors, seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 } },
+      report: { t, checkpoint: ckpt.path, task_vector_norm: Math.sqrt(taskSq), scalars, summary, tensors, state_sha256: stateSha256, seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 } },
     };
   } catch (e) {
     pending.discard();
@@ -240,7 +306,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
   }
 }
 
-function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record<string, number>): string[] {
+function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record<string, number>): { files: string[]; sha256: Record<string, string> } {
   const { base, method, params, kinds, req } = ctx;
   const specs = [...base.tensors.values()].map((i) => ({ name: i.name, dtype: i.dtype, shape: [...i.shape] }));
   const writer = createModelWriter(out, specs, { metadata: { ...base.metadata }, maxShardBytes: req.maxShardBytes });
@@ -251,8 +317,9 @@ function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record
       const info = base.tensors.get(name)!;
       if (kinds[name]) {
         const job: TensorJob = { name, kind: kinds[name], shape: info.shape, size: info.size };
-        const b = base.readF32(name);
-        const merged = method.output(job, b, state.readF32(name), gen.meta.scalars, params);
+        // pooled buffers (see BufferPool); merged is written before the next tensor reuses them
+        const b = base.readF32Into(name, ctx.pool.get(0, info.size));
+        const merged = method.output(job, b, state.readF32Into(name, ctx.pool.get(1, info.size)), gen.meta.scalars, params);
         let sq = 0;
         for (let i = 0; i < b.length; i++) sq += (merged[i] - b[i]) ** 2;
         mergedNorms[name] = Math.sqrt(sq);
@@ -262,7 +329,8 @@ function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record
       }
       req.onProgress?.({ t: gen.step, phase: 'output', index: index++, total: writer.order.length, tensor: name });
     }
-    return writer.commit();
+    const files = writer.commit();
+    return { files, sha256: writer.sha256() };
   } catch (e) {
     writer.abort();
     throw e;

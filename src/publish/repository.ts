@@ -50,6 +50,9 @@ export interface FinishInput {
   checkpoints: ManifestCheckpoint[];
   engine: string;
   metrics?: Record<string, unknown>;
+  /** sha256 of files the caller wrote into the staging folder (relative path → hex), computed
+   * while writing: they are not read again */
+  knownSha256?: Record<string, string>;
   /** default: now */
   createdAt?: Date;
   /** default: package.json's version */
@@ -134,7 +137,7 @@ export async function finishVersion(staging: Staging, input: FinishInput): Promi
   const hashes: Record<string, string> = {};
   const sizes: Record<string, number> = {};
   for (const f of files) {
-    hashes[f] = await sha256File(join(dir, f));
+    hashes[f] = input.knownSha256?.[f] ?? (await sha256File(join(dir, f)));
     sizes[f] = (await stat(join(dir, f))).size;
   }
   const manifest: Manifest = { ...head, files: hashes, file_sizes: sizes };

@@ -29,6 +29,9 @@ function build(o: LogOptions): winston.transport[] {
   return [new winston.transports.Console({ format, stderrLevels: stream === 'stderr' ? levels : [] })];
 }
 
+// A closed log reader (journald restarting, a pipe closed) must not kill the daemon: drop the lines.
+for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
+
 export const log = winston.createLogger({ level: process.env.CMERGE_LOG_LEVEL ?? 'info', transports: build({}) });
 
 export function configureLog(o: LogOptions): void {

@@ -3,6 +3,7 @@
  * at a time in HF order into a dot-prefixed temp file, and nothing appears at the destination
  * until commit() (fsync, rename, fsync of the directory).
  */
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FLOAT_DTYPES, type ModelWriter, type TensorSpec } from '../types.js';
@@ -96,6 +97,9 @@ export class SafetensorsWriter implements ModelWriter {
   private fd: number | null;
   private state: 'open' | 'failed' | 'finished' | 'committed' | 'aborted' = 'open';
   private scratch: ArrayBuffer | null = null;
+  // hashed as written, so publication needs no second read of a multi-GB file
+  private readonly hash: Hash = createHash('sha256');
+  private digest: string | null = null;
 
   constructor(readonly dest: string, specs: readonly TensorSpec[], metadata: Record<string, string> = {}) {
     this.plan = planHeader(specs, metadata);
@@ -103,7 +107,7 @@ export class SafetensorsWriter implements ModelWriter {
     this.tempPath = tempPathFor(dest);
     this.fd = openSync(this.tempPath, 'wx');
     try {
-      writeAll(this.fd, this.plan.bytes);
+      this.put(this.plan.bytes);
     } catch (e) {
       this.abort();
       throw e;
@@ -136,7 +140,7 @@ export class SafetensorsWriter implements ModelWriter {
     }
     try {
       if (data instanceof Float32Array) this.writeFloats(t, data);
-      else writeAll(this.fd, data);
+      else this.put(data);
     } catch (e) {
       // a partly written tensor cannot be resumed; only abort() is left
       this.state = 'failed';
@@ -145,12 +149,27 @@ export class SafetensorsWriter implements ModelWriter {
     this.next++;
   }
 
+  private put(bytes: Uint8Array): void {
+    writeAll(this.fd!, bytes);
+    this.hash.update(bytes);
+  }
+
   private writeFloats(t: PlannedTensor, data: Float32Array): void {
-    if (t.dtype === 'F32') return writeAll(this.fd!, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    if (t.dtype === 'F32') return this.put(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     this.scratch ??= new ArrayBuffer(ENCODE_CHUNK * 8);
     for (let i = 0; i < data.length; i += ENCODE_CHUNK) {
-      writeAll(this.fd!, encodeFromF32(t.dtype, data.subarray(i, i + ENCODE_CHUNK), this.scratch));
+      this.put(encodeFromF32(t.dtype, data.subarray(i, i + ENCODE_CHUNK), this.scratch));
     }
+  }
+
+  /** sha256 of the file's bytes (after finish()) */
+  get fileSha256(): string {
+    if (this.digest === null) throw new Error(`${this.dest}: writer not finished`);
+    return this.digest;
+  }
+
+  sha256(): Record<string, string> {
+    return { [this.dest]: this.fileSha256 };
   }
 
   /** All tensors written: fsync and close the temp file (the sharded writer renames later). */
@@ -163,6 +182,7 @@ export class SafetensorsWriter implements ModelWriter {
     fsyncSync(this.fd);
     closeSync(this.fd);
     this.fd = null;
+    this.digest = this.hash.digest('hex');
     this.state = 'finished';
   }
 
