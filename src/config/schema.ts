@@ -127,7 +127,7 @@ const pipelineCommon = {
     timeout_s: seconds.default(3600),
   }).optional(),
   /** a checkpoint's size must stay unchanged this long before it is taken */
-  settle_ms: z.number().int().min(0).default(2000),
+  settle_ms: z.number().int().min(0).default(500),
   /** published models larger than this are sharded (index + shards) */
   max_shard_bytes: bytes.default(5e9),
   /** reject a checkpoint whose ‖τ‖ exceeds this multiple of the base model's norm */
