@@ -56,7 +56,7 @@ test('the issue example loads with resolved paths and defaults', () => {
   assert.equal(p.base, '/models/clip-base');
   assert.equal(p.method, 'opcm');
   assert.deepEqual(p.params, { alpha: 0.5 });
-  assert.equal(p.settle_ms, 2000);
+  assert.equal(p.settle_ms, 500);
   assert.equal(p.engine, 'auto');
   assert.equal(p.max_shard_bytes, 5e9);
   assert.equal(p.max_task_vector_norm_ratio, 10);
