@@ -7,14 +7,20 @@ import { runMerge, type MergeRequest } from '../merge/runner.js';
  * Worker-thread entry: one merge per worker, so the main event loop stays responsive and the
  * memory of a merge is returned when the worker exits. Posts progress and one result message.
  */
-export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & { engine: 'auto' | 'native' | 'portable'; threads?: number };
+export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & {
+  engine: 'auto' | 'native' | 'portable';
+  threads?: number;
+  /** Int32 flag set by the daemon to stop the merge at the next tensor (a clean, cooperative stop) */
+  abortFlag?: SharedArrayBuffer;
+};
 
 export type WorkerMessage =
   | { type: 'progress'; t: number; phase: string; index: number; total: number; tensor: string }
   | { type: 'done'; report: Awaited<ReturnType<typeof runMerge>>; peakRssBytes: number }
   | { type: 'error'; input: boolean; file?: string; reason?: string; message: string; stack?: string };
 
-const req = workerData as WorkerRequest;
+const { abortFlag, ...req } = workerData as WorkerRequest;
+const aborted = abortFlag ? new Int32Array(abortFlag) : null;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 const engine = createEngine(req.engine, { threads: req.threads });
 let lastPost = 0;
@@ -23,6 +29,10 @@ try {
     ...req,
     engine,
     onProgress: (p) => {
+      // Throwing here unwinds runMerge like any failure (pending generation and output discarded).
+      // Worker.terminate() instead would tear the worker down under a running native job, whose
+      // completion then aborts the whole process.
+      if (aborted && Atomics.load(aborted, 0) !== 0) throw new Error('merge aborted: the daemon is stopping');
       // a few updates a second are plenty for STATUS lines and logs
       const now = Date.now();
       if (now - lastPost > 200 || p.index + 1 === p.total) {

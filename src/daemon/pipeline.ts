@@ -261,22 +261,29 @@ export class PipelineRunner {
   }
 
   /**
-   * Stop taking work; let a running merge finish within `budgetMs`, else terminate its worker
-   * (the checkpoint goes back to the head of the queue; the partial state is discarded at start).
+   * Stop taking work; let a running merge finish within `budgetMs`, else abort it at its next
+   * tensor (the checkpoint goes back to the head of the queue; the partial state is discarded).
+   * Only a merge that ignores the abort for 10 s more has its worker terminated.
    */
   async stop(budgetMs: number): Promise<void> {
     this.stopping = true;
     const loop = this.loop;
     if (!loop) return;
+    let hard: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
       this.d.log.warn(`shutdown budget of ${budgetMs / 1000} s used up: abandoning the running merge`, { pipeline: this.cfg.name });
       this.abort.abort();
-      void this.running?.terminate();
+      this.running?.abort();
+      hard = setTimeout(() => {
+        this.d.log.warn('the running merge did not stop within 10 s of the abort: terminating its worker', { pipeline: this.cfg.name });
+        void this.running?.terminate();
+      }, 10_000);
     }, budgetMs);
     try {
       await loop;
     } finally {
       clearTimeout(timer);
+      clearTimeout(hard);
     }
   }
 }

@@ -13,13 +13,22 @@ export interface MergeProgressInfo {
 
 export interface RunningMerge {
   result: Promise<{ report: MergeReport; peakRssBytes: number }>;
-  /** stop the merge now (the state generation it was writing is discarded at the next start) */
+  /**
+   * Ask the merge to stop at its next tensor: `result` then rejects and the worker exits on its own
+   * (the partial state generation and output are discarded by the runner).
+   */
+  abort(): void;
+  /**
+   * Kill the worker now. Last resort: a native job still running in it makes the process abort
+   * when it completes; the state generation it was writing is discarded at the next start.
+   */
   terminate(): Promise<void>;
 }
 
 /** Runs one merge in a worker thread; InputError from the worker is rebuilt as InputError. */
 export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgressInfo) => void): RunningMerge {
-  const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: req });
+  const abortFlag = new SharedArrayBuffer(4);
+  const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: { ...req, abortFlag } });
   let settled = false;
   const result = new Promise<{ report: MergeReport; peakRssBytes: number }>((resolve, reject) => {
     worker.on('message', (m: WorkerMessage) => {
@@ -40,5 +49,9 @@ export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgre
       if (!settled) reject(new Error(`merge worker exited with code ${code} before finishing`));
     });
   });
-  return { result, terminate: async () => void (await worker.terminate()) };
+  return {
+    result,
+    abort: () => void Atomics.store(new Int32Array(abortFlag), 0, 1),
+    terminate: async () => void (await worker.terminate()),
+  };
 }
