@@ -8,6 +8,8 @@ export function registerDaemon(program: Command): void {
     .requiredOption('--config <file>', 'YAML configuration')
     .option('--incomplete-timeout <seconds>', 'reject checkpoints that stay incomplete this long', '600')
     .action(async (o: { config: string; incompleteTimeout: string }) => {
-      process.exitCode = await runDaemon(o.config, { incompleteTimeoutMs: Number(o.incompleteTimeout) * 1000 });
+      const code = await runDaemon(o.config, { incompleteTimeoutMs: Number(o.incompleteTimeout) * 1000 });
+      // a failed start-up can leave watchers open; stdout is a pipe or file here, written synchronously
+      process.exit(code);
     });
 }

@@ -5,11 +5,12 @@ import { sdNotify } from './systemd-notify.js';
 /**
  * Runs the daemon until SIGTERM/SIGINT. systemd: READY once recovered and watching, STATUS every
  * few seconds, WATCHDOG at half the watchdog interval while the event loop turns, RELOADING on
- * SIGHUP, STOPPING on shutdown. Resolves with the exit code.
+ * SIGHUP, STOPPING on shutdown. Signal handlers are installed before start-up, so a SIGTERM during
+ * recovery still ends in a clean exit 0 (once start-up is done) and a SIGHUP waits for it.
+ * Resolves with the exit code.
  */
 export async function runDaemon(configPath: string, opts: DaemonOptions = {}): Promise<number> {
   const daemon = new Daemon(configPath, opts);
-  await daemon.start();
   const notify = (f: Record<string, string>) => {
     try {
       sdNotify(f);
@@ -17,41 +18,56 @@ export async function runDaemon(configPath: string, opts: DaemonOptions = {}): P
       log.debug(`sd_notify failed: ${(e as Error).message}`);
     }
   };
-  notify({ READY: '1', STATUS: daemon.statusLine() });
-  const status = setInterval(() => notify({ STATUS: daemon.statusLine() }), 2000);
-  const usec = Number(process.env.WATCHDOG_USEC ?? 0);
-  const watchdog = usec > 0 ? setInterval(() => notify({ WATCHDOG: '1' }), Math.max(500, usec / 2000)) : null;
-  let reloading: Promise<void> = Promise.resolve();
+  let status: NodeJS.Timeout | null = null;
+  let watchdog: NodeJS.Timeout | null = null;
+  let stopping = false;
+  let resolveExit!: (code: number) => void;
+  const exited = new Promise<number>((r) => (resolveExit = r));
+  // every start, reload and stop runs after the previous one: a signal never interrupts start-up
+  let chain: Promise<void> = daemon.start();
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        log.warn(`${signal} again during shutdown: exiting now`);
-        process.exit(1);
-      }
-      stopping = true;
-      log.info(`${signal}: stopping intake, finishing or abandoning the running merge`);
-      notify({ STOPPING: '1', STATUS: 'stopping' });
-      clearInterval(status);
-      if (watchdog) clearInterval(watchdog);
-      void reloading
-        .then(() => daemon.stop())
-        .then(
-          () => resolve(0),
-          (e) => {
-            log.error(`shutdown failed: ${(e as Error).message}`);
-            resolve(1);
-          },
-        );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      if (stopping) return;
-      log.info('SIGHUP: reloading the configuration');
-      notify({ RELOADING: '1', MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n) });
-      reloading = reloading.then(() => daemon.reload()).finally(() => notify({ READY: '1', STATUS: daemon.statusLine() }));
-    });
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn(`${signal} again during shutdown: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.info(`${signal}: stopping intake, finishing or abandoning the running merge`);
+    notify({ STOPPING: '1', STATUS: 'stopping' });
+    if (status) clearInterval(status);
+    if (watchdog) clearInterval(watchdog);
+    chain = chain
+      .catch(() => undefined)
+      .then(() => daemon.stop())
+      .then(
+        () => resolveExit(0),
+        (e) => {
+          log.error(`shutdown failed: ${(e as Error).message}`);
+          resolveExit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info('SIGHUP: reloading the configuration');
+    notify({ RELOADING: '1', MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n) });
+    chain = chain.then(() => daemon.reload()).finally(() => notify({ READY: '1', STATUS: daemon.statusLine() }));
   });
+
+  try {
+    await chain;
+  } catch (e) {
+    // start-up failed (bad base model, unreadable state...): nothing to stop
+    log.error(`cmerge daemon failed to start: ${(e as Error).message}`);
+    return 1;
+  }
+  if (!stopping) {
+    notify({ READY: '1', STATUS: daemon.statusLine() });
+    status = setInterval(() => notify({ STATUS: daemon.statusLine() }), 2000);
+    const usec = Number(process.env.WATCHDOG_USEC ?? 0);
+    if (usec > 0) watchdog = setInterval(() => notify({ WATCHDOG: '1' }), Math.max(500, usec / 2000));
+  }
+  return exited;
 }
