@@ -48,6 +48,14 @@ class SafetensorsModel implements ModelReader {
     return this.file(name).readRaw(name);
   }
 
+  readF32Into(name: string, out: Float32Array): Float32Array {
+    return this.file(name).readF32Into(name, out);
+  }
+
+  readF32Chunks(name: string, fn: (offset: number, chunk: Float32Array) => void): void {
+    this.file(name).readF32Chunks(name, fn);
+  }
+
   close(): void {
     for (const p of this.parts) p.close();
   }

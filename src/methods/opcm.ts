@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Engine } from '../engine/types.js';
 import { parseWith } from './params.js';
-import type { Method, MethodStep, Scalars, StepContext, TensorJob, TensorMetrics } from './types.js';
+import type { Method, MethodStep, Scalars, StepContext, TaskSource, TensorJob, TensorMetrics } from './types.js';
 import { axpy, firstCumulativeIndex, sub, sumSquares } from './vec.js';
 
 /**
@@ -12,25 +12,59 @@ import { axpy, firstCumulativeIndex, sub, sumSquares } from './vec.js';
 export const opcmParams = z.object({ alpha: z.number().gt(0).lt(1).default(0.5) }).strict();
 export type OpcmParams = z.infer<typeof opcmParams>;
 
+/** Rows per block of the τ-side products: blocks of ~4 Mi elements (16 MB of float32). */
+function blockRows(m: number, width: number): number {
+  return Math.max(1, Math.min(m, Math.floor((4 << 20) / Math.max(1, width))));
+}
+
 /**
  * cleaned = τ − U Q Vᵀ, where Q keeps the leading k×k block and the diagonal of P = UᵀτV:
  * the reference's full-matrices form U P Vᵀ with those entries zeroed, using only the r leading
  * singular vectors. Returns cleaned (written over τ) and the split rank k.
+ *
+ * Memory (a 32000×2048 lm_head is 262 MB per float32 copy): τ is loaded only after the SVD of
+ * prev (it may reuse prev's buffer), so prev, the SVD's work space and τ are never resident
+ * together; the products run over
+ * row blocks of τ (P = Σ U_bᵀ(τ_b V), then τ_b −= U_b (Q Vᵀ)), so no m×r or m×n temporary exists
+ * besides U itself. Tensors up to one block (everything but the largest) take exactly the
+ * unblocked products.
  */
-export async function opcmClean(engine: Engine, prev: Float32Array, tau: Float32Array, m: number, n: number, alpha: number): Promise<{ cleaned: Float32Array; split: number; removedSq: number }> {
+export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<{ cleaned: Float32Array; split: number; removedSq: number }> {
   const r = Math.min(m, n);
-  const { u, s, v } = await engine.svd(prev, m, n);
+  let { u, s, v } = await engine.svd(prev, m, n);
   // argmax of (cumsum/sum > α) is 0 when nothing exceeds α (all-zero spectrum): same here
   const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
-  const tv = await engine.matmul(tau, v, m, n, r); // τV, m×r
-  const p = await engine.matmul(u, tv, r, m, r, { transA: true }); // UᵀτV, r×r
+  const tau = loadTau();
+  const rows = blockRows(m, Math.max(n, r));
+  let p: Float32Array | null = null;
+  for (let i0 = 0; i0 < m; i0 += rows) {
+    const b = Math.min(rows, m - i0);
+    const tv = await engine.matmul(tau.subarray(i0 * n, (i0 + b) * n), v, b, n, r); // τ_b V, b×r
+    const pb = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), tv, r, b, r, { transA: true }); // U_bᵀ τ_b V, r×r
+    if (p === null) p = pb;
+    else for (let i = 0; i < pb.length; i++) p[i] += pb[i];
+  }
   const q = new Float32Array(r * r);
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) q[i * r + j] = p[i * r + j];
-  for (let i = k; i < r; i++) q[i * r + i] = p[i * r + i];
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) q[i * r + j] = p![i * r + j];
+  for (let i = k; i < r; i++) q[i * r + i] = p![i * r + i];
+  p = null;
   const qvt = await engine.matmul(q, v, r, r, n, { transB: true }); // Q Vᵀ, r×n
-  const removed = await engine.matmul(u, qvt, m, r, n); // U Q Vᵀ, m×n
-  const removedSq = sumSquares(removed);
-  return { cleaned: sub(tau, removed, tau), split: k, removedSq };
+  v = new Float32Array(0); // V (n×r: 262 MB for a wide lm_head) is no longer needed
+  let removedSq = 0;
+  for (let i0 = 0; i0 < m; i0 += rows) {
+    const b = Math.min(rows, m - i0);
+    const removed = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), qvt, b, r, n); // U_b Q Vᵀ, b×n
+    removedSq += sumSquares(removed);
+    const tb = tau.subarray(i0 * n, (i0 + b) * n);
+    sub(tb, removed, tb);
+  }
+  u = new Float32Array(0);
+  return { cleaned: tau, split: k, removedSq };
+}
+
+/** opcmClean with τ already resident (same arithmetic as opcmCleanLazy). */
+export function opcmClean(engine: Engine, prev: Float32Array, tau: Float32Array, m: number, n: number, alpha: number): Promise<{ cleaned: Float32Array; split: number; removedSq: number }> {
+  return opcmCleanLazy(engine, prev, () => tau, m, n, alpha);
 }
 
 class OpcmStep implements MethodStep {
@@ -41,30 +75,49 @@ class OpcmStep implements MethodStep {
 
   constructor(private readonly ctx: StepContext<OpcmParams>) {}
 
-  async update(job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
+  update(job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
+    // not async: base is dropped as soon as τ is formed (this frame ends before any await)
     const tau = sub(ckpt, base, ckpt);
-    const tauSq = sumSquares(tau);
-    this.tauSq += tauSq;
+    return this.updateTask(job, { prev: () => prev, tau: () => tau, addPrev: (out) => axpy(prev!, 1, out, out) });
+  }
+
+  /**
+   * Memory: prev and τ share the runner's buffer (τ overwrites prev after the SVD) and the new
+   * state S = prev + cleaned is formed by streaming prev back in (addPrev): one tensor-sized buffer
+   * plus U for the largest tensor, not four. Same arithmetic as update.
+   */
+  async updateTask(job: TensorJob, src: TaskSource): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
+    const prev = src.prev();
     if (prev === null) {
+      const tau = src.tau();
+      const tauSq = sumSquares(tau);
+      this.tauSq += tauSq;
       this.stateSq += tauSq;
       return { state: tau, metrics: { task_norm: Math.sqrt(tauSq) } };
     }
+    let tauSq = 0;
+    const loadTau = () => {
+      const tau = src.tau();
+      tauSq = sumSquares(tau);
+      return tau;
+    };
+    let cleaned: Float32Array;
+    const metrics: TensorMetrics = {};
     if (job.kind === 'linear') {
       const [m, n] = job.shape;
-      const { cleaned, split, removedSq } = await opcmClean(this.ctx.engine, prev, tau, m, n, this.ctx.params.alpha);
-      this.splits[job.name] = split;
-      const state = axpy(prev, 1, cleaned, prev);
-      const stateSq = sumSquares(state);
-      this.stateSq += stateSq;
-      return {
-        state,
-        metrics: { task_norm: Math.sqrt(tauSq), split_rank: split, removed_share: tauSq > 0 ? Math.sqrt(removedSq / tauSq) : 0, state_norm: Math.sqrt(stateSq) },
-      };
+      const r = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
+      cleaned = r.cleaned;
+      this.splits[job.name] = r.split;
+      metrics.split_rank = r.split;
+      metrics.removed_share = tauSq > 0 ? Math.sqrt(r.removedSq / tauSq) : 0;
+    } else {
+      cleaned = loadTau();
     }
-    const state = axpy(prev, 1, tau, prev);
+    this.tauSq += tauSq;
+    const state = src.addPrev(cleaned); // S = prev + cleaned (prev + 1·cleaned, as axpy)
     const stateSq = sumSquares(state);
     this.stateSq += stateSq;
-    return { state, metrics: { task_norm: Math.sqrt(tauSq), state_norm: Math.sqrt(stateSq) } };
+    return { state, metrics: { task_norm: Math.sqrt(tauSq), ...metrics, state_norm: Math.sqrt(stateSq) } };
   }
 
   finish() {
@@ -88,6 +141,7 @@ export const opcm: Method<OpcmParams> = {
   begin: (ctx) => new OpcmStep(ctx),
   output(_job, base, state, scalars) {
     const inv = 1 / (scalars.lambda as number);
-    return axpy(base, inv, state);
+    // in place: no tensor-sized result buffer (same arithmetic)
+    return axpy(base, inv, state, state);
   },
 };

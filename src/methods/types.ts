@@ -34,6 +34,19 @@ export interface StepContext<P> {
  * Buffers handed to a step belong to it: it may overwrite them (the runner never reuses them).
  * `prev` is the previous state tensor, null at t = 1.
  */
+/** What updateTask reads, on demand (see MethodStep.updateTask). */
+export interface TaskSource {
+  /** the previous state tensor (t ≥ 2) or null, decoded into the runner's buffer */
+  prev(): Float32Array | null;
+  /**
+   * τ = ckpt − base, decoded into the same runner buffer as prev() (it overwrites prev: call it
+   * when prev is no longer needed), the base streamed in chunks. Call once.
+   */
+  tau(): Float32Array;
+  /** out[i] += prev[i] for every element, the previous state streamed in chunks; returns out */
+  addPrev(out: Float32Array): Float32Array;
+}
+
 export interface MethodStep {
   /** number of global analysis passes before the update pass (TIES: quantiles and signs) */
   readonly analysisPasses: number;
@@ -42,6 +55,13 @@ export interface MethodStep {
   endAnalysis?(pass: number): void;
   /** the new state tensor */
   update(job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Promise<{ state: Float32Array; metrics?: TensorMetrics }>;
+  /**
+   * Optional memory-lean form of `update` for methods that need only the previous state and
+   * τ = ckpt − base (OPCM); the runner calls it instead of `update` when present. See TaskSource:
+   * prev and τ share one runner-owned buffer, and the base and the previous state can be streamed
+   * in chunks, so a method can hold a single tensor-sized buffer besides its own work space.
+   */
+  updateTask?(job: TensorJob, src: TaskSource): Promise<{ state: Float32Array; metrics?: TensorMetrics }>;
   /** after the update pass: the scalars to keep, and a summary for reports */
   finish(): { scalars: Scalars; summary: Record<string, unknown> };
 }
@@ -52,6 +72,6 @@ export interface Method<P extends object = Record<string, unknown>> {
   /** validated, complete parameters (defaults filled); throws with a clear message on bad keys/values */
   parseParams(raw: Record<string, unknown>): P;
   begin(ctx: StepContext<P>): MethodStep;
-  /** the merged tensor from the new state: written to the output model */
+  /** the merged tensor from the new state: written to the output model; may overwrite and return `state` */
   output(job: TensorJob, base: Float32Array, state: Float32Array, scalars: Scalars, params: P): Float32Array;
 }

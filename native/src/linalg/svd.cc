@@ -55,9 +55,9 @@ void ColMajorToRowMajorF32(const double* src, int rows, int cols, int ld, float*
   }
 }
 
-}  // namespace
-
-std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v) {
+// The original in-memory algorithm (holds two L×S double matrices): the fallback of SvdGram when
+// the panel-wise tail orthogonalization breaks down (never seen; kept for robustness).
+std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, float* v) {
   const bool tall = m >= n;
   const int S = tall ? n : m;
   const int L = tall ? m : n;
@@ -201,6 +201,254 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   } else {
     ColMajorToRowMajorF32(vOut, S, S, S, u);
     ColMajorToRowMajorF32(qOut, L, S, L, v);
+  }
+  return {};
+}
+
+}  // namespace
+
+namespace {
+
+// Deterministic pseudo-random value in [-1, 1) for (column, row): null columns are seeded with
+// these, and every pass must see the same values, so they are a hash of the position
+// (splitmix64), not a running sequence.
+inline double RandAt(uint64_t col, uint64_t row) {
+  uint64_t z = ((col << 32) | row) + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-52 - 1.0;
+}
+
+// Null candidates: sqrt(λ_k) ≤ kCandTol sqrt(λ_max). λ_k's absolute error is ~c ε λ_max, so
+// sqrt(λ_k) overestimates a true norm below kNullTol σ_max by at most ~1e-6 σ_max: every column
+// the direct norm will call null is a candidate (the direct norm decides among candidates).
+constexpr double kCandTol = 1e-5;
+
+}  // namespace
+
+// Memory-lean form of the algorithm above (same classification, same accuracy): it never holds an
+// L×S double matrix, only S×S ones and panels of ~4 Mi doubles. X = A·V is recomputed per row panel
+// instead of stored:
+//   pass 1: head columns (σ ≥ kOrthoTol σ_max, classified by sqrt(λ)) are normalized and written
+//           to the float32 output; column norms ‖A v_k‖ are accumulated; if there is a tail, the
+//           panel sums C = Qhᵀ T, M = Qhᵀ Qh and G = Tᵀ T are accumulated too (T: the tail columns
+//           plus random starters for the null candidates).
+//   tail:   the direct norms split the tail into small and null (as before). The tail projected
+//           off the head twice (CGS2, folded into one coefficient matrix D = 2C − M C) is
+//           T2 = T − Qh D; its Gram T2ᵀT2 = G − CᵀD − DᵀC + DᵀMD follows from the sums, and its
+//           Cholesky factor R is the R of the Householder QR used before (σ_k = R_kk for small k).
+//           The normalized tail columns are nearly orthogonal (cosines ≤ ~c ε σ_max²/(σ_j σ_k)
+//           ≤ ~c·0.02 above the null cutoff; random starters ~1/sqrt(L)), so R is well conditioned
+//           and Q = T2 R⁻¹ is orthonormal to ~ε.
+//   pass 2: (tail only) recompute X per panel, form T2 and Q = T2 R⁻¹, write the tail columns.
+// If the Cholesky factorization breaks down (would need nearly dependent tail columns), fall back to
+// SvdGramDense.
+std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v) {
+  const bool tall = m >= n;
+  const int S = tall ? n : m;
+  const int L = tall ? m : n;
+  const size_t SS = static_cast<size_t>(S) * S;
+  float* big = tall ? u : v;    // L×S row-major output (the long-side factor)
+  float* small = tall ? v : u;  // S×S row-major output
+
+  const int rowsPerPanel = static_cast<int>(std::clamp<size_t>((size_t{4} << 20) / S, 64, L));
+  std::vector<double> panel(static_cast<size_t>(rowsPerPanel) * S);
+
+  // 1. Gram matrix (as in SvdGramDense).
+  std::vector<double> g(SS, 0.0);
+  for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
+    const int b = std::min(rowsPerPanel, L - i0);
+    FillPanel(a, m, n, tall, i0, b, panel.data());
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, S, b, 1.0, panel.data(), S, i0 == 0 ? 0.0 : 1.0,
+                g.data(), S);
+  }
+  // 2. Eigendecomposition.
+  std::vector<double> w(S);
+  {
+    const size_t lwork = 1 + 6 * static_cast<size_t>(S) + 2 * SS;
+    const size_t liwork = 3 + 5 * static_cast<size_t>(S);
+    if (lwork > 0x7fffffff) return "svd: short side too large for 32-bit LAPACK workspace";
+    std::vector<double> work(lwork);
+    std::vector<lapack_int> iwork(liwork);
+    const lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', S, g.data(), S, w.data(), work.data(),
+                                                static_cast<lapack_int>(lwork), iwork.data(),
+                                                static_cast<lapack_int>(liwork));
+    if (info != 0) return "svd: dsyevd failed, info=" + std::to_string(info);
+  }
+  // Columns in class order (head by sqrt(λ), descending λ within each class): vsp col c = v_{order[c]}.
+  std::vector<double> est(S);
+  double emax = 0.0;
+  for (int k = 0; k < S; ++k) {
+    est[k] = std::sqrt(std::max(w[S - 1 - k], 0.0));
+    emax = std::max(emax, est[k]);
+  }
+  int head = 0;
+  while (head < S && emax > 0.0 && est[head] >= kOrthoTol * emax) ++head;  // est is descending
+  std::vector<double> vsp(SS);
+  for (int k = 0; k < S; ++k)
+    std::copy_n(g.data() + static_cast<size_t>(S - 1 - k) * S, S, vsp.data() + static_cast<size_t>(k) * S);
+  std::vector<double>().swap(g);
+  const int tail = S - head;
+  // Null candidates among the tail, each with its random starter column (tail index order).
+  std::vector<int> cand;
+  for (int k = head; k < S; ++k)
+    if (!(est[k] > kCandTol * emax)) cand.push_back(k);
+  const int nc = static_cast<int>(cand.size());
+  const int tw = tail + nc;  // columns of T: tail X columns, then the random starters
+
+  // 3. Pass 1. xp: b×(S + nc) col-major (ld b): X panel, then the random starters, so the tail X
+  //    columns and the starters are one contiguous block T.
+  std::vector<double> xp(static_cast<size_t>(rowsPerPanel) * (S + nc));
+  std::vector<double> sumsq(S, 0.0);
+  std::vector<double> cm, mm, gm;  // C (head×tw), M (head×head), G (tw×tw), col-major
+  if (tail > 0) {
+    cm.assign(static_cast<size_t>(head) * tw, 0.0);
+    mm.assign(static_cast<size_t>(head) * head, 0.0);
+    gm.assign(static_cast<size_t>(tw) * tw, 0.0);
+  }
+  const auto computeX = [&](int i0, int b, int cols) {
+    FillPanel(a, m, n, tall, i0, b, panel.data());
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, b, cols, S, 1.0, panel.data(), S, vsp.data(), S, 0.0,
+                xp.data(), b);
+    for (int c = 0; c < head; ++c) cblas_dscal(b, 1.0 / est[c], xp.data() + static_cast<size_t>(c) * b, 1);
+  };
+  for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
+    const int b = std::min(rowsPerPanel, L - i0);
+    computeX(i0, b, S);
+    for (int c = 0; c < S; ++c) {
+      const double* xc = xp.data() + static_cast<size_t>(c) * b;
+      sumsq[c] += (c < head ? est[c] * est[c] : 1.0) * cblas_ddot(b, xc, 1, xc, 1);
+    }
+    for (int i = 0; i < b; ++i) {
+      float* row = big + static_cast<size_t>(i0 + i) * S;
+      for (int c = 0; c < head; ++c) row[c] = static_cast<float>(xp[static_cast<size_t>(c) * b + i]);
+    }
+    if (tail == 0) continue;
+    for (int j = 0; j < nc; ++j) {
+      double* rc = xp.data() + static_cast<size_t>(S + j) * b;
+      for (int i = 0; i < b; ++i) rc[i] = RandAt(cand[j], i0 + i);
+    }
+    const double* qh = xp.data();
+    const double* t = xp.data() + static_cast<size_t>(head) * b;
+    if (head > 0) {
+      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, head, tw, b, 1.0, qh, b, t, b, 1.0, cm.data(), head);
+      cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, head, b, 1.0, qh, b, 1.0, mm.data(), head);
+    }
+    cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, tw, b, 1.0, t, b, 1.0, gm.data(), tw);
+  }
+  std::vector<double> norms(S);
+  double nmax = 0.0;
+  for (int c = 0; c < S; ++c) {
+    norms[c] = std::sqrt(sumsq[c]);
+    nmax = std::max(nmax, norms[c]);
+  }
+  std::vector<double> sigma(S, 0.0);
+  for (int c = 0; c < head; ++c) sigma[c] = norms[c];
+
+  // Output column c (before sorting) uses short-side vector vcol[c] (a vsp column).
+  std::vector<int> vcol(S);
+  std::iota(vcol.begin(), vcol.end(), 0);
+  if (tail > 0) {
+    // 4. Split the tail: small (X column) first, then null (random starter), each in λ order.
+    //    src[j]: the T column (0..tw) of tail column j.
+    std::vector<int> src, nulls;
+    for (int k = head, j = 0; k < S; ++k) {
+      while (j < nc && cand[j] < k) ++j;
+      const bool isCand = j < nc && cand[j] == k;
+      if (isCand && !(norms[k] > kNullTol * nmax)) nulls.push_back(k);
+      else src.push_back(k - head), vcol[head + static_cast<int>(src.size()) - 1] = k;
+    }
+    const int nsmall = static_cast<int>(src.size());
+    for (size_t i = 0; i < nulls.size(); ++i) {
+      const int k = nulls[i];
+      const int j = static_cast<int>(std::lower_bound(cand.begin(), cand.end(), k) - cand.begin());
+      src.push_back(tail + j);
+      vcol[head + nsmall + static_cast<int>(i)] = k;
+    }
+    // Gathered C (head×tail) and G (tail×tail, upper from gm's upper triangle).
+    std::vector<double> c(static_cast<size_t>(head) * tail), g2(static_cast<size_t>(tail) * tail);
+    for (int j = 0; j < tail; ++j) {
+      std::copy_n(cm.data() + static_cast<size_t>(src[j]) * head, head, c.data() + static_cast<size_t>(j) * head);
+      for (int i = 0; i <= j; ++i) {
+        const int p = std::min(src[i], src[j]), q = std::max(src[i], src[j]);
+        g2[static_cast<size_t>(j) * tail + i] = gm[static_cast<size_t>(q) * tw + p];
+      }
+    }
+    std::vector<double>().swap(cm);
+    std::vector<double>().swap(gm);
+    // D = 2C − M C (two CGS passes in one), F = M D − C; T2ᵀT2 = G + Dᵀ F − Cᵀ D.
+    std::vector<double> d(c), f(c);
+    if (head > 0) {
+      cblas_dsymm(CblasColMajor, CblasLeft, CblasUpper, head, tail, -1.0, mm.data(), head, c.data(), head, 2.0,
+                  d.data(), head);
+      cblas_dsymm(CblasColMajor, CblasLeft, CblasUpper, head, tail, 1.0, mm.data(), head, d.data(), head, -1.0,
+                  f.data(), head);
+      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, tail, tail, head, 1.0, d.data(), head, f.data(), head, 1.0,
+                  g2.data(), tail);
+      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, tail, tail, head, -1.0, c.data(), head, d.data(), head,
+                  1.0, g2.data(), tail);
+    }
+    std::vector<double>().swap(mm);
+    std::vector<double>().swap(f);
+    std::vector<double>().swap(c);
+    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', tail, g2.data(), tail);
+    bool ok = info == 0;
+    for (int j = 0; ok && j < tail; ++j) {
+      const double r = g2[static_cast<size_t>(j) * tail + j];
+      ok = std::isfinite(r) && r > 0.0;
+      if (j < nsmall) sigma[head + j] = r;
+    }
+    if (!ok) {
+      // Free everything large before the dense fallback allocates its own.
+      std::vector<double>().swap(xp);
+      std::vector<double>().swap(panel);
+      std::vector<double>().swap(vsp);
+      std::vector<double>().swap(g2);
+      return SvdGramDense(a, m, n, u, s, v);
+    }
+    // 5. Pass 2: T2 = T − Qh D, Q = T2 R⁻¹ per panel. Only the X columns up to the last small one
+    //    are needed.
+    const int xcols = head + (nsmall > 0 ? src[nsmall - 1] + 1 : 0);
+    std::vector<double> t2(static_cast<size_t>(rowsPerPanel) * tail);
+    for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
+      const int b = std::min(rowsPerPanel, L - i0);
+      if (xcols > 0) computeX(i0, b, xcols);
+      for (int j = 0; j < tail; ++j) {
+        double* tc = t2.data() + static_cast<size_t>(j) * b;
+        if (j < nsmall) std::copy_n(xp.data() + static_cast<size_t>(head + src[j]) * b, b, tc);
+        else
+          for (int i = 0; i < b; ++i) tc[i] = RandAt(vcol[head + j], i0 + i);
+      }
+      if (head > 0)
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, b, tail, head, -1.0, xp.data(), b, d.data(), head, 1.0,
+                    t2.data(), b);
+      cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, b, tail, 1.0, g2.data(), tail,
+                  t2.data(), b);
+      for (int i = 0; i < b; ++i) {
+        float* row = big + static_cast<size_t>(i0 + i) * S + head;
+        for (int j = 0; j < tail; ++j) row[j] = static_cast<float>(t2[static_cast<size_t>(j) * b + i]);
+      }
+    }
+  }
+
+  // 6. Sort descending by σ (|R_kk| may reorder nearly equal values), permuting the output rows in
+  //    place, and write the short-side factor.
+  std::vector<int> perm(S);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int i, int j) { return sigma[i] > sigma[j]; });
+  if (!std::is_sorted(perm.begin(), perm.end())) {
+    std::vector<float> row(S);
+    for (int i = 0; i < L; ++i) {
+      float* r = big + static_cast<size_t>(i) * S;
+      for (int c = 0; c < S; ++c) row[c] = r[perm[c]];
+      std::copy(row.begin(), row.end(), r);
+    }
+  }
+  for (int c = 0; c < S; ++c) {
+    s[c] = sigma[perm[c]];
+    const double* vc = vsp.data() + static_cast<size_t>(vcol[perm[c]]) * S;
+    for (int i = 0; i < S; ++i) small[static_cast<size_t>(i) * S + c] = static_cast<float>(vc[i]);
   }
   return {};
 }

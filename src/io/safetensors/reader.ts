@@ -4,7 +4,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { FLOAT_DTYPES, InputError, type TensorInfo } from '../types.js';
-import { decodeBF16, decodeF16, decodeF64 } from './dtype.js';
+import { decodeBF16, decodeF16, decodeF64, dtypeSize } from './dtype.js';
 import { readFully, readHeader, type HeaderEntry, type ParsedHeader } from './header.js';
 import { compareNames } from './order.js';
 
@@ -18,6 +18,8 @@ export class SafetensorsFile {
   /** bytes of tensor data read so far (for metrics, and to prove reads stay local) */
   bytesRead = 0;
   private fd: number | null;
+  /** chunk buffers of readF32Chunks, kept for the next call */
+  private scratch: { raw: ArrayBuffer; f32: Float32Array<ArrayBuffer> } | null = null;
 
   private constructor(readonly path: string, fd: number, header: ParsedHeader) {
     this.fd = fd;
@@ -73,11 +75,58 @@ export class SafetensorsFile {
         this.readInto(e, new Uint8Array(raw.buffer));
         return decodeF64(raw);
       }
-      default: {
-        const raw = new Uint16Array(e.size);
-        this.readInto(e, new Uint8Array(raw.buffer));
-        return e.dtype === 'BF16' ? decodeBF16(raw) : decodeF16(raw);
+      default:
+        // decoded chunk by chunk: no tensor-sized 16-bit buffer next to the result
+        return this.readF32Into(name, new Float32Array(e.size));
+    }
+  }
+
+  /**
+   * Decodes a float tensor chunk by chunk (`chunkElems` elements at a time) through a scratch
+   * buffer of this file: never a whole-tensor decode buffer. `fn` gets each chunk and its element
+   * offset; the chunk is only valid during the call.
+   */
+  readF32Chunks(name: string, fn: (offset: number, chunk: Float32Array) => void, chunkElems = 1 << 20): void {
+    const e = this.info(name);
+    if (!FLOAT_DTYPES.has(e.dtype)) {
+      throw new InputError(this.path, `tensor ${JSON.stringify(name)} is ${e.dtype}, which does not decode to float32`);
+    }
+    const es = dtypeSize(e.dtype);
+    const n = Math.min(chunkElems, e.size);
+    if (!this.scratch || this.scratch.raw.byteLength < n * es || this.scratch.f32.length < n) {
+      this.scratch = { raw: new ArrayBuffer(n * es), f32: new Float32Array(n) };
+    }
+    const { raw, f32 } = this.scratch;
+    for (let off = 0; off < e.size; off += n) {
+      const len = Math.min(n, e.size - off);
+      const bytes = new Uint8Array(raw, 0, len * es);
+      this.readRange(e, off * es, bytes);
+      let chunk: Float32Array;
+      switch (e.dtype) {
+        case 'F32': chunk = new Float32Array(raw, 0, len); break;
+        case 'F64': chunk = decodeF64(new Float64Array(raw, 0, len), f32.subarray(0, len)); break;
+        case 'BF16': chunk = decodeBF16(new Uint16Array(raw, 0, len), f32.subarray(0, len)); break;
+        default: chunk = decodeF16(new Uint16Array(raw, 0, len), f32.subarray(0, len));
       }
+      fn(off, chunk);
+    }
+  }
+
+  /** Decodes a float tensor into `out` (exactly `size` elements): no tensor-sized temporaries. */
+  readF32Into(name: string, out: Float32Array): Float32Array {
+    const e = this.info(name);
+    if (out.length !== e.size) throw new RangeError(`${this.path}: ${name} has ${e.size} elements, buffer has ${out.length}`);
+    if (e.dtype === 'F32') this.readInto(e, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+    else this.readF32Chunks(name, (off, chunk) => out.set(chunk, off));
+    return out;
+  }
+
+  private readRange(e: HeaderEntry, byteOffset: number, dst: Uint8Array): void {
+    if (this.fd === null) throw new Error(`${this.path}: file is closed`);
+    const got = readFully(this.fd, dst, this.header.dataStart + e.begin + byteOffset);
+    this.bytesRead += got;
+    if (got < dst.byteLength) {
+      throw new InputError(this.path, `tensor ${JSON.stringify(e.name)}: file ended early (changed after it was opened?)`);
     }
   }
 

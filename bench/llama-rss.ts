@@ -1,0 +1,60 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliPath, machine, machineTable, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
+
+/**
+ * Peak RSS of OPCM on a TinyLlama-1.1B-shaped bfloat16 model (issue 2: one step ≤ 1 GB, whole
+ * `cmerge merge` process under /usr/bin/time). Step 1 (M1 = θ1, no SVD) and step 2 (SVDs of every
+ * linear tensor, the largest lm_head 32000×2048) run as separate processes on one state directory.
+ *   node dist/bench/llama-rss.js [data-dir]     (default bench/work/llama1b; made by synth.py if absent)
+ * Writes bench/results/opcm-llama1b-bf16-rss.md.
+ */
+const BOUND_MIB = 1024;
+const data = process.argv[2] ?? join(repoRoot, 'bench', 'work', 'llama1b');
+synth(data, 'llama1b', 2, 'BF16');
+const base = join(data, 'base.safetensors');
+const work = join(data, 'bench-rss');
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+const state = join(work, 'state');
+
+const rows: { step: number; args: string[]; seconds: number; peakRssMiB: number; engine: string; update: number; output: number }[] = [];
+for (const [i, task] of ['task_0', 'task_1'].entries()) {
+  const args = [cliPath, 'merge', '--base', base, '--state', state, '--method', 'opcm', '--out', join(work, `step${i + 1}.safetensors`), '--json', join(data, `${task}.safetensors`)];
+  const r = timed('node', args);
+  const rep = JSON.parse(r.stdout);
+  rows.push({ step: i + 1, args, seconds: r.seconds, peakRssMiB: r.peakRssMiB, engine: rep.engine, update: rep.steps[0].seconds.update, output: rep.seconds.output });
+  console.log(`step ${i + 1}: ${r.seconds.toFixed(1)} s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
+  rmSync(join(work, `step${i + 1}.safetensors`), { force: true });
+}
+rmSync(work, { recursive: true, force: true });
+
+const m = machine();
+const ok = rows.every((r) => r.peakRssMiB <= BOUND_MIB);
+const rel = (p: string) => p.replace(repoRoot + '/', '');
+const text = `# OPCM peak RSS, TinyLlama-1.1B shapes, bfloat16
+
+Bound (issue 2): one OPCM step with peak RSS ≤ ${BOUND_MIB} MiB (1 GB), whole \`cmerge merge\` process
+(\`/usr/bin/time -f '%e %M'\`). **${ok ? 'Met' : 'NOT met'}.**
+
+Data: \`${python} ${join(referenceDir, 'synth.py')} ${data} llama1b 2 BF16 0\` (base + 2 tasks, 2.2 GB each;
+largest linear tensor lm_head 32000×2048, embedding 32000×2048: 262 MB per float32 copy).
+Step 1 merges task_0 (M1 = θ1, no SVD), step 2 merges task_1 into that state (one SVD per linear tensor).
+Both write the bf16 output model; one process per step.
+
+| step | engine | wall s | update pass s | output pass s | peak RSS MiB | ≤ ${BOUND_MIB} MiB |
+|---|---|---|---|---|---|---|
+${rows.map((r) => `| ${r.step} | ${r.engine} | ${r.seconds.toFixed(1)} | ${r.update.toFixed(1)} | ${r.output.toFixed(1)} | ${r.peakRssMiB.toFixed(0)} | ${r.peakRssMiB <= BOUND_MIB ? 'yes' : 'no'} |`).join('\n')}
+
+Commands (cwd ${repoRoot}):
+${rows.map((r) => `- step ${r.step}: \`/usr/bin/time -f '%e %M' node ${r.args.map(rel).join(' ')}\``).join('\n')}
+
+Machine (shared with other jobs; wall times are indicative):
+
+| | |
+|---|---|
+${machineTable(m)}
+
+Reproduce: \`npx tsc -p . && node dist/bench/llama-rss.js ${data}\`
+`;
+console.log(`wrote ${writeResult('opcm-llama1b-bf16-rss', text)}`);
