@@ -150,6 +150,7 @@ export class PipelineRunner {
           maxShardBytes: cfg.max_shard_bytes,
           maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
           sha256: { [c.path]: c.sha256 ?? '' },
+          sketch: true,
           engine: cfg.engine,
           threads: this.d.threads,
         },
@@ -214,6 +215,7 @@ export class PipelineRunner {
           scalars: metrics.scalars,
           tensor_metrics: metrics.tensors,
           model_metrics: metrics.model,
+          retention: report.retention,
         });
         store.recordVersion({ pipeline: cfg.name, number: t, parent: t > 1 ? t - 1 : null, merge_id: merge.id, path: published.dir, files: published.manifest.files, manifest_sha256: manifestSha });
       })

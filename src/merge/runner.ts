@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Engine } from '../engine/types.js';
@@ -7,6 +8,7 @@ import { getMethod } from '../methods/registry.js';
 import type { Method, MethodStep, Scalars, TaskSource, TensorJob, TensorMetrics } from '../methods/types.js';
 import { classifier, type TensorRules } from './kinds.js';
 import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
+import { CountSketch, retentionRow, SKETCH_FILE, writeTaskSketches } from './sketch.js';
 import { assertFinite, structureFingerprint, validateAgainstBase } from './validate.js';
 
 /**
@@ -41,6 +43,8 @@ export interface MergeRequest {
   commit?: boolean;
   /** reject a checkpoint whose ‖τ‖ exceeds this multiple of ‖θ0‖ (over the merged tensors) */
   maxTaskNormRatio?: number;
+  /** keep CountSketches of each task vector and report the retention row ρ[t][·] (design §6) */
+  sketch?: boolean;
   /** optional sha256 per checkpoint path, recorded in the state's lineage */
   sha256?: Record<string, string>;
   onProgress?: (p: MergeProgress) => void;
@@ -70,6 +74,8 @@ export interface MergeReport {
   out_sha256: Record<string, string>;
   /** ‖M_t − θ0‖ per merged tensor, from the output pass (when an output was written) */
   merged_norms: Record<string, number>;
+  /** ρ[t][i] for the last step, estimated from sketches (with `sketch` and an output) */
+  retention: { task: number; rho: number }[];
   seconds: { total: number; output: number };
   tensors: { linear: number; other: number; copied: number };
 }
@@ -143,7 +149,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     }
     const tOut = performance.now();
     const mergedNorms: Record<string, number> = {};
-    const out = req.out && gen ? writeOutput(ctx, gen, req.out, mergedNorms) : { files: [], sha256: {} };
+    const out = req.out && gen ? writeOutput(ctx, gen, req.out, mergedNorms) : { files: [], sha256: {}, retention: [] };
     const outSeconds = (performance.now() - tOut) / 1000;
     if (gen && req.commit !== false) {
       commitGeneration(req.stateDir, gen.step);
@@ -159,6 +165,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       out_files: out.files,
       out_sha256: out.sha256,
       merged_norms: mergedNorms,
+      retention: out.retention,
       seconds: { total: (performance.now() - t0) / 1000, output: outSeconds },
       tensors: { linear: jobs.filter((j) => j.kind === 'linear').length, other: jobs.filter((j) => j.kind === 'other').length, copied: base.tensors.size - jobs.length },
     };
@@ -205,6 +212,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
         baseSq += b[i] * b[i];
       }
       tqOut = tq;
+      tauSketch?.addDiff(job.name, c, b);
       return step.update(job, b, p, c);
     };
     let baseSq = 0;
@@ -223,6 +231,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const tensors: Record<string, TensorMetrics> = {};
     let taskSq = 0;
     let stateSha256 = '';
+    const tauSketch = req.sketch ? new CountSketch() : null;
     try {
       let index = 0;
       for (const name of writer.order) {
@@ -247,6 +256,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
                   tau[off + i] = d;
                 }
               });
+              tauSketch?.addDiff(name, tau);
               return tau;
             },
             addPrev: (out) => {
@@ -275,6 +285,14 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       }
       writer.commit();
       stateSha256 = Object.values(writer.sha256())[0];
+      if (tauSketch) {
+        const prevSketches = prevGen && existsSync(join(prevGen.dir, SKETCH_FILE)) ? openModel(join(prevGen.dir, SKETCH_FILE)) : null;
+        try {
+          writeTaskSketches(join(pending.tmpDir, SKETCH_FILE), prevSketches, t, tauSketch, taskSq);
+        } finally {
+          prevSketches?.close();
+        }
+      }
     } catch (e) {
       writer.abort();
       throw e;
@@ -306,11 +324,13 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
   }
 }
 
-function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record<string, number>): { files: string[]; sha256: Record<string, string> } {
+function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record<string, number>): { files: string[]; sha256: Record<string, string>; retention: { task: number; rho: number }[] } {
   const { base, method, params, kinds, req } = ctx;
   const specs = [...base.tensors.values()].map((i) => ({ name: i.name, dtype: i.dtype, shape: [...i.shape] }));
   const writer = createModelWriter(out, specs, { metadata: { ...base.metadata }, maxShardBytes: req.maxShardBytes });
   const state = gen.open();
+  const sketchPath = join(gen.dir, SKETCH_FILE);
+  const mergedSketch = req.sketch && existsSync(sketchPath) ? new CountSketch() : null;
   try {
     let index = 0;
     for (const name of writer.order) {
@@ -323,6 +343,7 @@ function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record
         let sq = 0;
         for (let i = 0; i < b.length; i++) sq += (merged[i] - b[i]) ** 2;
         mergedNorms[name] = Math.sqrt(sq);
+        mergedSketch?.addDiff(name, merged, b);
         writer.write(name, merged);
       } else {
         writer.write(name, base.readRaw(name));
@@ -330,7 +351,16 @@ function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record
       req.onProgress?.({ t: gen.step, phase: 'output', index: index++, total: writer.order.length, tensor: name });
     }
     const files = writer.commit();
-    return { files, sha256: writer.sha256() };
+    let retention: { task: number; rho: number }[] = [];
+    if (mergedSketch) {
+      const sketches = openModel(sketchPath);
+      try {
+        retention = retentionRow(sketches, mergedSketch);
+      } finally {
+        sketches.close();
+      }
+    }
+    return { files, sha256: writer.sha256(), retention };
   } catch (e) {
     writer.abort();
     throw e;
