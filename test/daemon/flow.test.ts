@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { cmerge } from '../helpers/cli.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -61,6 +62,16 @@ test('20 checkpoints (5 at once, 15 one by one) become versions 1..20 equal to c
     assert.equal(s.current_merge, null);
     assert.deepEqual(s.rejected, []);
     assertVerifyClean(config); // while the daemon runs
+
+    // lineage and metrics: the data-free retention row of the last version covers every task,
+    // and the task merged last is retained more than the first (OPCM's forgetting)
+    const shown = cmerge(['show', '--config', config, 'clip', '20', '--json']);
+    assert.equal(shown.status, 0, shown.stderr);
+    const detail = JSON.parse(shown.stdout);
+    const rho = new Map<number, number>(detail.retention.map((e: { task: number; rho: number }) => [e.task, e.rho]));
+    assert.equal(rho.size, 20, 'ρ[20][i] for i = 1..20');
+    assert.ok(rho.get(20)! > rho.get(1)!, `ρ[20][20] ${rho.get(20)} > ρ[20][1] ${rho.get(1)}`);
+    assert.ok(typeof detail.model_metrics.lambda === 'number' && detail.model_metrics.lambda > 1);
 
     const exit = await d.stop('SIGTERM');
     assert.equal(exit.code, 0, d.tail());
