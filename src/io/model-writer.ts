@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import type { ModelWriter, TensorSpec } from './types.js';
 import { INDEX_FILE, SINGLE_FILE } from './checkpoint.js';
 import { compareNames, hfOrder } from './safetensors/order.js';
-import { SafetensorsWriter, fsyncDir, specByteLength, tempPathFor } from './safetensors/writer.js';
+import { fsyncDir } from '../util/fsync.js';
+import { SafetensorsWriter, specByteLength, tempPathFor } from './safetensors/writer.js';
 
 /** The HF default shard size (5 GB, decimal as in huggingface_hub). */
 export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;

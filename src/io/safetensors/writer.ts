@@ -5,6 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { fsyncDir } from '../../util/fsync.js';
 import { basename, dirname, join } from 'node:path';
 import { FLOAT_DTYPES, type ModelWriter, type TensorSpec } from '../types.js';
 import { dtypeSize, encodeFromF32, isDType } from './dtype.js';
@@ -74,15 +75,6 @@ let tempCounter = 0;
 
 export function tempPathFor(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${process.pid}.${++tempCounter}.tmp`);
-}
-
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {
