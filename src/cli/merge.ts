@@ -18,6 +18,7 @@ interface MergeOpts {
   linear: string[];
   notLinear: string[];
   maxShardBytes?: string;
+  maxTaskNormRatio: string;
   threads?: string;
   json?: boolean;
 }
@@ -39,6 +40,7 @@ export function registerMerge(program: Command): void {
     .option('--linear <glob>', 'treat matching 2-D tensors as linear (repeatable)', collect, [])
     .option('--not-linear <glob>', 'treat matching tensors as element-wise parameters (repeatable)', collect, [])
     .option('--max-shard-bytes <n>', 'shard size for folder output')
+    .option('--max-task-norm-ratio <x>', 'reject a checkpoint whose ‖τ‖ exceeds this multiple of ‖θ0‖', '10')
     .option('--threads <n>', 'BLAS threads (default: all cores)')
     .option('--json', 'print a JSON summary on stdout')
     .argument('<checkpoints...>', 'fine-tuned checkpoints, merged in this order')
@@ -65,6 +67,7 @@ export function registerMerge(program: Command): void {
           engine,
           rules: { include: o.include, exclude: o.exclude, linearInclude: o.linear, linearExclude: o.notLinear },
           maxShardBytes: positiveInt(o.maxShardBytes, '--max-shard-bytes'),
+          maxTaskNormRatio: positiveNumber(o.maxTaskNormRatio, '--max-task-norm-ratio'),
           onProgress: progress.onProgress,
         });
       } finally {
@@ -82,6 +85,12 @@ export function registerMerge(program: Command): void {
         process.stdout.write(`wrote ${report.out_files.join(', ')} with ${report.engine} engine in ${report.seconds.total.toFixed(2)} s, peak RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
       }
     });
+}
+
+function positiveNumber(v: string, flag: string): number {
+  const n = Number(v);
+  if (!(n > 0)) throw new UsageError(`${flag} expects a positive number, got "${v}"`);
+  return n;
 }
 
 function positiveInt(v: string | undefined, flag: string): number | undefined {
