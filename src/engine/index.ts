@@ -11,6 +11,8 @@ export type EngineChoice = 'auto' | 'native' | 'portable';
 export interface EngineOptions {
   /** BLAS threads (native only; process-wide). Default: OPENBLAS_NUM_THREADS, else all cores. */
   threads?: number;
+  /** native: jobs at once (default min(2, threads)); CMERGE_ENGINE_JOBS overrides */
+  jobs?: number;
 }
 
 /**
@@ -25,8 +27,10 @@ export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): En
   if (choice !== 'native' && choice !== 'auto') throw new Error(`unknown engine "${String(choice)}"`);
   const load = loadLinalg();
   if (load.addon) {
-    const engine = new NativeEngine(load.addon, opts);
-    log.info(`engine: native (OpenBLAS/LAPACKE addon, ${engine.threads} BLAS threads), ${choice === 'auto' ? 'addon loaded' : 'as configured'}`);
+    const envJobs = Number(process.env.CMERGE_ENGINE_JOBS);
+    const engine = new NativeEngine(load.addon, { ...opts, jobs: opts.jobs ?? (envJobs > 0 ? envJobs : undefined) });
+    const lanes = engine.concurrency > 1 ? `${engine.concurrency} jobs at once, 1 BLAS thread each` : `${engine.threads} BLAS threads`;
+    log.info(`engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'auto' ? 'addon loaded' : 'as configured'}`);
     return engine;
   }
   if (choice === 'native') throw new Error(`native engine unavailable: ${load.error.message}`);

@@ -10,6 +10,8 @@ export interface LinalgAddon {
   svd(a: Float32Array, m: number, n: number): Promise<Svd>;
   /** Process-wide; applied before the next job, never during one. */
   setThreads(threads: number): void;
+  /** How many jobs may run at once; with more than one, each runs single-threaded BLAS. */
+  setLanes(lanes: number): void;
   /** The pending setThreads value, else what OpenBLAS read from OPENBLAS_NUM_THREADS (default: cores). */
   getThreads(): number;
   /** σ ≤ nullTolerance·σ_max are reported as 0, their vectors completed orthonormally. */

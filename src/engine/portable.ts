@@ -10,6 +10,7 @@ import { checkDim, checkFinite, checkMatrix } from './validate.js';
  */
 export class PortableEngine implements Engine {
   readonly name = 'portable' as const;
+  readonly concurrency = 1;
   private readonly queue = new SerialQueue();
   private closed = false;
 

@@ -18,6 +18,15 @@ import { assertFinite, structureFingerprint, validateAgainstBase } from './valid
  * tensor, whatever the model size. Nothing becomes visible until the end: state generations are
  * sealed under new names and CURRENT moves last; the output is renamed into place.
  */
+/**
+ * Tensors up to this many elements (12 MiB as float32; every ViT-B/32 tensor) may be merged two at
+ * a time: each in flight holds ~6 tensor-sized buffers, so two stay under ~150 MB. Larger ones go
+ * one at a time (the 1 GB bound of a 1.1B model was measured that way).
+ */
+const PARALLEL_MAX_ELEMENTS = 3 << 20;
+/** element-wise tensors waiting behind linear ones, at most (they are small; this bounds memory) */
+const MAX_IN_FLIGHT = 16;
+
 export interface MergeProgress {
   t: number;
   phase: 'analysis' | 'update' | 'output';
@@ -194,16 +203,17 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
   const prev = prevGen?.open() ?? null;
   const pending = beginGeneration(req.stateDir, t);
   try {
+    const tauSketch = req.sketch ? new CountSketch() : null;
     const step: MethodStep = method.begin({ t, params, scalars: prevGen?.meta.scalars ?? {}, engine: req.engine, tensors: jobs });
     const load = (job: TensorJob) => {
       const c = ckpt.readF32(job.name);
       assertFinite(ckpt.path, job.name, c);
       return { b: base.readF32(job.name), p: prev ? prev.readF32(job.name) : null, c };
     };
-    // Loads and calls update from its own frame, so the buffers are referenced only by the method
-    // while it awaits (the method may drop the base early).
-    let tqOut = 0;
-    const updateOne = (job: TensorJob) => {
+    // Loads and starts update from its own frame, so the buffers are referenced only by the method
+    // while it awaits (the method may drop the base early). ‖τ‖² is taken before the method may
+    // overwrite the checkpoint buffer.
+    const startUpdate = (job: TensorJob) => {
       const { b, p, c } = load(job);
       let tq = 0;
       for (let i = 0; i < c.length; i++) {
@@ -211,9 +221,8 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
         tq += d * d;
         baseSq += b[i] * b[i];
       }
-      tqOut = tq;
       tauSketch?.addDiff(job.name, c, b);
-      return step.update(job, b, p, c);
+      return step.update(job, b, p, c).then((r) => ({ r, tq }));
     };
     let baseSq = 0;
     const ta = performance.now();
@@ -231,11 +240,38 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const tensors: Record<string, TensorMetrics> = {};
     let taskSq = 0;
     let stateSha256 = '';
-    const tauSketch = req.sketch ? new CountSketch() : null;
     try {
       let index = 0;
+      const record = (name: string, r: Awaited<ReturnType<MethodStep['update']>>, tq: number) => {
+        taskSq += tq;
+        writer.write(name, r.state);
+        tensors[name] = { task_norm: Math.sqrt(tq), ...r.metrics };
+        req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
+      };
+      // Small tensors are kept in flight so that `engine.concurrency` linear ones (the SVDs and
+      // products) overlap; element-wise tensors between them (biases, norms) do not count, since
+      // file order interleaves them. Results are written strictly in file order. Large tensors go
+      // one at a time through the pooled lean path, so the memory bound of big models holds.
+      const inflight: { name: string; linear: boolean; done: Promise<{ r: Awaited<ReturnType<MethodStep['update']>>; tq: number }> }[] = [];
+      let linearInFlight = 0;
+      const finishOne = async () => {
+        const f = inflight.shift()!;
+        if (f.linear) linearInFlight--;
+        const { r, tq } = await f.done;
+        record(f.name, r, tq);
+      };
       for (const name of writer.order) {
         const job = byName.get(name)!;
+        if (req.engine.concurrency > 1 && job.size <= PARALLEL_MAX_ELEMENTS) {
+          const linear = job.kind === 'linear';
+          while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= req.engine.concurrency)) await finishOne();
+          const done = startUpdate(job);
+          done.catch(() => undefined); // surfaced by finishOne; never an unhandled rejection
+          inflight.push({ name, linear, done });
+          if (linear) linearInFlight++;
+          continue;
+        }
+        while (inflight.length) await finishOne();
         let tq = 0;
         let r: Awaited<ReturnType<MethodStep['update']>>;
         if (step.updateTask) {
@@ -270,14 +306,11 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
           r = await step.updateTask(job, src);
           if (!loaded) throw new Error(`${method.name}: updateTask did not read the checkpoint for ${name}`);
         } else {
-          r = await updateOne(job);
-          tq = tqOut;
+          ({ r, tq } = await startUpdate(job));
         }
-        taskSq += tq;
-        writer.write(name, r.state);
-        tensors[name] = { task_norm: Math.sqrt(tq), ...r.metrics };
-        req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
+        record(name, r, tq);
       }
+      while (inflight.length) await finishOne();
       if (taskSq === 0) throw new InputError(ckpt.path, 'task vector is zero: the checkpoint equals the base model');
       const ratio = Math.sqrt(taskSq / baseSq);
       if (req.maxTaskNormRatio !== undefined && ratio > req.maxTaskNormRatio) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <malloc.h>
+#include <condition_variable>
 #include <mutex>
 #include <new>
 #include <string>
@@ -16,15 +17,33 @@
 
 namespace {
 
-// One BLAS job at a time per process: concurrent calls would only fight over the same cores, and
-// openblas_set_num_threads must not race a running job.
-std::mutex blasMutex;
+// Jobs run in `lanes` at once (default 1). With one lane, a job gets every BLAS thread. With more,
+// each job runs single-threaded OpenBLAS (its thread count is process-wide, so it cannot be split
+// per job): the symmetric eigensolver's tridiagonal reduction is memory-bound and scales poorly,
+// so two single-threaded SVDs side by side do ~1.6x the work of one two-threaded SVD (measured).
+// openblas_set_num_threads only changes while no job runs.
+std::mutex gateMutex;
+std::condition_variable gateCv;
+int running = 0;
+std::atomic<int> lanes{1};
 std::atomic<int> wantedThreads{0};  // 0: leave OpenBLAS as configured (OPENBLAS_NUM_THREADS)
 
-void ApplyThreads() {
-  const int t = wantedThreads.load();
-  if (t > 0 && t != openblas_get_num_threads()) openblas_set_num_threads(t);
-}
+class Lane {
+ public:
+  Lane() {
+    std::unique_lock<std::mutex> lock(gateMutex);
+    gateCv.wait(lock, [] { return running < lanes.load(); });
+    if (running++ == 0) {
+      const int t = lanes.load() > 1 ? 1 : wantedThreads.load();
+      if (t > 0 && t != openblas_get_num_threads()) openblas_set_num_threads(t);
+    }
+  }
+  ~Lane() {
+    std::lock_guard<std::mutex> lock(gateMutex);
+    --running;
+    gateCv.notify_all();
+  }
+};
 
 // Output memory is malloc'd on the worker thread (no zero-fill on the JS thread) and handed to JS
 // as an external ArrayBuffer that frees it; V8 is told its size so GC pressure stays honest.
@@ -74,8 +93,7 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   void Execute() final {
     try {
-      std::lock_guard<std::mutex> lock(blasMutex);
-      ApplyThreads();
+      Lane lane;
       Run();
     } catch (const std::bad_alloc&) {
       SetError("out of memory");
@@ -180,6 +198,13 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), t > 0 ? t : openblas_get_num_threads());
 }
 
+// setLanes(n): how many jobs may run at once (each single-threaded when n > 1).
+Napi::Value SetLanes(const Napi::CallbackInfo& info) {
+  lanes.store(Dim(info, 0, "lanes"));
+  gateCv.notify_all();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Large blocks always from mmap, so freeing them returns the pages: glibc's dynamic threshold
   // otherwise rises to 32 MB after the first big free, and the SVD panels, the blocked products'
@@ -190,6 +215,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("svd", Napi::Function::New(env, Svd, "svd"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
+  exports.Set("setLanes", Napi::Function::New(env, SetLanes, "setLanes"));
   exports.Set("nullTolerance", Napi::Number::New(env, cmerge::kNullTol));
   return exports;
 }
