@@ -28,10 +28,10 @@ daemon.stdout.on('data', (d) => (logText += d));
 while (!logText.includes('daemon ready')) await sleep(100);
 
 async function scrape(): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { connection: 'close' } })).text();
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(?:\{[^}]*\})? ([-\d.e+]+)$/.exec(line);
+    const m = /^([a-zA-Z0-9_:]+)(?:\{[^}]*\})? ([-\d.e+]+)$/.exec(line);
     if (m) out[m[1]] = Number(m[2]);
   }
   return out;
@@ -39,7 +39,11 @@ async function scrape(): Promise<Record<string, number>> {
 const samples: { at: number; lagP99: number; lagMax: number; rss: number; merging: boolean }[] = [];
 let merging = false;
 const sampler = setInterval(() => {
-  void scrape().then((m) => samples.push({ at: Date.now(), lagP99: m.nodejs_eventloop_lag_p99_seconds, lagMax: m.nodejs_eventloop_lag_max_seconds, rss: m.process_resident_memory_bytes, merging }));
+  // a failed scrape (e.g. a keep-alive connection the server just closed) only loses that sample
+  void scrape().then(
+    (m) => samples.push({ at: Date.now(), lagP99: m.nodejs_eventloop_lag_p99_seconds, lagMax: m.nodejs_eventloop_lag_max_seconds, rss: m.process_resident_memory_bytes, merging }),
+    () => undefined,
+  );
 }, 500);
 
 const rows: { version: number; latency: number; mergeS: number }[] = [];
