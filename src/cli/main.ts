@@ -11,7 +11,7 @@ import { cmergeVersion } from '../util/version.js';
 
 const program = new Command('cmerge')
   .description('continual model merging: OPCM, DOP and baselines over safetensors checkpoints')
-  .version(cmergeVersion)
+  .version(cmergeVersion())
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

@@ -23,6 +23,4 @@ export {
   type TaskArithmeticParams,
   type WeightAverageParams,
 } from './params.js';
-export { compileTensorRules, type TensorRules } from './tensors.js';
-export { compilePatterns, type NameMatcher } from './globs.js';
 export { parseBytes } from './units.js';

@@ -5,6 +5,7 @@ import type { Logger } from 'winston';
 import type { PipelineConfig } from '../config/index.js';
 import { InputError } from '../io/types.js';
 import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
+import type { TensorRules } from '../merge/kinds.js';
 import type { MergeReport } from '../merge/runner.js';
 import { applyRetention, beginVersion, finishVersion, listVersions, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
 import type { Checkpoint, Store } from '../store/index.js';
@@ -34,6 +35,11 @@ export interface PipelineDeps {
   threads: number;
   baseSha256: string;
   metrics: DaemonMetrics | null;
+}
+
+/** The config's tensor patterns as the merge runner's rules (one classifier: src/merge/kinds.ts). */
+export function tensorRulesOf(t: PipelineConfig['tensors']): TensorRules {
+  return { include: t.include, exclude: t.exclude, linearInclude: t.linear_include, linearExclude: t.linear_exclude };
 }
 
 export interface CurrentMerge {
@@ -146,7 +152,7 @@ export class PipelineRunner {
           out: staging.dir,
           fromStep: t - 1,
           commit: false,
-          rules: { include: cfg.tensors.include, exclude: cfg.tensors.exclude, linearInclude: cfg.tensors.linear_include, linearExclude: cfg.tensors.linear_exclude },
+          rules: tensorRulesOf(cfg.tensors),
           maxShardBytes: cfg.max_shard_bytes,
           maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
           sha256: { [c.path]: c.sha256 ?? '' },
@@ -198,7 +204,7 @@ export class PipelineRunner {
       checkpoints: [...merged, { name: c.name, sha256: c.sha256 ?? '', merged_at: new Date().toISOString() }],
       engine: report.engine,
       metrics: metrics.model,
-      cmergeVersion,
+      cmergeVersion: cmergeVersion(),
       knownSha256: Object.fromEntries(Object.entries(report.out_sha256).map(([p, h]) => [relative(staging.dir, p), h])),
     });
     const genDir = generationDir(this.stateDir, t);

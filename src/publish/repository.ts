@@ -16,7 +16,7 @@ import { lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'no
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { copyBaseFiles } from './base-files.js';
-import { cmergeVersion } from './cmerge-version.js';
+import { cmergeVersion } from '../util/version.js';
 import { listVersionFiles } from './files.js';
 import { fsyncDir, fsyncFile } from './fsync.js';
 import { sha256File } from './hash.js';

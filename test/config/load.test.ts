@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, compileTensorRules, loadConfig, parseParams, type Config } from '../../src/config/index.js';
+import { ConfigError, loadConfig, parseParams, type Config } from '../../src/config/index.js';
+import { tensorRulesOf } from '../../src/daemon/pipeline.js';
+import { classifier } from '../../src/merge/kinds.js';
 import { repoRoot, tempDir } from '../helpers/paths.js';
 
 const MINIMAL = `state_dir: ./state
@@ -192,17 +194,22 @@ test('tensor rules: include/exclude and linear overrides', () => {
   exclude: ["classifier.*"]
   linear_include: ["*.patch_embedding.weight"]
   linear_exclude: ["*.{q,k}_proj.weight", "lm_head.weight"]`)));
-  const r = compileTensorRules(c.pipelines[0]!.tensors);
-  assert.equal(r.merged('encoder.layers.0.mlp.fc1.weight'), true);
-  assert.equal(r.merged('classifier.weight'), false);
-  assert.equal(r.linear('vision.patch_embedding.weight', false), true);
-  assert.equal(r.linear('encoder.layers.3.self_attn.q_proj.weight', true), false);
-  assert.equal(r.linear('encoder.layers.3.self_attn.v_proj.weight', true), true);
-  assert.equal(r.linear('lm_head.weight', true), false);
-  assert.equal(r.linear('norm.weight', false), false);
-  const only = compileTensorRules({ include: ['text.*'], exclude: [], linear_include: [], linear_exclude: [] });
-  assert.equal(only.merged('text.layers.1.weight'), true);
-  assert.equal(only.merged('vision.layers.1.weight'), false);
+  // the daemon hands these to the merge runner's classifier: check them through it
+  const kindOf = (t: Config['pipelines'][number]['tensors']) => {
+    const cls = classifier(tensorRulesOf(t));
+    return (name: string, shape = [4, 4]) => cls({ name, dtype: 'F32', shape, size: 16, byteLength: 64 });
+  };
+  const kind = kindOf(c.pipelines[0]!.tensors);
+  assert.equal(kind('encoder.layers.0.mlp.fc1.weight'), 'linear');
+  assert.equal(kind('classifier.weight'), 'copy');
+  assert.equal(kind('vision.patch_embedding.weight'), 'linear'); // an embedding by default, forced linear
+  assert.equal(kind('encoder.layers.3.self_attn.q_proj.weight'), 'other');
+  assert.equal(kind('encoder.layers.3.self_attn.v_proj.weight'), 'linear');
+  assert.equal(kind('lm_head.weight'), 'other');
+  assert.equal(kind('norm.weight', [4]), 'other');
+  const only = kindOf({ include: ['text.*'], exclude: [], linear_include: [], linear_exclude: [] });
+  assert.equal(only('text.layers.1.weight'), 'linear');
+  assert.equal(only('vision.layers.1.weight'), 'copy');
 });
 
 test('config/cmerge.example.yaml validates and documents every method', () => {
