@@ -57,6 +57,32 @@ void ColMajorToRowMajorF32(const double* src, int rows, int cols, int ld, float*
 
 // The original in-memory algorithm (holds two L×S double matrices): the fallback of SvdGram when
 // the panel-wise tail orthogonalization breaks down (never seen; kept for robustness).
+// Steps 1 and 2 of both algorithms: the float64 Gram matrix of the short side, accumulated over
+// panels (RowMajor upper == ColMajor lower of the same symmetric matrix), and its eigendecomposition.
+// On success g holds the eigenvectors (columns, ascending eigenvalue) and w the eigenvalues.
+std::string GramEigen(const float* a, int m, int n, bool tall, int S, int L, int rowsPerPanel, std::vector<double>& panel,
+                      std::vector<double>& g, std::vector<double>& w) {
+  const size_t SS = static_cast<size_t>(S) * S;
+  g.assign(SS, 0.0);
+  for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
+    const int b = std::min(rowsPerPanel, L - i0);
+    FillPanel(a, m, n, tall, i0, b, panel.data());
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, S, b, 1.0, panel.data(), S, i0 == 0 ? 0.0 : 1.0,
+                g.data(), S);
+  }
+  w.assign(S, 0.0);
+  const size_t lwork = 1 + 6 * static_cast<size_t>(S) + 2 * SS;
+  const size_t liwork = 3 + 5 * static_cast<size_t>(S);
+  if (lwork > 0x7fffffff) return "svd: short side too large for 32-bit LAPACK workspace";
+  std::vector<double> work(lwork);
+  std::vector<lapack_int> iwork(liwork);
+  const lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', S, g.data(), S, w.data(), work.data(),
+                                              static_cast<lapack_int>(lwork), iwork.data(),
+                                              static_cast<lapack_int>(liwork));
+  if (info != 0) return "svd: dsyevd failed, info=" + std::to_string(info);
+  return {};
+}
+
 std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, float* v) {
   const bool tall = m >= n;
   const int S = tall ? n : m;
@@ -68,28 +94,9 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
   const int panels = (L + rowsPerPanel - 1) / rowsPerPanel;
   std::vector<double> panel(static_cast<size_t>(rowsPerPanel) * S);
 
-  // 1. Gram matrix; RowMajor upper == ColMajor lower of the same symmetric matrix.
-  std::vector<double> g(SS, 0.0);
-  for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
-    const int b = std::min(rowsPerPanel, L - i0);
-    FillPanel(a, m, n, tall, i0, b, panel.data());
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, S, b, 1.0, panel.data(), S, i0 == 0 ? 0.0 : 1.0,
-                g.data(), S);
-  }
-
-  // 2. Eigendecomposition, ascending eigenvalues; eigenvectors overwrite g column by column.
-  std::vector<double> w(S);
-  {
-    const size_t lwork = 1 + 6 * static_cast<size_t>(S) + 2 * SS;
-    const size_t liwork = 3 + 5 * static_cast<size_t>(S);
-    if (lwork > 0x7fffffff) return "svd: short side too large for 32-bit LAPACK workspace";
-    std::vector<double> work(lwork);
-    std::vector<lapack_int> iwork(liwork);
-    const lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', S, g.data(), S, w.data(), work.data(),
-                                                static_cast<lapack_int>(lwork), iwork.data(),
-                                                static_cast<lapack_int>(liwork));
-    if (info != 0) return "svd: dsyevd failed, info=" + std::to_string(info);
-  }
+  // 1-2. Gram matrix and its eigendecomposition.
+  std::vector<double> g, w;
+  if (std::string err = GramEigen(a, m, n, tall, S, L, rowsPerPanel, panel, g, w); !err.empty()) return err;
   // Short-side factor, col-major S×S, columns in descending eigenvalue order.
   std::vector<double> vs(SS);
   for (int k = 0; k < S; ++k)
@@ -255,27 +262,9 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   const int rowsPerPanel = static_cast<int>(std::clamp<size_t>((size_t{4} << 20) / S, 64, L));
   std::vector<double> panel(static_cast<size_t>(rowsPerPanel) * S);
 
-  // 1. Gram matrix (as in SvdGramDense).
-  std::vector<double> g(SS, 0.0);
-  for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
-    const int b = std::min(rowsPerPanel, L - i0);
-    FillPanel(a, m, n, tall, i0, b, panel.data());
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, S, b, 1.0, panel.data(), S, i0 == 0 ? 0.0 : 1.0,
-                g.data(), S);
-  }
-  // 2. Eigendecomposition.
-  std::vector<double> w(S);
-  {
-    const size_t lwork = 1 + 6 * static_cast<size_t>(S) + 2 * SS;
-    const size_t liwork = 3 + 5 * static_cast<size_t>(S);
-    if (lwork > 0x7fffffff) return "svd: short side too large for 32-bit LAPACK workspace";
-    std::vector<double> work(lwork);
-    std::vector<lapack_int> iwork(liwork);
-    const lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', S, g.data(), S, w.data(), work.data(),
-                                                static_cast<lapack_int>(lwork), iwork.data(),
-                                                static_cast<lapack_int>(liwork));
-    if (info != 0) return "svd: dsyevd failed, info=" + std::to_string(info);
-  }
+  // 1-2. Gram matrix and its eigendecomposition.
+  std::vector<double> g, w;
+  if (std::string err = GramEigen(a, m, n, tall, S, L, rowsPerPanel, panel, g, w); !err.empty()) return err;
   // Columns in class order (head by sqrt(λ), descending λ within each class): vsp col c = v_{order[c]}.
   std::vector<double> est(S);
   double emax = 0.0;
