@@ -1,7 +1,7 @@
 import type { LinalgAddon } from './native.js';
 import { SerialQueue } from './serial.js';
 import type { Engine, MatmulOptions, Svd } from './types.js';
-import { checkDim, checkFinite, checkMatrix } from './validate.js';
+import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
  * OpenBLAS/LAPACKE through the cmerge_linalg addon. Jobs run on the libuv pool; the caller must
@@ -41,11 +41,7 @@ export class NativeEngine implements Engine {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
     return this.queue.run(async () => {
       this.assertOpen();
-      checkDim(m, 'm');
-      checkDim(k, 'k');
-      checkDim(n, 'n');
-      checkMatrix(a, m, k, 'a');
-      checkMatrix(b, k, n, 'b');
+      checkMatmulArgs(a, b, m, k, n);
       return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true);
     });
   }
@@ -53,10 +49,7 @@ export class NativeEngine implements Engine {
   svd(a: Float32Array, m: number, n: number): Promise<Svd> {
     return this.queue.run(async () => {
       this.assertOpen();
-      checkDim(m, 'm');
-      checkDim(n, 'n');
-      checkMatrix(a, m, n, 'a');
-      checkFinite(a, 'a');
+      checkSvdArgs(a, m, n);
       return this.addon.svd(a, m, n);
     });
   }

@@ -2,7 +2,7 @@ import { matmulF32 } from './portable-matmul.js';
 import { svdGram } from './portable-svd.js';
 import { SerialQueue } from './serial.js';
 import type { Engine, MatmulOptions, Svd } from './types.js';
-import { checkDim, checkFinite, checkMatrix } from './validate.js';
+import { checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
  * Pure TypeScript, correct on every machine, slow (~1 GFLOP/s) and run on the calling thread:
@@ -17,11 +17,7 @@ export class PortableEngine implements Engine {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
     return this.queue.run(async () => {
       this.assertOpen();
-      checkDim(m, 'm');
-      checkDim(k, 'k');
-      checkDim(n, 'n');
-      checkMatrix(a, m, k, 'a');
-      checkMatrix(b, k, n, 'b');
+      checkMatmulArgs(a, b, m, k, n);
       return matmulF32(a, b, m, k, n, opts.transA === true, opts.transB === true);
     });
   }
@@ -29,10 +25,7 @@ export class PortableEngine implements Engine {
   svd(a: Float32Array, m: number, n: number): Promise<Svd> {
     return this.queue.run(async () => {
       this.assertOpen();
-      checkDim(m, 'm');
-      checkDim(n, 'n');
-      checkMatrix(a, m, n, 'a');
-      checkFinite(a, 'a');
+      checkSvdArgs(a, m, n);
       return svdGram(a, m, n);
     });
   }

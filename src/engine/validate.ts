@@ -19,3 +19,20 @@ export function checkFinite(a: Float32Array, name: string): void {
     if (!Number.isFinite(a[i])) throw new RangeError(`${name} has a non-finite value at index ${i}`);
   }
 }
+
+/** The checks both engines run before a product: dimensions and array sizes. */
+export function checkMatmulArgs(a: unknown, b: unknown, m: number, k: number, n: number): void {
+  checkDim(m, 'm');
+  checkDim(k, 'k');
+  checkDim(n, 'n');
+  checkMatrix(a, m, k, 'a');
+  checkMatrix(b, k, n, 'b');
+}
+
+/** The checks both engines run before an SVD: dimensions, size, and finite input. */
+export function checkSvdArgs(a: unknown, m: number, n: number): asserts a is Float32Array {
+  checkDim(m, 'm');
+  checkDim(n, 'n');
+  checkMatrix(a, m, n, 'a');
+  checkFinite(a, 'a');
+}
