@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import type { Logger } from 'winston';
 import { loadConfig, type Config, type PipelineConfig } from '../config/index.js';
 import { openModel } from '../io/model.js';
 import type { ModelReader } from '../io/types.js';
@@ -128,9 +127,5 @@ export class Daemon {
       };
     }
     return out;
-  }
-
-  get logger(): Logger {
-    return log;
   }
 }
