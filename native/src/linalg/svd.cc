@@ -296,8 +296,11 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     mm.assign(static_cast<size_t>(head) * head, 0.0);
     gm.assign(static_cast<size_t>(tw) * tw, 0.0);
   }
+  // With a single panel (every ViT-sized matrix), GramEigen left it filled and pass 1's X stays in
+  // xp for pass 2: neither is redone.
+  const bool onePanel = rowsPerPanel >= L;
   const auto computeX = [&](int i0, int b, int cols) {
-    FillPanel(a, m, n, tall, i0, b, panel.data());
+    if (!onePanel) FillPanel(a, m, n, tall, i0, b, panel.data());
     cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, b, cols, S, 1.0, panel.data(), S, vsp.data(), S, 0.0,
                 xp.data(), b);
     for (int c = 0; c < head; ++c) cblas_dscal(b, 1.0 / est[c], xp.data() + static_cast<size_t>(c) * b, 1);
@@ -402,7 +405,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     std::vector<double> t2(static_cast<size_t>(rowsPerPanel) * tail);
     for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
       const int b = std::min(rowsPerPanel, L - i0);
-      if (xcols > 0) computeX(i0, b, xcols);
+      if (xcols > 0 && !onePanel) computeX(i0, b, xcols);
       for (int j = 0; j < tail; ++j) {
         double* tc = t2.data() + static_cast<size_t>(j) * b;
         if (j < nsmall) std::copy_n(xp.data() + static_cast<size_t>(head + src[j]) * b, b, tc);
