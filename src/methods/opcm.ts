@@ -17,17 +17,27 @@ function blockRows(m: number, width: number): number {
   return Math.max(1, Math.min(m, Math.floor((4 << 20) / Math.max(1, width))));
 }
 
+/** Columns [0, k) of a rows×width row-major matrix, as a contiguous rows×k matrix. */
+function leadingColumns(a: Float32Array, rows: number, width: number, k: number): Float32Array {
+  const out = new Float32Array(rows * k);
+  for (let i = 0; i < rows; i++) out.set(a.subarray(i * width, i * width + k), i * k);
+  return out;
+}
+
 /**
  * cleaned = τ − U Q Vᵀ, where Q keeps the leading k×k block and the diagonal of P = UᵀτV:
  * the reference's full-matrices form U P Vᵀ with those entries zeroed, using only the r leading
  * singular vectors. Returns cleaned (written over τ) and the split rank k.
  *
+ * Only the entries of P that Q keeps are formed: with T = τV, the diagonal d_i = Σ_rows U_ri T_ri
+ * (accumulated in float64) and the block P_kk = U_kᵀ T_k. Then W = U Q is U with its first k
+ * columns replaced by U_k P_kk and the others scaled by d_i (in place), and U Q Vᵀ = W Vᵀ: two
+ * m×n×r products instead of four.
+ *
  * Memory (a 32000×2048 lm_head is 262 MB per float32 copy): τ is loaded only after the SVD of
  * prev (it may reuse prev's buffer), so prev, the SVD's work space and τ are never resident
- * together; the products run over
- * row blocks of τ (P = Σ U_bᵀ(τ_b V), then τ_b −= U_b (Q Vᵀ)), so no m×r or m×n temporary exists
- * besides U itself. Tensors up to one block (everything but the largest) take exactly the
- * unblocked products.
+ * together; the products run over row blocks of τ, so no m×r or m×n temporary exists besides U
+ * (which becomes W) itself.
  */
 export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<{ cleaned: Float32Array; split: number; removedSq: number }> {
   const r = Math.min(m, n);
@@ -36,29 +46,39 @@ export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau:
   const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
   const tau = loadTau();
   const rows = blockRows(m, Math.max(n, r));
-  let p: Float32Array | null = null;
+  const d = new Float64Array(r);
+  let pkk: Float32Array | null = k > 0 ? new Float32Array(k * k) : null;
   for (let i0 = 0; i0 < m; i0 += rows) {
     const b = Math.min(rows, m - i0);
-    const tv = await engine.matmul(tau.subarray(i0 * n, (i0 + b) * n), v, b, n, r); // τ_b V, b×r
-    const pb = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), tv, r, b, r, { transA: true }); // U_bᵀ τ_b V, r×r
-    if (p === null) p = pb;
-    else for (let i = 0; i < pb.length; i++) p[i] += pb[i];
+    const ub = u.subarray(i0 * r, (i0 + b) * r);
+    const tv = await engine.matmul(tau.subarray(i0 * n, (i0 + b) * n), v, b, n, r); // T_b = τ_b V, b×r
+    for (let i = 0; i < b; i++) for (let j = k, o = i * r; j < r; j++) d[j] += ub[o + j] * tv[o + j];
+    if (pkk !== null) {
+      const block = await engine.matmul(leadingColumns(ub, b, r, k), leadingColumns(tv, b, r, k), k, b, k, { transA: true });
+      for (let i = 0; i < block.length; i++) pkk[i] += block[i];
+    }
   }
-  const q = new Float32Array(r * r);
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) q[i * r + j] = p![i * r + j];
-  for (let i = k; i < r; i++) q[i * r + i] = p![i * r + i];
-  p = null;
-  const qvt = await engine.matmul(q, v, r, r, n, { transB: true }); // Q Vᵀ, r×n
-  v = new Float32Array(0); // V (n×r: 262 MB for a wide lm_head) is no longer needed
+  // W = U Q in place: leading k columns U_k P_kk (P_kk already holds its diagonal), others d_i u_i
+  for (let i0 = 0; i0 < m; i0 += rows) {
+    const b = Math.min(rows, m - i0);
+    const ub = u.subarray(i0 * r, (i0 + b) * r);
+    const lead = pkk === null ? null : await engine.matmul(leadingColumns(ub, b, r, k), pkk, b, k, k);
+    for (let i = 0; i < b; i++) {
+      const o = i * r;
+      if (lead !== null) ub.set(lead.subarray(i * k, (i + 1) * k), o);
+      for (let j = k; j < r; j++) ub[o + j] *= d[j];
+    }
+  }
+  pkk = null;
   let removedSq = 0;
   for (let i0 = 0; i0 < m; i0 += rows) {
     const b = Math.min(rows, m - i0);
-    const removed = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), qvt, b, r, n); // U_b Q Vᵀ, b×n
+    const removed = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), v, b, r, n, { transB: true }); // W_b Vᵀ, b×n
     removedSq += sumSquares(removed);
     const tb = tau.subarray(i0 * n, (i0 + b) * n);
     sub(tb, removed, tb);
   }
-  u = new Float32Array(0);
+  u = v = new Float32Array(0);
   return { cleaned: tau, split: k, removedSq };
 }
 
