@@ -13,6 +13,7 @@
 #include <new>
 #include <string>
 
+#include "big_alloc.h"
 #include "svd.h"
 
 namespace {
@@ -45,8 +46,9 @@ class Lane {
   }
 };
 
-// Output memory is malloc'd on the worker thread (no zero-fill on the JS thread) and handed to JS
-// as an external ArrayBuffer that frees it; V8 is told its size so GC pressure stays honest.
+// Output memory is allocated on the worker thread (no zero-fill on the JS thread; huge pages, see
+// big_alloc.h) and handed to JS as an external ArrayBuffer that frees it; V8 is told its size so GC
+// pressure stays honest.
 template <typename T>
 Napi::TypedArrayOf<T> Adopt(Napi::Env env, T*& data, size_t len) {
   const size_t bytes = len * sizeof(T);
@@ -54,7 +56,7 @@ Napi::TypedArrayOf<T> Adopt(Napi::Env env, T*& data, size_t len) {
   data = nullptr;
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
   auto ab = Napi::ArrayBuffer::New(env, p, bytes, [bytes](Napi::Env e, void* q) {
-    std::free(q);
+    cmerge::BigFree(q, bytes);
     Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(bytes));
   });
   return Napi::TypedArrayOf<T>::New(env, len, ab, 0);
@@ -62,9 +64,12 @@ Napi::TypedArrayOf<T> Adopt(Napi::Env env, T*& data, size_t len) {
 
 template <typename T>
 T* Alloc(size_t len) {
-  void* p = std::malloc(std::max<size_t>(len, 1) * sizeof(T));
-  if (!p) throw std::bad_alloc();
-  return static_cast<T*>(p);
+  return static_cast<T*>(cmerge::BigAlloc(len * sizeof(T)));
+}
+
+template <typename T>
+void Free(T* p, size_t len) {
+  cmerge::BigFree(p, len * sizeof(T));
 }
 
 int Dim(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -111,7 +116,7 @@ class SgemmWorker : public PromiseWorker {
   SgemmWorker(Napi::Env env, Napi::Float32Array a, Napi::Float32Array b, int m, int k, int n, bool ta, bool tb)
       : PromiseWorker(env), aRef_(Napi::Persistent(a)), bRef_(Napi::Persistent(b)), a_(a.Data()), b_(b.Data()),
         m_(m), k_(k), n_(n), ta_(ta), tb_(tb) {}
-  ~SgemmWorker() override { std::free(c_); }
+  ~SgemmWorker() override { Free(c_, static_cast<size_t>(m_) * n_); }
 
  protected:
   void Run() override {
@@ -135,9 +140,9 @@ class SvdWorker : public PromiseWorker {
   SvdWorker(Napi::Env env, Napi::Float32Array a, int m, int n)
       : PromiseWorker(env), aRef_(Napi::Persistent(a)), a_(a.Data()), m_(m), n_(n), r_(std::min(m, n)) {}
   ~SvdWorker() override {
-    std::free(u_);
-    std::free(s_);
-    std::free(v_);
+    Free(u_, static_cast<size_t>(m_) * r_);
+    Free(s_, static_cast<size_t>(r_));
+    Free(v_, static_cast<size_t>(n_) * r_);
   }
 
  protected:

@@ -12,6 +12,8 @@
 //      come out as an orthonormal completion (never NaN). Well-conditioned inputs skip the QR.
 #include "svd.h"
 
+#include "big_alloc.h"
+
 #include <cblas.h>
 #include <lapacke.h>
 
@@ -26,6 +28,8 @@ namespace cmerge {
 namespace {
 
 using std::size_t;
+// Large double work buffers (see big_alloc.h: huge pages, uninitialized unless a value is given).
+using Buf = BigVector<double>;
 
 // Copy rows [i0, i0+b) of the L×S view of A into P (b×S row-major double).
 void FillPanel(const float* a, int m, int n, bool tall, int i0, int b, double* p) {
@@ -60,8 +64,8 @@ void ColMajorToRowMajorF32(const double* src, int rows, int cols, int ld, float*
 // Steps 1 and 2 of both algorithms: the float64 Gram matrix of the short side, accumulated over
 // panels (RowMajor upper == ColMajor lower of the same symmetric matrix), and its eigendecomposition.
 // On success g holds the eigenvectors (columns, ascending eigenvalue) and w the eigenvalues.
-std::string GramEigen(const float* a, int m, int n, bool tall, int S, int L, int rowsPerPanel, std::vector<double>& panel,
-                      std::vector<double>& g, std::vector<double>& w) {
+std::string GramEigen(const float* a, int m, int n, bool tall, int S, int L, int rowsPerPanel, Buf& panel,
+                      Buf& g, std::vector<double>& w) {
   const size_t SS = static_cast<size_t>(S) * S;
   g.assign(SS, 0.0);
   for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
@@ -74,7 +78,7 @@ std::string GramEigen(const float* a, int m, int n, bool tall, int S, int L, int
   const size_t lwork = 1 + 6 * static_cast<size_t>(S) + 2 * SS;
   const size_t liwork = 3 + 5 * static_cast<size_t>(S);
   if (lwork > 0x7fffffff) return "svd: short side too large for 32-bit LAPACK workspace";
-  std::vector<double> work(lwork);
+  Buf work(lwork);
   std::vector<lapack_int> iwork(liwork);
   const lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', S, g.data(), S, w.data(), work.data(),
                                               static_cast<lapack_int>(lwork), iwork.data(),
@@ -92,26 +96,27 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
   // Panels of at most ~32 MB keep memory bounded for large L; one panel when it fits.
   const int rowsPerPanel = static_cast<int>(std::clamp<size_t>((size_t{4} << 20) / S, 64, L));
   const int panels = (L + rowsPerPanel - 1) / rowsPerPanel;
-  std::vector<double> panel(static_cast<size_t>(rowsPerPanel) * S);
+  Buf panel(static_cast<size_t>(rowsPerPanel) * S);
 
   // 1-2. Gram matrix and its eigendecomposition.
-  std::vector<double> g, w;
+  Buf g;
+  std::vector<double> w;
   if (std::string err = GramEigen(a, m, n, tall, S, L, rowsPerPanel, panel, g, w); !err.empty()) return err;
   // Short-side factor, col-major S×S, columns in descending eigenvalue order.
-  std::vector<double> vs(SS);
+  Buf vs(SS);
   for (int k = 0; k < S; ++k)
     std::copy_n(g.data() + static_cast<size_t>(S - 1 - k) * S, S, vs.data() + static_cast<size_t>(k) * S);
-  std::vector<double>().swap(g);
+  Buf().swap(g);
 
   // 3. X = (L×S view of A) · vs, col-major L×S.
-  std::vector<double> x(static_cast<size_t>(L) * S);
+  Buf x(static_cast<size_t>(L) * S);
   for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
     const int b = std::min(rowsPerPanel, L - i0);
     if (panels > 1) FillPanel(a, m, n, tall, i0, b, panel.data());
     cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, b, S, S, 1.0, panel.data(), S, vs.data(), S, 0.0,
                 x.data() + i0, L);
   }
-  std::vector<double>().swap(panel);
+  Buf().swap(panel);
 
   // Classify by ‖A v_k‖, computed directly and far more accurate than sqrt(λ_k) for small σ.
   std::vector<double> norms(S);
@@ -133,7 +138,8 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
 
   // q: head columns normalized; small columns raw; null columns get deterministic pseudo-random
   // starters (a random vector is almost surely not in the span of the others, unlike e_i).
-  std::vector<double> q(static_cast<size_t>(L) * S), vsp(SS), sigma(S, 0.0);
+  Buf q(static_cast<size_t>(L) * S), vsp(SS);
+  std::vector<double> sigma(S, 0.0);
   uint64_t seed = 0x9e3779b97f4a7c15ull;
   for (int c = 0; c < S; ++c) {
     const int k = order[c];
@@ -152,8 +158,8 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
       }
     }
   }
-  std::vector<double>().swap(x);
-  std::vector<double>().swap(vs);
+  Buf().swap(x);
+  Buf().swap(vs);
 
   // 4. Tail (small and null columns): orthogonalize against the head twice (CGS2), then
   //    Householder QR of the tail alone, whose Q spans the projected tail and so stays ⊥ head.
@@ -161,7 +167,7 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
   if (tail > 0) {
     double* t = q.data() + static_cast<size_t>(head) * L;
     if (head > 0) {
-      std::vector<double> c(static_cast<size_t>(head) * tail);
+      Buf c(static_cast<size_t>(head) * tail);
       for (int pass = 0; pass < 2; ++pass) {
         cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, head, tail, L, 1.0, q.data(), L, t, L, 0.0, c.data(),
                     head);
@@ -187,7 +193,7 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
   std::iota(perm.begin(), perm.end(), 0);
   std::stable_sort(perm.begin(), perm.end(), [&](int i, int j) { return sigma[i] > sigma[j]; });
   const bool sorted = std::is_sorted(perm.begin(), perm.end());
-  std::vector<double> qs, vss;
+  Buf qs, vss;
   const double* qOut = q.data();
   const double* vOut = vsp.data();
   if (!sorted) {
@@ -260,10 +266,11 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   float* small = tall ? v : u;  // S×S row-major output
 
   const int rowsPerPanel = static_cast<int>(std::clamp<size_t>((size_t{4} << 20) / S, 64, L));
-  std::vector<double> panel(static_cast<size_t>(rowsPerPanel) * S);
+  Buf panel(static_cast<size_t>(rowsPerPanel) * S);
 
   // 1-2. Gram matrix and its eigendecomposition.
-  std::vector<double> g, w;
+  Buf g;
+  std::vector<double> w;
   if (std::string err = GramEigen(a, m, n, tall, S, L, rowsPerPanel, panel, g, w); !err.empty()) return err;
   // Columns in class order (head by sqrt(λ), descending λ within each class): vsp col c = v_{order[c]}.
   std::vector<double> est(S);
@@ -274,10 +281,10 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   }
   int head = 0;
   while (head < S && emax > 0.0 && est[head] >= kOrthoTol * emax) ++head;  // est is descending
-  std::vector<double> vsp(SS);
+  Buf vsp(SS);
   for (int k = 0; k < S; ++k)
     std::copy_n(g.data() + static_cast<size_t>(S - 1 - k) * S, S, vsp.data() + static_cast<size_t>(k) * S);
-  std::vector<double>().swap(g);
+  Buf().swap(g);
   const int tail = S - head;
   // Null candidates among the tail, each with its random starter column (tail index order).
   std::vector<int> cand;
@@ -288,9 +295,9 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
 
   // 3. Pass 1. xp: b×(S + nc) col-major (ld b): X panel, then the random starters, so the tail X
   //    columns and the starters are one contiguous block T.
-  std::vector<double> xp(static_cast<size_t>(rowsPerPanel) * (S + nc));
+  Buf xp(static_cast<size_t>(rowsPerPanel) * (S + nc));
   std::vector<double> sumsq(S, 0.0);
-  std::vector<double> cm, mm, gm;  // C (head×tw), M (head×head), G (tw×tw), col-major
+  Buf cm, mm, gm;  // C (head×tw), M (head×head), G (tw×tw), col-major
   if (tail > 0) {
     cm.assign(static_cast<size_t>(head) * tw, 0.0);
     mm.assign(static_cast<size_t>(head) * head, 0.0);
@@ -359,7 +366,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
       vcol[head + nsmall + static_cast<int>(i)] = k;
     }
     // Gathered C (head×tail) and G (tail×tail, upper from gm's upper triangle).
-    std::vector<double> c(static_cast<size_t>(head) * tail), g2(static_cast<size_t>(tail) * tail);
+    Buf c(static_cast<size_t>(head) * tail), g2(static_cast<size_t>(tail) * tail, 0.0);
     for (int j = 0; j < tail; ++j) {
       std::copy_n(cm.data() + static_cast<size_t>(src[j]) * head, head, c.data() + static_cast<size_t>(j) * head);
       for (int i = 0; i <= j; ++i) {
@@ -367,10 +374,10 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
         g2[static_cast<size_t>(j) * tail + i] = gm[static_cast<size_t>(q) * tw + p];
       }
     }
-    std::vector<double>().swap(cm);
-    std::vector<double>().swap(gm);
+    Buf().swap(cm);
+    Buf().swap(gm);
     // D = 2C − M C (two CGS passes in one), F = M D − C; T2ᵀT2 = G + Dᵀ F − Cᵀ D.
-    std::vector<double> d(c), f(c);
+    Buf d(c), f(c);
     if (head > 0) {
       cblas_dsymm(CblasColMajor, CblasLeft, CblasUpper, head, tail, -1.0, mm.data(), head, c.data(), head, 2.0,
                   d.data(), head);
@@ -381,9 +388,9 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
       cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, tail, tail, head, -1.0, c.data(), head, d.data(), head,
                   1.0, g2.data(), tail);
     }
-    std::vector<double>().swap(mm);
-    std::vector<double>().swap(f);
-    std::vector<double>().swap(c);
+    Buf().swap(mm);
+    Buf().swap(f);
+    Buf().swap(c);
     lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', tail, g2.data(), tail);
     bool ok = info == 0;
     for (int j = 0; ok && j < tail; ++j) {
@@ -393,16 +400,16 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     }
     if (!ok) {
       // Free everything large before the dense fallback allocates its own.
-      std::vector<double>().swap(xp);
-      std::vector<double>().swap(panel);
-      std::vector<double>().swap(vsp);
-      std::vector<double>().swap(g2);
+      Buf().swap(xp);
+      Buf().swap(panel);
+      Buf().swap(vsp);
+      Buf().swap(g2);
       return SvdGramDense(a, m, n, u, s, v);
     }
     // 5. Pass 2: T2 = T − Qh D, Q = T2 R⁻¹ per panel. Only the X columns up to the last small one
     //    are needed.
     const int xcols = head + (nsmall > 0 ? src[nsmall - 1] + 1 : 0);
-    std::vector<double> t2(static_cast<size_t>(rowsPerPanel) * tail);
+    Buf t2(static_cast<size_t>(rowsPerPanel) * tail);
     for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
       const int b = std::min(rowsPerPanel, L - i0);
       if (xcols > 0 && !onePanel) computeX(i0, b, xcols);
