@@ -5,10 +5,12 @@ import type { Engine } from '../engine/types.js';
 import { createModelWriter, openModel } from '../io/model.js';
 import { InputError, type ModelReader } from '../io/types.js';
 import { getMethod } from '../methods/registry.js';
-import type { Method, MethodStep, Scalars, TaskSource, TensorJob, TensorMetrics } from '../methods/types.js';
+import type { Method, MethodStep, Scalars, TensorJob, TensorMetrics } from '../methods/types.js';
+import { BufferPool } from './buffers.js';
 import { classifier, type TensorRules } from './kinds.js';
 import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
 import { CountSketch, retentionRow, SKETCH_FILE, writeTaskSketches } from './sketch.js';
+import { runUpdatePass } from './update-pass.js';
 import { assertFinite, structureFingerprint, validateAgainstBase } from './validate.js';
 
 /**
@@ -18,15 +20,6 @@ import { assertFinite, structureFingerprint, validateAgainstBase } from './valid
  * tensor, whatever the model size. Nothing becomes visible until the end: state generations are
  * sealed under new names and CURRENT moves last; the output is renamed into place.
  */
-/**
- * Tensors up to this many elements (12 MiB as float32; every ViT-B/32 tensor) may be merged two at
- * a time: each in flight holds ~6 tensor-sized buffers, so two stay under ~150 MB. Larger ones go
- * one at a time (the 1 GB bound of a 1.1B model was measured that way).
- */
-const PARALLEL_MAX_ELEMENTS = 3 << 20;
-/** element-wise tensors waiting behind linear ones, at most (they are small; this bounds memory) */
-const MAX_IN_FLIGHT = 16;
-
 export interface MergeProgress {
   t: number;
   phase: 'analysis' | 'update' | 'output';
@@ -87,21 +80,6 @@ export interface MergeReport {
   retention: { task: number; rho: number }[];
   seconds: { total: number; output: number };
   tensors: { linear: number; other: number; copied: number };
-}
-
-/**
- * Reusable float32 buffers, one per slot, each as large as the largest merged tensor, shared by
- * the update pass (methods with updateTask) and the output pass. Fresh tensor-sized arrays per
- * tensor leave garbage that V8 collects late (the SVD runs on the libuv pool without JS
- * allocation), which on a 1B model put several 262 MB copies of dead tensors into the peak RSS.
- */
-class BufferPool {
-  private readonly slots: Float32Array[] = [];
-  constructor(private readonly capacity: number) {}
-  get(slot: number, size: number): Float32Array {
-    this.slots[slot] ??= new Float32Array(this.capacity);
-    return this.slots[slot].subarray(0, size);
-  }
 }
 
 interface Ctx {
@@ -210,21 +188,6 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       assertFinite(ckpt.path, job.name, c);
       return { b: base.readF32(job.name), p: prev ? prev.readF32(job.name) : null, c };
     };
-    // Loads and starts update from its own frame, so the buffers are referenced only by the method
-    // while it awaits (the method may drop the base early). ‖τ‖² is taken before the method may
-    // overwrite the checkpoint buffer.
-    const startUpdate = (job: TensorJob) => {
-      const { b, p, c } = load(job);
-      let tq = 0;
-      for (let i = 0; i < c.length; i++) {
-        const d = c[i] - b[i];
-        tq += d * d;
-        baseSq += b[i] * b[i];
-      }
-      tauSketch?.addDiff(job.name, c, b);
-      return step.update(job, b, p, c).then((r) => ({ r, tq }));
-    };
-    let baseSq = 0;
     const ta = performance.now();
     for (let pass = 0; pass < step.analysisPasses; pass++) {
       jobs.forEach((job, index) => {
@@ -242,75 +205,23 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     let stateSha256 = '';
     try {
       let index = 0;
-      const record = (name: string, r: Awaited<ReturnType<MethodStep['update']>>, tq: number) => {
-        taskSq += tq;
-        writer.write(name, r.state);
-        tensors[name] = { task_norm: Math.sqrt(tq), ...r.metrics };
-        req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: name });
-      };
-      // Small tensors are kept in flight so that `engine.concurrency` linear ones (the SVDs and
-      // products) overlap; element-wise tensors between them (biases, norms) do not count, since
-      // file order interleaves them. Results are written strictly in file order. Large tensors go
-      // one at a time through the pooled lean path, so the memory bound of big models holds.
-      const inflight: { name: string; linear: boolean; done: Promise<{ r: Awaited<ReturnType<MethodStep['update']>>; tq: number }> }[] = [];
-      let linearInFlight = 0;
-      const finishOne = async () => {
-        const f = inflight.shift()!;
-        if (f.linear) linearInFlight--;
-        const { r, tq } = await f.done;
-        record(f.name, r, tq);
-      };
-      for (const name of writer.order) {
-        const job = byName.get(name)!;
-        if (req.engine.concurrency > 1 && job.size <= PARALLEL_MAX_ELEMENTS) {
-          const linear = job.kind === 'linear';
-          while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= req.engine.concurrency)) await finishOne();
-          const done = startUpdate(job);
-          done.catch(() => undefined); // surfaced by finishOne; never an unhandled rejection
-          inflight.push({ name, linear, done });
-          if (linear) linearInFlight++;
-          continue;
-        }
-        while (inflight.length) await finishOne();
-        let tq = 0;
-        let r: Awaited<ReturnType<MethodStep['update']>>;
-        if (step.updateTask) {
-          // lean path: prev and τ in one pooled buffer; base and (for addPrev) prev stream in chunks
-          let loaded = false;
-          const src: TaskSource = {
-            prev: () => (prev ? prev.readF32Into(name, ctx.pool.get(0, job.size)) : null),
-            tau: () => {
-              if (loaded) throw new Error(`${method.name}: τ of ${name} loaded twice`);
-              loaded = true;
-              const tau = ckpt.readF32Into(name, ctx.pool.get(0, job.size));
-              assertFinite(ckpt.path, name, tau);
-              base.readF32Chunks(name, (off, chunk) => {
-                for (let i = 0; i < chunk.length; i++) {
-                  const d = tau[off + i] - chunk[i];
-                  tq += d * d;
-                  baseSq += chunk[i] * chunk[i];
-                  tau[off + i] = d;
-                }
-              });
-              tauSketch?.addDiff(name, tau);
-              return tau;
-            },
-            addPrev: (out) => {
-              if (!prev) throw new Error(`${method.name}: no previous state at step 1`);
-              prev.readF32Chunks(name, (off, chunk) => {
-                for (let i = 0; i < chunk.length; i++) out[off + i] += chunk[i];
-              });
-              return out;
-            },
-          };
-          r = await step.updateTask(job, src);
-          if (!loaded) throw new Error(`${method.name}: updateTask did not read the checkpoint for ${name}`);
-        } else {
-          ({ r, tq } = await startUpdate(job));
-        }
-        record(name, r, tq);
-      }
-      while (inflight.length) await finishOne();
+      const baseSq = await runUpdatePass({
+        step,
+        method: method.name,
+        engine: req.engine,
+        base,
+        prev,
+        ckpt,
+        jobs: writer.order.map((name) => byName.get(name)!),
+        pool: ctx.pool,
+        sketch: tauSketch,
+        record: (job, r, tq) => {
+          taskSq += tq;
+          writer.write(job.name, r.state);
+          tensors[job.name] = { task_norm: Math.sqrt(tq), ...r.metrics };
+          req.onProgress?.({ t, phase: 'update', index: index++, total: jobs.length, tensor: job.name });
+        },
+      });
       if (taskSq === 0) throw new InputError(ckpt.path, 'task vector is zero: the checkpoint equals the base model');
       const ratio = Math.sqrt(taskSq / baseSq);
       if (req.maxTaskNormRatio !== undefined && ratio > req.maxTaskNormRatio) {
@@ -370,14 +281,17 @@ function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record
       const info = base.tensors.get(name)!;
       if (kinds[name]) {
         const job: TensorJob = { name, kind: kinds[name], shape: info.shape, size: info.size };
-        // pooled buffers (see BufferPool); merged is written before the next tensor reuses them
-        const b = base.readF32Into(name, ctx.pool.get(0, info.size));
-        const merged = method.output(job, b, state.readF32Into(name, ctx.pool.get(1, info.size)), gen.meta.scalars, params);
+        // pooled buffers (see BufferPool); merged is written before they go back
+        const b = base.readF32Into(name, ctx.pool.acquire(info.size));
+        const s = state.readF32Into(name, ctx.pool.acquire(info.size));
+        const merged = method.output(job, b, s, gen.meta.scalars, params);
         let sq = 0;
         for (let i = 0; i < b.length; i++) sq += (merged[i] - b[i]) ** 2;
         mergedNorms[name] = Math.sqrt(sq);
         mergedSketch?.addDiff(name, merged, b);
         writer.write(name, merged);
+        ctx.pool.release(b);
+        ctx.pool.release(s);
       } else {
         writer.write(name, base.readRaw(name));
       }
