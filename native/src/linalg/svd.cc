@@ -245,16 +245,17 @@ constexpr double kCandTol = 1e-5;
 // instead of stored:
 //   pass 1: head columns (σ ≥ kOrthoTol σ_max, classified by sqrt(λ)) are normalized and written
 //           to the float32 output; column norms ‖A v_k‖ are accumulated; if there is a tail, the
-//           panel sums C = Qhᵀ T, M = Qhᵀ Qh and G = Tᵀ T are accumulated too (T: the tail columns
-//           plus random starters for the null candidates).
+//           panel sums C = Qhᵀ T and G = Tᵀ T are accumulated too, and M = Qhᵀ Qh when there are
+//           random starters (T: the tail columns plus random starters for the null candidates).
 //   tail:   the direct norms split the tail into small and null (as before). The tail projected
-//           off the head twice (CGS2, folded into one coefficient matrix D = 2C − M C) is
-//           T2 = T − Qh D; its Gram T2ᵀT2 = G − CᵀD − DᵀC + DᵀMD follows from the sums, and its
-//           Cholesky factor R is the R of the Householder QR used before (σ_k = R_kk for small k).
+//           off the head is T2 = T − Qh D: D = 2C − M C with starters (CGS2 folded into one
+//           coefficient matrix), else D = C (one projection suffices, see below). Its Gram
+//           T2ᵀT2 follows from the sums, and its Cholesky factor R is the R of the Householder QR
+//           used before (σ_k = R_kk for small k).
 //           The normalized tail columns are nearly orthogonal (cosines ≤ ~c ε σ_max²/(σ_j σ_k)
 //           ≤ ~c·0.02 above the null cutoff; random starters ~1/sqrt(L)), so R is well conditioned
 //           and Q = T2 R⁻¹ is orthonormal to ~ε.
-//   pass 2: (tail only) recompute X per panel, form T2 and Q = T2 R⁻¹, write the tail columns.
+//   pass 2: (tail only) recompute X per panel (kept from pass 1 when there is one panel), form T2 and Q = T2 R⁻¹, write the tail columns.
 // If the Cholesky factorization breaks down (would need nearly dependent tail columns), fall back to
 // SvdGramDense.
 std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v) {
@@ -297,10 +298,12 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   //    columns and the starters are one contiguous block T.
   Buf xp(static_cast<size_t>(rowsPerPanel) * (S + nc));
   std::vector<double> sumsq(S, 0.0);
+  // M = QhᵀQh only with random starters (see the tail step below).
+  const bool useM = nc > 0 && head > 0;
   Buf cm, mm, gm;  // C (head×tw), M (head×head), G (tw×tw), col-major
   if (tail > 0) {
     cm.assign(static_cast<size_t>(head) * tw, 0.0);
-    mm.assign(static_cast<size_t>(head) * head, 0.0);
+    if (useM) mm.assign(static_cast<size_t>(head) * head, 0.0);
     gm.assign(static_cast<size_t>(tw) * tw, 0.0);
   }
   // With a single panel (every ViT-sized matrix), GramEigen left it filled and pass 1's X stays in
@@ -332,7 +335,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     const double* t = xp.data() + static_cast<size_t>(head) * b;
     if (head > 0) {
       cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, head, tw, b, 1.0, qh, b, t, b, 1.0, cm.data(), head);
-      cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, head, b, 1.0, qh, b, 1.0, mm.data(), head);
+      if (useM) cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, head, b, 1.0, qh, b, 1.0, mm.data(), head);
     }
     cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, tw, b, 1.0, t, b, 1.0, gm.data(), tw);
   }
@@ -376,9 +379,15 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     }
     Buf().swap(cm);
     Buf().swap(gm);
-    // D = 2C − M C (two CGS passes in one), F = M D − C; T2ᵀT2 = G + Dᵀ F − Cᵀ D.
-    Buf d(c), f(c);
-    if (head > 0) {
+    // With random starters: D = 2C − M C (two CGS passes in one), F = M D − C; T2ᵀT2 = G + Dᵀ F − Cᵀ D.
+    // A starter lies mostly in the head's span, so T2 is a small remainder and the Gram of one
+    // projection would carry the head's departure from orthonormality (~c·1e-10) amplified by
+    // ‖C‖²/‖T2‖² (measured: 2e-7 in a unit norm). The X columns of the tail are nearly orthogonal to
+    // the head (cosines ≤ ~c ε σ_max²/(σ_j σ_k)), so without starters one projection is exact to
+    // far below rounding: D = C and T2ᵀT2 = G − CᵀC, and M (head²·L flops) is never formed.
+    Buf d(c), f;
+    if (useM) {
+      f = c;
       cblas_dsymm(CblasColMajor, CblasLeft, CblasUpper, head, tail, -1.0, mm.data(), head, c.data(), head, 2.0,
                   d.data(), head);
       cblas_dsymm(CblasColMajor, CblasLeft, CblasUpper, head, tail, 1.0, mm.data(), head, d.data(), head, -1.0,
@@ -387,6 +396,8 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
                   g2.data(), tail);
       cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, tail, tail, head, -1.0, c.data(), head, d.data(), head,
                   1.0, g2.data(), tail);
+    } else if (head > 0) {
+      cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, tail, head, -1.0, c.data(), head, 1.0, g2.data(), tail);
     }
     Buf().swap(mm);
     Buf().swap(f);
