@@ -52,12 +52,15 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
     const c = ckpt.readF32(job.name);
     assertFinite(ckpt.path, job.name, c);
     const b = base.readF32(job.name);
+    // sums in locals: a captured `let` updated in a hot loop is a boxed double (an allocation per store)
     let tq = 0;
+    let bq = 0;
     for (let i = 0; i < c.length; i++) {
       const d = c[i] - b[i];
       tq += d * d;
-      baseSq += b[i] * b[i];
+      bq += b[i] * b[i];
     }
+    baseSq += bq;
     sketch?.addDiff(job.name, c, b);
     return step.update(job, b, prev ? prev.readF32(job.name) : null, c).then((r) => ({ r, tq }));
   };
@@ -75,12 +78,18 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
         const tau = ckpt.readF32Into(name, buf);
         assertFinite(ckpt.path, name, tau);
         base.readF32Chunks(name, (off, chunk) => {
+          const dst = tau.subarray(off, off + chunk.length);
+          let t = 0;
+          let bq = 0;
           for (let i = 0; i < chunk.length; i++) {
-            const d = tau[off + i] - chunk[i];
-            tq += d * d;
-            baseSq += chunk[i] * chunk[i];
-            tau[off + i] = d;
+            const x = chunk[i];
+            const d = dst[i] - x;
+            t += d * d;
+            bq += x * x;
+            dst[i] = d;
           }
+          tq += t;
+          baseSq += bq;
         });
         sketch?.addDiff(name, tau);
         return tau;
@@ -88,7 +97,8 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
       addPrev: (out) => {
         if (!prev) throw new Error(`${u.method}: no previous state at step 1`);
         prev.readF32Chunks(name, (off, chunk) => {
-          for (let i = 0; i < chunk.length; i++) out[off + i] += chunk[i];
+          const dst = out.subarray(off, off + chunk.length);
+          for (let i = 0; i < chunk.length; i++) dst[i] += chunk[i];
         });
         return out;
       },
