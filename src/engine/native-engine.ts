@@ -4,6 +4,13 @@ import type { Engine, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
+ * Jobs on a matrix of more elements than this run alone with every BLAS thread (the addon's solo
+ * jobs); smaller ones share the lanes. The runner merges tensors this large one at a time anyway
+ * (its PARALLEL_MAX_ELEMENTS, for memory), so their jobs would otherwise run single-threaded alone.
+ */
+export const SOLO_MIN_ELEMENTS = 3 << 20;
+
+/**
  * OpenBLAS/LAPACKE through the cmerge_linalg addon. Jobs run on the libuv pool; the caller must
  * not modify input arrays until the returned promise settles (the addon reads them in place).
  */
@@ -42,7 +49,8 @@ export class NativeEngine implements Engine {
     return this.queue.run(async () => {
       this.assertOpen();
       checkMatmulArgs(a, b, m, k, n);
-      return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true);
+      const solo = Math.max(m * k, k * n, m * n) > SOLO_MIN_ELEMENTS;
+      return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true, solo);
     });
   }
 
@@ -50,7 +58,7 @@ export class NativeEngine implements Engine {
     return this.queue.run(async () => {
       this.assertOpen();
       checkSvdArgs(a, m, n);
-      return this.addon.svd(a, m, n);
+      return this.addon.svd(a, m, n, m * n > SOLO_MIN_ELEMENTS);
     });
   }
 
