@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Engine } from '../engine/types.js';
 import { parseWith } from './params.js';
 import type { Method, MethodStep, Scalars, StepContext, TaskSource, TensorJob, TensorMetrics } from './types.js';
-import { axpy, firstCumulativeIndex, sub, sumSquares } from './vec.js';
+import { addColumnDots, axpy, firstCumulativeIndex, scaleColumns, sub, sumSquares } from './vec.js';
 
 /**
  * OPCM: orthogonal projection + adaptive scaling (design.md §2).
@@ -52,7 +52,7 @@ export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau:
     const b = Math.min(rows, m - i0);
     const ub = u.subarray(i0 * r, (i0 + b) * r);
     const tv = await engine.matmul(tau.subarray(i0 * n, (i0 + b) * n), v, b, n, r); // T_b = τ_b V, b×r
-    for (let i = 0; i < b; i++) for (let j = k, o = i * r; j < r; j++) d[j] += ub[o + j] * tv[o + j];
+    addColumnDots(ub, tv, b, r, k, d);
     if (pkk !== null) {
       const block = await engine.matmul(leadingColumns(ub, b, r, k), leadingColumns(tv, b, r, k), k, b, k, { transA: true });
       for (let i = 0; i < block.length; i++) pkk[i] += block[i];
@@ -63,11 +63,8 @@ export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau:
     const b = Math.min(rows, m - i0);
     const ub = u.subarray(i0 * r, (i0 + b) * r);
     const lead = pkk === null ? null : await engine.matmul(leadingColumns(ub, b, r, k), pkk, b, k, k);
-    for (let i = 0; i < b; i++) {
-      const o = i * r;
-      if (lead !== null) ub.set(lead.subarray(i * k, (i + 1) * k), o);
-      for (let j = k; j < r; j++) ub[o + j] *= d[j];
-    }
+    if (lead !== null) for (let i = 0; i < b; i++) ub.set(lead.subarray(i * k, (i + 1) * k), i * r);
+    scaleColumns(ub, b, r, k, d);
   }
   pkk = null;
   let removedSq = 0;

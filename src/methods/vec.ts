@@ -35,3 +35,19 @@ export function firstCumulativeIndex(s: Float64Array, pred: (ratio: number) => b
   }
   return fallback;
 }
+
+/** d[j] += Σ_i a[i·width + j] · b[i·width + j] for columns j in [from, width) of two rows×width matrices */
+export function addColumnDots(a: Float32Array, b: Float32Array, rows: number, width: number, from: number, d: Float64Array): void {
+  for (let i = 0; i < rows; i++) {
+    const o = i * width;
+    for (let j = from; j < width; j++) d[j] += a[o + j] * b[o + j];
+  }
+}
+
+/** a[i·width + j] *= s[j] for columns j in [from, width) of a rows×width matrix */
+export function scaleColumns(a: Float32Array, rows: number, width: number, from: number, s: Float64Array): void {
+  for (let i = 0; i < rows; i++) {
+    const o = i * width;
+    for (let j = from; j < width; j++) a[o + j] *= s[j];
+  }
+}
