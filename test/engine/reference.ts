@@ -1,13 +1,17 @@
 /** Float64 reference math and matrix builders for the engine tests (independent of the engines). */
 
-/** Deterministic uniform [0, 1) generator (mulberry32), so failures reproduce. */
+/**
+ * Deterministic uniform [0, 1) generator, so failures reproduce: xorshift32 over a seed scrambled
+ * by a Weyl step (a generator of its own, not the engines' completion PRNG).
+ */
 export function rng(seed: number): () => number {
-  let t = seed >>> 0;
+  let x = (Math.imul(seed >>> 0, 0x9e3779b1) ^ 0x2545f491) >>> 0 || 1;
   return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 2 ** 32;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
   };
 }
 
