@@ -10,7 +10,7 @@ export function mergeMetrics(report: MergeReport, step: StepReport): { scalars: 
   const tensors: TensorMetric[] = [];
   let removedSq = 0, tauSq = 0, mergedSq = 0;
   for (const [tensor, m] of Object.entries(step.tensors)) {
-    const { task_norm, split_rank, removed_share, ...extra } = m;
+    const { task_norm, split_rank, removed_share, interference, ...extra } = m;
     const merged = report.merged_norms[tensor] ?? null;
     tensors.push({
       tensor,
@@ -18,6 +18,7 @@ export function mergeMetrics(report: MergeReport, step: StepReport): { scalars: 
       tv_norm: task_norm ?? null,
       merged_norm: merged,
       removed_share: removed_share ?? null,
+      interference: interference ?? null,
       split_rank: split_rank ?? null,
       extra: Object.keys(extra).length ? extra : null,
     });
@@ -32,6 +33,8 @@ export function mergeMetrics(report: MergeReport, step: StepReport): { scalars: 
     merged_task_vector_norm: Object.keys(report.merged_norms).length ? Math.sqrt(mergedSq) : null,
     // OPCM: the share of the new task judged interference, norm-weighted over linear tensors
     removed_share: removedSq > 0 && tauSq > 0 ? Math.sqrt(removedSq / tauSq) : null,
+    // OPCM: the share of the update M_t − M_{t−1} inside the previous merged model's dominant subspace
+    interference: typeof step.summary.interference === 'number' ? step.summary.interference : null,
     ...scalars,
   };
   return { scalars, model, tensors };

@@ -241,7 +241,8 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       writer.abort();
       throw e;
     }
-    const { scalars, summary } = step.finish();
+    const { scalars, summary, tensors: finished } = step.finish();
+    for (const [name, m] of Object.entries(finished ?? {})) Object.assign(tensors[name], m);
     const meta: StateMeta = {
       format: 1,
       method: method.name,

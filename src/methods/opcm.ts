@@ -17,6 +17,18 @@ function blockRows(m: number, width: number): number {
   return Math.max(1, Math.min(m, Math.floor((4 << 20) / Math.max(1, width))));
 }
 
+export interface Cleaning {
+  /** τ − U Q Vᵀ, written over τ */
+  cleaned: Float32Array;
+  /** k: the leading block of P kept in Q */
+  split: number;
+  /** ‖U Q Vᵀ‖² */
+  removedSq: number;
+  /** ‖prev‖² = Σ σ_i², and Σ_{i<k} σ_i² */
+  prevSq: number;
+  leadSq: number;
+}
+
 /** Columns [0, k) of a rows×width row-major matrix, as a contiguous rows×k matrix. */
 function leadingColumns(a: Float32Array, rows: number, width: number, k: number): Float32Array {
   const out = new Float32Array(rows * k);
@@ -39,7 +51,7 @@ function leadingColumns(a: Float32Array, rows: number, width: number, k: number)
  * together; the products run over row blocks of τ, so no m×r or m×n temporary exists besides U
  * (which becomes W) itself.
  */
-export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<{ cleaned: Float32Array; split: number; removedSq: number }> {
+export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
   const r = Math.min(m, n);
   let { u, s, v } = await engine.svd(prev, m, n);
   // argmax of (cumsum/sum > α) is 0 when nothing exceeds α (all-zero spectrum): same here
@@ -76,11 +88,17 @@ export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau:
     sub(tb, removed, tb);
   }
   u = v = new Float32Array(0);
-  return { cleaned: tau, split: k, removedSq };
+  let prevSq = 0;
+  let leadSq = 0;
+  for (let i = 0; i < r; i++) {
+    prevSq += s[i] * s[i];
+    if (i < k) leadSq += s[i] * s[i];
+  }
+  return { cleaned: tau, split: k, removedSq, prevSq, leadSq };
 }
 
 /** opcmClean with τ already resident (same arithmetic as opcmCleanLazy). */
-export function opcmClean(engine: Engine, prev: Float32Array, tau: Float32Array, m: number, n: number, alpha: number): Promise<{ cleaned: Float32Array; split: number; removedSq: number }> {
+export function opcmClean(engine: Engine, prev: Float32Array, tau: Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
   return opcmCleanLazy(engine, prev, () => tau, m, n, alpha);
 }
 
@@ -89,6 +107,8 @@ class OpcmStep implements MethodStep {
   private tauSq = 0;
   private stateSq = 0;
   private readonly splits: Record<string, number> = {};
+  /** per linear tensor: the sums that give its interference once λ_t is known (see finish) */
+  private readonly subspace = new Map<string, { leadSq: number; prevSq: number; crossDot: number; cleanedSq: number }>();
 
   constructor(private readonly ctx: StepContext<OpcmParams>) {}
 
@@ -120,13 +140,16 @@ class OpcmStep implements MethodStep {
     };
     let cleaned: Float32Array;
     const metrics: TensorMetrics = {};
+    let sub: Cleaning | null = null;
+    let cleanedSq = 0;
     if (job.kind === 'linear') {
       const [m, n] = job.shape;
-      const r = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
-      cleaned = r.cleaned;
-      this.splits[job.name] = r.split;
-      metrics.split_rank = r.split;
-      metrics.removed_share = tauSq > 0 ? Math.sqrt(r.removedSq / tauSq) : 0;
+      sub = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
+      cleaned = sub.cleaned;
+      cleanedSq = sumSquares(cleaned);
+      this.splits[job.name] = sub.split;
+      metrics.split_rank = sub.split;
+      metrics.removed_share = tauSq > 0 ? Math.sqrt(sub.removedSq / tauSq) : 0;
     } else {
       cleaned = loadTau();
     }
@@ -134,6 +157,7 @@ class OpcmStep implements MethodStep {
     const state = src.addPrev(cleaned); // S = prev + cleaned (prev + 1·cleaned, as axpy)
     const stateSq = sumSquares(state);
     this.stateSq += stateSq;
+    if (sub) this.subspace.set(job.name, { leadSq: sub.leadSq, prevSq: sub.prevSq, crossDot: (stateSq - sub.prevSq - cleanedSq) / 2, cleanedSq });
     return { state, metrics: { task_norm: Math.sqrt(tauSq), ...metrics, state_norm: Math.sqrt(stateSq) } };
   }
 
@@ -144,10 +168,38 @@ class OpcmStep implements MethodStep {
     // t = 1: M1 = θ1, i.e. λ = 1 (equal to ‖S‖/avg up to rounding; keep it exact)
     const lambda = this.ctx.t === 1 ? 1 : Math.sqrt(this.stateSq) / avg;
     const scalars: Scalars = { lambda, norms };
+    const { tensors, interference } = this.interference(lambda);
     return {
       scalars,
-      summary: { lambda, avg_task_vector_norm: avg, task_vector_norm: norms[norms.length - 1], merged_task_vector_norm: Math.sqrt(this.stateSq) / lambda, split_rank: this.splits },
+      summary: { lambda, avg_task_vector_norm: avg, task_vector_norm: norms[norms.length - 1], merged_task_vector_norm: Math.sqrt(this.stateSq) / lambda, split_rank: this.splits, ...(interference === null ? {} : { interference }) },
+      tensors,
     };
+  }
+
+  /**
+   * Interference (design.md §6): ‖U_kᵀ Δ V_k‖ / ‖Δ‖ with Δ = M_t − M_{t−1} = S_t/λ_t − S_{t−1}/λ_{t−1}
+   * and U_k, V_k the leading pairs of S_{t−1} (those of the previous merged task vector). The
+   * cleaning removes U_kᵀ τ V_k whole, so U_kᵀ S_t V_k = diag(σ_1..σ_k) and U_kᵀ Δ V_k =
+   * (1/λ_t − 1/λ_{t−1}) diag(σ_1..σ_k): what enters the old subspace is only the rescaling's.
+   * ‖Δ‖² = a²‖S_{t−1}‖² + 2ab⟨S_{t−1}, cleaned⟩ + b²‖cleaned‖² with a = 1/λ_t − 1/λ_{t−1}, b = 1/λ_t.
+   * Per linear tensor, and over all of them (`interference` in the summary).
+   */
+  private interference(lambda: number): { tensors: Record<string, TensorMetrics>; interference: number | null } {
+    const tensors: Record<string, TensorMetrics> = {};
+    if (this.subspace.size === 0) return { tensors, interference: null };
+    const prevLambda = typeof this.ctx.scalars.lambda === 'number' ? this.ctx.scalars.lambda : 1;
+    const a = 1 / lambda - 1 / prevLambda;
+    const b = 1 / lambda;
+    let lead = 0;
+    let delta = 0;
+    for (const [name, x] of this.subspace) {
+      const l = a * a * x.leadSq;
+      const d = Math.max(0, a * a * x.prevSq + 2 * a * b * x.crossDot + b * b * x.cleanedSq);
+      tensors[name] = { interference: d > 0 ? Math.min(1, Math.sqrt(l / d)) : 0 };
+      lead += l;
+      delta += d;
+    }
+    return { tensors, interference: delta > 0 ? Math.min(1, Math.sqrt(lead / delta)) : 0 };
   }
 }
 

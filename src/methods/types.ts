@@ -62,8 +62,11 @@ export interface MethodStep {
    * in chunks, so a method can hold a single tensor-sized buffer besides its own work space.
    */
   updateTask?(job: TensorJob, src: TaskSource): Promise<{ state: Float32Array; metrics?: TensorMetrics }>;
-  /** after the update pass: the scalars to keep, and a summary for reports */
-  finish(): { scalars: Scalars; summary: Record<string, unknown> };
+  /**
+   * after the update pass: the scalars to keep, a summary for reports, and per-tensor figures that
+   * need the whole pass (merged into the update's metrics)
+   */
+  finish(): { scalars: Scalars; summary: Record<string, unknown>; tensors?: Record<string, TensorMetrics> };
 }
 
 export interface Method<P extends object = Record<string, unknown>> {
