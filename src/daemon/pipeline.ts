@@ -79,7 +79,7 @@ export class PipelineRunner {
     if (committed > 0) {
       if (!existsSync(generationDir(this.stateDir, committed))) throw new Error(`${this.stateDir}: committed state generation ${committed} is missing`);
       if (currentStep(this.stateDir) !== committed) commitGeneration(this.stateDir, committed);
-      pruneGenerations(this.stateDir, [committed]);
+      await pruneGenerations(this.stateDir, [committed]);
     }
     const rec = await recoverRepository(this.cfg.repository, name, { quick: true });
     if (rec.removed.length) log.info(`removed leftovers: ${rec.removed.join(', ')}`, { pipeline: name });
@@ -228,7 +228,7 @@ export class PipelineRunner {
       .immediate();
     await swapCurrent(cfg.repository, cfg.name, t);
     commitGeneration(this.stateDir, t);
-    pruneGenerations(this.stateDir, [t]);
+    await pruneGenerations(this.stateDir, [t]);
     this.current = null;
     this.d.metrics?.observeMerge(cfg.name, (Date.now() - started) / 1000);
     log.info(`published version ${t}: ${c.name}`, { pipeline: cfg.name, step: t, merge_s: mergeSeconds, total_s: (Date.now() - started) / 1000, peak_rss_mib: Math.round(peakRssBytes / 2 ** 20), ...metrics.scalars });

@@ -140,7 +140,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     const outSeconds = (performance.now() - tOut) / 1000;
     if (gen && req.commit !== false) {
       commitGeneration(req.stateDir, gen.step);
-      pruneGenerations(req.stateDir, [gen.step]);
+      await pruneGenerations(req.stateDir, [gen.step]);
     }
     return {
       method: method.name,

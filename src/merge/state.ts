@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openModel } from '../io/model.js';
 import type { ModelReader } from '../io/types.js';
@@ -109,11 +110,12 @@ export function commitGeneration(stateDir: string, step: number): void {
 }
 
 /** Remove generations other than `keep` (and dot leftovers). */
-export function pruneGenerations(stateDir: string, keep: readonly number[]): void {
+export async function pruneGenerations(stateDir: string, keep: readonly number[]): Promise<void> {
   const names = new Set(keep.map(genName));
   for (const e of readdirSync(stateDir)) {
     if ((e.startsWith('gen-') && !names.has(e)) || (e.startsWith('.gen-') && e.endsWith('.tmp'))) {
-      rmSync(join(stateDir, e), { recursive: true, force: true });
+      // off the event loop: unlinking a model-sized state file takes ext4 up to a few hundred ms
+      await rm(join(stateDir, e), { recursive: true, force: true });
     }
   }
 }
