@@ -72,6 +72,9 @@ test('every bad input is quarantined with its reason while good checkpoints keep
     assert.equal(currentVersion(repo, 'clip'), 4);
     assert.deepEqual(manifest(repo, 'clip', 4).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors', 'task_2.safetensors', 'task_3.safetensors']);
     assert.equal(s.queued, 0);
+    // the status (SQLite) can be ahead of the daemon's stdout as this process has read it
+    const logDeadline = Date.now() + 10_000;
+    while (d.messages(/^rejected /).length < expected.size && Date.now() < logDeadline) await sleep(100);
     const rejectedLines = d.messages(/^rejected /);
     t.diagnostic(`${rejectedLines.length} rejections logged, ${kinds.filter((k) => k.incomplete).length} of them after the 2 s incomplete timeout`);
     assert.equal(rejectedLines.length, expected.size);
