@@ -140,16 +140,16 @@ class OpcmStep implements MethodStep {
     };
     let cleaned: Float32Array;
     const metrics: TensorMetrics = {};
-    let sub: Cleaning | null = null;
+    let cleaning: Cleaning | null = null;
     let cleanedSq = 0;
     if (job.kind === 'linear') {
       const [m, n] = job.shape;
-      sub = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
-      cleaned = sub.cleaned;
+      cleaning = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
+      cleaned = cleaning.cleaned;
       cleanedSq = sumSquares(cleaned);
-      this.splits[job.name] = sub.split;
-      metrics.split_rank = sub.split;
-      metrics.removed_share = tauSq > 0 ? Math.sqrt(sub.removedSq / tauSq) : 0;
+      this.splits[job.name] = cleaning.split;
+      metrics.split_rank = cleaning.split;
+      metrics.removed_share = tauSq > 0 ? Math.sqrt(cleaning.removedSq / tauSq) : 0;
     } else {
       cleaned = loadTau();
     }
@@ -157,7 +157,7 @@ class OpcmStep implements MethodStep {
     const state = src.addPrev(cleaned); // S = prev + cleaned (prev + 1·cleaned, as axpy)
     const stateSq = sumSquares(state);
     this.stateSq += stateSq;
-    if (sub) this.subspace.set(job.name, { leadSq: sub.leadSq, prevSq: sub.prevSq, crossDot: (stateSq - sub.prevSq - cleanedSq) / 2, cleanedSq });
+    if (cleaning) this.subspace.set(job.name, { leadSq: cleaning.leadSq, prevSq: cleaning.prevSq, crossDot: (stateSq - cleaning.prevSq - cleanedSq) / 2, cleanedSq });
     return { state, metrics: { task_norm: Math.sqrt(tauSq), ...metrics, state_norm: Math.sqrt(stateSq) } };
   }
 
