@@ -6,8 +6,13 @@ export interface StatusEntry {
   name: string;
   current_version: number | null;
   queued: number;
-  current_merge: { checkpoint: string; step: number; started_at: string } | null;
+  current_merge: { checkpoint: string; step: number; started_at: string; progress: { phase: string; done: number; total: number; at: string } | null } | null;
   rejected: { name: string; reason: string }[];
+}
+
+/** ", update 45 %" */
+function progressText(p: { phase: string; done: number; total: number } | null): string {
+  return p && p.total > 0 ? `, ${p.phase} ${Math.floor((100 * p.done) / p.total)} %` : '';
 }
 
 export function registerStatus(program: Command): void {
@@ -25,7 +30,7 @@ export function registerStatus(program: Command): void {
           name: s.name,
           current_version: s.current_version,
           queued: s.queued,
-          current_merge: s.current_merge && { checkpoint: s.current_merge.checkpoint, step: s.current_merge.step, started_at: s.current_merge.started_at },
+          current_merge: s.current_merge && { checkpoint: s.current_merge.checkpoint, step: s.current_merge.step, started_at: s.current_merge.started_at, progress: s.current_merge.progress },
           rejected: s.rejected.map((r) => ({ name: r.name, reason: r.reason })),
         }));
         if (o.json) return printJson({ pipelines: entries });
@@ -37,7 +42,7 @@ export function registerStatus(program: Command): void {
             e.name,
             e.current_version === null ? '-' : String(e.current_version),
             String(e.queued),
-            e.current_merge ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}, since ${e.current_merge.started_at})` : '-',
+            e.current_merge ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})` : '-',
             String(e.rejected.length),
           ]),
         ));

@@ -141,6 +141,7 @@ export class PipelineRunner {
     const staging = await beginVersion(cfg.repository, cfg.name, t);
     let report: MergeReport;
     let peakRssBytes: number;
+    let progressWritten = 0;
     try {
       this.running = startMergeWorker(
         {
@@ -162,6 +163,16 @@ export class PipelineRunner {
         },
         (p) => {
           if (this.current) this.current.progress = p;
+          // for `cmerge status`: at most about once a second, and at the end of each pass
+          const now = Date.now();
+          if (now - progressWritten >= 1000 || p.index + 1 === p.total) {
+            progressWritten = now;
+            try {
+              store.setMergeProgress(merge.id, { phase: p.phase, done: p.index + 1, total: p.total, at: new Date(now).toISOString() });
+            } catch (e) {
+              log.warn(`merge ${t}: progress not recorded: ${(e as Error).message}`, { pipeline: cfg.name });
+            }
+          }
           if (p.index + 1 === p.total) log.info(`merge ${t}: ${p.phase} pass done (${p.total} tensors)`, { pipeline: cfg.name, step: t, seconds: (Date.now() - started) / 1000 });
         },
       );

@@ -5,7 +5,7 @@ import { currentMerge, merge } from './merges.js';
 import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
 import { pipelineId, pipelineNames } from './pipelines.js';
 import { mergedCheckpoints, queued, rejected } from './queue.js';
-import type { Evaluation, Merge, Notification, TensorMetric, Version } from './types.js';
+import type { Evaluation, Merge, MergeProgress, Notification, TensorMetric, Version } from './types.js';
 
 export interface PipelineStatus {
   name: string;
@@ -14,7 +14,7 @@ export interface PipelineStatus {
   /** merges committed (the step t of the current merge state) */
   merged: number;
   queued: number;
-  current_merge: { checkpoint: string; step: number; method: string; started_at: string } | null;
+  current_merge: { checkpoint: string; step: number; method: string; started_at: string; progress: MergeProgress | null } | null;
   rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
 }
 
@@ -31,7 +31,7 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
       current_version: latestVersion(db, name)?.number ?? null,
       merged,
       queued: queued(db, name).length,
-      current_merge: m && ckpt ? { checkpoint: ckpt.name, step: m.step, method: m.method, started_at: m.started_at } : null,
+      current_merge: m && ckpt ? { checkpoint: ckpt.name, step: m.step, method: m.method, started_at: m.started_at, progress: m.progress } : null,
       rejected: rejected(db, name).map((c) => ({
         name: c.name, reason: c.reason!, path: c.path, quarantine_path: c.quarantine_path, arrived_at: c.arrived_at,
       })),

@@ -8,7 +8,7 @@ import { json, now, sql, StoreError, type Db } from './db.js';
 import { pipelineId } from './pipelines.js';
 import { checkpoint } from './queue.js';
 import { MERGE_COLS, MERGE_FROM, toMerge } from './rows.js';
-import type { Checkpoint, Merge, RetentionEntry, StateRef, TensorMetric } from './types.js';
+import type { Checkpoint, Merge, MergeProgress, RetentionEntry, StateRef, TensorMetric } from './types.js';
 
 export interface MergeStart {
   method: string;
@@ -134,6 +134,11 @@ export function abandonMerge(db: Db, mergeId: number, reason: string): Merge {
 export function merge(db: Db, id: number): Merge | null {
   const r = sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM} WHERE m.id = ?`).get(id);
   return r ? toMerge(r) : null;
+}
+
+/** Records where a running merge is (ignored once it has finished). */
+export function setMergeProgress(db: Db, mergeId: number, progress: MergeProgress): void {
+  sql(db, `UPDATE merges SET progress = ? WHERE id = ? AND status = 'running'`).run(JSON.stringify(progress), mergeId);
 }
 
 /** The merge in flight for the pipeline, if any. */

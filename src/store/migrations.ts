@@ -144,6 +144,15 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_version ON notifications(version_id);
 `,
   },
+  {
+    version: 2,
+    name: 'progress of the running merge',
+    sql: `
+-- JSON {phase, done, total, at}: where the running merge is, for status readers (the daemon
+-- writes it at most about once a second); NULL before its first report
+ALTER TABLE merges ADD COLUMN progress TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

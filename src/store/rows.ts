@@ -8,7 +8,7 @@ export const CHECKPOINT_FROM = `checkpoints c JOIN pipelines p ON p.id = c.pipel
 
 export const MERGE_COLS = `m.id, m.checkpoint_id, p.name AS pipeline, m.step, m.method, m.params, m.engine,
   m.started_at, m.finished_at, m.status, m.error, m.timings, m.peak_rss, m.scalars,
-  m.state_generation, m.state_path, m.state_sha256`;
+  m.state_generation, m.state_path, m.state_sha256, m.progress`;
 export const MERGE_FROM = `merges m JOIN pipelines p ON p.id = m.pipeline_id`;
 
 export const VERSION_COLS = `v.id, p.name AS pipeline, v.number, v.parent, v.merge_id, m.step, v.path, v.files,
@@ -24,6 +24,7 @@ export function toMerge(r: unknown): Merge {
     params: parseJson<Record<string, unknown>>(row.params) ?? {},
     timings: parseJson(row.timings),
     scalars: parseJson(row.scalars),
+    progress: parseJson(row.progress),
   };
 }
 

@@ -5,7 +5,7 @@ import * as merges from './merges.js';
 import * as metrics from './metrics.js';
 import { pipelineNames } from './pipelines.js';
 import * as queue from './queue.js';
-import type { Checkpoint, Evaluation, Merge, Notification, StateRef, TensorMetric, Version } from './types.js';
+import type { Checkpoint, Evaluation, Merge, MergeProgress, Notification, StateRef, TensorMetric, Version } from './types.js';
 
 /**
  * The daemon's durable state, one SQLite connection. Every mutating method is one transaction
@@ -35,6 +35,7 @@ export class Store {
   merge(id: number): Merge | null { return merges.merge(this.db, id); }
   merges(pipeline?: string): Merge[] { return merges.merges(this.db, pipeline); }
   currentMerge(pipeline: string): Merge | null { return merges.currentMerge(this.db, pipeline); }
+  setMergeProgress(mergeId: number, progress: MergeProgress): void { merges.setMergeProgress(this.db, mergeId, progress); }
   currentStateGeneration(pipeline: string): StateRef | null { return merges.currentStateGeneration(this.db, pipeline); }
   unpublishedMerge(pipeline: string): Merge | null { return merges.unpublishedMerge(this.db, pipeline); }
 

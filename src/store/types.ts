@@ -42,6 +42,17 @@ export interface Merge {
   state_generation: number | null;
   state_path: string | null;
   state_sha256: string | null;
+  /** where the running merge was at its last report */
+  progress: MergeProgress | null;
+}
+
+/** A merge's position: tensor `done` of `total` in pass `phase` (analysis, update, output). */
+export interface MergeProgress {
+  phase: string;
+  done: number;
+  total: number;
+  /** when it was reported (ISO-8601) */
+  at: string;
 }
 
 export interface Version {

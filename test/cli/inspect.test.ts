@@ -103,7 +103,8 @@ async function buildFixture(): Promise<Fixture> {
       join(root, 'drop', 'clip', '.quarantine', 'bad.safetensors'));
     await mergeAndPublish(store, f, 1);
     await mergeAndPublish(store, f, 2);
-    store.markMerging(store.nextQueued('clip')!.id, { method: 'opcm', params: { alpha: 0.5 } });
+    const running = store.markMerging(store.nextQueued('clip')!.id, { method: 'opcm', params: { alpha: 0.5 } }).merge;
+    store.setMergeProgress(running.id, { phase: 'update', done: 5, total: 20, at: '2026-11-23T15:00:00.000Z' });
   } finally {
     store.close();
   }
@@ -130,7 +131,7 @@ test('status --json: per pipeline name, current_version, queued, current_merge, 
     pipelines: [
       {
         name: 'clip', current_version: 2, queued: 1,
-        current_merge: { checkpoint: 'ck-c.safetensors', step: 3, started_at: '<time>' },
+        current_merge: { checkpoint: 'ck-c.safetensors', step: 3, started_at: '<time>', progress: { phase: 'update', done: 5, total: 20, at: '2026-11-23T15:00:00.000Z' } },
         rejected: [{ name: 'bad.safetensors', reason: 'not safetensors: header length past end of file' }],
       },
       { name: 'idle', current_version: null, queued: 0, current_merge: null, rejected: [] },
@@ -142,7 +143,7 @@ test('status text: a table, queued names and rejection reasons', () => {
   const r = cmerge(['status', '--config', f.cfg]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^PIPELINE\s+VERSION\s+QUEUED\s+MERGING\s+REJECTED/);
-  assert.match(r.stdout, /clip\s+2\s+1\s+ck-c\.safetensors \(step 3/);
+  assert.match(r.stdout, /clip\s+2\s+1\s+ck-c\.safetensors \(step 3, update 25 %, since /);
   assert.match(r.stdout, /idle\s+-\s+0\s+-\s+0/);
   assert.match(r.stdout, /queued, in merge order: ck-d\.safetensors/);
   assert.match(r.stdout, /bad\.safetensors: not safetensors/);

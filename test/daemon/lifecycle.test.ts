@@ -4,7 +4,8 @@ import { basename, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { tempDir } from '../helpers/paths.js';
-import { assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, sleep, status, waitForVersion, waitUntil, writeConfig, type PipelineOpts } from './support.js';
+import { cmerge } from '../helpers/cli.js';
+import { assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, sleep, status, waitForVersion, waitUntil, writeConfig, type PipelineOpts, type StatusJson } from './support.js';
 
 /**
  * Signals on a real daemon: SIGTERM during a merge (abandoned past a short budget, finished within
@@ -61,7 +62,12 @@ describe('daemon lifecycle', () => {
       await d.ready();
       dropFile(slow.tasks[2], drop);
       await d.waitFor(/^merge 3 started/);
-      await sleep(300);
+      // `cmerge status` (another process, reading SQLite) shows where the running merge is
+      let progress = null as NonNullable<StatusJson['pipelines'][0]['current_merge']>['progress'];
+      await waitUntil(() => (progress = status(config).pipelines[0].current_merge?.progress ?? null) !== null, 10_000, 'progress of merge 3 in status');
+      assert.ok(progress !== null);
+      assert.ok(['analysis', 'update', 'output'].includes(progress.phase) && progress.done >= 1 && progress.done <= progress.total, JSON.stringify(progress));
+      assert.match(cmerge(['status', '--config', config]).stdout, /step 3, (analysis|update|output) \d+ %/);
       const finished = await d.stop('SIGTERM', 60_000);
       const published = d.lines.find((l) => /^published version 3/.test(l.message));
       t.diagnostic(`budget 60 s: exit ${finished.code} ${finished.ms} ms after SIGTERM (merge 3 took ${published?.total_s} s)`);

@@ -223,7 +223,7 @@ export async function waitUntil(cond: () => boolean, timeoutMs: number, what: st
 }
 
 export interface StatusJson {
-  pipelines: { name: string; current_version: number | null; queued: number; current_merge: { checkpoint: string; step: number } | null; rejected: { name: string; reason: string }[] }[];
+  pipelines: { name: string; current_version: number | null; queued: number; current_merge: { checkpoint: string; step: number; progress: { phase: string; done: number; total: number; at: string } | null } | null; rejected: { name: string; reason: string }[] }[];
 }
 
 export function status(config: string): StatusJson {

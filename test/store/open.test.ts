@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
+import { MIGRATIONS } from '../../src/store/migrations.js';
 import { openStore, SCHEMA_VERSION, StoreError } from '../../src/store/index.js';
 import { tempDir } from '../helpers/paths.js';
 import { freshStore } from './helpers.js';
@@ -70,4 +71,29 @@ test('readonly open for inspection: reads, cannot write, requires a migrated fil
   ro.close();
   store.close();
   assert.throws(() => openStore(join(tempDir(), 'missing.sqlite'), { readonly: true }));
+});
+
+test('a version-1 database (before merge progress) is migrated, and the running merge reports its progress', () => {
+  const dir = tempDir();
+  const path = join(dir, 'v1.sqlite');
+  const raw = new Database(path);
+  raw.exec(MIGRATIONS[0]!.sql);
+  raw.pragma('user_version = 1');
+  raw.close();
+
+  const store = openStore(path);
+  assert.equal(store.db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+  store.enqueue('clip', { name: 'a', path: '/d/a', sha256: 'a'.repeat(64), size: 1 });
+  const { merge } = store.markMerging(store.nextQueued('clip')!.id, { method: 'opcm', params: {}, engine: 'native' });
+  assert.equal(store.currentMerge('clip')!.progress, null, 'nothing reported yet');
+  const p = { phase: 'update', done: 40, total: 200, at: '2026-11-23T15:00:00.000Z' };
+  store.setMergeProgress(merge.id, p);
+  assert.deepEqual(store.currentMerge('clip')!.progress, p);
+  assert.deepEqual(store.status(['clip'])[0]!.current_merge!.progress, p);
+
+  store.commitMerge({ merge_id: merge.id, state: { generation: 1, path: 'states/clip/1' } });
+  store.setMergeProgress(merge.id, { ...p, done: 41 }); // a late report after the commit is ignored
+  assert.equal(store.currentMerge('clip'), null);
+  assert.deepEqual(store.merge(merge.id)!.progress, p);
+  store.close();
 });
