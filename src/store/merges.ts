@@ -136,9 +136,20 @@ export function merge(db: Db, id: number): Merge | null {
   return r ? toMerge(r) : null;
 }
 
-/** Records where a running merge is (ignored once it has finished). */
+/**
+ * Records where a running merge is (ignored once it has finished). Committed without an fsync
+ * (synchronous = NORMAL for this write: WAL stays consistent, a crash may lose the report): with
+ * ext4's ordered journal, an fsync while the merge writes its output waits for those pages too,
+ * which stalled the daemon's event loop for up to 194 ms per report.
+ */
 export function setMergeProgress(db: Db, mergeId: number, progress: MergeProgress): void {
-  sql(db, `UPDATE merges SET progress = ? WHERE id = ? AND status = 'running'`).run(JSON.stringify(progress), mergeId);
+  const level = db.pragma('synchronous', { simple: true }) as number;
+  db.pragma('synchronous = NORMAL');
+  try {
+    sql(db, `UPDATE merges SET progress = ? WHERE id = ? AND status = 'running'`).run(JSON.stringify(progress), mergeId);
+  } finally {
+    db.pragma(`synchronous = ${level}`);
+  }
 }
 
 /** The merge in flight for the pipeline, if any. */

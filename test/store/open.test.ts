@@ -89,6 +89,7 @@ test('a version-1 database (before merge progress) is migrated, and the running 
   const p = { phase: 'update', done: 40, total: 200, at: '2026-11-23T15:00:00.000Z' };
   store.setMergeProgress(merge.id, p);
   assert.deepEqual(store.currentMerge('clip')!.progress, p);
+  assert.equal(store.db.pragma('synchronous', { simple: true }), 2, 'other writes stay synchronous = FULL');
   assert.deepEqual(store.status(['clip'])[0]!.current_merge!.progress, p);
 
   store.commitMerge({ merge_id: merge.id, state: { generation: 1, path: 'states/clip/1' } });
