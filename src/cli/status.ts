@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { MergeProgress } from '../store/index.js';
 import { pipelineNames, printJson, table, withInspection } from './inspect-common.js';
 
 /** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them). */
@@ -6,12 +7,12 @@ export interface StatusEntry {
   name: string;
   current_version: number | null;
   queued: number;
-  current_merge: { checkpoint: string; step: number; started_at: string; progress: { phase: string; done: number; total: number; at: string } | null } | null;
+  current_merge: { checkpoint: string; step: number; started_at: string; progress: MergeProgress | null } | null;
   rejected: { name: string; reason: string }[];
 }
 
 /** ", update 45 %" */
-function progressText(p: { phase: string; done: number; total: number } | null): string {
+function progressText(p: MergeProgress | null): string {
   return p && p.total > 0 ? `, ${p.phase} ${Math.floor((100 * p.done) / p.total)} %` : '';
 }
 
