@@ -151,7 +151,7 @@ test('status, history and show answer the inspection questions', () => {
     current_version: 2,
     merged: 2,
     queued: 0,
-    current_merge: { checkpoint: 'ck-3.safetensors', step: 3, method: 'opcm', started_at: 'x' },
+    current_merge: { checkpoint: 'ck-3.safetensors', step: 3, method: 'opcm', started_at: 'x', progress: null },
     rejected: [{ name: 'bad', reason: 'shape mismatch: a.weight [2,3] vs base [3,3]' }],
   });
 
