@@ -79,20 +79,20 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
         assertFinite(ckpt.path, name, tau);
         base.readF32Chunks(name, (off, chunk) => {
           const dst = tau.subarray(off, off + chunk.length);
-          let t = 0;
+          let t = tq; // one running sum in element order, as a single pass over τ would take
           let bq = 0;
           for (let i = 0; i < chunk.length; i++) {
             const x = chunk[i];
-            const d = dst[i] - x;
+            const d = Math.fround(dst[i] - x); // the stored τ, so ‖τ‖² is that of the float32 tensor
             t += d * d;
             bq += x * x;
             dst[i] = d;
           }
-          tq += t;
+          tq = t;
           baseSq += bq;
         });
         sketch?.addDiff(name, tau);
-        return tau;
+        return { tau, sq: tq };
       },
       addPrev: (out) => {
         if (!prev) throw new Error(`${u.method}: no previous state at step 1`);

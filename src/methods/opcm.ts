@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Engine } from '../engine/types.js';
 import { parseWith } from './params.js';
 import type { Method, MethodStep, Scalars, StepContext, TaskSource, TensorJob, TensorMetrics } from './types.js';
-import { addColumnDots, axpy, firstCumulativeIndex, scaleColumns, sub, sumSquares } from './vec.js';
+import { addColumnDots, axpy, firstCumulativeIndex, scaleColumns, sub, subtractInPlace, sumSquares } from './vec.js';
 
 /**
  * OPCM: orthogonal projection + adaptive scaling (design.md §2).
@@ -22,8 +22,9 @@ export interface Cleaning {
   cleaned: Float32Array;
   /** k: the leading block of P kept in Q */
   split: number;
-  /** ‖U Q Vᵀ‖² */
+  /** ‖U Q Vᵀ‖² and ‖cleaned‖² */
   removedSq: number;
+  cleanedSq: number;
   /** ‖prev‖² = Σ σ_i², and Σ_{i<k} σ_i² */
   prevSq: number;
   leadSq: number;
@@ -80,12 +81,13 @@ export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau:
   }
   pkk = null;
   let removedSq = 0;
+  let cleanedSq = 0;
   for (let i0 = 0; i0 < m; i0 += rows) {
     const b = Math.min(rows, m - i0);
     const removed = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), v, b, r, n, { transB: true }); // W_b Vᵀ, b×n
-    removedSq += sumSquares(removed);
-    const tb = tau.subarray(i0 * n, (i0 + b) * n);
-    sub(tb, removed, tb);
+    const sq = subtractInPlace(tau.subarray(i0 * n, (i0 + b) * n), removed);
+    removedSq += sq.subtrahendSq;
+    cleanedSq += sq.resultSq;
   }
   u = v = new Float32Array(0);
   let prevSq = 0;
@@ -94,7 +96,7 @@ export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau:
     prevSq += s[i] * s[i];
     if (i < k) leadSq += s[i] * s[i];
   }
-  return { cleaned: tau, split: k, removedSq, prevSq, leadSq };
+  return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
 }
 
 /** opcmClean with τ already resident (same arithmetic as opcmCleanLazy). */
@@ -115,7 +117,7 @@ class OpcmStep implements MethodStep {
   update(job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
     // not async: base is dropped as soon as τ is formed (this frame ends before any await)
     const tau = sub(ckpt, base, ckpt);
-    return this.updateTask(job, { prev: () => prev, tau: () => tau, addPrev: (out) => axpy(prev!, 1, out, out) });
+    return this.updateTask(job, { prev: () => prev, tau: () => ({ tau, sq: sumSquares(tau) }), addPrev: (out) => axpy(prev!, 1, out, out) });
   }
 
   /**
@@ -126,16 +128,15 @@ class OpcmStep implements MethodStep {
   async updateTask(job: TensorJob, src: TaskSource): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
     const prev = src.prev();
     if (prev === null) {
-      const tau = src.tau();
-      const tauSq = sumSquares(tau);
+      const { tau, sq: tauSq } = src.tau();
       this.tauSq += tauSq;
       this.stateSq += tauSq;
       return { state: tau, metrics: { task_norm: Math.sqrt(tauSq) } };
     }
     let tauSq = 0;
     const loadTau = () => {
-      const tau = src.tau();
-      tauSq = sumSquares(tau);
+      const { tau, sq } = src.tau();
+      tauSq = sq;
       return tau;
     };
     let cleaned: Float32Array;
@@ -146,7 +147,7 @@ class OpcmStep implements MethodStep {
       const [m, n] = job.shape;
       cleaning = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
       cleaned = cleaning.cleaned;
-      cleanedSq = sumSquares(cleaned);
+      cleanedSq = cleaning.cleanedSq;
       this.splits[job.name] = cleaning.split;
       metrics.split_rank = cleaning.split;
       metrics.removed_share = tauSq > 0 ? Math.sqrt(cleaning.removedSq / tauSq) : 0;

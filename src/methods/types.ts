@@ -40,9 +40,10 @@ export interface TaskSource {
   prev(): Float32Array | null;
   /**
    * τ = ckpt − base, decoded into the same runner buffer as prev() (it overwrites prev: call it
-   * when prev is no longer needed), the base streamed in chunks. Call once.
+   * when prev is no longer needed), the base streamed in chunks, and ‖τ‖² (float64 over the float32
+   * τ) taken in the same pass. Call once.
    */
-  tau(): Float32Array;
+  tau(): { tau: Float32Array; sq: number };
   /** out[i] += prev[i] for every element, the previous state streamed in chunks; returns out */
   addPrev(out: Float32Array): Float32Array;
 }

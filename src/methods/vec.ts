@@ -18,6 +18,20 @@ export function sub(a: Float32Array, b: Float32Array, out: Float32Array = new Fl
   return out;
 }
 
+/** a[i] −= b[i] in place; returns Σ b² and Σ (a − b)² over the stored float32 results */
+export function subtractInPlace(a: Float32Array, b: Float32Array): { subtrahendSq: number; resultSq: number } {
+  let bs = 0;
+  let rs = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = b[i];
+    const r = Math.fround(a[i] - x);
+    a[i] = r;
+    bs += x * x;
+    rs += r * r;
+  }
+  return { subtrahendSq: bs, resultSq: rs };
+}
+
 /** out[i] = a[i] + s·b[i] (out may alias a or b) */
 export function axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array = new Float32Array(a.length)): Float32Array {
   for (let i = 0; i < a.length; i++) out[i] = a[i] + s * b[i];
