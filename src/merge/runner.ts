@@ -10,8 +10,8 @@ import { BufferPool } from './buffers.js';
 import { classifier, type TensorRules } from './kinds.js';
 import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
 import { CountSketch, retentionRow, SKETCH_FILE, writeTaskSketches } from './sketch.js';
-import { runUpdatePass } from './update-pass.js';
-import { assertFinite, structureFingerprint, validateAgainstBase } from './validate.js';
+import { readTensors, runUpdatePass } from './update-pass.js';
+import { structureFingerprint, validateAgainstBase } from './validate.js';
 
 /**
  * The merge runner: streams base, previous state and checkpoint tensor by tensor through a
@@ -183,15 +183,10 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
   try {
     const tauSketch = req.sketch ? new CountSketch() : null;
     const step: MethodStep = method.begin({ t, params, scalars: prevGen?.meta.scalars ?? {}, engine: req.engine, tensors: jobs });
-    const load = (job: TensorJob) => {
-      const c = ckpt.readF32(job.name);
-      assertFinite(ckpt.path, job.name, c);
-      return { b: base.readF32(job.name), p: prev ? prev.readF32(job.name) : null, c };
-    };
     const ta = performance.now();
     for (let pass = 0; pass < step.analysisPasses; pass++) {
       jobs.forEach((job, index) => {
-        const { b, p, c } = load(job);
+        const { b, p, c } = readTensors(base, prev, ckpt, job.name);
         step.analyze!(pass, job, b, p, c);
         req.onProgress?.({ t, phase: 'analysis', index, total: jobs.length, tensor: job.name });
       });

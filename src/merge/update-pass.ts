@@ -16,6 +16,13 @@ const MAX_IN_FLIGHT = 16;
 
 export type Update = Awaited<ReturnType<MethodStep['update']>>;
 
+/** A tensor's base, previous state (null at t = 1) and checkpoint values, decoded; the checkpoint checked finite. */
+export function readTensors(base: ModelReader, prev: ModelReader | null, ckpt: ModelReader, name: string): { b: Float32Array; p: Float32Array | null; c: Float32Array } {
+  const c = ckpt.readF32(name);
+  assertFinite(ckpt.path, name, c);
+  return { b: base.readF32(name), p: prev ? prev.readF32(name) : null, c };
+}
+
 export interface UpdatePassInput {
   step: MethodStep;
   method: string;
@@ -49,9 +56,7 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
   // while it awaits (the method may drop the base early). ‖τ‖² is taken before the method may
   // overwrite the checkpoint buffer.
   const startUpdate = (job: TensorJob) => {
-    const c = ckpt.readF32(job.name);
-    assertFinite(ckpt.path, job.name, c);
-    const b = base.readF32(job.name);
+    const { b, p, c } = readTensors(base, prev, ckpt, job.name);
     // sums in locals: a captured `let` updated in a hot loop is a boxed double (an allocation per store)
     let tq = 0;
     let bq = 0;
@@ -62,7 +67,7 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
     }
     baseSq += bq;
     sketch?.addDiff(job.name, c, b);
-    return step.update(job, b, prev ? prev.readF32(job.name) : null, c).then((r) => ({ r, tq }));
+    return step.update(job, b, p, c).then((r) => ({ r, tq }));
   };
 
   // prev and τ in one buffer; the base and (for addPrev) prev stream in chunks
