@@ -5,8 +5,8 @@ import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
  * Jobs on a matrix of more elements than this run alone with every BLAS thread (the addon's solo
- * jobs); smaller ones share the lanes. The runner merges tensors this large one at a time anyway
- * (its PARALLEL_MAX_ELEMENTS, for memory), so their jobs would otherwise run single-threaded alone.
+ * jobs); smaller ones share the lanes. concurrencyFor tells callers, so the runner keeps such
+ * tensors one at a time (which also bounds its memory).
  */
 export const SOLO_MIN_ELEMENTS = 3 << 20;
 
@@ -38,6 +38,10 @@ export class NativeEngine implements Engine {
     this.concurrency = jobs;
     this.queue = new SerialQueue(jobs);
     addon.setLanes(jobs);
+  }
+
+  concurrencyFor(elements: number): number {
+    return elements > SOLO_MIN_ELEMENTS ? 1 : this.concurrency;
   }
 
   /** BLAS threads the next job will use (process-wide in OpenBLAS). */

@@ -14,6 +14,10 @@ export class PortableEngine implements Engine {
   private readonly queue = new SerialQueue();
   private closed = false;
 
+  concurrencyFor(): number {
+    return 1;
+  }
+
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
     return this.queue.run(async () => {
       this.assertOpen();

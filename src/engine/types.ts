@@ -26,6 +26,8 @@ export interface Engine {
   readonly name: EngineName;
   /** how many jobs run at once (callers gain throughput by keeping this many in flight) */
   readonly concurrency: number;
+  /** how many jobs on matrices of `elements` elements run at once (1 where large ones run alone) */
+  concurrencyFor(elements: number): number;
   /** C (m×n) = op(A) · op(B), op(A) m×k, op(B) k×n, float32 in and out. */
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: MatmulOptions): Promise<Float32Array>;
   /**

@@ -5,12 +5,6 @@ import type { BufferPool } from './buffers.js';
 import type { CountSketch } from './sketch.js';
 import { assertFinite } from './validate.js';
 
-/**
- * Tensors up to this many elements (12 MiB as float32; every ViT-B/32 tensor) may be merged two at
- * a time: each in flight holds ~6 tensor-sized buffers, so two stay under ~150 MB. Larger ones go
- * one at a time (the 1 GB bound of a 1.1B model was measured that way).
- */
-export const PARALLEL_MAX_ELEMENTS = 3 << 20;
 /** element-wise tensors waiting behind linear ones, at most (they are small; this bounds memory) */
 const MAX_IN_FLIGHT = 16;
 
@@ -42,9 +36,11 @@ export interface UpdatePassInput {
  * The update pass of one step: every tensor through the method, results recorded strictly in job
  * order. Returns ‖θ0‖² over the merged tensors.
  *
- * Small tensors are kept in flight so that `engine.concurrency` linear ones (the SVDs and products)
- * overlap; element-wise tensors between them (biases, norms) do not count, since file order
- * interleaves them. Large tensors go one at a time, so the memory bound of big models holds.
+ * Tensors the engine runs side by side (`engine.concurrencyFor`: every ViT-B/32 tensor; each in
+ * flight holds ~6 tensor-sized buffers) are kept in flight so that that many linear ones (the SVDs
+ * and products) overlap; element-wise tensors between them (biases, norms) do not count, since
+ * file order interleaves them. Tensors whose jobs run alone go one at a time, which is also what
+ * keeps a 1.1B model under 1 GB.
  * Methods with `updateTask` (OPCM) get a pooled buffer per linear tensor and read prev, τ and the
  * base through a TaskSource on it; the others get freshly decoded tensors.
  */
@@ -123,11 +119,12 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
     u.record(f.job, r, tq);
     if (f.buf) u.pool.release(f.buf);
   };
+  const lean = step.updateTask !== undefined;
   for (const job of u.jobs) {
-    const lean = step.updateTask !== undefined;
-    if (u.engine.concurrency > 1 && job.size <= PARALLEL_MAX_ELEMENTS) {
+    const lanes = u.engine.concurrencyFor(job.size);
+    if (lanes > 1) {
       const linear = job.kind === 'linear';
-      while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= u.engine.concurrency)) await finishOne();
+      while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= lanes)) await finishOne();
       // pooled buffers for the linear tensors (at most `concurrency` at once), fresh small ones otherwise
       const buf = lean && linear ? u.pool.acquire(job.size) : null;
       const done = lean ? startTask(job, buf ?? new Float32Array(job.size)) : startUpdate(job);

@@ -36,6 +36,8 @@ test('solo (large) and lane (small) jobs submitted together all finish, each as 
     const sq = randomF32(1700 * 1700, 4); // 2.9 Mi elements: a lane job
     const wide = randomF32(1600 * 2100, 5); // 3.4 Mi elements: solo
     assert.ok(big * big > SOLO_MIN_ELEMENTS && 1600 * 2100 > SOLO_MIN_ELEMENTS && 1700 * 1700 <= SOLO_MIN_ELEMENTS);
+    // what callers (the runner) are told: large ones one at a time, small ones two at once
+    assert.deepEqual([big * big, 1600 * 2100, 1700 * 1700].map((e) => engine.concurrencyFor(e)), [1, 1, 2]);
     const run = () =>
       [
         () => engine.svd(small, 300, 200),
