@@ -1,6 +1,7 @@
 """Which of two OPCM step-2 outputs is closer to exact arithmetic?
 
-usage: /usr/bin/python3 bench/opcm_f64_check.py DATA_DIR CMERGE_OUT PEER_OUT [RESULT_MD]
+usage: /usr/bin/python3 bench/opcm_f64_check.py DATA_DIR CMERGE_OUT PEER_OUT
+(bench/vs-peer.ts opcm runs it and adds its line to the result.)
 Runs the reference's own methods.opcm (shared/reference) on base, task_0, task_1 in float64 and
 prints, per output, the largest per-tensor relative Frobenius distance to that result. Used to
 explain why cmerge and the peer (float32 full SVD) differ by ~1e-3 on synthetic ViT-B/32 data:
@@ -36,6 +37,3 @@ text = (f"- float64 check (`/usr/bin/python3 bench/opcm_f64_check.py ...`, the r
         f"largest per-tensor relative distance to exact arithmetic: cmerge **{wo:.2e}** ({no}), peer **{wp:.2e}** ({np_}); "
         f"largest absolute difference of one element: cmerge **{ao:.2e}**, peer **{ap:.2e}**\n")
 print(text, end="")
-if len(sys.argv) > 4:
-    with open(sys.argv[4], "a") as f:
-        f.write(text)

@@ -39,6 +39,22 @@ for (let i = 0; i < Math.max(1, Number(process.env.BENCH_PEER_RUNS ?? 1)); i++) 
   peerRuns.push(timed(python, [join(referenceDir, 'peer_step.py'), method, base, t0, t1, join(work, 'peer.safetensors'), stateJson], referenceDir));
 }
 const diff = maxRelDiff(join(work, 'cmerge.safetensors'), join(work, 'peer.safetensors'));
+const agreement = method === 'opcm' ? opcmAgreement() : '';
+
+/**
+ * How far apart any two OPCM outputs can be on this data: the peer once more with one OpenBLAS
+ * thread instead of the default, against itself, and both outputs against float64 arithmetic.
+ */
+function opcmAgreement(): string {
+  const stateJson = join(work, 'peer-state-1thread.json');
+  writeFileSync(stateJson, JSON.stringify({ prev_lambda: 1.0, norms: [n1] }));
+  const single = join(work, 'peer-1thread.safetensors');
+  timed(python, [join(referenceDir, 'peer_step.py'), method, base, t0, t1, single, stateJson], referenceDir, { OPENBLAS_NUM_THREADS: '1' });
+  const self = maxRelDiff(single, join(work, 'peer.safetensors'));
+  const f64 = timed(python, [join(repoRoot, 'bench', 'opcm_f64_check.py'), data, join(work, 'cmerge.safetensors'), join(work, 'peer.safetensors')]);
+  return `- the peer against itself, OPENBLAS_NUM_THREADS=1 vs the default: largest per-tensor relative difference **${self.max.toExponential(2)}** (${self.tensor})
+${f64.stdout}`;
+}
 const best = (xs: { seconds: number }[]) => Math.min(...xs.map((x) => x.seconds));
 const maxRss = (xs: { peakRssMiB: number }[]) => Math.max(...xs.map((x) => x.peakRssMiB));
 const tRatio = best(cmergeRuns) / best(peerRuns);
@@ -62,6 +78,6 @@ ${peerRuns.map((r, i) => `| peer #${i + 1} | ${r.seconds.toFixed(2)} | ${r.peakR
 - wall-time ratio (best cmerge / best peer): **${tRatio.toFixed(3)}**
 - peak-RSS ratio (worst cmerge / worst peer): **${mRatio.toFixed(3)}**
 - largest per-tensor relative difference cmerge vs peer: **${diff.max.toExponential(2)}** (${diff.tensor})
-`;
+${agreement}`;
 const path = writeResult(`${method}-${shape}-vs-peer`, text);
 process.stdout.write(text + `\nwritten to ${path}\n`);
