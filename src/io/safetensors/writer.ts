@@ -77,6 +77,12 @@ export function tempPathFor(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${process.pid}.${++tempCounter}.tmp`);
 }
 
+/** A system error (ENOSPC, EIO...) says which file it hit: node's own message names only the call. */
+function naming(e: unknown, path: string): unknown {
+  if (e instanceof Error && (e as NodeJS.ErrnoException).syscall && !e.message.includes(path)) e.message = `${path}: ${e.message}`;
+  return e;
+}
+
 function writeAll(fd: number, bytes: Uint8Array): void {
   for (let off = 0; off < bytes.byteLength;) off += writeSync(fd, bytes, off, bytes.byteLength - off);
 }
@@ -102,7 +108,7 @@ export class SafetensorsWriter implements ModelWriter {
       this.put(this.plan.bytes);
     } catch (e) {
       this.abort();
-      throw e;
+      throw naming(e, this.dest);
     }
   }
 
@@ -136,7 +142,7 @@ export class SafetensorsWriter implements ModelWriter {
     } catch (e) {
       // a partly written tensor cannot be resumed; only abort() is left
       this.state = 'failed';
-      throw e;
+      throw naming(e, this.dest);
     }
     this.next++;
   }
@@ -171,7 +177,11 @@ export class SafetensorsWriter implements ModelWriter {
     if (this.next < this.order.length) {
       throw new Error(`${this.dest}: ${this.order.length - this.next} tensors not written yet (next: ${this.order[this.next]})`);
     }
-    fsyncSync(this.fd);
+    try {
+      fsyncSync(this.fd);
+    } catch (e) {
+      throw naming(e, this.dest);
+    }
     closeSync(this.fd);
     this.fd = null;
     this.digest = this.hash.digest('hex');
