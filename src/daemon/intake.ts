@@ -145,7 +145,11 @@ export class Intake {
       const reason = r.kind === 'reject' ? r.reason : null;
       this.chain = this.chain
         .then(() => this.take(path, reason))
-        .catch((e) => void this.o.log.error(`intake of ${path} failed: ${(e as Error).message}`))
+        .catch((e) => {
+          // not the file's fault (SQLite or the disk): forget it, so the next scan takes it again
+          this.taken.delete(path);
+          this.o.log.error(`intake of ${path} failed, retried at the next scan: ${(e as Error).message}`);
+        })
         .finally(() => this.inFlight.delete(path));
     }
   }

@@ -1,4 +1,4 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Logger } from 'winston';
@@ -57,6 +57,9 @@ export class PipelineRunner {
   private stopping = false;
   private retryAt = 0;
   private failures = 0;
+  /** A merge or its publication failed part-way: files must be reconciled with SQLite before the next one. */
+  private needsRecovery = false;
+  private failure = '';
   private readonly abort = new AbortController();
 
   constructor(public cfg: PipelineConfig, private readonly d: PipelineDeps) {}
@@ -118,15 +121,67 @@ export class PipelineRunner {
         setTimeout(() => this.kick(), this.retryAt - Date.now()).unref();
         return;
       }
+      if (this.needsRecovery) {
+        const err = await this.recoverAfterFailure();
+        if (err) {
+          this.retryLater('recording the failed merge failed', err);
+          continue;
+        }
+      }
       const next = this.d.store.nextQueued(this.cfg.name);
       if (!next) return;
       const release = await this.d.limiter.acquire();
       try {
         if (this.stopping) return;
         await this.mergeOne(next);
+        this.failures = 0;
+      } catch (e) {
+        this.mergeFailed(e as Error);
+        // at once: a full disk should not keep holding our partial files until the retry
+        const err = await this.recoverAfterFailure();
+        if (err) this.d.log.error(`recording the failed merge failed (tried again before the next merge): ${err.message}`, { pipeline: this.cfg.name });
       } finally {
         release();
       }
+    }
+  }
+
+  /**
+   * Anything that fails in a merge and is not the checkpoint's fault (disk full, I/O errors, the
+   * engine) leaves the checkpoint at the head of the queue: the attempt is recorded as interrupted,
+   * the files are reconciled with SQLite as after a crash, and the merge is retried with backoff.
+   */
+  private mergeFailed(e: Error): void {
+    const what = this.current ? `merge ${this.current.step} (${this.current.checkpoint})` : 'the next merge';
+    this.current = null;
+    this.running = null;
+    this.needsRecovery = true;
+    this.failure = this.stopping ? 'daemon stopping' : e.message;
+    if (this.stopping) this.d.log.warn(`${what} abandoned for shutdown: the checkpoint stays queued`, { pipeline: this.cfg.name });
+    else this.retryLater(`${what} failed`, e);
+  }
+
+  private retryLater(what: string, e: Error): void {
+    this.failures++;
+    const delay = Math.min(600_000, 5_000 * 2 ** (this.failures - 1));
+    this.retryAt = Date.now() + delay;
+    this.d.log.error(`${what}, retrying in ${delay / 1000} s: ${e.message}`, { pipeline: this.cfg.name });
+  }
+
+  /**
+   * After a failed merge: the attempt recorded as interrupted (its checkpoint back at the head of
+   * the queue) and the files reconciled with SQLite. The error when that fails too (SQLite's own
+   * disk full...), else null; needsRecovery stays set and it is tried again before the next merge.
+   */
+  private async recoverAfterFailure(): Promise<Error | null> {
+    try {
+      const open = this.d.store.currentMerge(this.cfg.name);
+      if (open) this.d.store.abandonMerge(open.id, this.failure);
+      await this.recover();
+      this.needsRecovery = false;
+      return null;
+    } catch (e) {
+      return e as Error;
     }
   }
 
@@ -178,31 +233,19 @@ export class PipelineRunner {
       );
       ({ report, peakRssBytes } = await this.running.result);
     } catch (e) {
-      rmSync(staging.dir, { recursive: true, force: true });
+      // asynchronously: a partial output can be hundreds of MB
+      await rm(staging.dir, { recursive: true, force: true });
+      if (!(e instanceof InputError)) throw e;
       this.current = null;
       this.running = null;
-      if (e instanceof InputError) {
-        const target = quarantineTarget(cfg.drop, c.path);
-        store.failMerge(merge.id, e.reason, target);
-        moveToQuarantine(c.path, target, e.reason);
-        log.warn(`rejected ${c.name} during merge ${t}: ${e.reason}`, { pipeline: cfg.name, quarantine: target });
-        this.d.metrics?.countRejection(cfg.name);
-        return;
-      }
-      store.abandonMerge(merge.id, this.stopping ? 'daemon stopping' : (e as Error).message);
-      if (this.stopping) {
-        log.warn(`merge ${t} abandoned for shutdown: ${c.name} stays queued`, { pipeline: cfg.name });
-        return;
-      }
-      // not the checkpoint's fault (disk, engine...): keep it queued and retry later
-      this.failures++;
-      const delay = Math.min(600_000, 5_000 * 2 ** (this.failures - 1));
-      this.retryAt = Date.now() + delay;
-      log.error(`merge ${t} failed, retrying in ${delay / 1000} s: ${(e as Error).message}`, { pipeline: cfg.name });
+      const target = quarantineTarget(cfg.drop, c.path);
+      store.failMerge(merge.id, e.reason, target);
+      moveToQuarantine(c.path, target, e.reason);
+      log.warn(`rejected ${c.name} during merge ${t}: ${e.reason}`, { pipeline: cfg.name, quarantine: target });
+      this.d.metrics?.countRejection(cfg.name);
       return;
     }
     this.running = null;
-    this.failures = 0;
     const mergeSeconds = (Date.now() - started) / 1000;
     const step = report.steps[0];
     const metrics = mergeMetrics(report, step);
@@ -274,9 +317,14 @@ export class PipelineRunner {
   }
 
   private async retain(): Promise<void> {
-    const removed = await applyRetention(this.cfg.repository, this.cfg.name, { keep: this.cfg.retention.keep, pinned: this.d.store.pinnedVersions(this.cfg.name) });
-    for (const v of removed) this.d.store.markRemoved(this.cfg.name, v);
-    if (removed.length) this.d.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
+    try {
+      const removed = await applyRetention(this.cfg.repository, this.cfg.name, { keep: this.cfg.retention.keep, pinned: this.d.store.pinnedVersions(this.cfg.name) });
+      for (const v of removed) this.d.store.markRemoved(this.cfg.name, v);
+      if (removed.length) this.d.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
+    } catch (e) {
+      // the version is published; retention runs again after the next merge
+      this.d.log.warn(`retention failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
+    }
   }
 
   /**

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, test } from 'node:test';
+import { writeDemoModels } from '../../src/demo/synth.js';
+import { tempDir } from '../helpers/paths.js';
+import { assertSameAsOneShot, assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, status, waitForVersion, writeConfig } from './support.js';
+
+/**
+ * A disk fills up (a real tmpfs of 24 MiB). The repository's: first the publication runs out of
+ * space (copying the base folder's 6 MiB tokenizer.json), then the merge itself (writing the
+ * weights). The state folder's, which holds SQLite. Each time the daemon stays up, the checkpoint
+ * is kept, nothing half-published is visible, and the work is retried; once space is freed, the
+ * checkpoint is published, identical to an uninterrupted merge.
+ */
+
+const mounted: string[] = [];
+after(() => {
+  for (const m of mounted) execFileSync('umount', ['-l', m]);
+});
+
+/** A 24 MiB tmpfs at `dir`, or why there cannot be one here. */
+function mountSmallDisk(dir: string): string | null {
+  mkdirSync(dir, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', dir], { stdio: 'pipe' });
+    mounted.push(dir);
+    return null;
+  } catch (e) {
+    return `cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+/** (Re)writes `filler` so that about `leave` bytes stay free on its disk. */
+function leaveFree(filler: string, leave: number): void {
+  rmSync(filler, { force: true });
+  const fs = statfsSync(dirname(filler));
+  const free = fs.bavail * fs.bsize;
+  writeFileSync(filler, Buffer.alloc(Math.max(0, free - leave)));
+}
+
+test('disk full in the publication, then in the merge: the daemon retries and publishes once space is back', async (t) => {
+  const work = tempDir('cmerge-disk-full-');
+  const repo = join(work, 'repo');
+  const skip = mountSmallDisk(repo);
+  if (skip) return t.skip(skip);
+  const models = writeDemoModels(join(work, 'models'), 2, { d: 64, layers: 2, seed: 5 });
+  const baseDir = join(work, 'base');
+  mkdirSync(baseDir);
+  copyFileSync(models.base, join(baseDir, 'model.safetensors'));
+  writeFileSync(join(baseDir, 'tokenizer.json'), Buffer.alloc(6 << 20, 0x20));
+  const drop = join(work, 'drop');
+  mkdirSync(drop);
+  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: baseDir, drop, repository: repo }]);
+  const filler = join(repo, 'filler');
+
+  const d = new DaemonProc(config);
+  try {
+    await d.ready();
+    dropFile(models.tasks[0], drop);
+    await waitForVersion(repo, 'clip', 1, 30_000, d);
+    const weights = statSync(join(repo, 'clip', '1', 'model.safetensors')).size;
+
+    // 1. room for the weights, not for the base folder's tokenizer.json
+    leaveFree(filler, weights + (1 << 20));
+    const dropped = dropFile(models.tasks[1], drop);
+    const first = await d.waitFor(/^merge 2 .* failed, retrying in 5 s/, 30_000);
+    t.diagnostic(first.message);
+    assert.match(first.message, /ENOSPC.*tokenizer\.json/, 'the publication ran out of space');
+    await d.waitFor(/^removed leftovers: .*\.staging-2/, 10_000, d.lines.indexOf(first));
+
+    // 2. not even room for the weights: the merge itself fails on the retry
+    leaveFree(filler, 16 << 10);
+    const second = await d.waitFor(/^merge 2 .* failed, retrying in 10 s/, 30_000);
+    t.diagnostic(second.message);
+    assert.match(second.message, /staging-2\/model\.safetensors: ENOSPC/, 'this time the weights did not fit');
+
+    assert.ok(d.alive, 'the daemon is still running');
+    assert.equal(currentVersion(repo, 'clip'), 1);
+    assert.deepEqual(readdirSync(join(repo, 'clip')).filter((e) => e !== 'current').sort(), ['1'], 'no version 2 folder and no staging leftovers');
+    assert.equal(status(config).pipelines[0].queued, 1, 'the checkpoint is still queued');
+    assert.ok(existsSync(dropped), 'the checkpoint stays in the drop folder');
+
+    // 3. space is back: the retry publishes version 2
+    rmSync(filler);
+    await waitForVersion(repo, 'clip', 2, 30_000, d);
+    assert.deepEqual(manifest(repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
+    assertVerifyClean(config);
+    const attempts = history(config).filter((h) => h.step === 2).map((h) => h.status);
+    assert.deepEqual(attempts, ['interrupted', 'interrupted', 'committed'], JSON.stringify(history(config)));
+    assertSameAsOneShot({ base: baseDir, checkpoints: models.tasks, published: join(repo, 'clip', '2', 'model.safetensors'), work });
+
+    const stopped = await d.stop('SIGTERM');
+    assert.equal(stopped.code, 0, d.tail());
+  } finally {
+    await d.kill();
+  }
+});
+
+test("the disk of SQLite and the merge state fills up: nothing is lost, the checkpoint is merged once space is back", async (t) => {
+  const work = tempDir('cmerge-disk-full-state-');
+  const state = join(work, 'state');
+  const skip = mountSmallDisk(state);
+  if (skip) return t.skip(skip);
+  const models = writeDemoModels(join(work, 'models'), 2, { d: 64, layers: 2, seed: 6 });
+  const drop = join(work, 'drop');
+  const repo = join(work, 'repo');
+  mkdirSync(drop);
+  const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ base: models.base, drop, repository: repo }]);
+  const filler = join(state, 'filler');
+
+  const d = new DaemonProc(config);
+  try {
+    await d.ready();
+    dropFile(models.tasks[0], drop);
+    await waitForVersion(repo, 'clip', 1, 30_000, d);
+
+    leaveFree(filler, 0);
+    const from = d.lines.length;
+    const dropped = dropFile(models.tasks[1], drop);
+    // where it fails first depends on how much of SQLite's WAL is already allocated: the intake's
+    // INSERT, or the merge writing its state generation
+    const failure = await d.waitFor((l) => l.level === 'error', 30_000, from);
+    t.diagnostic(failure.message);
+    assert.match(failure.message, /ENOSPC|SQLITE_FULL|disk is full/);
+    assert.ok(d.alive, 'the daemon is still running');
+    assert.equal(currentVersion(repo, 'clip'), 1);
+    assert.ok(existsSync(dropped), 'the checkpoint stays in the drop folder');
+
+    rmSync(filler);
+    await waitForVersion(repo, 'clip', 2, 60_000, d);
+    assert.deepEqual(manifest(repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
+    assertVerifyClean(config);
+    assert.equal(history(config).filter((h) => h.step === 2 && h.status === 'committed').length, 1);
+    assertSameAsOneShot({ base: models.base, checkpoints: models.tasks, published: join(repo, 'clip', '2', 'model.safetensors'), work });
+    const stopped = await d.stop('SIGTERM');
+    assert.equal(stopped.code, 0, d.tail());
+  } finally {
+    await d.kill();
+  }
+});
