@@ -1,6 +1,6 @@
 import { existsSync, lstatSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fsyncDir } from '../util/fsync.js';
+import { fsyncDirSync } from '../util/fsync.js';
 
 /** Where a rejected checkpoint goes: `<drop>/.quarantine/<name>` (a new suffix if taken). */
 export function quarantineTarget(drop: string, path: string): string {
@@ -30,6 +30,6 @@ export function moveToQuarantine(path: string, target: string, reason: string): 
   writeFileSync(`${target}.reason.txt`, `${new Date().toISOString()} ${basename(path)}: ${reason}\n`);
   if (!present(path)) return false;
   renameSync(path, target);
-  fsyncDir(dirname(target));
+  fsyncDirSync(dirname(target));
   return true;
 }

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import type { ModelWriter, TensorSpec } from './types.js';
 import { INDEX_FILE, SINGLE_FILE } from './checkpoint.js';
 import { compareNames, hfOrder } from './safetensors/order.js';
-import { fsyncDir } from '../util/fsync.js';
+import { fsyncDirSync } from '../util/fsync.js';
 import { SafetensorsWriter, specByteLength, tempPathFor } from './safetensors/writer.js';
 
 /** The HF default shard size (5 GB, decimal as in huggingface_hub). */
@@ -118,7 +118,7 @@ class ShardedWriter implements ModelWriter {
     for (const w of this.writers) w.publish();
     renameSync(tmp, index);
     this.indexTemp = null;
-    fsyncDir(this.dir);
+    fsyncDirSync(this.dir);
     this.done = true;
     return [...this.writers.map((w) => w.dest), index];
   }

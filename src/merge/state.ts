@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { openModel } from '../io/model.js';
 import type { ModelReader } from '../io/types.js';
 import type { Scalars, TensorKind } from '../methods/types.js';
-import { fsyncDir, writeFileAtomic } from '../util/fsync.js';
+import { fsyncDirSync, writeFileAtomic } from '../util/fsync.js';
 
 /**
  * The merge-state directory: one folder per generation (gen-N = the state after N merged
@@ -91,11 +91,11 @@ export function beginGeneration(stateDir: string, step: number): PendingGenerati
     tmpDir,
     seal(meta) {
       writeFileAtomic(join(tmpDir, 'state.json'), JSON.stringify(meta, null, 1));
-      fsyncDir(tmpDir);
+      fsyncDirSync(tmpDir);
       // an uncommitted generation of this number from an interrupted run is replaced
       rmSync(final, { recursive: true, force: true });
       renameSync(tmpDir, final);
-      fsyncDir(stateDir);
+      fsyncDirSync(stateDir);
       return loadGeneration(stateDir, step);
     },
     discard() {

@@ -1,6 +1,6 @@
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir } from './fsync.js';
+import { fsyncDir } from '../util/fsync.js';
 import {
   BROKEN_PREFIX, CURRENT, DELETING_PREFIX, LINK_TMP_PREFIX, STAGING_PREFIX, listVersions, pipelineDir, readCurrent,
   versionDir,

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { copyBaseFiles } from './base-files.js';
 import { cmergeVersion } from '../util/version.js';
 import { listVersionFiles } from './files.js';
-import { fsyncDir, fsyncFile } from './fsync.js';
+import { fsyncDir, fsyncFile } from '../util/fsync.js';
 import { sha256File } from './hash.js';
 import {
   CURRENT, LINK_TMP_PREFIX, MANIFEST, MODEL_CARD, assertVersion, pipelineDir, stagingDir, versionDir,

@@ -1,7 +1,7 @@
 import { rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { fsyncDir } from './fsync.js';
+import { fsyncDir } from '../util/fsync.js';
 import { DELETING_PREFIX, listVersions, pipelineDir, readCurrent, versionDir } from './layout.js';
 
 export interface RetentionPolicy {

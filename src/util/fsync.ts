@@ -1,13 +1,47 @@
 import { closeSync, fsyncSync, openSync, renameSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-/** fsync a directory so a rename or a new entry in it survives a crash. */
-export function fsyncDir(dir: string): void {
+/**
+ * Durability: a rename or a new entry only survives a crash once its directory is fsynced, and a
+ * rename only means something once the data it points to is. Sync variants serve the merge
+ * worker and the CLI; async ones the daemon's event loop.
+ */
+
+/** Some filesystems (and non-Linux platforms) refuse fsync on a directory; nothing better to do. */
+function dirSyncRefused(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EINVAL' || code === 'EISDIR' || code === 'EPERM';
+}
+
+export function fsyncDirSync(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);
+  } catch (err) {
+    if (!dirSyncRefused(err)) throw err;
   } finally {
     closeSync(fd);
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } catch (err) {
+    if (!dirSyncRefused(err)) throw err;
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 
@@ -22,5 +56,5 @@ export function writeFileAtomic(path: string, data: string | Buffer): void {
     closeSync(fd);
   }
   renameSync(tmp, path);
-  fsyncDir(dirname(path));
+  fsyncDirSync(dirname(path));
 }

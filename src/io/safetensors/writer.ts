@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { fsyncDir } from '../../util/fsync.js';
+import { fsyncDirSync } from '../../util/fsync.js';
 import { basename, dirname, join } from 'node:path';
 import { FLOAT_DTYPES, type ModelWriter, type TensorSpec } from '../types.js';
 import { dtypeSize, encodeFromF32, isDType } from './dtype.js';
@@ -198,7 +198,7 @@ export class SafetensorsWriter implements ModelWriter {
   commit(): string[] {
     this.finish();
     this.publish();
-    fsyncDir(dirname(this.dest));
+    fsyncDirSync(dirname(this.dest));
     return [this.dest];
   }
 
