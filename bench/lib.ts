@@ -13,15 +13,18 @@ export const cliPath = join(repoRoot, 'bin', 'cmerge.js');
 export interface Timed {
   seconds: number;
   peakRssMiB: number;
+  userSeconds: number;
+  sysSeconds: number;
+  minorFaults: number;
   stdout: string;
 }
 
-/** Runs a command under /usr/bin/time: wall seconds and peak RSS of the whole process. */
+/** Runs a command under /usr/bin/time: wall seconds, peak RSS, CPU times and page faults of the whole process. */
 export function timed(cmd: string, args: string[], cwd = repoRoot, env: NodeJS.ProcessEnv = {}): Timed {
-  const r = spawnSync('/usr/bin/time', ['-f', '__TIME__ %e %M', cmd, ...args], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
-  const m = /__TIME__ ([\d.]+) (\d+)/.exec(r.stderr);
+  const r = spawnSync('/usr/bin/time', ['-f', '__TIME__ %e %M %U %S %R', cmd, ...args], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
+  const m = /__TIME__ ([\d.]+) (\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return { seconds: Number(m[1]), peakRssMiB: Number(m[2]) / 1024, stdout: r.stdout };
+  return { seconds: Number(m[1]), peakRssMiB: Number(m[2]) / 1024, userSeconds: Number(m[3]), sysSeconds: Number(m[4]), minorFaults: Number(m[5]), stdout: r.stdout };
 }
 
 export function machine(): Record<string, string> {
