@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { after, test } from 'node:test';
 import { stringify } from 'yaml';
@@ -34,7 +34,8 @@ let init: ChildProcess | null = null;
 let initPid = 0;
 const root = join('/var/lib', `cmerge-pid1-test-${process.pid}`);
 after(() => {
-  if (initPid) spawnSync('kill', ['-KILL', String(initPid)]);
+  // SIGKILL to a PID namespace's init ends everything in it
+  if (initPid) process.kill(initPid, 'SIGKILL');
   init?.kill('SIGKILL');
   rmSync(root, { recursive: true, force: true });
 });
@@ -55,6 +56,21 @@ async function until(what: string, cond: () => boolean, ms: number, detail = () 
     if (Date.now() > end) assert.fail(`timed out after ${ms} ms waiting for ${what}\n${detail()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** the PID (in our namespace) of a child of `parent`, or 0: unshare --fork's child is the private init */
+function childOf(parent: number): number {
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) return Number(e);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
 }
 
 /** what systemd says of the unit, for failure messages (there is no journal in the private system) */
@@ -111,8 +127,7 @@ test('the shipped unit under a real systemd PID 1: start (READY), publish, reloa
   writeUnits(units, dropIn);
   init = spawn('unshare', ['--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'sh', '-c', bootScript(units)], { stdio: 'ignore' });
   await until('the private systemd to start', () => {
-    const kids = spawnSync('pgrep', ['-P', String(init!.pid)], { encoding: 'utf8' }).stdout.trim();
-    initPid = Number(kids.split('\n')[0]) || 0;
+    initPid = childOf(init!.pid!);
     return initPid > 0 && /running|degraded/.test(ns(['systemctl', 'is-system-running']).stdout);
   }, 30_000, () => ns(['systemctl', 'is-system-running']).stdout);
   assert.equal(ns(['systemctl', 'show', '--property=UnitPath', '--value']).stdout.trim(), units, 'the private systemd sees only the test units');
