@@ -40,6 +40,34 @@ function leaveFree(filler: string, leave: number): void {
   writeFileSync(filler, Buffer.alloc(Math.max(0, free - leave)));
 }
 
+interface Setup {
+  work: string;
+  base: string;
+  tasks: string[];
+  drop: string;
+  repo: string;
+  config: string;
+}
+
+/** A daemon on the setup's config that has published task_0 as version 1. */
+async function atVersion1(s: Setup): Promise<DaemonProc> {
+  const d = new DaemonProc(s.config);
+  await d.ready();
+  dropFile(s.tasks[0], s.drop);
+  await waitForVersion(s.repo, 'clip', 1, 30_000, d);
+  return d;
+}
+
+/** Once space is back: version 2 is task_0 then task_1, verifies, equals an uninterrupted merge; the daemon stops cleanly. */
+async function publishesVersion2(d: DaemonProc, s: Setup): Promise<void> {
+  await waitForVersion(s.repo, 'clip', 2, 60_000, d);
+  assert.deepEqual(manifest(s.repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
+  assertVerifyClean(s.config);
+  assertSameAsOneShot({ base: s.base, checkpoints: s.tasks, published: join(s.repo, 'clip', '2', 'model.safetensors'), work: s.work });
+  const stopped = await d.stop('SIGTERM');
+  assert.equal(stopped.code, 0, d.tail());
+}
+
 test('disk full in the publication, then in the merge: the daemon retries and publishes once space is back', async (t) => {
   const work = tempDir('cmerge-disk-full-');
   const repo = join(work, 'repo');
@@ -53,13 +81,11 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
   const drop = join(work, 'drop');
   mkdirSync(drop);
   const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: baseDir, drop, repository: repo }]);
+  const setup = { work, base: baseDir, tasks: models.tasks, drop, repo, config };
   const filler = join(repo, 'filler');
 
-  const d = new DaemonProc(config);
+  const d = await atVersion1(setup);
   try {
-    await d.ready();
-    dropFile(models.tasks[0], drop);
-    await waitForVersion(repo, 'clip', 1, 30_000, d);
     const weights = statSync(join(repo, 'clip', '1', 'model.safetensors')).size;
 
     // 1. room for the weights, not for the base folder's tokenizer.json
@@ -84,15 +110,9 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
 
     // 3. space is back: the retry publishes version 2
     rmSync(filler);
-    await waitForVersion(repo, 'clip', 2, 30_000, d);
-    assert.deepEqual(manifest(repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
-    assertVerifyClean(config);
+    await publishesVersion2(d, setup);
     const attempts = history(config).filter((h) => h.step === 2).map((h) => h.status);
     assert.deepEqual(attempts, ['interrupted', 'interrupted', 'committed'], JSON.stringify(history(config)));
-    assertSameAsOneShot({ base: baseDir, checkpoints: models.tasks, published: join(repo, 'clip', '2', 'model.safetensors'), work });
-
-    const stopped = await d.stop('SIGTERM');
-    assert.equal(stopped.code, 0, d.tail());
   } finally {
     await d.kill();
   }
@@ -108,14 +128,11 @@ test("the disk of SQLite and the merge state fills up: nothing is lost, the chec
   const repo = join(work, 'repo');
   mkdirSync(drop);
   const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ base: models.base, drop, repository: repo }]);
+  const setup = { work, base: models.base, tasks: models.tasks, drop, repo, config };
   const filler = join(state, 'filler');
 
-  const d = new DaemonProc(config);
+  const d = await atVersion1(setup);
   try {
-    await d.ready();
-    dropFile(models.tasks[0], drop);
-    await waitForVersion(repo, 'clip', 1, 30_000, d);
-
     leaveFree(filler, 0);
     const from = d.lines.length;
     const dropped = dropFile(models.tasks[1], drop);
@@ -129,13 +146,8 @@ test("the disk of SQLite and the merge state fills up: nothing is lost, the chec
     assert.ok(existsSync(dropped), 'the checkpoint stays in the drop folder');
 
     rmSync(filler);
-    await waitForVersion(repo, 'clip', 2, 60_000, d);
-    assert.deepEqual(manifest(repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
-    assertVerifyClean(config);
+    await publishesVersion2(d, setup);
     assert.equal(history(config).filter((h) => h.step === 2 && h.status === 'committed').length, 1);
-    assertSameAsOneShot({ base: models.base, checkpoints: models.tasks, published: join(repo, 'clip', '2', 'model.safetensors'), work });
-    const stopped = await d.stop('SIGTERM');
-    assert.equal(stopped.code, 0, d.tail());
   } finally {
     await d.kill();
   }
