@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { MergeProgress } from '../store/index.js';
+import type { MergeProgress, PipelineStatus } from '../store/index.js';
 import { pipelineNames, printJson, table, withInspection } from './inspect-common.js';
 
 /** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them). */
@@ -8,6 +8,7 @@ export interface StatusEntry {
   current_version: number | null;
   queued: number;
   current_merge: { checkpoint: string; step: number; started_at: string; progress: MergeProgress | null } | null;
+  retrying: PipelineStatus['retrying'];
   rejected: { name: string; reason: string }[];
 }
 
@@ -32,6 +33,7 @@ export function registerStatus(program: Command): void {
           current_version: s.current_version,
           queued: s.queued,
           current_merge: s.current_merge && { checkpoint: s.current_merge.checkpoint, step: s.current_merge.step, started_at: s.current_merge.started_at, progress: s.current_merge.progress },
+          retrying: s.retrying,
           rejected: s.rejected.map((r) => ({ name: r.name, reason: r.reason })),
         }));
         if (o.json) return printJson({ pipelines: entries });
@@ -50,6 +52,8 @@ export function registerStatus(program: Command): void {
         for (const e of entries) {
           const q = queuedNames.get(e.name) ?? [];
           if (q.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${q.join(', ')}\n`);
+          const f = e.retrying;
+          if (f) process.stdout.write(`\n${e.name}: merge ${f.step} (${f.checkpoint}) failed ${f.attempts}× (retried with backoff), last at ${f.last_at}: ${f.last_error}\n`);
           if (e.rejected.length) {
             process.stdout.write(`\n${e.name}: rejected\n`);
             for (const r of e.rejected) process.stdout.write(`  ${r.name}: ${r.reason}\n`);

@@ -8,7 +8,7 @@ import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenera
 import type { TensorRules } from '../merge/kinds.js';
 import type { MergeReport } from '../merge/runner.js';
 import { applyRetention, beginVersion, finishVersion, listVersions, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
-import type { Checkpoint, Store } from '../store/index.js';
+import { SHUTDOWN_REASON, type Checkpoint, type Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
 import { runEvaluator } from './evaluator.js';
 import type { Limiter } from './limiter.js';
@@ -156,7 +156,7 @@ export class PipelineRunner {
     this.current = null;
     this.running = null;
     this.needsRecovery = true;
-    this.failure = this.stopping ? 'daemon stopping' : e.message;
+    this.failure = this.stopping ? SHUTDOWN_REASON : e.message;
     if (this.stopping) this.d.log.warn(`${what} abandoned for shutdown: the checkpoint stays queued`, { pipeline: this.cfg.name });
     else this.retryLater(`${what} failed`, e);
   }

@@ -2,7 +2,7 @@ export { openStore, Store } from './store.js';
 export { StoreError, type OpenOptions } from './db.js';
 export { SCHEMA_VERSION } from './migrations.js';
 export type { Arrival, EnqueueResult, RejectedArrival } from './queue.js';
-export type { CommitMergeInput, MergeStart } from './merges.js';
+export { SHUTDOWN_REASON, type CommitMergeInput, type MergeStart } from './merges.js';
 export type { VersionInput } from './lineage.js';
 export type { AccuracySummary, NotificationInput } from './metrics.js';
 export type { HistoryRow, PipelineStatus, VersionDetail } from './inspect.js';

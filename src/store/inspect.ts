@@ -1,7 +1,7 @@
 /** Read-only reports for `cmerge status / history / show` (their --json output, as is). */
 import { sql, type Db } from './db.js';
 import { latestVersion, version } from './lineage.js';
-import { currentMerge, merge } from './merges.js';
+import { currentMerge, merge, SHUTDOWN_REASON } from './merges.js';
 import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
 import { pipelineId, pipelineNames } from './pipelines.js';
 import { mergedCheckpoints, queued, rejected } from './queue.js';
@@ -15,7 +15,26 @@ export interface PipelineStatus {
   merged: number;
   queued: number;
   current_merge: { checkpoint: string; step: number; method: string; started_at: string; progress: MergeProgress | null } | null;
+  /** the next step's attempts that ended in an error (disk full, a crash...): the daemon retries them */
+  retrying: Retrying | null;
   rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
+}
+
+export interface Retrying {
+  checkpoint: string;
+  step: number;
+  attempts: number;
+  last_error: string;
+  last_at: string;
+}
+
+function retrying(db: Db, pipelineId: number, step: number): Retrying | null {
+  const r = sql(db, `SELECT COUNT(*) AS n, MAX(id) AS last FROM merges
+    WHERE pipeline_id = ? AND step = ? AND status = 'interrupted' AND error IS NOT ?`).get(pipelineId, step, SHUTDOWN_REASON) as { n: number; last: number | null };
+  if (r.n === 0 || r.last === null) return null;
+  const last = sql(db, `SELECT c.name, m.error, m.finished_at FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id WHERE m.id = ?`)
+    .get(r.last) as { name: string; error: string | null; finished_at: string | null };
+  return { checkpoint: last.name, step, attempts: r.n, last_error: last.error ?? '', last_at: last.finished_at ?? '' };
 }
 
 /** One entry per pipeline: the given names (configured ones, even if never used) and every recorded one. */
@@ -32,6 +51,7 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
       merged,
       queued: queued(db, name).length,
       current_merge: m && ckpt ? { checkpoint: ckpt.name, step: m.step, method: m.method, started_at: m.started_at, progress: m.progress } : null,
+      retrying: pid === null ? null : retrying(db, pid, merged + 1),
       rejected: rejected(db, name).map((c) => ({
         name: c.name, reason: c.reason!, path: c.path, quarantine_path: c.quarantine_path, arrived_at: c.arrived_at,
       })),

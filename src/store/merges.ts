@@ -124,6 +124,9 @@ export function failMerge(db: Db, mergeId: number, reason: string, quarantinePat
   });
 }
 
+/** The reason of an attempt given up for a shutdown: not a failure (status does not report it). */
+export const SHUTDOWN_REASON = 'daemon stopping';
+
 /** Give up this attempt but keep the checkpoint at the head of the queue (shutdown budget spent, transient error). */
 export function abandonMerge(db: Db, mergeId: number, reason: string): Merge {
   return finishWithout(db, mergeId, 'interrupted', reason, (cid) => {

@@ -122,7 +122,7 @@ const json = (args: string[]) => {
   return { status: r.status, out: JSON.parse(r.stdout) };
 };
 
-test('status --json: per pipeline name, current_version, queued, current_merge, rejected', () => {
+test('status --json: per pipeline name, current_version, queued, current_merge, retrying, rejected', () => {
   const { status, out } = json(['status', '--config', f.cfg, '--json']);
   assert.equal(status, 0);
   assert.equal(typeof out.pipelines[0].current_merge.started_at, 'string');
@@ -132,9 +132,10 @@ test('status --json: per pipeline name, current_version, queued, current_merge, 
       {
         name: 'clip', current_version: 2, queued: 1,
         current_merge: { checkpoint: 'ck-c.safetensors', step: 3, started_at: '<time>', progress: { phase: 'update', done: 5, total: 20, at: '2026-11-23T15:00:00.000Z' } },
+        retrying: null,
         rejected: [{ name: 'bad.safetensors', reason: 'not safetensors: header length past end of file' }],
       },
-      { name: 'idle', current_version: null, queued: 0, current_merge: null, rejected: [] },
+      { name: 'idle', current_version: null, queued: 0, current_merge: null, retrying: null, rejected: [] },
     ],
   });
 });

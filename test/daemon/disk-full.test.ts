@@ -4,6 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, sta
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
+import { cmerge } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 import { assertSameAsOneShot, assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, status, waitForVersion, writeConfig } from './support.js';
 
@@ -105,12 +106,17 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
     assert.ok(d.alive, 'the daemon is still running');
     assert.equal(currentVersion(repo, 'clip'), 1);
     assert.deepEqual(readdirSync(join(repo, 'clip')).filter((e) => e !== 'current').sort(), ['1'], 'no version 2 folder and no staging leftovers');
-    assert.equal(status(config).pipelines[0].queued, 1, 'the checkpoint is still queued');
+    const st = status(config).pipelines[0];
+    assert.equal(st.queued, 1, 'the checkpoint is still queued');
     assert.ok(existsSync(dropped), 'the checkpoint stays in the drop folder');
+    // `cmerge status` (another process) says what is wrong
+    assert.deepEqual(st.retrying && { ...st.retrying, last_at: typeof st.retrying.last_at }, { checkpoint: 'task_1.safetensors', step: 2, attempts: 2, last_error: second.message.replace(/^.*?retrying in 10 s: /, ''), last_at: 'string' });
+    assert.match(cmerge(['status', '--config', config]).stdout, /clip: merge 2 \(task_1\.safetensors\) failed 2× \(retried with backoff\), last at .*: .*ENOSPC/);
 
     // 3. space is back: the retry publishes version 2
     rmSync(filler);
     await publishesVersion2(d, setup);
+    assert.equal(status(config).pipelines[0].retrying, null, 'nothing to retry once published');
     const attempts = history(config).filter((h) => h.step === 2).map((h) => h.status);
     assert.deepEqual(attempts, ['interrupted', 'interrupted', 'committed'], JSON.stringify(history(config)));
   } finally {

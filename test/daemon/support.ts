@@ -223,7 +223,14 @@ export async function waitUntil(cond: () => boolean, timeoutMs: number, what: st
 }
 
 export interface StatusJson {
-  pipelines: { name: string; current_version: number | null; queued: number; current_merge: { checkpoint: string; step: number; progress: { phase: string; done: number; total: number; at: string } | null } | null; rejected: { name: string; reason: string }[] }[];
+  pipelines: {
+    name: string;
+    current_version: number | null;
+    queued: number;
+    current_merge: { checkpoint: string; step: number; progress: { phase: string; done: number; total: number; at: string } | null } | null;
+    retrying: { checkpoint: string; step: number; attempts: number; last_error: string; last_at: string } | null;
+    rejected: { name: string; reason: string }[];
+  }[];
 }
 
 export function status(config: string): StatusJson {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Store } from '../../src/store/index.js';
+import { SHUTDOWN_REASON, type Store } from '../../src/store/index.js';
 import { arrival, freshStore, mergeHead } from './helpers.js';
 
 function snapshot(store: Store) {
@@ -143,23 +143,33 @@ test('status, history and show answer the inspection questions', () => {
     store.recordNotification('clip', n, { notifier: 'http#0', attempt: 2, ok: true, detail: '200 OK' });
     store.recordEvaluation('clip', n, n === 1 ? { 'ck-1': 0.9 } : { 'ck-1': 0.8, 'ck-2': 0.7 });
   }
-  store.markMerging(store.nextQueued('clip')!.id, { method: 'opcm', params: { alpha: 0.5 } });
+  const attempt = () => store.markMerging(store.nextQueued('clip')!.id, { method: 'opcm', params: { alpha: 0.5 } }).merge;
+  assert.equal(store.status(['clip'])[0]!.retrying, null);
+  // step 3: a failed attempt, one given up for a shutdown (not a failure), then one running
+  store.abandonMerge(attempt().id, 'ENOSPC: no space left on device');
+  store.abandonMerge(attempt().id, SHUTDOWN_REASON);
+  attempt();
 
   const [st] = store.status(['clip']);
-  assert.deepEqual({ ...st!, current_merge: { ...st!.current_merge!, started_at: 'x' }, rejected: st!.rejected.map((r) => ({ name: r.name, reason: r.reason })) }, {
+  assert.equal(typeof st!.retrying?.last_at, 'string');
+  assert.deepEqual({ ...st!, current_merge: { ...st!.current_merge!, started_at: 'x' }, retrying: { ...st!.retrying!, last_at: 'x' }, rejected: st!.rejected.map((r) => ({ name: r.name, reason: r.reason })) }, {
     name: 'clip',
     current_version: 2,
     merged: 2,
     queued: 0,
     current_merge: { checkpoint: 'ck-3.safetensors', step: 3, method: 'opcm', started_at: 'x', progress: null },
+    retrying: { checkpoint: 'ck-3.safetensors', step: 3, attempts: 1, last_error: 'ENOSPC: no space left on device', last_at: 'x' },
     rejected: [{ name: 'bad', reason: 'shape mismatch: a.weight [2,3] vs base [3,3]' }],
   });
 
   const h = store.history('clip');
-  assert.deepEqual(h.map((r) => [r.step, r.status, r.checkpoint, r.version]), [[1, 'committed', 'ck-1.safetensors', 1], [2, 'committed', 'ck-2.safetensors', 2], [3, 'running', 'ck-3.safetensors', null]]);
+  assert.deepEqual(h.map((r) => [r.step, r.status, r.checkpoint, r.version]), [
+    [1, 'committed', 'ck-1.safetensors', 1], [2, 'committed', 'ck-2.safetensors', 2],
+    [3, 'interrupted', 'ck-3.safetensors', null], [3, 'interrupted', 'ck-3.safetensors', null], [3, 'running', 'ck-3.safetensors', null],
+  ]);
   assert.deepEqual(h[1]!.scalars, { lambda: 2 });
   assert.equal(store.history('other').length, 0);
-  assert.equal(store.history().length, 3);
+  assert.equal(store.history().length, 5);
 
   const d = store.show('clip', 2)!;
   assert.deepEqual(d.checkpoints.map((c) => [c.step, c.name]), [[1, 'ck-1.safetensors'], [2, 'ck-2.safetensors']]);
