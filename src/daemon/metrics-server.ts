@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /**
  * Prometheus metrics of the daemon: process defaults (RSS, event-loop delay percentiles, GC),
  * per-pipeline queue length, current version, merges in progress with their progress, merge
- * durations and rejections. Served on loopback by default.
+ * durations, rejections and failed attempts. Served on loopback by default.
  */
 export interface PipelineGauges {
   queued: number;
@@ -16,6 +16,7 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly mergeSeconds: Histogram;
   private readonly rejections: Counter;
+  private readonly failures: Counter;
   private server: Server | null = null;
 
   constructor(read: () => Record<string, PipelineGauges>) {
@@ -39,6 +40,7 @@ export class DaemonMetrics {
     gauge('cmerge_merge_progress_ratio', 'progress of the running merge (0..1), absent when idle', (g) => g.mergingProgress);
     this.mergeSeconds = new Histogram({ name: 'cmerge_merge_seconds', help: 'merge + publication time per checkpoint', labelNames: ['pipeline'], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [this.registry] });
     this.rejections = new Counter({ name: 'cmerge_rejected_total', help: 'checkpoints moved to quarantine', labelNames: ['pipeline'], registers: [this.registry] });
+    this.failures = new Counter({ name: 'cmerge_merge_failures_total', help: 'merge attempts that failed for reasons other than the checkpoint (disk full, I/O, engine) and are retried', labelNames: ['pipeline'], registers: [this.registry] });
   }
 
   observeMerge(pipeline: string, seconds: number): void {
@@ -47,6 +49,10 @@ export class DaemonMetrics {
 
   countRejection(pipeline: string): void {
     this.rejections.inc({ pipeline });
+  }
+
+  countFailure(pipeline: string): void {
+    this.failures.inc({ pipeline });
   }
 
   async listen(port: number, host: string): Promise<number> {

@@ -157,8 +157,12 @@ export class PipelineRunner {
     this.running = null;
     this.needsRecovery = true;
     this.failure = this.stopping ? SHUTDOWN_REASON : e.message;
-    if (this.stopping) this.d.log.warn(`${what} abandoned for shutdown: the checkpoint stays queued`, { pipeline: this.cfg.name });
-    else this.retryLater(`${what} failed`, e);
+    if (this.stopping) {
+      this.d.log.warn(`${what} abandoned for shutdown: the checkpoint stays queued`, { pipeline: this.cfg.name });
+      return;
+    }
+    this.d.metrics?.countFailure(this.cfg.name);
+    this.retryLater(`${what} failed`, e);
   }
 
   private retryLater(what: string, e: Error): void {

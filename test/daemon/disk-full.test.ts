@@ -81,7 +81,7 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
   writeFileSync(join(baseDir, 'tokenizer.json'), Buffer.alloc(6 << 20, 0x20));
   const drop = join(work, 'drop');
   mkdirSync(drop);
-  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: baseDir, drop, repository: repo }]);
+  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: baseDir, drop, repository: repo }], { metrics_port: 0 });
   const setup = { work, base: baseDir, tasks: models.tasks, drop, repo, config };
   const filler = join(repo, 'filler');
 
@@ -112,6 +112,12 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
     // `cmerge status` (another process) says what is wrong
     assert.deepEqual(st.retrying && { ...st.retrying, last_at: typeof st.retrying.last_at }, { checkpoint: 'task_1.safetensors', step: 2, attempts: 2, last_error: second.message.replace(/^.*?retrying in 10 s: /, ''), last_at: 'string' });
     assert.match(cmerge(['status', '--config', config]).stdout, /clip: merge 2 \(task_1\.safetensors\) failed 2× \(retried with backoff\), last at .*: .*ENOSPC/);
+    // and so does Prometheus
+    const url = /^metrics on (http:\S+)/.exec((await d.waitFor(/^metrics on http/)).message)![1];
+    const metrics = await (await fetch(url)).text();
+    for (const line of ['cmerge_merge_failures_total{pipeline="clip"} 2', 'cmerge_queue_length{pipeline="clip"} 1', 'cmerge_current_version{pipeline="clip"} 1']) {
+      assert.ok(metrics.split('\n').includes(line), `${line} in /metrics:\n${metrics.split('\n').filter((l) => l.startsWith('cmerge_')).join('\n')}`);
+    }
 
     // 3. space is back: the retry publishes version 2
     rmSync(filler);
