@@ -93,6 +93,7 @@ export class Daemon {
     let next: Config;
     try {
       next = loadConfig(this.configPath);
+      checkBases(next);
     } catch (e) {
       log.error(`reload refused, keeping the running config: ${(e as Error).message}`);
       return;
@@ -127,5 +128,17 @@ export class Daemon {
       };
     }
     return out;
+  }
+}
+
+/** Every pipeline's base model opens: checked before a reload stops the running pipelines. */
+function checkBases(config: Config): void {
+  for (const p of config.pipelines) {
+    try {
+      openModel(p.base).close();
+    } catch (e) {
+      const msg = (e as Error).message;
+      throw new Error(`pipeline ${p.name}: base ${msg.includes(p.base) ? msg : `${p.base}: ${msg}`}`);
+    }
   }
 }

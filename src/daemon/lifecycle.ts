@@ -53,7 +53,11 @@ export async function runDaemon(configPath: string, opts: DaemonOptions = {}): P
     if (stopping) return;
     log.info('SIGHUP: reloading the configuration');
     notify({ RELOADING: '1', MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n) });
-    chain = chain.then(() => daemon.reload()).finally(() => notify({ READY: '1', STATUS: daemon.statusLine() }));
+    chain = chain
+      .then(() => daemon.reload())
+      // what loadConfig and the base check could not foresee; never an unhandled rejection
+      .catch((e) => void log.error(`reload failed: ${(e as Error).message}`))
+      .finally(() => notify({ READY: '1', STATUS: daemon.statusLine() }));
   });
 
   try {

@@ -129,7 +129,7 @@ describe('daemon lifecycle', () => {
     assertVerifyClean(config);
   });
 
-  test('SIGHUP: a changed config takes effect without a restart; an invalid one is refused and the old one kept', async (t) => {
+  test('SIGHUP: a changed config takes effect without a restart; an invalid one (schema, or a base that does not open) is refused and the old one kept', async (t) => {
     const work = tempDir('cmerge-daemon-hup-');
     const fast = writeDemoModels(join(work, 'models'), 8, { d: 16, layers: 1, seed: 9 });
     const dropA = join(work, 'drop-a');
@@ -169,6 +169,15 @@ describe('daemon lifecycle', () => {
       const refused = await d.waitFor(/^reload refused/, 10_000, from2);
       t.diagnostic(refused.message);
       assert.match(refused.message, /keep/);
+
+      // valid YAML and schema, but the base model cannot be opened: refused before anything stops
+      writeConfig(config, state, [{ ...a, retention: { keep: 2 } }, { ...b, base: join(work, 'models', 'no-such-base.safetensors') }]);
+      const from3 = d.lines.length;
+      d.child.kill('SIGHUP');
+      const missing = await d.waitFor(/^reload refused/, 10_000, from3);
+      t.diagnostic(missing.message);
+      assert.match(missing.message, /pipeline second: base .*no-such-base\.safetensors/);
+      assert.equal(d.lines.slice(from3).filter((l) => /^configuration reloaded/.test(l.message)).length, 0);
       await sleep(300);
       assert.ok(d.alive);
       dropFile(fast.tasks[5], dropB);
