@@ -28,13 +28,14 @@ export interface Retrying {
   last_at: string;
 }
 
+/** Failed attempts of the checkpoint still waiting at the pipeline's next step (one later rejected has none). */
 function retrying(db: Db, pipelineId: number, step: number): Retrying | null {
-  const r = sql(db, `SELECT COUNT(*) AS n, MAX(id) AS last FROM merges
-    WHERE pipeline_id = ? AND step = ? AND status = 'interrupted' AND error IS NOT ?`).get(pipelineId, step, SHUTDOWN_REASON) as { n: number; last: number | null };
-  if (r.n === 0 || r.last === null) return null;
-  const last = sql(db, `SELECT c.name, m.error, m.finished_at FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id WHERE m.id = ?`)
-    .get(r.last) as { name: string; error: string | null; finished_at: string | null };
-  return { checkpoint: last.name, step, attempts: r.n, last_error: last.error ?? '', last_at: last.finished_at ?? '' };
+  const r = sql(db, `SELECT c.name, COUNT(*) AS n, MAX(m.id) AS last FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id
+    WHERE m.pipeline_id = ? AND m.step = ? AND m.status = 'interrupted' AND m.error IS NOT ? AND c.status IN ('queued', 'merging')
+    GROUP BY m.checkpoint_id ORDER BY last DESC LIMIT 1`).get(pipelineId, step, SHUTDOWN_REASON) as { name: string; n: number; last: number } | undefined;
+  if (!r) return null;
+  const last = sql(db, 'SELECT error, finished_at FROM merges WHERE id = ?').get(r.last) as { error: string | null; finished_at: string | null };
+  return { checkpoint: r.name, step, attempts: r.n, last_error: last.error ?? '', last_at: last.finished_at ?? '' };
 }
 
 /** One entry per pipeline: the given names (configured ones, even if never used) and every recorded one. */

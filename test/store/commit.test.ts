@@ -190,5 +190,9 @@ test('status, history and show answer the inspection questions', () => {
   assert.ok(Math.abs(acc.bwt! - -0.1) < 1e-12);
   assert.ok(Math.abs(acc.forgetting! - 0.1) < 1e-12);
   assert.deepEqual(store.integrityCheck(), []);
+
+  // the retried checkpoint turns out bad: rejected, so nothing is being retried any more
+  store.failMerge(store.currentMerge('clip')!.id, 'non-finite values', null);
+  assert.equal(store.status(['clip'])[0]!.retrying, null);
   store.close();
 });
