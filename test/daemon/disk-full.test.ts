@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
@@ -33,12 +33,20 @@ function mountSmallDisk(dir: string): string | null {
   }
 }
 
-/** (Re)writes `filler` so that about `leave` bytes stay free on its disk. */
+/** (Re)writes `filler` so that about `leave` bytes stay free on its disk, or fewer when the daemon writes meanwhile. */
 function leaveFree(filler: string, leave: number): void {
   rmSync(filler, { force: true });
   const fs = statfsSync(dirname(filler));
-  const free = fs.bavail * fs.bsize;
-  writeFileSync(filler, Buffer.alloc(Math.max(0, free - leave)));
+  let left = Math.max(0, fs.bavail * fs.bsize - leave);
+  const chunk = Buffer.alloc(1 << 20);
+  const fd = openSync(filler, 'w');
+  try {
+    while (left > 0) left -= writeSync(fd, chunk, 0, Math.min(chunk.length, left));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 interface Setup {
