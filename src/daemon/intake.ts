@@ -47,6 +47,8 @@ export class Intake {
   private realDrop = '';
   /** entries already taken, with the size signature they had: a rescan skips them */
   private readonly taken = new Map<string, string>();
+  /** entries whose intake failed for reasons not their own (SQLite, the disk): when to try again */
+  private readonly failed = new Map<string, { count: number; until: number }>();
   private lastScan = 0;
 
   constructor(private readonly o: IntakeOptions) {}
@@ -94,7 +96,15 @@ export class Intake {
    */
   private scan(): void {
     this.lastScan = Date.now();
-    const entries = readdirSync(this.drop)
+    let names: string[];
+    try {
+      names = readdirSync(this.drop);
+    } catch (e) {
+      // the folder vanished or its filesystem failed (NFS): try again at the next scan
+      this.o.log.error(`cannot list the drop folder: ${(e as Error).message}`);
+      return;
+    }
+    const entries = names
       .filter((n) => !n.startsWith('.'))
       .filter((n) => {
         const p = join(this.drop, n);
@@ -114,7 +124,7 @@ export class Intake {
   }
 
   private add(path: string): void {
-    if (this.inFlight.has(path)) return;
+    if (this.inFlight.has(path) || (this.failed.get(path)?.until ?? 0) > Date.now()) return;
     const c = this.candidates.get(path);
     if (c) c.stableSince = Math.min(c.stableSince, Date.now()); // re-checked at the next tick
     else this.candidates.set(path, { signature: '', stableSince: Date.now(), firstSeen: Date.now() });
@@ -125,7 +135,15 @@ export class Intake {
     if (now - this.lastScan > 5000) this.scan();
     const settle = this.o.pipeline.settle_ms;
     for (const [path, c] of this.candidates) {
-      const r = this.inspect(path);
+      let r: Readiness;
+      try {
+        r = this.inspect(path);
+      } catch (e) {
+        // vanished or unreadable between two calls (a race with its producer): the next scan looks again
+        this.candidates.delete(path);
+        this.o.log.warn(`cannot inspect ${path}: ${(e as Error).message}`);
+        continue;
+      }
       if (r.kind === 'gone') {
         this.candidates.delete(path);
         continue;
@@ -145,10 +163,14 @@ export class Intake {
       const reason = r.kind === 'reject' ? r.reason : null;
       this.chain = this.chain
         .then(() => this.take(path, reason))
+        .then(() => void this.failed.delete(path))
         .catch((e) => {
-          // not the file's fault (SQLite or the disk): forget it, so the next scan takes it again
+          // not the file's fault (SQLite or the disk): forget it, so that a later scan takes it again
           this.taken.delete(path);
-          this.o.log.error(`intake of ${path} failed, retried at the next scan: ${(e as Error).message}`);
+          const count = (this.failed.get(path)?.count ?? 0) + 1;
+          const delay = Math.min(600_000, 5_000 * 2 ** (count - 1));
+          this.failed.set(path, { count, until: Date.now() + delay });
+          this.o.log.error(`intake of ${path} failed, retrying in ${delay / 1000} s: ${(e as Error).message}`);
         })
         .finally(() => this.inFlight.delete(path));
     }
