@@ -8,6 +8,7 @@ import { probeComplete } from '../io/safetensors/header.js';
 import { InputError, type ModelReader } from '../io/types.js';
 import { validateAgainstBase } from '../merge/validate.js';
 import type { Store } from '../store/index.js';
+import { retryDelayMs } from './backoff.js';
 import { checkpointSha256 } from './checkpoint-hash.js';
 import { moveToQuarantine, quarantineTarget } from './quarantine.js';
 
@@ -168,7 +169,7 @@ export class Intake {
           // not the file's fault (SQLite or the disk): forget it, so that a later scan takes it again
           this.taken.delete(path);
           const count = (this.failed.get(path)?.count ?? 0) + 1;
-          const delay = Math.min(600_000, 5_000 * 2 ** (count - 1));
+          const delay = retryDelayMs(count);
           this.failed.set(path, { count, until: Date.now() + delay });
           this.o.log.error(`intake of ${path} failed, retrying in ${delay / 1000} s: ${(e as Error).message}`);
         })

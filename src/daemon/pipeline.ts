@@ -10,6 +10,7 @@ import type { MergeReport } from '../merge/runner.js';
 import { applyRetention, beginVersion, finishVersion, listVersions, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
 import { SHUTDOWN_REASON, type Checkpoint, type Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
+import { retryDelayMs } from './backoff.js';
 import { runEvaluator } from './evaluator.js';
 import type { Limiter } from './limiter.js';
 import type { DaemonMetrics } from './metrics-server.js';
@@ -167,7 +168,7 @@ export class PipelineRunner {
 
   private retryLater(what: string, e: Error): void {
     this.failures++;
-    const delay = Math.min(600_000, 5_000 * 2 ** (this.failures - 1));
+    const delay = retryDelayMs(this.failures);
     this.retryAt = Date.now() + delay;
     this.d.log.error(`${what}, retrying in ${delay / 1000} s: ${e.message}`, { pipeline: this.cfg.name });
   }
