@@ -10,6 +10,8 @@ import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
  */
 export const SOLO_MIN_ELEMENTS = 3 << 20;
 
+const solo = (elements: number): boolean => elements > SOLO_MIN_ELEMENTS;
+
 /**
  * OpenBLAS/LAPACKE through the cmerge_linalg addon. Jobs run on the libuv pool; the caller must
  * not modify input arrays until the returned promise settles (the addon reads them in place).
@@ -41,7 +43,7 @@ export class NativeEngine implements Engine {
   }
 
   concurrencyFor(elements: number): number {
-    return elements > SOLO_MIN_ELEMENTS ? 1 : this.concurrency;
+    return solo(elements) ? 1 : this.concurrency;
   }
 
   /** BLAS threads the next job will use (process-wide in OpenBLAS). */
@@ -53,8 +55,7 @@ export class NativeEngine implements Engine {
     return this.queue.run(async () => {
       this.assertOpen();
       checkMatmulArgs(a, b, m, k, n);
-      const solo = Math.max(m * k, k * n, m * n) > SOLO_MIN_ELEMENTS;
-      return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true, solo);
+      return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true, solo(Math.max(m * k, k * n, m * n)));
     });
   }
 
@@ -62,7 +63,7 @@ export class NativeEngine implements Engine {
     return this.queue.run(async () => {
       this.assertOpen();
       checkSvdArgs(a, m, n);
-      return this.addon.svd(a, m, n, m * n > SOLO_MIN_ELEMENTS);
+      return this.addon.svd(a, m, n, solo(m * n));
     });
   }
 

@@ -142,12 +142,10 @@ class OpcmStep implements MethodStep {
     let cleaned: Float32Array;
     const metrics: TensorMetrics = {};
     let cleaning: Cleaning | null = null;
-    let cleanedSq = 0;
     if (job.kind === 'linear') {
       const [m, n] = job.shape;
       cleaning = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
       cleaned = cleaning.cleaned;
-      cleanedSq = cleaning.cleanedSq;
       this.splits[job.name] = cleaning.split;
       metrics.split_rank = cleaning.split;
       metrics.removed_share = tauSq > 0 ? Math.sqrt(cleaning.removedSq / tauSq) : 0;
@@ -158,7 +156,10 @@ class OpcmStep implements MethodStep {
     const state = src.addPrev(cleaned); // S = prev + cleaned (prev + 1·cleaned, as axpy)
     const stateSq = sumSquares(state);
     this.stateSq += stateSq;
-    if (cleaning) this.subspace.set(job.name, { leadSq: cleaning.leadSq, prevSq: cleaning.prevSq, crossDot: (stateSq - cleaning.prevSq - cleanedSq) / 2, cleanedSq });
+    if (cleaning) {
+      const { leadSq, prevSq, cleanedSq } = cleaning;
+      this.subspace.set(job.name, { leadSq, prevSq, crossDot: (stateSq - prevSq - cleanedSq) / 2, cleanedSq });
+    }
     return { state, metrics: { task_norm: Math.sqrt(tauSq), ...metrics, state_norm: Math.sqrt(stateSq) } };
   }
 
