@@ -20,6 +20,12 @@
       "libraries": ["<@(blas_libs)"]
     },
     {
+      # Needs no CUDA to build: the libraries are opened with dlopen at run time (docs/cuda-engine.md).
+      "target_name": "cmerge_cuda",
+      "sources": ["src/cuda/addon.cc", "src/cuda/loader.cc", "src/cuda/device.cc", "src/cuda/svd.cc", "src/cuda/ops.cc", "src/cuda/dop.cc"],
+      "libraries": ["-ldl"]
+    },
+    {
       "target_name": "cmerge_sys",
       "sources": ["src/sys/sd_notify.cc"]
     }

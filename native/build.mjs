@@ -15,6 +15,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const buildDir = join(here, 'build');
 const targets = [
   { name: 'cmerge_linalg', without: 'the portable TypeScript engine is used (much slower)', needs: 'libopenblas-dev and liblapacke-dev' },
+  { name: 'cmerge_cuda', without: 'the cuda engine is unavailable (CPU engines only)', needs: 'a C++ toolchain (no CUDA: the libraries are opened at run time)' },
   { name: 'cmerge_sys', without: 'systemd notifications go through the systemd-notify command', needs: 'a C++ toolchain' },
 ];
 const verbose = process.env.CMERGE_NATIVE_VERBOSE === '1';

@@ -1,39 +1,65 @@
 import { log } from '../util/log.js';
+import { probeCuda } from './cuda.js';
+import { createCudaEngine } from './cuda-engine.js';
+import { EngineUnavailableError } from './errors.js';
 import { loadLinalg } from './native.js';
 import { NativeEngine } from './native-engine.js';
 import { PortableEngine } from './portable.js';
 import type { Engine } from './types.js';
 
-export type { Engine, EngineName, MatmulOptions, Svd } from './types.js';
+export type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineName, EngineStats, MatmulOptions, Svd } from './types.js';
+export { EngineFatalError, EngineUnavailableError } from './errors.js';
 
-export type EngineChoice = 'auto' | 'native' | 'portable';
+export type EngineChoice = 'auto' | 'native' | 'portable' | 'cuda';
+
+export interface CudaOptions {
+  /** CUDA device ordinal (default 0) */
+  device?: number;
+  /** device memory this engine may hold; an operation needing more runs on the CPU engine */
+  maxMemoryBytes?: number;
+  /** products in TF32 (faster, ~1e-3 relative error: off unless configured) */
+  tf32?: boolean;
+}
 
 export interface EngineOptions {
   /** BLAS threads (native only; process-wide). Default: OPENBLAS_NUM_THREADS, else all cores. */
   threads?: number;
   /** native: jobs at once (default min(2, threads)); CMERGE_ENGINE_JOBS overrides */
   jobs?: number;
+  cuda?: CudaOptions;
+}
+
+/** The best CPU engine: native when its addon loaded, else portable (with a warning). */
+function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
+  const load = loadLinalg();
+  if (load.addon) {
+    const envJobs = Number(process.env.CMERGE_ENGINE_JOBS);
+    const engine = new NativeEngine(load.addon, { ...opts, jobs: opts.jobs ?? (envJobs > 0 ? envJobs : undefined) });
+    const lanes = engine.concurrency > 1 ? `${engine.concurrency} jobs at once, 1 BLAS thread each` : `${engine.threads} BLAS threads`;
+    log.info(`engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'native' ? 'as configured' : 'addon loaded'}`);
+    return engine;
+  }
+  if (choice === 'native') throw new EngineUnavailableError(`native engine unavailable: ${load.error.message}`);
+  log.warn(`engine: portable (TypeScript, much slower), native addon unavailable: ${load.error.message}`);
+  return new PortableEngine();
 }
 
 /**
- * `auto`: native when its addon loaded, else portable. `native`: throws when the addon is
- * unavailable, saying why. Logs one line naming the engine that runs and why.
+ * `auto`: cuda when a usable GPU is found, else native when its addon loaded, else portable.
+ * `cuda` / `native`: throws EngineUnavailableError, one line saying what is missing. Logs one
+ * line naming the engine that runs and why (for cuda: the GPU, driver and CUDA versions).
  */
 export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): Engine {
   if (choice === 'portable') {
     log.info('engine: portable (TypeScript), as configured');
     return new PortableEngine();
   }
-  if (choice !== 'native' && choice !== 'auto') throw new Error(`unknown engine "${String(choice)}"`);
-  const load = loadLinalg();
-  if (load.addon) {
-    const envJobs = Number(process.env.CMERGE_ENGINE_JOBS);
-    const engine = new NativeEngine(load.addon, { ...opts, jobs: opts.jobs ?? (envJobs > 0 ? envJobs : undefined) });
-    const lanes = engine.concurrency > 1 ? `${engine.concurrency} jobs at once, 1 BLAS thread each` : `${engine.threads} BLAS threads`;
-    log.info(`engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'auto' ? 'addon loaded' : 'as configured'}`);
-    return engine;
+  if (choice !== 'native' && choice !== 'auto' && choice !== 'cuda') throw new Error(`unknown engine "${String(choice)}"`);
+  if (choice === 'cuda' || choice === 'auto') {
+    const probe = probeCuda(opts.cuda?.device ?? 0);
+    if (probe.ok) return createCudaEngine(probe, opts.cuda ?? {}, () => cpuEngine('auto', opts), choice);
+    if (choice === 'cuda') throw new EngineUnavailableError(`cuda engine unavailable: ${probe.reason}`);
+    log.debug(`engine: cuda not used: ${probe.reason}`);
   }
-  if (choice === 'native') throw new Error(`native engine unavailable: ${load.error.message}`);
-  log.warn(`engine: portable (TypeScript, much slower), native addon unavailable: ${load.error.message}`);
-  return new PortableEngine();
+  return cpuEngine(choice, opts);
 }

@@ -1,6 +1,7 @@
 import type { LinalgAddon } from './native.js';
 import { SerialQueue } from './serial.js';
-import type { Engine, MatmulOptions, Svd } from './types.js';
+import { CpuEngine } from './cpu-engine.js';
+import type { MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
@@ -16,7 +17,7 @@ const solo = (elements: number): boolean => elements > SOLO_MIN_ELEMENTS;
  * OpenBLAS/LAPACKE through the cmerge_linalg addon. Jobs run on the libuv pool; the caller must
  * not modify input arrays until the returned promise settles (the addon reads them in place).
  */
-export class NativeEngine implements Engine {
+export class NativeEngine extends CpuEngine {
   readonly name = 'native' as const;
   readonly concurrency: number;
   private readonly queue: SerialQueue;
@@ -31,6 +32,7 @@ export class NativeEngine implements Engine {
     private readonly addon: LinalgAddon,
     opts: { threads?: number; jobs?: number } = {},
   ) {
+    super();
     if (opts.threads !== undefined) {
       checkDim(opts.threads, 'threads');
       addon.setThreads(opts.threads);

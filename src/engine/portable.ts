@@ -1,14 +1,15 @@
 import { matmulF32 } from './portable-matmul.js';
 import { svdGram } from './portable-svd.js';
 import { SerialQueue } from './serial.js';
-import type { Engine, MatmulOptions, Svd } from './types.js';
+import { CpuEngine } from './cpu-engine.js';
+import type { MatmulOptions, Svd } from './types.js';
 import { checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
  * Pure TypeScript, correct on every machine, slow (~1 GFLOP/s) and run on the calling thread:
  * a job blocks the event loop for its whole duration.
  */
-export class PortableEngine implements Engine {
+export class PortableEngine extends CpuEngine {
   readonly name = 'portable' as const;
   readonly concurrency = 1;
   private readonly queue = new SerialQueue();

@@ -1,9 +1,68 @@
 /**
  * The linear-algebra engine: the only place matrix products and decompositions run.
  * All matrices are dense, row-major. Implementations: native (OpenBLAS/LAPACK through an N-API
- * addon, jobs on the libuv pool) and portable (TypeScript). Methods see only this interface.
+ * addon, jobs on the libuv pool), portable (TypeScript) and cuda (cuBLAS/cuSOLVER opened at run
+ * time, docs/cuda-engine.md). Methods see only this interface: the fine operations (matmul, svd)
+ * and the coarse ones of one tensor (opcmClean, dopOptimize), which a GPU engine runs with the
+ * tensor resident on the device.
  */
-export type EngineName = 'native' | 'portable';
+export type EngineName = 'native' | 'portable' | 'cuda';
+
+/** What a version records about the engine that made it (docs/cuda-engine.md). */
+export interface EngineInfo {
+  name: EngineName;
+  /** cuda: "0: NVIDIA H200 (sm_90, 139.8 GiB)" */
+  device?: string;
+  /** library versions, e.g. { driver: '13.0', runtime: '13.0', cublas: '13.1.0', cusolver: '12.0.4' } */
+  versions?: Record<string, string>;
+  /** cuda: products in TF32 (engine.tf32 in the config) */
+  tf32?: boolean;
+}
+
+/** Device figures since the last resetStats() (cuda only). */
+export interface EngineStats {
+  /** time the device spent on this engine's jobs (CUDA events), seconds */
+  gpuSeconds: number;
+  /** the most device memory this engine held at once, bytes */
+  peakDeviceBytes: number;
+  /** operations that ran on the CPU fallback because the device lacked the memory */
+  cpuFallbacks: number;
+}
+
+/** OPCM's cleaning of one linear tensor (see engine/ops/opcm-clean.ts for the arithmetic). */
+export interface Cleaning {
+  /** τ − U Q Vᵀ, written over τ */
+  cleaned: Float32Array;
+  /** k: the leading block of P kept in Q */
+  split: number;
+  /** ‖U Q Vᵀ‖² and ‖cleaned‖² */
+  removedSq: number;
+  cleanedSq: number;
+  /** ‖prev‖² = Σ σ_i², and Σ_{i<k} σ_i² */
+  prevSq: number;
+  leadSq: number;
+}
+
+/** DOP's parameters for one tensor's optimisation (design.md §2). */
+export interface DopOptions {
+  lr: number;
+  num_steps: number;
+  mgda: boolean;
+  ema: boolean;
+  ema_beta: number;
+  alpha: number;
+  svd_epsilon: number;
+  svd_proj_space: 'uv' | 'u' | 'v';
+}
+
+export interface DopResult {
+  w: Float32Array;
+  lossA: number;
+  lossB: number;
+  weights: [number, number];
+  rankA: number;
+  rankB: number;
+}
 
 export interface MatmulOptions {
   /** use Aᵀ: A is stored k×m */
@@ -36,6 +95,22 @@ export interface Engine {
    * Singular vectors of zero singular values are completed to an orthonormal set.
    */
   svd(a: Float32Array, m: number, n: number): Promise<Svd>;
-  /** Release native resources; the engine is unusable afterwards. */
+  /**
+   * OPCM's cleaning of one m×n linear tensor against the previous state `prev` (design.md §2).
+   * `loadTau` is called once, after prev is no longer needed (it may reuse prev's buffer); the
+   * cleaned tensor is written over the τ it returns.
+   */
+  opcmClean(prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning>;
+  /** DOP's whole optimisation of one m×n linear tensor between wa (merged) and wb (new). */
+  dopOptimize(base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult>;
+  /** which engine, device and libraries (recorded with each version) */
+  info(): EngineInfo;
+  /** device time and memory since resetStats (null for CPU engines) */
+  stats(): EngineStats | null;
+  resetStats(): void;
+  /** Release native resources (device memory and handles); the engine is unusable afterwards. */
   close(): void;
 }
+
+/** The fine operations the CPU form of the coarse ones (engine/ops) is written with. */
+export type Linalg = Pick<Engine, 'matmul' | 'svd'>;

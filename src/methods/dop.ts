@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { dopOptimize } from './dop-solver.js';
 import { parseWith } from './params.js';
 import type { Method, MethodStep, StepContext, TensorJob } from './types.js';
 
@@ -34,7 +33,7 @@ class DopStep implements MethodStep {
       return { state: ckpt };
     }
     const [m, n] = job.shape;
-    const r = await dopOptimize(this.ctx.engine, base, prev, ckpt, m, n, this.ctx.params);
+    const r = await this.ctx.engine.dopOptimize(base, prev, ckpt, m, n, this.ctx.params);
     this.losses[job.name] = [r.lossA, r.lossB];
     this.weights[job.name] = r.weights;
     this.ranks[job.name] = [r.rankA, r.rankB];

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseWith } from './params.js';
 import type { Method, MethodStep } from './types.js';
-import { axpy } from './vec.js';
+import { axpy } from '../util/vec.js';
 
 /** MagMax: τmax keeps, per element, the task-vector entry of largest magnitude (ties go to the
  * newer); M_t = θ0 + s·τmax. State: τmax. */

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import type { Engine } from '../engine/types.js';
+import type { Cleaning } from '../engine/types.js';
 import { parseWith } from './params.js';
 import type { Method, MethodStep, Scalars, StepContext, TaskSource, TensorJob, TensorMetrics } from './types.js';
-import { addColumnDots, axpy, firstCumulativeIndex, scaleColumns, sub, subtractInPlace, sumSquares } from './vec.js';
+import { axpy, sub, sumSquares } from '../util/vec.js';
 
 /**
  * OPCM: orthogonal projection + adaptive scaling (design.md §2).
@@ -11,98 +11,6 @@ import { addColumnDots, axpy, firstCumulativeIndex, scaleColumns, sub, subtractI
  */
 export const opcmParams = z.object({ alpha: z.number().gt(0).lt(1).default(0.5) }).strict();
 export type OpcmParams = z.infer<typeof opcmParams>;
-
-/** Rows per block of the τ-side products: blocks of ~4 Mi elements (16 MB of float32). */
-function blockRows(m: number, width: number): number {
-  return Math.max(1, Math.min(m, Math.floor((4 << 20) / Math.max(1, width))));
-}
-
-export interface Cleaning {
-  /** τ − U Q Vᵀ, written over τ */
-  cleaned: Float32Array;
-  /** k: the leading block of P kept in Q */
-  split: number;
-  /** ‖U Q Vᵀ‖² and ‖cleaned‖² */
-  removedSq: number;
-  cleanedSq: number;
-  /** ‖prev‖² = Σ σ_i², and Σ_{i<k} σ_i² */
-  prevSq: number;
-  leadSq: number;
-}
-
-/** Columns [0, k) of a rows×width row-major matrix, as a contiguous rows×k matrix. */
-function leadingColumns(a: Float32Array, rows: number, width: number, k: number): Float32Array {
-  const out = new Float32Array(rows * k);
-  for (let i = 0; i < rows; i++) out.set(a.subarray(i * width, i * width + k), i * k);
-  return out;
-}
-
-/**
- * cleaned = τ − U Q Vᵀ, where Q keeps the leading k×k block and the diagonal of P = UᵀτV:
- * the reference's full-matrices form U P Vᵀ with those entries zeroed, using only the r leading
- * singular vectors. Returns cleaned (written over τ) and the split rank k.
- *
- * Only the entries of P that Q keeps are formed: with T = τV, the diagonal d_i = Σ_rows U_ri T_ri
- * (accumulated in float64) and the block P_kk = U_kᵀ T_k. Then W = U Q is U with its first k
- * columns replaced by U_k P_kk and the others scaled by d_i (in place), and U Q Vᵀ = W Vᵀ: two
- * m×n×r products instead of four.
- *
- * Memory (a 32000×2048 lm_head is 262 MB per float32 copy): τ is loaded only after the SVD of
- * prev (it may reuse prev's buffer), so prev, the SVD's work space and τ are never resident
- * together; the products run over row blocks of τ, so no m×r or m×n temporary exists besides U
- * (which becomes W) itself.
- */
-export async function opcmCleanLazy(engine: Engine, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
-  const r = Math.min(m, n);
-  let { u, s, v } = await engine.svd(prev, m, n);
-  // argmax of (cumsum/sum > α) is 0 when nothing exceeds α (all-zero spectrum): same here
-  const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
-  const tau = loadTau();
-  const rows = blockRows(m, Math.max(n, r));
-  const d = new Float64Array(r);
-  let pkk: Float32Array | null = k > 0 ? new Float32Array(k * k) : null;
-  for (let i0 = 0; i0 < m; i0 += rows) {
-    const b = Math.min(rows, m - i0);
-    const ub = u.subarray(i0 * r, (i0 + b) * r);
-    const tv = await engine.matmul(tau.subarray(i0 * n, (i0 + b) * n), v, b, n, r); // T_b = τ_b V, b×r
-    addColumnDots(ub, tv, b, r, k, d);
-    if (pkk !== null) {
-      const block = await engine.matmul(leadingColumns(ub, b, r, k), leadingColumns(tv, b, r, k), k, b, k, { transA: true });
-      for (let i = 0; i < block.length; i++) pkk[i] += block[i];
-    }
-  }
-  // W = U Q in place: leading k columns U_k P_kk (P_kk already holds its diagonal), others d_i u_i
-  for (let i0 = 0; i0 < m; i0 += rows) {
-    const b = Math.min(rows, m - i0);
-    const ub = u.subarray(i0 * r, (i0 + b) * r);
-    const lead = pkk === null ? null : await engine.matmul(leadingColumns(ub, b, r, k), pkk, b, k, k);
-    if (lead !== null) for (let i = 0; i < b; i++) ub.set(lead.subarray(i * k, (i + 1) * k), i * r);
-    scaleColumns(ub, b, r, k, d);
-  }
-  pkk = null;
-  let removedSq = 0;
-  let cleanedSq = 0;
-  for (let i0 = 0; i0 < m; i0 += rows) {
-    const b = Math.min(rows, m - i0);
-    const removed = await engine.matmul(u.subarray(i0 * r, (i0 + b) * r), v, b, r, n, { transB: true }); // W_b Vᵀ, b×n
-    const sq = subtractInPlace(tau.subarray(i0 * n, (i0 + b) * n), removed);
-    removedSq += sq.subtrahendSq;
-    cleanedSq += sq.resultSq;
-  }
-  u = v = new Float32Array(0);
-  let prevSq = 0;
-  let leadSq = 0;
-  for (let i = 0; i < r; i++) {
-    prevSq += s[i] * s[i];
-    if (i < k) leadSq += s[i] * s[i];
-  }
-  return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
-}
-
-/** opcmClean with τ already resident (same arithmetic as opcmCleanLazy). */
-export function opcmClean(engine: Engine, prev: Float32Array, tau: Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
-  return opcmCleanLazy(engine, prev, () => tau, m, n, alpha);
-}
 
 class OpcmStep implements MethodStep {
   readonly analysisPasses = 0;
@@ -144,7 +52,7 @@ class OpcmStep implements MethodStep {
     let cleaning: Cleaning | null = null;
     if (job.kind === 'linear') {
       const [m, n] = job.shape;
-      cleaning = await opcmCleanLazy(this.ctx.engine, prev, loadTau, m, n, this.ctx.params.alpha);
+      cleaning = await this.ctx.engine.opcmClean(prev, loadTau, m, n, this.ctx.params.alpha);
       cleaned = cleaning.cleaned;
       this.splits[job.name] = cleaning.split;
       metrics.split_rank = cleaning.split;

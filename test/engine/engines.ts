@@ -1,7 +1,10 @@
+import { probeCuda } from '../../src/engine/cuda.js';
+import { CudaEngine } from '../../src/engine/cuda-engine.js';
 import { loadLinalg } from '../../src/engine/native.js';
 import { NativeEngine } from '../../src/engine/native-engine.js';
 import { PortableEngine } from '../../src/engine/portable.js';
 import type { Engine, EngineName } from '../../src/engine/types.js';
+import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
 
 export interface EngineCase {
   name: EngineName;
@@ -13,12 +16,29 @@ export interface EngineCase {
 
 const linalg = loadLinalg();
 
-/** Both engines; native is skipped (with the load error as reason) only when its addon is absent. */
+/**
+ * The cuda engine runs on a real GPU when CMERGE_TEST_REAL_CUDA=1 (bench/gpu/run.sh), else on
+ * the CPU stand-in of the CUDA libraries (test/native/fake-cuda): the engine's host code, the
+ * addon and its arithmetic are then checked here and in CI, the kernels by their CPU twins.
+ */
+if (process.env.CMERGE_TEST_REAL_CUDA !== '1') process.env.CMERGE_CUDA_LIBS = fakeCudaLibrary();
+export const cudaProbe = probeCuda(0);
+export const cudaKind = process.env.CMERGE_TEST_REAL_CUDA === '1' ? 'real GPU' : 'CPU stand-in';
+
+/** Every engine; native is skipped only when its addon is absent, cuda when it cannot start. */
 export const engineCases: EngineCase[] = [
   { name: 'portable', make: () => new PortableEngine(), skip: false },
   {
     name: 'native',
     make: () => new NativeEngine(linalg.addon!),
     skip: linalg.addon ? false : `native addon absent: ${linalg.error?.message}`,
+  },
+  {
+    name: 'cuda',
+    make: () => {
+      if (!cudaProbe.ok) throw new Error(cudaProbe.reason);
+      return new CudaEngine(cudaProbe.addon, cudaProbe, {}, () => new PortableEngine());
+    },
+    skip: cudaProbe.ok ? false : `cuda engine unavailable (${cudaKind}): ${cudaProbe.reason}`,
   },
 ];

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { opcmClean } from '../../src/methods/opcm.js';
 import { engineCases } from '../engine/engines.js';
 import { frobenius, randomF32 } from '../engine/reference.js';
 
@@ -104,7 +103,7 @@ for (const ec of engineCases) {
         const tau = randomF32(m * n, 17 + m);
         const k = splitRank(sigma, alpha);
         const want = literalClean(tau, u, v, m, n, r, k);
-        const { cleaned, split, removedSq } = await opcmClean(engine!, prev, Float32Array.from(tau), m, n, alpha);
+        const { cleaned, split, removedSq } = await engine!.opcmClean(prev, () => Float32Array.from(tau), m, n, alpha);
         assert.equal(split, k);
         const err = frobenius(want.map((x, i) => x - cleaned[i])) / frobenius(tau);
         assert.ok(err < 1e-6, `‖cleaned − literal‖/‖τ‖ = ${err}`);

@@ -1,22 +1,12 @@
-import type { Engine, Svd } from '../engine/types.js';
-import { dot, firstCumulativeIndex } from './vec.js';
+import { dot, firstCumulativeIndex } from '../../util/vec.js';
+import type { DopOptions, DopResult, Linalg, Svd } from '../types.js';
 
 /**
- * The DOP optimisation for one linear tensor (design.md §2): Adam on W against two quadratic
+ * The DOP optimisation for one linear tensor on a CPU engine (design.md §2): Adam on W against two quadratic
  * losses loss_i(W) = ‖diag(σ_i) U_iᵀ Δ_i‖² + ‖Δ_i V_i diag(σ_i)‖², Δ_i = W − W_i, with MGDA
  * weighting and EMA. Gradients in closed form: ∇loss_i = 2 A_i Δ_i + 2 Δ_i B_i,
  * A_i = U_i diag(σ_i²) U_iᵀ, B_i = V_i diag(σ_i²) V_iᵀ.
  */
-export interface DopOptions {
-  lr: number;
-  num_steps: number;
-  mgda: boolean;
-  ema: boolean;
-  ema_beta: number;
-  alpha: number;
-  svd_epsilon: number;
-  svd_proj_space: 'uv' | 'u' | 'v';
-}
 
 /** One side of the quadratic form: either a dense square matrix or its low-rank factors. */
 interface SideOp {
@@ -49,7 +39,7 @@ function scaleColumns(x: Float32Array, rows: number, k: number, s: Float64Array)
   return out;
 }
 
-async function side(engine: Engine, vecs: Float32Array, rows: number, r: number, k: number, s: Float64Array, otherDim: number): Promise<SideOp | null> {
+async function side(engine: Linalg, vecs: Float32Array, rows: number, r: number, k: number, s: Float64Array, otherDim: number): Promise<SideOp | null> {
   if (k === 0) return null;
   const f = leadingColumns(vecs, rows, r, k);
   const g = scaleColumns(f, rows, k, s);
@@ -59,7 +49,7 @@ async function side(engine: Engine, vecs: Float32Array, rows: number, r: number,
   return { dense, f, g, k };
 }
 
-async function project(engine: Engine, w: Float32Array, base: Float32Array, m: number, n: number, eps: number, space: DopOptions['svd_proj_space']): Promise<Projection> {
+async function project(engine: Linalg, w: Float32Array, base: Float32Array, m: number, n: number, eps: number, space: DopOptions['svd_proj_space']): Promise<Projection> {
   const d = new Float32Array(w.length);
   for (let i = 0; i < d.length; i++) d[i] = w[i] - base[i];
   const svd: Svd = await engine.svd(d, m, n);
@@ -76,7 +66,7 @@ async function project(engine: Engine, w: Float32Array, base: Float32Array, m: n
 }
 
 /** gradient 2(AΔ + ΔB) and loss ⟨Δ, AΔ⟩ + ⟨Δ, ΔB⟩ */
-async function gradLoss(engine: Engine, p: Projection, wCur: Float32Array, m: number, n: number): Promise<{ g: Float32Array; loss: number }> {
+async function gradLoss(engine: Linalg, p: Projection, wCur: Float32Array, m: number, n: number): Promise<{ g: Float32Array; loss: number }> {
   const delta = new Float32Array(wCur.length);
   for (let i = 0; i < delta.length; i++) delta[i] = wCur[i] - p.w[i];
   const g = new Float32Array(delta.length);
@@ -107,16 +97,7 @@ function minNormGamma(v11: number, v12: number, v22: number): number {
   return -1.0 * ((v12 - v22) / (v11 + v22 - 2 * v12));
 }
 
-export interface DopResult {
-  w: Float32Array;
-  lossA: number;
-  lossB: number;
-  weights: [number, number];
-  rankA: number;
-  rankB: number;
-}
-
-export async function dopOptimize(engine: Engine, base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
+export async function dopOptimize(engine: Linalg, base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
   const pa = await project(engine, wa, base, m, n, o.svd_epsilon, o.svd_proj_space);
   const pb = await project(engine, wb, base, m, n, o.svd_epsilon, o.svd_proj_space);
   const w = new Float32Array(wa.length);

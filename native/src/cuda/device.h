@@ -1,0 +1,142 @@
+// One CUDA device shared by every engine of the process (handles, stream, kernels, pinned
+// staging), and the per-engine Session that owns device memory and counts its time and peak.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_api.h"
+
+namespace cmerge::cuda {
+
+// kind: "sticky" (the context is lost: every later call fails; the process must restart),
+// "oom" (device memory), "error" (anything else: the job fails, the engine stays usable).
+struct CudaError : std::runtime_error {
+  CudaError(const std::string& what, const char* kind) : std::runtime_error(what), kind(kind) {}
+  const char* kind;
+};
+
+enum Kernel {
+  kF32ToF64,
+  kColSumsqF64,
+  kGatherColsF64,
+  kGatherColsF64ToF32,
+  kFillRandomCols,
+  kColDotF32,
+  kScaleColsF32,
+  kSubSumsqF32,
+  kDiffF32,
+  kMean2F32,
+  kGradAccF32,
+  kDotF32,
+  kAdamF32,
+  kKernelCount
+};
+
+struct DeviceInfo {
+  std::string name;
+  int ordinal = 0, ccMajor = 0, ccMinor = 0;
+  size_t totalBytes = 0;
+  int driverVersion = 0, runtimeVersion = 0, cublasVersion = 0, cusolverVersion = 0;
+};
+
+class Device {
+ public:
+  // The process's device `ordinal`, initialised on first use; throws CudaError.
+  static Device& Get(const Api& api, int ordinal);
+  const Api& api;
+  const DeviceInfo& info() const { return info_; }
+  cublasHandle_t blas() const { return blas_; }
+  cusolverDnHandle_t solver() const { return solver_; }
+  cudaStream_t stream() const { return stream_; }
+  // Jobs run one at a time (the lock) with the device's context current on the calling thread.
+  std::unique_lock<std::mutex> Begin();
+  void Check(cudaError_t e, const char* what);
+  void CheckBlas(cublasStatus_t s, const char* what);
+  void CheckSolver(cusolverStatus_t s, const char* what);
+  void Launch(Kernel k, unsigned gridX, void** args);
+  // Copies through two pinned buffers so the host copy of one chunk overlaps the DMA of the other.
+  void Upload(void* dev, const void* host, size_t bytes);
+  void Download(void* host, const void* dev, size_t bytes);
+  void Sync();
+  bool poisoned() const { return poisoned_; }
+  void SetMathMode(bool tf32);
+
+ private:
+  Device(const Api& api, int ordinal);
+  [[noreturn]] void Fail(const std::string& what, int code);
+  DeviceInfo info_;
+  CUcontext ctx_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  cusolverDnHandle_t solver_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  CUmodule module_ = nullptr;
+  CUfunction kernels_[kKernelCount] = {};
+  static constexpr size_t kStageBytes = size_t{16} << 20;
+  char* stage_[2] = {nullptr, nullptr};
+  cudaEvent_t stageDone_[2] = {nullptr, nullptr};
+  std::mutex mutex_;
+  bool poisoned_ = false;
+  std::string poison_;
+};
+
+// Device memory and time of one engine (one JS CudaEngine). Not thread-safe: used under Begin().
+class Session {
+ public:
+  Session(Device& dev, size_t maxBytes, bool tf32) : dev(dev), maxBytes(maxBytes), tf32(tf32) {}
+  Device& dev;
+  const size_t maxBytes;  // 0: no limit of our own
+  const bool tf32;
+  size_t inUse = 0, peak = 0;
+  double gpuMs = 0;
+  void* Alloc(size_t bytes);
+  void Free(void* p, size_t bytes);
+};
+
+// RAII device buffer of `count` elements of T.
+template <typename T>
+class Buf {
+ public:
+  Buf() = default;
+  Buf(Session& s, size_t count) : s_(&s), n_(count) { p_ = static_cast<T*>(s.Alloc(count * sizeof(T))); }
+  Buf(Buf&& o) noexcept : s_(o.s_), p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
+  Buf& operator=(Buf&& o) noexcept {
+    reset();
+    s_ = o.s_, p_ = o.p_, n_ = o.n_;
+    o.p_ = nullptr;
+    return *this;
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() { reset(); }
+  void reset() {
+    if (p_) s_->Free(p_, n_ * sizeof(T));
+    p_ = nullptr;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  Session* s_ = nullptr;
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Times a job on the device's stream with two events, adding to the session's gpuMs.
+class JobTimer {
+ public:
+  explicit JobTimer(Session& s);
+  ~JobTimer();
+  void Stop();
+
+ private:
+  Session& s_;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  bool stopped_ = false;
+};
+
+unsigned Blocks(long long n);  // grid for the grid-stride kernels
+
+}  // namespace cmerge::cuda

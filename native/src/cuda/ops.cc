@@ -1,0 +1,108 @@
+// Products, OPCM's cleaning and DOP's optimisation on the device. Column-major throughout: a
+// row-major m×n host matrix X is uploaded as is and is the column-major n×m matrix Xᵀ.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ops.h"
+
+namespace cmerge::cuda {
+namespace {
+
+const float kOne = 1.0f, kZero = 0.0f, kMinusOne = -1.0f;
+
+// C = op(A)·op(B) for column-major device matrices (cuBLAS's own convention).
+void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+          int ldc, const float* alpha = &kOne, const float* beta = &kZero) {
+  s.dev.CheckBlas(s.dev.api.cublasSgemm(s.dev.blas(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m,
+                                        n, k, alpha, a, lda, b, ldb, beta, c, ldc),
+                  "cublasSgemm");
+}
+
+Buf<float> UploadF32(Session& s, const float* host, size_t count) {
+  Buf<float> b(s, count);
+  s.dev.Upload(b.get(), host, count * sizeof(float));
+  return b;
+}
+
+// Row-major rows×cols host matrix from a column-major rows×cols device matrix.
+void DownloadTransposed(Session& s, const float* dev, int rows, int cols, float* host) {
+  std::vector<float> tmp(static_cast<size_t>(rows) * cols);
+  s.dev.Download(tmp.data(), dev, tmp.size() * sizeof(float));
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < rows; ++i) host[static_cast<size_t>(i) * cols + j] = tmp[static_cast<size_t>(j) * rows + i];
+}
+
+}  // namespace
+
+void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, int n, bool ta, bool tb) {
+  // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: the same buffers, operands swapped.
+  Buf<float> da = UploadF32(s, a, static_cast<size_t>(m) * k), db = UploadF32(s, b, static_cast<size_t>(k) * n);
+  Buf<float> dc(s, static_cast<size_t>(m) * n);
+  Gemm(s, tb, ta, n, m, k, db.get(), tb ? k : n, da.get(), ta ? m : k, dc.get(), n);
+  s.dev.Download(c, dc.get(), static_cast<size_t>(m) * n * sizeof(float));
+}
+
+void SvdToHost(Session& s, const float* a, int m, int n, float* u, double* sv, float* v) {
+  Buf<float> da = UploadF32(s, a, static_cast<size_t>(m) * n);
+  DevSvd r = GramSvd(s, da, m, n);
+  DownloadTransposed(s, r.u.get(), m, r.r, u);
+  DownloadTransposed(s, r.v.get(), n, r.r, v);
+  std::copy(r.s.begin(), r.s.end(), sv);
+}
+
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k) {
+  Device& dev = s.dev;
+  const int m = svd.m, n = svd.n, r = svd.r;
+  const size_t mn = static_cast<size_t>(m) * n, mr = static_cast<size_t>(m) * r;
+  Buf<float> t = UploadF32(s, tau, mn);  // τᵀ, n×m
+  // T = τ V (m×r) = (τᵀ)ᵀ V
+  Buf<float> tv(s, mr);
+  Gemm(s, true, false, m, r, n, t.get(), n, svd.v.get(), n, tv.get(), m);
+  // d_i = u_iᵀ τ v_i in float64
+  Buf<double> d(s, r);
+  {
+    const float* up = svd.u.get();
+    const float* tp = tv.get();
+    double* dp = d.get();
+    int rows = m, ld = m;
+    void* args[] = {&up, &tp, &rows, &ld, &dp};
+    dev.Launch(kColDotF32, static_cast<unsigned>(r), args);
+  }
+  // W = U Q, over T's buffer: leading k columns U_k P_kk (P_kk = U_kᵀ T_k), the others d_i u_i.
+  if (k > 0) {
+    Buf<float> pkk(s, static_cast<size_t>(k) * k);
+    Gemm(s, true, false, k, k, m, svd.u.get(), m, tv.get(), m, pkk.get(), k);
+    Gemm(s, false, false, m, k, k, svd.u.get(), m, pkk.get(), k, tv.get(), m);
+    dev.Sync();
+  }
+  if (r > k) {
+    const float* src = svd.u.get() + static_cast<size_t>(k) * m;
+    const double* dp = d.get() + k;
+    float* dst = tv.get() + static_cast<size_t>(k) * m;
+    int ld = m, rows = m, squared = 0;
+    void* args[] = {&src, &ld, &rows, &dp, &squared, &dst, &ld};
+    dev.Launch(kScaleColsF32, static_cast<unsigned>(r - k), args);
+  }
+  // removedᵀ = V Wᵀ (n×m); cleanedᵀ = τᵀ − removedᵀ with both squared norms.
+  Buf<float> rem(s, mn);
+  Gemm(s, false, true, n, m, r, svd.v.get(), n, tv.get(), m, rem.get(), n);
+  tv.reset();
+  Buf<double> sums(s, 2);
+  dev.Check(dev.api.cudaMemsetAsync(sums.get(), 0, 2 * sizeof(double), dev.stream()), "cudaMemsetAsync");
+  {
+    float* tp = t.get();
+    const float* rp = rem.get();
+    long long cnt = static_cast<long long>(mn);
+    double* sp = sums.get();
+    void* args[] = {&tp, &rp, &cnt, &sp};
+    dev.Launch(kSubSumsqF32, Blocks(cnt), args);
+  }
+  rem.reset();
+  double h[2] = {0, 0};
+  dev.Download(h, sums.get(), sizeof h);
+  dev.Download(tau, t.get(), mn * sizeof(float));
+  return {h[0], h[1]};
+}
+
+}  // namespace cmerge::cuda

@@ -1,0 +1,49 @@
+// The engine's operations on the device (docs/cuda-engine.md). Host arrays are row-major, as
+// in the rest of cmerge; a row-major m×n matrix is the column-major n×m matrix cuBLAS sees.
+#pragma once
+#include <vector>
+
+#include "device.h"
+
+namespace cmerge::cuda {
+
+// Reduced SVD A = U diag(s) Vᵀ kept on the device: u m×r and v n×r column-major float32,
+// s descending (float64), r = min(m, n).
+struct DevSvd {
+  Buf<float> u, v;
+  std::vector<double> s;
+  int m = 0, n = 0, r = 0;
+};
+
+// The CPU engine's Gram-matrix SVD (native/src/linalg/svd.cc, dense form) on the device: float64
+// Gram matrix of the short side, dsyevd, X = P·V in float64, classification by ‖X_k‖, the tail
+// projected off the head twice and through Householder QR. `a` is the device copy of the
+// row-major m×n input (float32); it is freed (reset) once no longer needed.
+DevSvd GramSvd(Session& s, Buf<float>& a, int m, int n);
+
+// C (m×n) = op(A) op(B), row-major host arrays.
+void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, int n, bool ta, bool tb);
+
+// Host SVD: u (m×r), v (n×r) row-major, s (r).
+void SvdToHost(Session& s, const float* a, int m, int n, float* u, double* sv, float* v);
+
+// OPCM cleaning with prev's SVD resident: tau (row-major m×n, host) is overwritten with
+// τ − U Q Vᵀ (Q: leading k×k block and diagonal of UᵀτV). Returns {‖UQVᵀ‖², ‖cleaned‖²}.
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k);
+
+struct DopOpts {
+  double lr = 1e-4;
+  int numSteps = 200;
+  bool mgda = true, ema = true;
+  double emaBeta = 0.999, alpha = 0.8, svdEpsilon = 0.99999;
+  char space = 'b';  // 'b' (uv), 'u', 'v'
+};
+struct DopOut {
+  double lossA = 0, lossB = 0, weightA = 0, weightB = 0;
+  int rankA = 0, rankB = 0;
+};
+// DOP's optimisation of one tensor (methods/dop-solver arithmetic), all steps on the device.
+DopOut DopOptimize(Session& s, const float* base, const float* wa, const float* wb, float* out, int m, int n,
+                   const DopOpts& o);
+
+}  // namespace cmerge::cuda
