@@ -25,8 +25,11 @@ if (process.env.CMERGE_TEST_REAL_CUDA !== '1') process.env.CMERGE_CUDA_LIBS = fa
 export const cudaProbe = probeCuda(0);
 export const cudaKind = process.env.CMERGE_TEST_REAL_CUDA === '1' ? 'real GPU' : 'CPU stand-in';
 
+/** CMERGE_TEST_ENGINES=cuda (comma list) runs only those (the GPU machine has no OpenBLAS). */
+const selected = process.env.CMERGE_TEST_ENGINES?.split(',').map((s) => s.trim());
+
 /** Every engine; native is skipped only when its addon is absent, cuda when it cannot start. */
-export const engineCases: EngineCase[] = [
+const allCases: EngineCase[] = [
   { name: 'portable', make: () => new PortableEngine(), skip: false },
   {
     name: 'native',
@@ -42,3 +45,5 @@ export const engineCases: EngineCase[] = [
     skip: cudaProbe.ok ? false : `cuda engine unavailable (${cudaKind}): ${cudaProbe.reason}`,
   },
 ];
+
+export const engineCases: EngineCase[] = allCases.map((c) => (selected && !selected.includes(c.name) ? { ...c, skip: 'not in CMERGE_TEST_ENGINES' } : c));
