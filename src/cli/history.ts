@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { HistoryRow, Merge, Version } from '../store/index.js';
-import { fmtMs, fmtScalars, pipelineNames, printJson, shortSha, table, withInspection } from './inspect-common.js';
+import { fmtBytes, fmtMs, fmtScalars, pipelineNames, printJson, shortSha, table, withInspection } from './inspect-common.js';
 
 /** One merge attempt (failed and interrupted ones too) and the version it became, if any. */
 export interface HistoryEntry extends HistoryRow {
@@ -45,7 +45,7 @@ export function registerHistory(program: Command): void {
         if (o.json) return printJson({ history: entries });
         if (!entries.length) return void process.stdout.write('no merges recorded\n');
         process.stdout.write(table(
-          ['PIPELINE', 'STEP', 'VERSION', 'STATUS', 'CHECKPOINT', 'SHA256', 'METHOD', 'SCALARS', 'DURATION', 'CREATED_AT'],
+          ['PIPELINE', 'STEP', 'VERSION', 'STATUS', 'CHECKPOINT', 'SHA256', 'METHOD', 'ENGINE', 'GPU', 'SCALARS', 'DURATION', 'CREATED_AT'],
           entries.map((e) => [
             e.pipeline,
             String(e.step),
@@ -54,6 +54,8 @@ export function registerHistory(program: Command): void {
             e.checkpoint,
             shortSha(e.sha256),
             e.method,
+            engineCell(e),
+            e.gpu ? `${fmtMs(e.gpu.gpu_seconds * 1000)}, ${fmtBytes(e.gpu.peak_device_bytes)}` : '-',
             fmtScalars(e.scalars),
             fmtMs(e.duration_ms),
             e.created_at ?? (e.error ? `(${e.error})` : '-'),
@@ -61,4 +63,11 @@ export function registerHistory(program: Command): void {
         ));
       });
     });
+}
+
+/** "cuda:0", "native": the device ordinal only (`show` has the whole device line). */
+function engineCell(e: HistoryEntry): string {
+  const name = e.engine_info?.name ?? e.engine ?? '-';
+  const ordinal = e.engine_info?.device?.match(/^(\d+)/)?.[1];
+  return ordinal === undefined ? name : `${name}:${ordinal}`;
 }

@@ -1,7 +1,7 @@
 /** Shared by the inspection commands (status, history, show, verify): opening, output helpers. */
 import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../config/index.js';
-import { openStore, type Store } from '../store/index.js';
+import { openStore, type EngineRecord, type GpuFigures, type Store } from '../store/index.js';
 import { configureLog } from '../util/log.js';
 
 export interface Inspection {
@@ -71,6 +71,27 @@ export function fmtScalars(s: Record<string, number> | null | undefined): string
   const keys = Object.keys(s).sort((a, b) => (a === 'lambda' ? -1 : b === 'lambda' ? 1 : a.localeCompare(b)));
   if (!keys.length) return '-';
   return keys.map((k) => `${k === 'lambda' ? 'λ' : k}=${fmtNum(s[k])}`).join(' ');
+}
+
+export function fmtBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) (n /= 1024), i++;
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** "cuda on 0: NVIDIA H200 (...), TF32" or "native". */
+export function fmtEngine(e: EngineRecord | null | undefined): string {
+  if (!e) return '-';
+  return `${e.name}${e.device ? ` on ${e.device}` : ''}${e.tf32 ? ', TF32' : ''}`;
+}
+
+/** "GPU 3.21 s, peak device memory 7.9 GiB" (+ CPU fallbacks when any); '' for the CPU engines. */
+export function fmtGpu(g: GpuFigures | null | undefined): string {
+  if (!g) return '';
+  const fb = g.cpu_fallbacks ? `, ${g.cpu_fallbacks} operations on the CPU (device memory)` : '';
+  return `GPU ${fmtMs(g.gpu_seconds * 1000)}, peak device memory ${fmtBytes(g.peak_device_bytes)}${fb}`;
 }
 
 /** Positive integer argument, or a usage error naming it. */

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { readManifest } from '../publish/index.js';
-import type { TensorMetric, VersionDetail } from '../store/index.js';
+import { gpuFigures, type EngineRecord, type GpuFigures, type TensorMetric, type VersionDetail } from '../store/index.js';
 import { UsageError } from './errors.js';
-import { fmtMs, fmtNum, fmtScalars, positiveInt, printJson, shortSha, table, withInspection } from './inspect-common.js';
+import { fmtEngine, fmtGpu, fmtMs, fmtNum, fmtScalars, positiveInt, printJson, shortSha, table, withInspection } from './inspect-common.js';
 
 /** What the version folder's manifest.json says, in brief (the full file is next to the model). */
 export interface ManifestSummary {
@@ -56,12 +56,15 @@ export function registerShow(program: Command): void {
           pinned: d.version.pinned,
           removed_at: d.version.removed_at,
           manifest_sha256: d.version.manifest_sha256,
+          // the engine the version was made with: name, device, library versions, TF32
+          engine: d.version.engine,
           manifest,
           manifest_error,
           merge: {
             id: d.merge.id, method: d.merge.method, params: d.merge.params, engine: d.merge.engine,
             started_at: d.merge.started_at, finished_at: d.merge.finished_at, timings: d.merge.timings,
             peak_rss: d.merge.peak_rss, scalars: d.merge.scalars, state_generation: d.merge.state_generation,
+            gpu: gpuFigures(d.merge),
           },
           checkpoints: d.checkpoints,
           model_metrics: d.model_metrics,
@@ -115,8 +118,8 @@ export function summarize(ts: readonly Required<TensorMetric>[]): TensorSummary 
 
 type ShowOut = {
   pipeline: string; version: number; parent: number | null; step: number; path: string; created_at: string;
-  pinned: boolean; removed_at: string | null; manifest: ManifestSummary | null; manifest_error: string | null;
-  merge: { method: string; params: Record<string, unknown>; engine: string | null; timings: Record<string, number> | null; scalars: Record<string, number> | null; started_at: string; finished_at: string | null };
+  pinned: boolean; removed_at: string | null; engine: EngineRecord | null; manifest: ManifestSummary | null; manifest_error: string | null;
+  merge: { method: string; params: Record<string, unknown>; engine: string | null; timings: Record<string, number> | null; scalars: Record<string, number> | null; started_at: string; finished_at: string | null; gpu: GpuFigures | null };
   checkpoints: VersionDetail['checkpoints']; model_metrics: Record<string, number | null>; tensor_summary: TensorSummary;
   retention: VersionDetail['retention']; notifications: VersionDetail['notifications']; evaluations: VersionDetail['evaluations'];
 };
@@ -125,7 +128,10 @@ function printText(o: ShowOut): void {
   const w = (s: string) => process.stdout.write(s);
   w(`${o.pipeline} version ${o.version} (step ${o.step}, parent ${o.parent ?? '-'})${o.pinned ? ' pinned' : ''}${o.removed_at ? ` removed ${o.removed_at}` : ''}\n`);
   w(`  path        ${o.path}\n  created_at  ${o.created_at}\n`);
-  w(`  method      ${o.merge.method} ${JSON.stringify(o.merge.params)}  engine ${o.merge.engine ?? '-'}\n`);
+  w(`  method      ${o.merge.method} ${JSON.stringify(o.merge.params)}\n`);
+  const versions = Object.entries(o.engine?.versions ?? {}).map(([k, v]) => `${k} ${v}`).join(', ');
+  w(`  engine      ${o.engine ? fmtEngine(o.engine) : (o.merge.engine ?? '-')}${versions ? ` (${versions})` : ''}\n`);
+  if (o.merge.gpu) w(`  gpu         ${fmtGpu(o.merge.gpu)}\n`);
   w(`  scalars     ${fmtScalars(o.merge.scalars)}\n`);
   const total = o.merge.finished_at ? Date.parse(o.merge.finished_at) - Date.parse(o.merge.started_at) : null;
   // the daemon records seconds under *_s keys; other keys are milliseconds (the store's convention)

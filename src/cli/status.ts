@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { MergeProgress, PipelineStatus } from '../store/index.js';
-import { pipelineNames, printJson, table, withInspection } from './inspect-common.js';
+import { fmtEngine, fmtGpu, pipelineNames, printJson, table, withInspection } from './inspect-common.js';
 
 /** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them). */
 export interface StatusEntry {
@@ -10,11 +10,21 @@ export interface StatusEntry {
   current_merge: { checkpoint: string; step: number; started_at: string; progress: MergeProgress | null } | null;
   retrying: PipelineStatus['retrying'];
   rejected: { name: string; reason: string }[];
+  /** the engine of the last merge (step, engine info, GPU figures or null); null before the first */
+  engine: PipelineStatus['engine'];
 }
 
 /** ", update 45 %" */
 function progressText(p: MergeProgress | null): string {
   return p && p.total > 0 ? `, ${p.phase} ${Math.floor((100 * p.done) / p.total)} %` : '';
+}
+
+/** "engine cuda on 0: NVIDIA H200 (...) (last merge, step 3: GPU 2.10 s, peak device memory 1.2 GiB), configured auto" */
+function engineLine(e: StatusEntry['engine'], configured: string | undefined): string {
+  const conf = configured ? `configured ${configured}` : 'not in the config';
+  if (!e) return `engine - (no merge yet), ${conf}`;
+  const gpu = fmtGpu(e.gpu);
+  return `engine ${fmtEngine(e.info)} (last merge, step ${e.step}${gpu ? `: ${gpu}` : ''}), ${conf}`;
 }
 
 export function registerStatus(program: Command): void {
@@ -35,9 +45,11 @@ export function registerStatus(program: Command): void {
           current_merge: s.current_merge && { checkpoint: s.current_merge.checkpoint, step: s.current_merge.step, started_at: s.current_merge.started_at, progress: s.current_merge.progress },
           retrying: s.retrying,
           rejected: s.rejected.map((r) => ({ name: r.name, reason: r.reason })),
+          engine: s.engine,
         }));
         if (o.json) return printJson({ pipelines: entries });
 
+        const configured = new Map(i.config.pipelines.map((p) => [p.name, p.engine.name]));
         const queuedNames = new Map(names.map((n) => [n, store.queued(n).map((c) => c.name)]));
         process.stdout.write(table(
           ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
@@ -50,6 +62,7 @@ export function registerStatus(program: Command): void {
           ]),
         ));
         for (const e of entries) {
+          process.stdout.write(`\n${e.name}: ${engineLine(e.engine, configured.get(e.name))}\n`);
           const q = queuedNames.get(e.name) ?? [];
           if (q.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${q.join(', ')}\n`);
           const f = e.retrying;

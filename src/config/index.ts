@@ -4,6 +4,7 @@ export {
   PIPELINE_NAME,
   type CommandNotifierConfig,
   type EngineChoice,
+  type EngineConfig,
   type EvaluatorConfig,
   type HttpNotifierConfig,
   type LogLevel,

@@ -24,9 +24,31 @@ function describe(v: unknown): string {
  * become one issue each at their own path, so the message points at the offending line's key.
  */
 export function toConfigIssues(error: z.ZodError, root: unknown): ConfigIssue[] {
+  return fromIssues(error.issues, root, []);
+}
+
+type Issue = z.ZodError['issues'][number];
+
+/**
+ * A plain union (e.g. `engine: cuda` or `engine: {name: cuda, ...}`) that failed: the issues of
+ * the first branch that matched the value's shape (none at the union itself), so that
+ * `{name: cuda, device: -1}` is reported at `.device`; null when every branch failed at the top.
+ */
+function branchIssues(iss: Issue): Issue[] | null {
+  if (iss.code !== 'invalid_union') return null;
+  for (const branch of iss.errors) if (branch.length && branch.every((b) => b.path.length > 0)) return branch;
+  return null;
+}
+
+function fromIssues(issues: readonly Issue[], root: unknown, prefix: PropertyKey[]): ConfigIssue[] {
   const out: ConfigIssue[] = [];
-  for (const iss of error.issues) {
-    const path = iss.path as PropertyKey[];
+  for (const iss of issues) {
+    const path = [...prefix, ...iss.path] as PropertyKey[];
+    const branch = branchIssues(iss);
+    if (branch) {
+      out.push(...fromIssues(branch, root, path));
+      continue;
+    }
     const got = valueAt(root, path);
     switch (iss.code) {
       case 'unrecognized_keys':

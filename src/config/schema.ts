@@ -41,6 +41,27 @@ const bytes = z.union([z.number().int().positive(), z.string()]).transform((v, c
 const seconds = z.number().positive();
 
 /**
+ * `engine: cuda` or `engine: {name: cuda, device: 0, max_memory: 8GiB, tf32: false}`, both
+ * normalised to the object (EngineConfig). device, max_memory and tf32 apply to the cuda engine
+ * (and to auto when it picks cuda); the GPU is shared with the model server, hence max_memory.
+ */
+const engineName = z.enum(['auto', 'native', 'portable', 'cuda']);
+const engineObject = z.strictObject({
+  name: engineName,
+  /** CUDA device ordinal */
+  device: z.number().int().min(0).default(0),
+  /** device memory the engine may hold; a merge needing more runs on the CPU engine */
+  max_memory: bytes.optional(),
+  /** products in TF32 (faster, ~1e-3 relative error) */
+  tf32: z.boolean().default(false),
+});
+const engine = z
+  .union([engineName.transform((name): z.output<typeof engineObject> => ({ name, device: 0, tf32: false })), engineObject], {
+    error: (iss) => (iss.code === 'invalid_union' ? `expected ${engineName.options.join(' | ')}, or a mapping {name, device, max_memory, tf32}` : undefined),
+  })
+  .prefault('auto');
+
+/**
  * Notifiers: the shapes src/publish/notifiers/types.ts runs. URL, headers, body and argv are
  * templated there ({version} {path} {pipeline} {model_file}); here they are only checked.
  */
@@ -132,7 +153,7 @@ const pipelineCommon = {
   max_shard_bytes: bytes.default(5e9),
   /** reject a checkpoint whose ‖τ‖ exceeds this multiple of the base model's norm */
   max_task_vector_norm_ratio: z.number().positive().default(10),
-  engine: z.enum(['auto', 'native', 'portable']).default('auto'),
+  engine,
 };
 
 /** One object schema per method, so `params` is checked against the chosen method's keys. */
@@ -193,4 +214,5 @@ export type SseNotifierConfig = z.output<typeof sseNotifier> & { name: string };
 export type NotifierConfig = HttpNotifierConfig | CommandNotifierConfig | SseNotifierConfig;
 export type EvaluatorConfig = NonNullable<z.output<typeof pipelineSchema>['evaluator']>;
 export type LogLevel = RawConfig['log_level'];
-export type EngineChoice = z.output<typeof pipelineSchema>['engine'];
+export type EngineChoice = z.output<typeof engineName>;
+export type EngineConfig = z.output<typeof engine>;

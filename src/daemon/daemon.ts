@@ -6,6 +6,7 @@ import { SseHubs } from '../publish/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { configureLog, log } from '../util/log.js';
 import { checkpointSha256 } from './checkpoint-hash.js';
+import { checkEngines } from './engine-check.js';
 import { Intake } from './intake.js';
 import { Limiter } from './limiter.js';
 import { DaemonMetrics, type PipelineGauges } from './metrics-server.js';
@@ -25,6 +26,8 @@ interface Pipeline {
 export interface DaemonOptions {
   /** how long a checkpoint may stay incomplete before it is rejected (default 10 min) */
   incompleteTimeoutMs?: number;
+  /** a merge hit EngineFatalError (the device is lost for this process): the daemon must exit */
+  onFatal?: (e: Error) => void;
 }
 
 export class Daemon {
@@ -40,6 +43,8 @@ export class Daemon {
   async start(): Promise<void> {
     this.config = loadConfig(this.configPath);
     configureLog({ stream: 'stdout', level: this.config.log_level });
+    // before anything is written: `engine: cuda` without a usable GPU refuses to start
+    checkEngines(this.config);
     mkdirSync(this.config.state_dir, { recursive: true });
     this.store = openStore(this.config.db_path);
     const requeued = this.store.recoverInterrupted();
@@ -59,7 +64,10 @@ export class Daemon {
       const plog = log.child({ pipeline: cfg.name });
       const base = openModel(cfg.base);
       const baseSha256 = await checkpointSha256(cfg.base);
-      const runner = new PipelineRunner(cfg, { store: this.store, limiter: this.limiter, log: plog, stateRoot: this.config.state_dir, sse: this.sse, threads: this.config.threads, baseSha256, metrics: this.metrics });
+      const onFatal = (e: Error) => (this.opts.onFatal ? this.opts.onFatal(e) : log.error(`engine failure: ${e.message}`));
+      const runner = new PipelineRunner(cfg, { store: this.store, limiter: this.limiter, log: plog, stateRoot: this.config.state_dir, sse: this.sse, threads: this.config.threads, baseSha256, metrics: this.metrics, onFatal });
+      const engine = this.store.lastEngine(cfg.name);
+      if (engine) this.metrics?.setEngine(cfg.name, engine.info);
       await runner.recover();
       for (const n of cfg.notifiers) if (n.type === 'sse') await this.sse.get(n.port, n.host);
       const intake = new Intake({ pipeline: cfg, store: this.store, base, log: plog, incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000, onQueued: () => runner.kick(), onRejected: () => this.metrics?.countRejection(cfg.name) });
@@ -76,9 +84,9 @@ export class Daemon {
     this.pipelines = [];
   }
 
-  /** Stop intake, finish or abandon running merges within the shutdown budget, close. */
-  async stop(): Promise<void> {
-    await this.stopPipelines(this.config.shutdown_budget_s * 1000);
+  /** Stop intake, finish or abandon running merges within the budget (default: shutdown_budget_s), close. */
+  async stop(budgetMs = this.config.shutdown_budget_s * 1000): Promise<void> {
+    await this.stopPipelines(budgetMs);
     await this.sse.closeAll();
     await this.metrics?.close();
     this.store.close();
@@ -94,6 +102,7 @@ export class Daemon {
     try {
       next = loadConfig(this.configPath);
       checkBases(next);
+      checkEngines(next);
     } catch (e) {
       log.error(`reload refused, keeping the running config: ${(e as Error).message}`);
       return;

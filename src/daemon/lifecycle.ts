@@ -7,10 +7,11 @@ import { sdNotify } from './systemd-notify.js';
  * few seconds, WATCHDOG at half the watchdog interval while the event loop turns, RELOADING on
  * SIGHUP, STOPPING on shutdown. Signal handlers are installed before start-up, so a SIGTERM during
  * recovery still ends in a clean exit 0 (once start-up is done) and a SIGHUP waits for it.
+ * A lost GPU (EngineFatalError) stops the daemon at once and exits 1, for systemd to restart it.
  * Resolves with the exit code.
  */
 export async function runDaemon(configPath: string, opts: DaemonOptions = {}): Promise<number> {
-  const daemon = new Daemon(configPath, opts);
+  const daemon = new Daemon(configPath, { ...opts, onFatal: (e) => fatal(e) });
   const notify = (f: Record<string, string>) => {
     try {
       sdNotify(f);
@@ -21,32 +22,47 @@ export async function runDaemon(configPath: string, opts: DaemonOptions = {}): P
   let status: NodeJS.Timeout | null = null;
   let watchdog: NodeJS.Timeout | null = null;
   let stopping = false;
+  let failed = false;
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
   // every start, reload and stop runs after the previous one: a signal never interrupts start-up
   let chain: Promise<void> = daemon.start();
 
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn(`${signal} again during shutdown: exiting now`);
-      process.exit(1);
-    }
+  const shutdown = (budgetMs?: number) => {
     stopping = true;
-    log.info(`${signal}: stopping intake, finishing or abandoning the running merge`);
-    notify({ STOPPING: '1', STATUS: 'stopping' });
     if (status) clearInterval(status);
     if (watchdog) clearInterval(watchdog);
     chain = chain
       .catch(() => undefined)
-      .then(() => daemon.stop())
+      .then(() => daemon.stop(budgetMs))
       .then(
-        () => resolveExit(0),
+        () => resolveExit(failed ? 1 : 0),
         (e) => {
           log.error(`shutdown failed: ${(e as Error).message}`);
           resolveExit(1);
         },
       );
   };
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn(`${signal} again during shutdown: exiting now`);
+      process.exit(1);
+    }
+    log.info(`${signal}: stopping intake, finishing or abandoning the running merge`);
+    notify({ STOPPING: '1', STATUS: 'stopping' });
+    shutdown();
+  };
+  // The device is lost for the whole process: other merges would fail too, so they are abandoned
+  // at once (their checkpoints stay queued) and the daemon exits 1 for systemd to restart it.
+  function fatal(e: Error): void {
+    log.error(`engine failure, exiting for a restart: ${e.message}`);
+    if (failed) return;
+    failed = true;
+    notify({ STOPPING: '1', STATUS: `engine failure: ${e.message}` });
+    // a stop that hangs on the lost device must not keep the process (and the GPU) forever
+    setTimeout(() => process.exit(1), 30_000).unref();
+    if (!stopping) shutdown(0);
+  }
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {

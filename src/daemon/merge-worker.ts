@@ -1,14 +1,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { createEngine } from '../engine/index.js';
+import type { EngineConfig } from '../config/index.js';
+import { createEngine, EngineFatalError, type Engine } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import { runMerge, type MergeRequest } from '../merge/runner.js';
+import { engineOptions } from './engine-check.js';
 
 /**
  * Worker-thread entry: one merge per worker, so the main event loop stays responsive and the
  * memory of a merge is returned when the worker exits. Posts progress and one result message.
  */
 export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & {
-  engine: 'auto' | 'native' | 'portable';
+  engine: EngineConfig;
   threads?: number;
   /** Int32 flag set by the daemon to stop the merge at the next tensor (a clean, cooperative stop) */
   abortFlag?: SharedArrayBuffer;
@@ -17,14 +19,16 @@ export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & {
 export type WorkerMessage =
   | { type: 'progress'; t: number; phase: string; index: number; total: number; tensor: string }
   | { type: 'done'; report: Awaited<ReturnType<typeof runMerge>>; peakRssBytes: number }
-  | { type: 'error'; input: boolean; file?: string; reason?: string; message: string; stack?: string };
+  // fatal: the engine's device is lost for the whole process (EngineFatalError): the daemon must exit
+  | { type: 'error'; input: boolean; fatal?: boolean; file?: string; reason?: string; message: string; stack?: string };
 
 const { abortFlag, ...req } = workerData as WorkerRequest;
 const aborted = abortFlag ? new Int32Array(abortFlag) : null;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
-const engine = createEngine(req.engine, { threads: req.threads });
+let engine: Engine | null = null;
 let lastPost = 0;
 try {
+  engine = createEngine(req.engine.name, engineOptions(req.engine, req.threads));
   const report = await runMerge({
     ...req,
     engine,
@@ -44,7 +48,8 @@ try {
   post({ type: 'done', report, peakRssBytes: process.resourceUsage().maxRSS * 1024 });
 } catch (e) {
   const err = e as Error;
-  post(e instanceof InputError ? { type: 'error', input: true, file: e.file, reason: e.reason, message: e.message } : { type: 'error', input: false, message: err.message, stack: err.stack });
+  if (e instanceof InputError) post({ type: 'error', input: true, file: e.file, reason: e.reason, message: e.message });
+  else post({ type: 'error', input: false, fatal: e instanceof EngineFatalError, message: err.message, stack: err.stack });
 } finally {
-  engine.close();
+  engine?.close();
 }

@@ -1,10 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EngineRecord } from '../store/index.js';
 
 /**
  * Prometheus metrics of the daemon: process defaults (RSS, event-loop delay percentiles, GC),
  * per-pipeline queue length, current version, merges in progress with their progress, merge
- * durations, rejections and failed attempts. Served on loopback by default.
+ * durations, rejections and failed attempts, and the engine of each pipeline's last merge.
+ * Served on loopback by default.
  */
 export interface PipelineGauges {
   queued: number;
@@ -17,6 +19,8 @@ export class DaemonMetrics {
   private readonly mergeSeconds: Histogram;
   private readonly rejections: Counter;
   private readonly failures: Counter;
+  /** pipeline → engine of its last merge */
+  private readonly engines = new Map<string, EngineRecord>();
   private server: Server | null = null;
 
   constructor(read: () => Record<string, PipelineGauges>) {
@@ -40,6 +44,17 @@ export class DaemonMetrics {
     gauge('cmerge_merge_progress_ratio', 'progress of the running merge (0..1), absent when idle', (g) => g.mergingProgress);
     this.mergeSeconds = new Histogram({ name: 'cmerge_merge_seconds', help: 'merge + publication time per checkpoint', labelNames: ['pipeline'], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [this.registry] });
     this.rejections = new Counter({ name: 'cmerge_rejected_total', help: 'checkpoints moved to quarantine', labelNames: ['pipeline'], registers: [this.registry] });
+    const engines = this.engines;
+    new Gauge({
+      name: 'cmerge_engine_info',
+      help: 'the engine of the last merge (device empty for the CPU engines)',
+      labelNames: ['pipeline', 'engine', 'device'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [pipeline, e] of engines) this.set({ pipeline, engine: e.name, device: e.device ?? '' }, 1);
+      },
+    });
     this.failures = new Counter({ name: 'cmerge_merge_failures_total', help: 'merge attempts that failed for reasons other than the checkpoint (disk full, I/O, engine) and are retried', labelNames: ['pipeline'], registers: [this.registry] });
   }
 
@@ -53,6 +68,11 @@ export class DaemonMetrics {
 
   countFailure(pipeline: string): void {
     this.failures.inc({ pipeline });
+  }
+
+  /** a merge of the pipeline reported its engine */
+  setEngine(pipeline: string, engine: EngineRecord): void {
+    this.engines.set(pipeline, engine);
   }
 
   async listen(port: number, host: string): Promise<number> {

@@ -3,6 +3,7 @@ import { rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Logger } from 'winston';
 import type { PipelineConfig } from '../config/index.js';
+import { EngineFatalError } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
 import type { TensorRules } from '../merge/kinds.js';
@@ -36,6 +37,8 @@ export interface PipelineDeps {
   threads: number;
   baseSha256: string;
   metrics: DaemonMetrics | null;
+  /** the engine's device is lost for the process (EngineFatalError): the daemon must exit */
+  onFatal: (e: Error) => void;
 }
 
 /** The config's tensor patterns as the merge runner's rules (one classifier: src/merge/kinds.ts). */
@@ -97,7 +100,10 @@ export class PipelineRunner {
       await rm(hidden, { recursive: true, force: true });
       log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
     }
-    if (latest > 0 && (await readCurrent(this.cfg.repository, name)) !== latest) await swapCurrent(this.cfg.repository, name, latest);
+    const current = await readCurrent(this.cfg.repository, name);
+    if (latest > 0 && current !== latest) await swapCurrent(this.cfg.repository, name, latest);
+    // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above
+    else if (latest === 0 && current !== null) await rm(join(this.cfg.repository, name, 'current'), { force: true });
     if (latest > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, latest).length === 0) {
       // the daemon stopped between publication and notification: tell the servers now
       void this.notify(latest, join(this.cfg.repository, name, String(latest)));
@@ -141,6 +147,11 @@ export class PipelineRunner {
         // at once: a full disk should not keep holding our partial files until the retry
         const err = await this.recoverAfterFailure();
         if (err) this.d.log.error(`recording the failed merge failed (tried again before the next merge): ${err.message}`, { pipeline: this.cfg.name });
+        // after the attempt is recorded as interrupted: the checkpoint is queued for the next start
+        if (e instanceof EngineFatalError) {
+          this.d.onFatal(e);
+          return;
+        }
       } finally {
         release();
       }
@@ -163,6 +174,12 @@ export class PipelineRunner {
       return;
     }
     this.d.metrics?.countFailure(this.cfg.name);
+    if (e instanceof EngineFatalError) {
+      // every later merge in this process would fail too: no retry here, the daemon exits
+      this.stopping = true;
+      this.d.log.error(`${what} failed, the engine's device is lost: the checkpoint stays queued for the restart: ${e.message}`, { pipeline: this.cfg.name });
+      return;
+    }
     this.retryLater(`${what} failed`, e);
   }
 
@@ -193,7 +210,7 @@ export class PipelineRunner {
   private async mergeOne(c: Checkpoint): Promise<void> {
     const { store, log } = this.d;
     const cfg = this.cfg;
-    const { merge } = store.markMerging(c.id, { method: cfg.method, params: cfg.params, engine: cfg.engine });
+    const { merge } = store.markMerging(c.id, { method: cfg.method, params: cfg.params, engine: cfg.engine.name });
     const t = merge.step;
     const started = Date.now();
     this.current = { checkpoint: c.name, step: t, started_at: new Date(started).toISOString(), progress: null };
@@ -251,6 +268,7 @@ export class PipelineRunner {
       return;
     }
     this.running = null;
+    this.d.metrics?.setEngine(cfg.name, report.engine_info);
     const mergeSeconds = (Date.now() - started) / 1000;
     const step = report.steps[0];
     const metrics = mergeMetrics(report, step);
@@ -275,6 +293,8 @@ export class PipelineRunner {
           merge_id: merge.id,
           state: { generation: t, path: genDir, sha256: stateSha },
           engine: report.engine,
+          engine_info: report.engine_info,
+          gpu: report.gpu,
           timings: { merge_s: mergeSeconds, update_s: step.seconds.update, analysis_s: step.seconds.analysis, output_s: report.seconds.output, total_s: (Date.now() - started) / 1000 },
           peak_rss: peakRssBytes,
           scalars: metrics.scalars,
@@ -290,7 +310,8 @@ export class PipelineRunner {
     await pruneGenerations(this.stateDir, [t]);
     this.current = null;
     this.d.metrics?.observeMerge(cfg.name, (Date.now() - started) / 1000);
-    log.info(`published version ${t}: ${c.name}`, { pipeline: cfg.name, step: t, merge_s: mergeSeconds, total_s: (Date.now() - started) / 1000, peak_rss_mib: Math.round(peakRssBytes / 2 ** 20), ...metrics.scalars });
+    const gpu = report.gpu ? { gpu_s: report.gpu.gpu_seconds, peak_device_mib: Math.round(report.gpu.peak_device_bytes / 2 ** 20), cpu_fallbacks: report.gpu.cpu_fallbacks } : {};
+    log.info(`published version ${t}: ${c.name}`, { pipeline: cfg.name, step: t, engine: report.engine, merge_s: mergeSeconds, total_s: (Date.now() - started) / 1000, peak_rss_mib: Math.round(peakRssBytes / 2 ** 20), ...gpu, ...metrics.scalars });
     await this.notify(t, published.dir);
     await this.evaluate(t, published.dir);
     await this.retain();

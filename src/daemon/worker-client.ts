@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { EngineFatalError } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import type { MergeReport } from '../merge/runner.js';
 import type { WorkerMessage, WorkerRequest } from './merge-worker.js';
@@ -25,7 +26,7 @@ export interface RunningMerge {
   terminate(): Promise<void>;
 }
 
-/** Runs one merge in a worker thread; InputError from the worker is rebuilt as InputError. */
+/** Runs one merge in a worker thread; InputError and EngineFatalError from the worker are rebuilt as such. */
 export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgressInfo) => void): RunningMerge {
   const abortFlag = new SharedArrayBuffer(4);
   const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: { ...req, abortFlag } });
@@ -38,7 +39,8 @@ export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgre
         resolve({ report: m.report, peakRssBytes: m.peakRssBytes });
       } else {
         settled = true;
-        reject(m.input ? new InputError(m.file!, m.reason!) : Object.assign(new Error(m.message), { stack: m.stack }));
+        if (m.input) reject(new InputError(m.file!, m.reason!));
+        else reject(Object.assign(m.fatal ? new EngineFatalError(m.message) : new Error(m.message), { stack: m.stack }));
       }
     });
     worker.on('error', (e) => {

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Engine } from '../engine/types.js';
+import type { Engine, EngineInfo } from '../engine/types.js';
 import { createModelWriter, openModel } from '../io/model.js';
 import { InputError, type ModelReader } from '../io/types.js';
 import { getMethod } from '../methods/registry.js';
@@ -64,10 +64,21 @@ export interface StepReport {
   seconds: { analysis: number; update: number };
 }
 
+/** The device figures of a merge (cuda), from engine.stats(); null for the CPU engines. */
+export interface GpuReport {
+  gpu_seconds: number;
+  peak_device_bytes: number;
+  /** operations that ran on the CPU engine because the device lacked the memory */
+  cpu_fallbacks: number;
+}
+
 export interface MergeReport {
   method: string;
   params: Record<string, unknown>;
   engine: string;
+  /** the engine that made it, as each version records it (device, library versions) */
+  engine_info: EngineInfo;
+  gpu: GpuReport | null;
   from_step: number;
   step: number;
   steps: StepReport[];
@@ -95,6 +106,7 @@ interface Ctx {
 
 export async function runMerge(req: MergeRequest): Promise<MergeReport> {
   const t0 = performance.now();
+  req.engine.resetStats();
   const method = getMethod(req.method);
   const params = method.parseParams(req.params ?? {}) as Record<string, unknown>;
   const opened: ModelReader[] = [];
@@ -142,10 +154,13 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       commitGeneration(req.stateDir, gen.step);
       await pruneGenerations(req.stateDir, [gen.step]);
     }
+    const stats = req.engine.stats();
     return {
       method: method.name,
       params,
       engine: req.engine.name,
+      engine_info: req.engine.info(),
+      gpu: stats && { gpu_seconds: stats.gpuSeconds, peak_device_bytes: stats.peakDeviceBytes, cpu_fallbacks: stats.cpuFallbacks },
       from_step: startStep,
       step: gen?.step ?? startStep,
       steps,

@@ -5,5 +5,5 @@ export type { Arrival, EnqueueResult, RejectedArrival } from './queue.js';
 export { SHUTDOWN_REASON, type CommitMergeInput, type MergeStart } from './merges.js';
 export type { VersionInput } from './lineage.js';
 export type { AccuracySummary, NotificationInput } from './metrics.js';
-export type { HistoryRow, PipelineStatus, VersionDetail } from './inspect.js';
+export { gpuFigures, type HistoryRow, type LastEngine, type PipelineStatus, type VersionDetail } from './inspect.js';
 export type * from './types.js';

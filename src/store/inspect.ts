@@ -5,7 +5,7 @@ import { currentMerge, merge, SHUTDOWN_REASON } from './merges.js';
 import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
 import { pipelineId, pipelineNames } from './pipelines.js';
 import { mergedCheckpoints, queued, rejected } from './queue.js';
-import type { Evaluation, Merge, MergeProgress, Notification, TensorMetric, Version } from './types.js';
+import type { EngineRecord, Evaluation, GpuFigures, Merge, MergeProgress, Notification, TensorMetric, Version } from './types.js';
 
 export interface PipelineStatus {
   name: string;
@@ -18,6 +18,34 @@ export interface PipelineStatus {
   /** the next step's attempts that ended in an error (disk full, a crash...): the daemon retries them */
   retrying: Retrying | null;
   rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
+  /** the engine of the last committed merge, null before the first */
+  engine: LastEngine | null;
+}
+
+export interface LastEngine {
+  step: number;
+  info: EngineRecord;
+  /** null for the CPU engines */
+  gpu: GpuFigures | null;
+}
+
+/** A merge's device figures as one value (null when it recorded none: a CPU engine). */
+export function gpuFigures(m: Pick<Merge, 'gpu_seconds' | 'peak_device_bytes' | 'cpu_fallbacks'>): GpuFigures | null {
+  if (m.gpu_seconds === null && m.peak_device_bytes === null) return null;
+  return { gpu_seconds: m.gpu_seconds ?? 0, peak_device_bytes: m.peak_device_bytes ?? 0, cpu_fallbacks: m.cpu_fallbacks ?? 0 };
+}
+
+/** The engine of the pipeline's last committed merge (for status and the daemon's engine gauge). */
+export function lastEngine(db: Db, pipeline: string): LastEngine | null {
+  const pid = pipelineId(db, pipeline);
+  if (pid === null) return null;
+  const r = sql(db, `SELECT step, engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges
+    WHERE pipeline_id = ? AND status = 'committed' ORDER BY step DESC LIMIT 1`).get(pid) as
+    | { step: number; engine: string | null; engine_info: string | null; gpu_seconds: number | null; peak_device_bytes: number | null; cpu_fallbacks: number | null }
+    | undefined;
+  if (!r) return null;
+  const info = r.engine_info ? (JSON.parse(r.engine_info) as EngineRecord) : { name: r.engine ?? 'unknown' };
+  return { step: r.step, info, gpu: gpuFigures(r) };
 }
 
 export interface Retrying {
@@ -56,6 +84,7 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
       rejected: rejected(db, name).map((c) => ({
         name: c.name, reason: c.reason!, path: c.path, quarantine_path: c.quarantine_path, arrived_at: c.arrived_at,
       })),
+      engine: lastEngine(db, name),
     };
   });
 }
@@ -69,6 +98,10 @@ export interface HistoryRow {
   sha256: string | null;
   method: string;
   engine: string | null;
+  /** device and library versions of the engine (committed merges) */
+  engine_info: EngineRecord | null;
+  /** device figures; null for the CPU engines */
+  gpu: GpuFigures | null;
   started_at: string;
   finished_at: string | null;
   duration_ms: number | null;
@@ -81,7 +114,7 @@ export interface HistoryRow {
 /** Every merge attempt (interrupted and failed ones too), oldest first. */
 export function history(db: Db, pipeline?: string): HistoryRow[] {
   const rows = sql(db, `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, m.method, m.engine,
-      m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
+      m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
     FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
     LEFT JOIN versions v ON v.merge_id = m.id
     WHERE (@p IS NULL OR p.name = @p) ORDER BY m.id`).all({ p: pipeline ?? null }) as Record<string, unknown>[];
@@ -94,6 +127,8 @@ export function history(db: Db, pipeline?: string): HistoryRow[] {
     sha256: r.sha256 as string | null,
     method: r.method as string,
     engine: r.engine as string | null,
+    engine_info: typeof r.engine_info === 'string' ? (JSON.parse(r.engine_info) as EngineRecord) : null,
+    gpu: gpuFigures(r as Pick<Merge, 'gpu_seconds' | 'peak_device_bytes' | 'cpu_fallbacks'>),
     started_at: r.started_at as string,
     finished_at: r.finished_at as string | null,
     duration_ms: r.finished_at ? Date.parse(r.finished_at as string) - Date.parse(r.started_at as string) : null,

@@ -33,8 +33,11 @@ export function recordVersion(db: Db, v: VersionInput): Version {
     if (v.parent !== null && !sql(db, 'SELECT 1 FROM versions WHERE pipeline_id = ? AND number = ?').get(pid, v.parent)) {
       throw new StoreError(`parent version ${v.parent} of "${v.pipeline}" is not recorded`);
     }
-    sql(db, `INSERT INTO versions (pipeline_id, number, parent, merge_id, path, files, manifest_sha256, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(pid, v.number, v.parent, v.merge_id, v.path, json(v.files), v.manifest_sha256, v.created_at ?? now());
+    // the version keeps its merge's engine: a replay for rollback or revert reads it from here
+    sql(db, `INSERT INTO versions (pipeline_id, number, parent, merge_id, path, files, manifest_sha256, created_at, engine)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT engine_info FROM merges WHERE id = ?))`).run(
+      pid, v.number, v.parent, v.merge_id, v.path, json(v.files), v.manifest_sha256, v.created_at ?? now(), v.merge_id,
+    );
     return version(db, v.pipeline, v.number)!;
   }).immediate();
 }

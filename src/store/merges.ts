@@ -8,7 +8,7 @@ import { json, now, sql, StoreError, type Db } from './db.js';
 import { pipelineId } from './pipelines.js';
 import { checkpoint } from './queue.js';
 import { MERGE_COLS, MERGE_FROM, toMerge } from './rows.js';
-import type { Checkpoint, Merge, MergeProgress, RetentionEntry, StateRef, TensorMetric } from './types.js';
+import type { Checkpoint, EngineRecord, GpuFigures, Merge, MergeProgress, RetentionEntry, StateRef, TensorMetric } from './types.js';
 
 export interface MergeStart {
   method: string;
@@ -48,6 +48,10 @@ export interface CommitMergeInput {
   state: { generation: number; path: string; sha256?: string | null };
   /** the engine that actually ran, if known only now */
   engine?: string | null;
+  /** its device and library versions (copied to the version row by recordVersion) */
+  engine_info?: EngineRecord | null;
+  /** device figures; null for the CPU engines */
+  gpu?: GpuFigures | null;
   timings?: Record<string, number>;
   peak_rss?: number | null;
   /** λ, split ranks summary, DOP weights, ... */
@@ -83,9 +87,11 @@ export function commitMerge(db: Db, input: CommitMergeInput): Merge {
     const r = sql(db, `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ? WHERE id = ? AND status = 'merging'`).run(m.step, at, m.checkpoint_id);
     if (r.changes !== 1) throw new StoreError(`checkpoint ${m.checkpoint_id} of merge ${m.id} is not merging`);
     sql(db, `UPDATE merges SET status = 'committed', finished_at = ?, engine = COALESCE(?, engine), timings = ?, peak_rss = ?,
-      scalars = ?, state_generation = ?, state_path = ?, state_sha256 = ? WHERE id = ?`).run(
-      at, input.engine ?? null, json(input.timings), input.peak_rss ?? null, json(input.scalars), g, input.state.path,
-      input.state.sha256 ?? null, m.id,
+      scalars = ?, state_generation = ?, state_path = ?, state_sha256 = ?, engine_info = ?, gpu_seconds = ?, peak_device_bytes = ?,
+      cpu_fallbacks = ? WHERE id = ?`).run(
+      at, input.engine ?? input.engine_info?.name ?? null, json(input.timings), input.peak_rss ?? null, json(input.scalars), g,
+      input.state.path, input.state.sha256 ?? null, json(input.engine_info), input.gpu?.gpu_seconds ?? null,
+      input.gpu?.peak_device_bytes ?? null, input.gpu?.cpu_fallbacks ?? null, m.id,
     );
     const tm = sql(db, `INSERT INTO tensor_metrics (merge_id, tensor, kind, tv_norm, merged_norm, removed_share, interference, split_rank, extra)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);

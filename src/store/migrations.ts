@@ -153,6 +153,24 @@ CREATE INDEX notifications_version ON notifications(version_id);
 ALTER TABLE merges ADD COLUMN progress TEXT;
 `,
   },
+  {
+    version: 3,
+    name: 'the engine of each merge and version, with its device figures',
+    sql: `
+-- JSON {name, device?, versions?, tf32?}: the engine that made the merge (engine keeps its name)
+ALTER TABLE merges ADD COLUMN engine_info TEXT;
+-- device time, the most device memory held at once, operations that fell back to the CPU engine:
+-- NULL for the CPU engines
+ALTER TABLE merges ADD COLUMN gpu_seconds REAL;
+ALTER TABLE merges ADD COLUMN peak_device_bytes INTEGER;
+ALTER TABLE merges ADD COLUMN cpu_fallbacks INTEGER;
+-- what a replay of the version (rollback, revert) reads: its merge's engine_info
+ALTER TABLE versions ADD COLUMN engine TEXT;
+-- earlier merges recorded only the engine's name (native or portable), which is all they used
+UPDATE merges SET engine_info = json_object('name', engine) WHERE status = 'committed' AND engine IS NOT NULL;
+UPDATE versions SET engine = (SELECT engine_info FROM merges m WHERE m.id = versions.merge_id);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -8,11 +8,12 @@ export const CHECKPOINT_FROM = `checkpoints c JOIN pipelines p ON p.id = c.pipel
 
 export const MERGE_COLS = `m.id, m.checkpoint_id, p.name AS pipeline, m.step, m.method, m.params, m.engine,
   m.started_at, m.finished_at, m.status, m.error, m.timings, m.peak_rss, m.scalars,
-  m.state_generation, m.state_path, m.state_sha256, m.progress`;
+  m.state_generation, m.state_path, m.state_sha256, m.progress, m.engine_info, m.gpu_seconds, m.peak_device_bytes,
+  m.cpu_fallbacks`;
 export const MERGE_FROM = `merges m JOIN pipelines p ON p.id = m.pipeline_id`;
 
 export const VERSION_COLS = `v.id, p.name AS pipeline, v.number, v.parent, v.merge_id, m.step, v.path, v.files,
-  v.manifest_sha256, v.created_at, v.pinned, v.removed_at`;
+  v.manifest_sha256, v.created_at, v.pinned, v.removed_at, v.engine`;
 export const VERSION_FROM = `versions v JOIN pipelines p ON p.id = v.pipeline_id JOIN merges m ON m.id = v.merge_id`;
 
 export const toCheckpoint = (r: unknown): Checkpoint => r as Checkpoint;
@@ -25,6 +26,7 @@ export function toMerge(r: unknown): Merge {
     timings: parseJson(row.timings),
     scalars: parseJson(row.scalars),
     progress: parseJson(row.progress),
+    engine_info: parseJson(row.engine_info),
   };
 }
 
@@ -34,5 +36,6 @@ export function toVersion(r: unknown): Version {
     ...(row as unknown as Version),
     files: parseJson<Record<string, string>>(row.files) ?? {},
     pinned: row.pinned === 1,
+    engine: parseJson(row.engine),
   };
 }

@@ -64,6 +64,7 @@ export class Store {
   status(configured?: readonly string[]): inspect.PipelineStatus[] { return inspect.status(this.db, configured); }
   history(pipeline?: string): inspect.HistoryRow[] { return inspect.history(this.db, pipeline); }
   show(pipeline: string, number: number): inspect.VersionDetail | null { return inspect.show(this.db, pipeline, number); }
+  lastEngine(pipeline: string): inspect.LastEngine | null { return inspect.lastEngine(this.db, pipeline); }
 
   /** SQLite's integrity check plus foreign-key check; [] when clean. */
   integrityCheck(): string[] {

@@ -44,6 +44,29 @@ export interface Merge {
   state_sha256: string | null;
   /** where the running merge was at its last report */
   progress: MergeProgress | null;
+  /** the engine that made the merge (committed merges) */
+  engine_info: EngineRecord | null;
+  /** device figures of the merge; null for the CPU engines */
+  gpu_seconds: number | null;
+  peak_device_bytes: number | null;
+  cpu_fallbacks: number | null;
+}
+
+/** The engine a merge ran on, as recorded (src/engine's EngineInfo). */
+export interface EngineRecord {
+  name: string;
+  /** cuda: e.g. "0: NVIDIA H200 (sm_90, 139.8 GiB)" */
+  device?: string;
+  /** library versions (driver, runtime, cublas, cusolver) */
+  versions?: Record<string, string>;
+  tf32?: boolean;
+}
+
+/** A merge's device figures (cuda only). */
+export interface GpuFigures {
+  gpu_seconds: number;
+  peak_device_bytes: number;
+  cpu_fallbacks: number;
 }
 
 /** A merge's position: tensor `done` of `total` in pass `phase` (analysis, update, output). */
@@ -70,6 +93,8 @@ export interface Version {
   created_at: string;
   pinned: boolean;
   removed_at: string | null;
+  /** the engine the version was made with (what a replay for rollback or revert uses) */
+  engine: EngineRecord | null;
 }
 
 /** The merge state a pipeline resumes from (design §4). */

@@ -38,8 +38,13 @@ pipelines:
     method: weight_average
 `;
 
+/** Version 1 was made on the GPU: its engine as the cuda engine reports it, and its device figures. */
+const CUDA = { name: 'cuda', device: '0: NVIDIA H200 (sm_90, 139.8 GiB)', versions: { driver: '13.0', cublas: '13.1.0' }, tf32: false };
+const GPU = { gpu_seconds: 1.5, peak_device_bytes: 3 * 2 ** 30, cpu_fallbacks: 0 };
+
 /** Merge the queue head at `step` and publish it as version `step`, the daemon's sequence of calls. */
 async function mergeAndPublish(store: Store, f: Fixture, step: number): Promise<void> {
+  const engine = step === 1 ? 'cuda' : 'portable';
   const head = store.nextQueued('clip')!;
   const { merge } = store.markMerging(head.id, { method: 'opcm', params: { alpha: 0.5 }, engine: 'portable' });
   assert.equal(merge.step, step);
@@ -50,7 +55,9 @@ async function mergeAndPublish(store: Store, f: Fixture, step: number): Promise<
   store.commitMerge({
     merge_id: merge.id,
     state: { generation: step, path: gen, sha256: await sha256File(join(gen, 'state.safetensors')) },
-    engine: 'portable',
+    engine,
+    engine_info: step === 1 ? CUDA : { name: engine },
+    gpu: step === 1 ? GPU : null,
     timings: { analysis: 100 * step, update: 50 * step },
     peak_rss: 1e8,
     scalars: { lambda: 1 + step / 10 },
@@ -71,7 +78,7 @@ async function mergeAndPublish(store: Store, f: Fixture, step: number): Promise<
     params: { alpha: 0.5 },
     base: { path: join(f.root, 'base.safetensors'), sha256: sha('base') },
     checkpoints: store.mergedCheckpoints('clip').map((c) => ({ name: c.name, sha256: c.sha256!, merged_at: c.merged_at! })),
-    engine: 'portable',
+    engine,
     metrics: { lambda: 1 + step / 10 },
   });
   await swapCurrent(f.repo, 'clip', step);
@@ -134,8 +141,9 @@ test('status --json: per pipeline name, current_version, queued, current_merge, 
         current_merge: { checkpoint: 'ck-c.safetensors', step: 3, started_at: '<time>', progress: { phase: 'update', done: 5, total: 20, at: '2026-11-23T15:00:00.000Z' } },
         retrying: null,
         rejected: [{ name: 'bad.safetensors', reason: 'not safetensors: header length past end of file' }],
+        engine: { step: 2, info: { name: 'portable' }, gpu: null },
       },
-      { name: 'idle', current_version: null, queued: 0, current_merge: null, retrying: null, rejected: [] },
+      { name: 'idle', current_version: null, queued: 0, current_merge: null, retrying: null, rejected: [], engine: null },
     ],
   });
 });
@@ -148,6 +156,8 @@ test('status text: a table, queued names and rejection reasons', () => {
   assert.match(r.stdout, /idle\s+-\s+0\s+-\s+0/);
   assert.match(r.stdout, /queued, in merge order: ck-d\.safetensors/);
   assert.match(r.stdout, /bad\.safetensors: not safetensors/);
+  assert.match(r.stdout, /^clip: engine portable \(last merge, step 2\), configured auto$/m);
+  assert.match(r.stdout, /^idle: engine - \(no merge yet\), configured auto$/m);
 });
 
 test('history --json: merges in order with sha256, step, method, scalars, timings, version, created_at', () => {
@@ -167,11 +177,13 @@ test('history --json: merges in order with sha256, step, method, scalars, timing
   assert.equal(typeof h[1]!.created_at, 'string');
   assert.equal(typeof h[1]!.duration_ms, 'number');
   assert.equal(h[2]!.created_at, null);
+  assert.deepEqual(h.map((e) => [e.engine, e.engine_info, e.gpu]), [['cuda', CUDA, GPU], ['portable', { name: 'portable' }, null], [null, null, null]]);
 
   assert.deepEqual(json(['history', '--config', f.cfg, '--pipeline', 'idle', '--json']).out, { history: [] });
   const text = cmerge(['history', '--config', f.cfg, '--pipeline', 'clip']);
   assert.equal(text.status, 0, text.stderr);
-  assert.match(text.stdout, new RegExp(`clip\\s+1\\s+1\\s+committed\\s+ck-a\\.safetensors\\s+${sha('a').slice(0, 12)}\\s+opcm\\s+λ=1\\.1`));
+  assert.match(text.stdout, new RegExp(`clip\\s+1\\s+1\\s+committed\\s+ck-a\\.safetensors\\s+${sha('a').slice(0, 12)}\\s+opcm\\s+cuda:0\\s+1\\.50 s, 3\\.0 GiB\\s+λ=1\\.1`));
+  assert.match(text.stdout, /ck-b\.safetensors\s+\S+\s+opcm\s+portable\s+-\s+λ=1\.2/);
   const unknown = cmerge(['history', '--config', f.cfg, '--pipeline', 'nope']);
   assert.equal(unknown.status, 1);
   assert.match(unknown.stderr, /^cmerge: unknown pipeline "nope".*\n$/);
@@ -201,10 +213,14 @@ test('show --json: manifest summary, checkpoints in merge order, metrics, retent
   assert.deepEqual(out.notifications.map((n: { attempt: number; outcome: string }) => [n.attempt, n.outcome]), [[1, 'failed'], [2, 'ok']]);
   assert.deepEqual(out.evaluations.map((e: { task: string; score: number }) => [e.task, e.score]), [['ck-a', 0.85], ['ck-b', 0.8]]);
   assert.deepEqual(out.merge.scalars, { lambda: 1.2 });
+  assert.deepEqual([out.engine, out.merge.engine, out.merge.gpu], [{ name: 'portable' }, 'portable', null]);
+  const v1 = json(['show', '--config', f.cfg, 'clip', '1', '--json']).out;
+  assert.deepEqual([v1.engine, v1.merge.gpu], [CUDA, GPU], 'the version keeps the engine it was made with');
 
   const text = cmerge(['show', '--config', f.cfg, 'clip', '1']);
   assert.equal(text.status, 0, text.stderr);
-  for (const s of ['clip version 1', 'ck-a.safetensors', 'λ=1.1', 'per-tensor metrics: 3 tensors', 'retention', 'sglang', 'evaluations']) {
+  for (const s of ['clip version 1', 'ck-a.safetensors', 'λ=1.1', 'per-tensor metrics: 3 tensors', 'retention', 'sglang', 'evaluations',
+    'engine      cuda on 0: NVIDIA H200 (sm_90, 139.8 GiB) (driver 13.0, cublas 13.1.0)', 'gpu         GPU 1.50 s, peak device memory 3.0 GiB']) {
     assert.ok(text.stdout.includes(s), `text show mentions ${s}`);
   }
 });

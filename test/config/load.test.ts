@@ -59,7 +59,7 @@ test('the issue example loads with resolved paths and defaults', () => {
   assert.equal(p.method, 'opcm');
   assert.deepEqual(p.params, { alpha: 0.5 });
   assert.equal(p.settle_ms, 500);
-  assert.equal(p.engine, 'auto');
+  assert.deepEqual(p.engine, { name: 'auto', device: 0, tf32: false });
   assert.equal(p.max_shard_bytes, 5e9);
   assert.equal(p.max_task_vector_norm_ratio, 10);
   assert.deepEqual(p.retention, { keep: 10 });
@@ -118,7 +118,7 @@ test('every error names the file and the key path', () => {
     [withPipeline('settle_ms: fast'), /: pipelines\[0\]\.settle_ms: expected number, got string "fast"$/],
     [withPipeline('max_shard_bytes: 5XB'), /: pipelines\[0\]\.max_shard_bytes: expected a byte size such as 5GB/],
     [withPipeline('max_task_vector_norm_ratio: 0'), /: pipelines\[0\]\.max_task_vector_norm_ratio: expected a number > 0/],
-    [withPipeline('engine: cuda'), /: pipelines\[0\]\.engine: expected "auto" \| "native" \| "portable", got string "cuda"$/],
+    [withPipeline('engine: gpu'), /: pipelines\[0\]\.engine: expected auto \| native \| portable \| cuda, or a mapping \{name, device, max_memory, tf32\}, got string "gpu"$/],
     [withPipeline('evaluator: { argv: [] }'), /: pipelines\[0\]\.evaluator\.argv: must name a program, got an empty list$/],
     [withPipeline('evaluator: { argv: [x], timeout: 5 }'), /: pipelines\[0\]\.evaluator\.timeout: unknown key$/],
     [withPipeline('notifiers: [{ type: smtp }]'), /: pipelines\[0\]\.notifiers\[0\]\.type: expected type: http, command or sse, got string "smtp"$/],

@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, readlinkSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
+import { writeDemoModels } from '../../src/demo/synth.js';
 import { cmerge } from '../helpers/cli.js';
-import { cliPath, repoRoot } from '../helpers/paths.js';
+import { cliPath, repoRoot, tempDir } from '../helpers/paths.js';
 
 export interface LogLine {
   level: string;
@@ -39,6 +40,16 @@ export function writeConfig(path: string, stateDir: string, pipelines: PipelineO
   };
   writeFileSync(path, stringify(cfg));
   return path;
+}
+
+/** A work folder with small demo models (base + n tasks), an empty drop folder, repository and state paths. */
+export function workspace(prefix: string, n = 3, seed = 11) {
+  const work = tempDir(prefix);
+  const models = writeDemoModels(join(work, 'models'), n, { d: 16, layers: 1, seed });
+  const drop = join(work, 'drop');
+  const repo = join(work, 'repo');
+  mkdirSync(drop);
+  return { work, models, drop, repo, state: join(work, 'state'), pipeline: { base: models.base, drop, repository: repo } };
 }
 
 const live = new Set<ChildProcess>();

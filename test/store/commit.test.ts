@@ -160,6 +160,8 @@ test('status, history and show answer the inspection questions', () => {
     current_merge: { checkpoint: 'ck-3.safetensors', step: 3, method: 'opcm', started_at: 'x', progress: null },
     retrying: { checkpoint: 'ck-3.safetensors', step: 3, attempts: 1, last_error: 'ENOSPC: no space left on device', last_at: 'x' },
     rejected: [{ name: 'bad', reason: 'shape mismatch: a.weight [2,3] vs base [3,3]' }],
+    // recorded without engine_info: the engine's name is all there is
+    engine: { step: 2, info: { name: 'portable' }, gpu: null },
   });
 
   const h = store.history('clip');
