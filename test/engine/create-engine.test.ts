@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { probeCuda } from '../../src/engine/cuda.js';
 import { createEngine } from '../../src/engine/index.js';
 import { loadLinalg, loadNativeAddon } from '../../src/engine/native.js';
 
 const linalg = loadLinalg();
+// what this process's cuda engine finds: a real GPU, or none (CMERGE_CUDA_LIBS is not set here)
+const cuda = probeCuda(0);
 
 test('portable is always available', () => {
   const engine = createEngine('portable');
@@ -11,10 +14,14 @@ test('portable is always available', () => {
   engine.close();
 });
 
-test('auto picks native exactly when the addon loaded', () => {
+test('auto picks cuda when a GPU answers, else native exactly when the addon loaded', () => {
   const engine = createEngine('auto');
-  assert.equal(engine.name, linalg.addon ? 'native' : 'portable');
+  assert.equal(engine.name, cuda.ok ? 'cuda' : linalg.addon ? 'native' : 'portable');
   engine.close();
+});
+
+test('cuda without a usable GPU throws one line naming what is missing', { skip: cuda.ok ? 'a GPU answers here' : false }, () => {
+  assert.throws(() => createEngine('cuda'), (e: Error) => e.name === 'EngineUnavailableError' && /^cuda engine unavailable: \S/.test(e.message) && !e.message.includes('\n'));
 });
 
 test('native with threads applies the BLAS thread count', { skip: linalg.addon ? false : `native addon absent: ${linalg.error?.message}` }, () => {
