@@ -1,5 +1,6 @@
 import { log } from '../util/log.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
+import { takeEarlySignals } from './early-signals.js';
 import { sdNotify } from './systemd-notify.js';
 
 /**
@@ -65,7 +66,13 @@ export async function runDaemon(configPath: string, opts: DaemonOptions = {}): P
   }
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
+  process.on('SIGHUP', reload);
+  // signals that came while the modules were still loading (bin/cmerge.js kept them)
+  for (const s of takeEarlySignals()) {
+    if (s === 'SIGHUP') reload();
+    else if (!stopping) stop(s);
+  }
+  function reload(): void {
     if (stopping) return;
     log.info('SIGHUP: reloading the configuration');
     notify({ RELOADING: '1', MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n) });
@@ -74,7 +81,7 @@ export async function runDaemon(configPath: string, opts: DaemonOptions = {}): P
       // what loadConfig and the base check could not foresee; never an unhandled rejection
       .catch((e) => void log.error(`reload failed: ${(e as Error).message}`))
       .finally(() => notify({ READY: '1', STATUS: daemon.statusLine() }));
-  });
+  }
 
   try {
     await chain;

@@ -14,7 +14,7 @@ export function mergeMetrics(report: MergeReport, step: StepReport): { scalars: 
     const merged = report.merged_norms[tensor] ?? null;
     tensors.push({
       tensor,
-      kind: split_rank !== undefined || 'loss_merged' in m ? 'linear' : null,
+      kind: step.kinds[tensor] ?? null,
       tv_norm: task_norm ?? null,
       merged_norm: merged,
       removed_share: removed_share ?? null,

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Logger } from 'winston';
 import type { PipelineConfig } from '../config/index.js';
@@ -8,7 +8,7 @@ import { InputError } from '../io/types.js';
 import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
 import type { TensorRules } from '../merge/kinds.js';
 import type { MergeReport } from '../merge/runner.js';
-import { applyRetention, beginVersion, finishVersion, listVersions, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
+import { applyRetention, beginVersion, discardVersionsAbove, finishVersion, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
 import { SHUTDOWN_REASON, type Checkpoint, type Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
 import { retryDelayMs } from './backoff.js';
@@ -92,14 +92,7 @@ export class PipelineRunner {
     if (rec.removed.length) log.info(`removed leftovers: ${rec.removed.join(', ')}`, { pipeline: name });
     const latest = store.latestVersion(name)?.number ?? 0;
     // numbered folders above the recorded version were published by a merge that did not commit
-    for (const v of await listVersions(this.cfg.repository, name)) {
-      if (v <= latest) continue;
-      const dir = join(this.cfg.repository, name, String(v));
-      const hidden = join(this.cfg.repository, name, `.uncommitted-${v}-${Date.now()}`);
-      await rename(dir, hidden);
-      await rm(hidden, { recursive: true, force: true });
-      log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
-    }
+    for (const v of await discardVersionsAbove(this.cfg.repository, name, latest)) log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
     const current = await readCurrent(this.cfg.repository, name);
     if (latest > 0 && current !== latest) await swapCurrent(this.cfg.repository, name, latest);
     // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above

@@ -5,7 +5,7 @@ import type { Engine, EngineInfo } from '../engine/types.js';
 import { createModelWriter, openModel } from '../io/model.js';
 import { InputError, type ModelReader } from '../io/types.js';
 import { getMethod } from '../methods/registry.js';
-import type { Method, MethodStep, Scalars, TensorJob, TensorMetrics } from '../methods/types.js';
+import type { Method, MethodStep, Scalars, TensorJob, TensorKind, TensorMetrics } from '../methods/types.js';
 import { BufferPool } from './buffers.js';
 import { classifier, type TensorRules } from './kinds.js';
 import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
@@ -59,6 +59,8 @@ export interface StepReport {
   scalars: Scalars;
   summary: Record<string, unknown>;
   tensors: Record<string, TensorMetrics>;
+  /** how each merged tensor was treated (the runner's rule, not a guess from its metrics) */
+  kinds: Record<string, TensorKind>;
   /** sha256 of the new generation's state.safetensors */
   state_sha256: string;
   seconds: { analysis: number; update: number };
@@ -269,7 +271,7 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const tEnd = performance.now();
     return {
       gen,
-      report: { t, checkpoint: ckpt.path, task_vector_norm: Math.sqrt(taskSq), scalars, summary, tensors, state_sha256: stateSha256, seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 } },
+      report: { t, checkpoint: ckpt.path, task_vector_norm: Math.sqrt(taskSq), scalars, summary, tensors, kinds: Object.fromEntries(jobs.map((j) => [j.name, j.kind])), state_sha256: stateSha256, seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 } },
     };
   } catch (e) {
     pending.discard();

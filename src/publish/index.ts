@@ -6,6 +6,7 @@ export {
 export { recoverRepository, type RecoveryReport, type RecoverOptions, type BrokenVersion } from './recover.js';
 export { verifyVersion, type VersionProblem, type VerifyOptions, type ProblemKind } from './verify.js';
 export { applyRetention, type RetentionPolicy } from './retention.js';
+export { discardVersionsAbove } from './discard.js';
 export { readManifest, manifestProblems, type Manifest, type ManifestCheckpoint } from './manifest.js';
 export { listVersions, readCurrent, versionDir, stagingDir, parseVersionName } from './layout.js';
 export { copyBaseFiles, isWeightFile } from './base-files.js';

@@ -12,6 +12,8 @@ export const STAGING_PREFIX = '.staging-';
 export const DELETING_PREFIX = '.deleting-';
 export const BROKEN_PREFIX = '.broken-';
 export const LINK_TMP_PREFIX = '.current-tmp-';
+/** what versions of cmerge before 0.2 left when a crash hit the discarding of an uncommitted version */
+export const LEGACY_UNCOMMITTED_PREFIX = '.uncommitted-';
 
 export function pipelineDir(repoRoot: string, pipeline: string): string {
   return join(repoRoot, pipeline);

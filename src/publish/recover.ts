@@ -2,7 +2,7 @@ import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir } from '../util/fsync.js';
 import {
-  BROKEN_PREFIX, CURRENT, DELETING_PREFIX, LINK_TMP_PREFIX, STAGING_PREFIX, listVersions, pipelineDir, readCurrent,
+  BROKEN_PREFIX, CURRENT, DELETING_PREFIX, LEGACY_UNCOMMITTED_PREFIX, LINK_TMP_PREFIX, STAGING_PREFIX, listVersions, pipelineDir, readCurrent,
   versionDir,
 } from './layout.js';
 import { isSymlink, swapCurrent } from './repository.js';
@@ -38,7 +38,8 @@ export interface RecoverOptions {
 /**
  * Bring `<repository>/<pipeline>/` back to a consistent state after a crash. Call at start-up,
  * before any publication. Never deletes a numbered folder.
- * - removes `.staging-*`, `.deleting-*` (retention interrupted) and temporary `current` links;
+ * - removes `.staging-*`, `.deleting-*` (retention or discarding interrupted; `.uncommitted-*` from
+ *   older versions) and temporary `current` links;
  * - verifies every numbered folder (see BrokenVersion for what happens to bad ones);
  * - when `current` is missing or points to a missing folder, points it at the newest intact
  *   version (or removes the dangling link when there is none). A `current` pointing at an
@@ -57,7 +58,7 @@ export async function recoverRepository(repoRoot: string, pipeline: string, opts
   }
   const removed: string[] = [];
   for (const name of names) {
-    if (name.startsWith(STAGING_PREFIX) || name.startsWith(DELETING_PREFIX) || name.startsWith(LINK_TMP_PREFIX)) {
+    if ([STAGING_PREFIX, DELETING_PREFIX, LINK_TMP_PREFIX, LEGACY_UNCOMMITTED_PREFIX].some((p) => name.startsWith(p))) {
       await rm(join(dir, name), { recursive: true, force: true });
       removed.push(name);
     }

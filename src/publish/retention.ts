@@ -1,8 +1,5 @@
-import { rename, rm } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { fsyncDir } from '../util/fsync.js';
-import { DELETING_PREFIX, listVersions, pipelineDir, readCurrent, versionDir } from './layout.js';
+import { removeVersions } from './discard.js';
+import { listVersions, readCurrent } from './layout.js';
 
 export interface RetentionPolicy {
   /** how many of the newest versions to keep (at least 1) */
@@ -27,16 +24,6 @@ export async function applyRetention(repoRoot: string, pipeline: string, policy:
   const victims = versions.filter((v) => !newest.has(v) && !protect.has(v));
   if (!victims.length) return [];
 
-  const parent = pipelineDir(repoRoot, pipeline);
-  const doomed: string[] = [];
-  for (const v of victims) {
-    const tmp = join(parent, `${DELETING_PREFIX}${v}-${randomBytes(4).toString('hex')}`);
-    await rename(versionDir(repoRoot, pipeline, v), tmp);
-    doomed.push(tmp);
-  }
-  // Make the disappearance durable before the slow part; a crash now leaves only dot folders
-  // that recoverRepository finishes deleting.
-  await fsyncDir(parent);
-  for (const d of doomed) await rm(d, { recursive: true, force: true });
+  await removeVersions(repoRoot, pipeline, victims);
   return victims;
 }

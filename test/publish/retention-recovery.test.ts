@@ -65,3 +65,19 @@ test('recovery: no current link but versions exist -> newest intact; nothing lef
   assert.deepEqual(readdirSync(dir), []);
   assert.deepEqual(await recoverRepository(repo, 'missing'), { removed: [], broken: [], versions: [], currentBefore: null, currentAfter: null });
 });
+
+test('discarding uncommitted versions leaves no dot entry; a crash leftover of it is removed by recovery', async () => {
+  const repo = join(tempDir(), 'repo');
+  for (let n = 1; n <= 4; n++) await publish(repo, 'p', n);
+  const { discardVersionsAbove } = await import('../../src/publish/index.js');
+  assert.deepEqual(await discardVersionsAbove(repo, 'p', 2), [3, 4]);
+  assert.deepEqual(await listVersions(repo, 'p'), [1, 2]);
+  assert.deepEqual(readdirSync(join(repo, 'p')).filter((n) => n.startsWith('.')), []);
+  // what the daemon of cmerge 0.1 left when killed between its rename and its rm (issue 8, bug 2)
+  const dir = join(repo, 'p');
+  mkdirSync(join(dir, '.uncommitted-3-1700000000000'));
+  writeFileSync(join(dir, '.uncommitted-3-1700000000000', 'model.safetensors'), 'model-sized');
+  const r = await recoverRepository(repo, 'p');
+  assert.deepEqual(r.removed, ['.uncommitted-3-1700000000000']);
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.')), []);
+});

@@ -4,15 +4,18 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 #include "ops.h"
-#include "../linalg/svd.h"  // kNullTol, kOrthoTol: the same thresholds as the CPU engine
+#include "../linalg/svd_classes.h"  // the CPU engine's column classes and thresholds
 
 namespace cmerge::cuda {
 namespace {
 
+// dst column c = src column idx[c] (× scale[c]); float64 or float32 out (the kernel for T).
+template <typename T>
 void Gather(Session& s, const double* src, int lds, int rows, const std::vector<int>& idx, const std::vector<double>* scale,
-            double* dst, int ldd) {
+            T* dst, int ldd) {
   if (idx.empty()) return;
   Buf<int> di(s, idx.size());
   s.dev.Upload(di.get(), idx.data(), idx.size() * sizeof(int));
@@ -24,24 +27,8 @@ void Gather(Session& s, const double* src, int lds, int rows, const std::vector<
   const int* ip = di.get();
   const double* sp = scale ? ds.get() : nullptr;
   void* args[] = {&src, &lds, &rows, &ip, &sp, &dst, &ldd};
-  s.dev.Launch(kGatherColsF64, static_cast<unsigned>(idx.size()), args);
+  s.dev.Launch(std::is_same_v<T, float> ? kGatherColsF64ToF32 : kGatherColsF64, static_cast<unsigned>(idx.size()), args);
   s.dev.Sync();  // di/ds are freed on return
-}
-
-void GatherF32(Session& s, const double* src, int lds, int rows, const std::vector<int>& idx,
-               const std::vector<double>* scale, float* dst, int ldd) {
-  Buf<int> di(s, idx.size());
-  s.dev.Upload(di.get(), idx.data(), idx.size() * sizeof(int));
-  Buf<double> ds;
-  if (scale) {
-    ds = Buf<double>(s, scale->size());
-    s.dev.Upload(ds.get(), scale->data(), scale->size() * sizeof(double));
-  }
-  const int* ip = di.get();
-  const double* sp = scale ? ds.get() : nullptr;
-  void* args[] = {&src, &lds, &rows, &ip, &sp, &dst, &ldd};
-  s.dev.Launch(kGatherColsF64ToF32, static_cast<unsigned>(idx.size()), args);
-  s.dev.Sync();
 }
 
 }  // namespace
@@ -102,20 +89,10 @@ DevSvd GramSvd(Session& s, Buf<float>& a, int m, int n) {
   }
   // Descending eigen order: column k is eigenvector S-1-k.
   std::vector<double> norms(S);
-  double nmax = 0.0;
-  for (int k = 0; k < S; ++k) {
-    norms[k] = std::sqrt(sumsq[S - 1 - k]);
-    nmax = std::max(nmax, norms[k]);
-  }
-  const auto cls = [&](int k) { return !(norms[k] > kNullTol * nmax) ? 2 : norms[k] >= kOrthoTol * nmax ? 0 : 1; };
-  std::vector<int> order(S);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int i, int j) { return cls(i) < cls(j); });
-  int head = 0, small = 0;
-  for (int k = 0; k < S; ++k) {
-    if (cls(k) == 0) ++head;
-    else if (cls(k) == 1) ++small;
-  }
+  for (int k = 0; k < S; ++k) norms[k] = std::sqrt(sumsq[S - 1 - k]);
+  const ColumnClasses classes = ClassifyColumns(norms);
+  const std::vector<int>& order = classes.order;
+  const int head = classes.head, small = classes.small;
   // Q: head columns normalized, small columns raw, null columns pseudo-random starters.
   Buf<double> q(s, LS), vsp(s, SS);
   {
@@ -201,9 +178,9 @@ DevSvd GramSvd(Session& s, Buf<float>& a, int m, int n) {
     signPerm[c] = sign[perm[c]];
   }
   Buf<float> longF(s, LS), shortF(s, SS);
-  GatherF32(s, q.get(), L, L, perm, &signPerm, longF.get(), L);
+  Gather(s, q.get(), L, L, perm, &signPerm, longF.get(), L);
   q.reset();
-  GatherF32(s, vsp.get(), S, S, perm, nullptr, shortF.get(), S);
+  Gather(s, vsp.get(), S, S, perm, nullptr, shortF.get(), S);
   if (tall) {
     out.u = std::move(longF);
     out.v = std::move(shortF);

@@ -13,6 +13,7 @@
 #include "svd.h"
 
 #include "big_alloc.h"
+#include "svd_classes.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -120,21 +121,10 @@ std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, floa
 
   // Classify by ‖A v_k‖, computed directly and far more accurate than sqrt(λ_k) for small σ.
   std::vector<double> norms(S);
-  double nmax = 0.0;
-  for (int k = 0; k < S; ++k) {
-    norms[k] = cblas_dnrm2(L, x.data() + static_cast<size_t>(k) * L, 1);
-    nmax = std::max(nmax, norms[k]);
-  }
-  // 0 head, 1 small, 2 null (all null when A = 0).
-  const auto cls = [&](int k) { return !(norms[k] > kNullTol * nmax) ? 2 : norms[k] >= kOrthoTol * nmax ? 0 : 1; };
-  std::vector<int> order(S);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int i, int j) { return cls(i) < cls(j); });
-  int head = 0, small = 0;
-  for (int k = 0; k < S; ++k) {
-    if (cls(k) == 0) ++head;
-    else if (cls(k) == 1) ++small;
-  }
+  for (int k = 0; k < S; ++k) norms[k] = cblas_dnrm2(L, x.data() + static_cast<size_t>(k) * L, 1);
+  const ColumnClasses classes = ClassifyColumns(norms);
+  const std::vector<int>& order = classes.order;
+  const int head = classes.head, small = classes.small;
 
   // q: head columns normalized; small columns raw; null columns get deterministic pseudo-random
   // starters (a random vector is almost surely not in the span of the others, unlike e_i).
