@@ -1,13 +1,6 @@
 import { dot, firstCumulativeIndex } from '../../util/vec.js';
 import type { DopOptions, DopResult, Linalg, Svd } from '../types.js';
 
-/**
- * The DOP optimisation for one linear tensor on a CPU engine (design.md §2): Adam on W against two quadratic
- * losses loss_i(W) = ‖diag(σ_i) U_iᵀ Δ_i‖² + ‖Δ_i V_i diag(σ_i)‖², Δ_i = W − W_i, with MGDA
- * weighting and EMA. Gradients in closed form: ∇loss_i = 2 A_i Δ_i + 2 Δ_i B_i,
- * A_i = U_i diag(σ_i²) U_iᵀ, B_i = V_i diag(σ_i²) V_iᵀ.
- */
-
 /** One side of the quadratic form: either a dense square matrix or its low-rank factors. */
 interface SideOp {
   /** dense A (rows×rows) with A = F diag(σ²) Fᵀ, used when cheaper than the factors */
@@ -97,6 +90,12 @@ function minNormGamma(v11: number, v12: number, v22: number): number {
   return -1.0 * ((v12 - v22) / (v11 + v22 - 2 * v12));
 }
 
+/**
+ * The DOP optimisation for one linear tensor on a CPU engine (design.md §2): Adam on W against two quadratic
+ * losses loss_i(W) = ‖diag(σ_i) U_iᵀ Δ_i‖² + ‖Δ_i V_i diag(σ_i)‖², Δ_i = W − W_i, with MGDA
+ * weighting and EMA. Gradients in closed form: ∇loss_i = 2 A_i Δ_i + 2 Δ_i B_i,
+ * A_i = U_i diag(σ_i²) U_iᵀ, B_i = V_i diag(σ_i²) V_iᵀ.
+ */
 export async function dopOptimize(engine: Linalg, base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
   const pa = await project(engine, wa, base, m, n, o.svd_epsilon, o.svd_proj_space);
   const pb = await project(engine, wb, base, m, n, o.svd_epsilon, o.svd_proj_space);
