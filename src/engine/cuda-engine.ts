@@ -1,8 +1,8 @@
 import { log } from '../util/log.js';
-import { firstCumulativeIndex } from '../util/vec.js';
 import type { CudaAddon, CudaAvailability, CudaSession } from './cuda.js';
 import { libraryVersion } from './cuda.js';
 import { EngineFatalError } from './errors.js';
+import { opcmSplit } from './ops/opcm-clean.js';
 import { SerialQueue } from './serial.js';
 import type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineStats, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkMatrix, checkSvdArgs } from './validate.js';
@@ -80,17 +80,10 @@ export class CudaEngine implements Engine {
       checkSvdArgs(prev, m, n);
       const { handle, s } = await this.addon.svdResident(session, prev, m, n);
       try {
-        // argmax of (cumsum/sum > α) is 0 when nothing exceeds α (all-zero spectrum), as on the CPU
-        const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
+        const { k, prevSq, leadSq } = opcmSplit(s, alpha);
         const tau = loadTau();
         checkMatrix(tau, m, n, 'tau');
         const { removedSq, cleanedSq } = await this.addon.opcmApply(handle, tau, k);
-        let prevSq = 0;
-        let leadSq = 0;
-        for (let i = 0; i < s.length; i++) {
-          prevSq += s[i] * s[i];
-          if (i < k) leadSq += s[i] * s[i];
-        }
         return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
       } finally {
         await this.addon.freeResident(handle).catch(() => undefined);

@@ -8,15 +8,6 @@
 namespace cmerge::cuda {
 namespace {
 
-const float kOne = 1.0f, kZero = 0.0f;
-
-void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
-          int ldc) {
-  s.dev.CheckBlas(s.dev.api.cublasSgemm(s.dev.blas(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m,
-                                        n, k, &kOne, a, lda, b, ldb, &kZero, c, ldc),
-                  "cublasSgemm");
-}
-
 // One side of the quadratic form: F (rows×k, leading singular vectors), G = F·diag(σ²), and the
 // dense rows×rows G·Fᵀ when that is cheaper than the factors (rows ≤ 2k, as the CPU engines do).
 struct Side {

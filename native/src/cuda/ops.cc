@@ -9,16 +9,6 @@
 namespace cmerge::cuda {
 namespace {
 
-const float kOne = 1.0f, kZero = 0.0f, kMinusOne = -1.0f;
-
-// C = op(A)·op(B) for column-major device matrices (cuBLAS's own convention).
-void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
-          int ldc, const float* alpha = &kOne, const float* beta = &kZero) {
-  s.dev.CheckBlas(s.dev.api.cublasSgemm(s.dev.blas(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m,
-                                        n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-                  "cublasSgemm");
-}
-
 Buf<float> UploadF32(Session& s, const float* host, size_t count) {
   Buf<float> b(s, count);
   s.dev.Upload(b.get(), host, count * sizeof(float));
@@ -34,6 +24,14 @@ void DownloadTransposed(Session& s, const float* dev, int rows, int cols, float*
 }
 
 }  // namespace
+
+void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+          int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  s.dev.CheckBlas(s.dev.api.cublasSgemm(s.dev.blas(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m,
+                                        n, k, &one, a, lda, b, ldb, &zero, c, ldc),
+                  "cublasSgemm");
+}
 
 void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, int n, bool ta, bool tb) {
   // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: the same buffers, operands swapped.

@@ -21,6 +21,11 @@ struct DevSvd {
 // row-major m×n input (float32); it is freed (reset) once no longer needed.
 DevSvd GramSvd(Session& s, Buf<float>& a, int m, int n);
 
+// C = op(A)·op(B) for column-major device matrices (cuBLAS's own convention), FP32 (TF32 when
+// the session asks for it).
+void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+          int ldc);
+
 // C (m×n) = op(A) op(B), row-major host arrays.
 void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, int n, bool ta, bool tb);
 

@@ -1,6 +1,22 @@
 import { addColumnDots, firstCumulativeIndex, scaleColumns, subtractInPlace } from '../../util/vec.js';
 import type { Cleaning, Linalg } from '../types.js';
 
+/**
+ * OPCM's split of prev's spectrum s (descending): k, the leading block kept in Q (argmax of
+ * cumsum/sum > α, 0 when nothing exceeds α), and ‖prev‖² = Σ σ_i², Σ_{i<k} σ_i². Every engine's
+ * cleaning takes it from here.
+ */
+export function opcmSplit(s: Float64Array, alpha: number): { k: number; prevSq: number; leadSq: number } {
+  const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
+  let prevSq = 0;
+  let leadSq = 0;
+  for (let i = 0; i < s.length; i++) {
+    prevSq += s[i] * s[i];
+    if (i < k) leadSq += s[i] * s[i];
+  }
+  return { k, prevSq, leadSq };
+}
+
 /** Rows per block of the τ-side products: blocks of ~4 Mi elements (16 MB of float32). */
 function blockRows(m: number, width: number): number {
   return Math.max(1, Math.min(m, Math.floor((4 << 20) / Math.max(1, width))));
@@ -31,8 +47,7 @@ function leadingColumns(a: Float32Array, rows: number, width: number, k: number)
 export async function opcmClean(engine: Linalg, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
   const r = Math.min(m, n);
   let { u, s, v } = await engine.svd(prev, m, n);
-  // argmax of (cumsum/sum > α) is 0 when nothing exceeds α (all-zero spectrum): same here
-  const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
+  const { k, prevSq, leadSq } = opcmSplit(s, alpha);
   const tau = loadTau();
   const rows = blockRows(m, Math.max(n, r));
   const d = new Float64Array(r);
@@ -66,11 +81,5 @@ export async function opcmClean(engine: Linalg, prev: Float32Array, loadTau: () 
     cleanedSq += sq.resultSq;
   }
   u = v = new Float32Array(0);
-  let prevSq = 0;
-  let leadSq = 0;
-  for (let i = 0; i < r; i++) {
-    prevSq += s[i] * s[i];
-    if (i < k) leadSq += s[i] * s[i];
-  }
   return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
 }
