@@ -22,7 +22,9 @@ writeFileSync(
   join(work, 'cmerge.yaml'),
   `state_dir: ./state\nmetrics_port: ${port}\npipelines:\n  - name: vit\n    base: ${join(data, 'base.safetensors')}\n    drop: ./drop\n    repository: ./repo\n    method: opcm\n    settle_ms: 500\n    retention: {keep: 3}\n`,
 );
-const daemon = spawn(process.execPath, [cliPath, 'daemon', '--config', join(work, 'cmerge.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+const daemon = spawn(process.execPath, [cliPath, 'daemon', '--config', join(work, 'cmerge.yaml')], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 let logText = '';
 daemon.stdout.on('data', (d) => (logText += d));
 while (!logText.includes('daemon ready')) await sleep(100);
@@ -36,14 +38,31 @@ async function scrape(): Promise<Record<string, number>> {
   }
   return out;
 }
-const samples: { at: number; lagP99: number; lagMax: number; rss: number; merging: boolean; version: number; sinceDrop: number }[] = [];
+const samples: {
+  at: number;
+  lagP99: number;
+  lagMax: number;
+  rss: number;
+  merging: boolean;
+  version: number;
+  sinceDrop: number;
+}[] = [];
 let merging = false;
 let dropAt = 0;
 let dropping = 0;
 const sampler = setInterval(() => {
   // a failed scrape (e.g. a keep-alive connection the server just closed) only loses that sample
   void scrape().then(
-    (m) => samples.push({ at: Date.now(), lagP99: m.nodejs_eventloop_lag_p99_seconds, lagMax: m.nodejs_eventloop_lag_max_seconds, rss: m.process_resident_memory_bytes, merging, version: dropping, sinceDrop: (Date.now() - dropAt) / 1000 }),
+    (m) =>
+      samples.push({
+        at: Date.now(),
+        lagP99: m.nodejs_eventloop_lag_p99_seconds,
+        lagMax: m.nodejs_eventloop_lag_max_seconds,
+        rss: m.process_resident_memory_bytes,
+        merging,
+        version: dropping,
+        sinceDrop: (Date.now() - dropAt) / 1000,
+      }),
     () => undefined,
   );
 }, 500);
@@ -70,7 +89,9 @@ for (let i = 0; i < merges; i++) {
   let line: string | undefined;
   while (!(line = logText.split('\n').find((l) => l.includes(`"published version ${i + 1}:`)))) await sleep(20);
   rows.push({ version: i + 1, latency, mergeS: JSON.parse(line).merge_s });
-  process.stderr.write(`version ${i + 1}: latency ${latency.toFixed(2)} s, merge ${rows.at(-1)!.mergeS.toFixed(2)} s\n`);
+  process.stderr.write(
+    `version ${i + 1}: latency ${latency.toFixed(2)} s, merge ${rows.at(-1)!.mergeS.toFixed(2)} s\n`,
+  );
 }
 await sleep(5000);
 const idleRssMiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))![1]) / 1024;
@@ -100,7 +121,17 @@ ${machineTable(m)}
 ${rows.map((r, i) => `| ${r.version} | ${r.latency.toFixed(2)} | ${r.mergeS.toFixed(2)} | ${overhead[i].toFixed(2)} |`).join('\n')}
 
 - overhead (latency − merge time): max **${Math.max(...overhead).toFixed(2)} s**, mean ${(overhead.reduce((a, b) => a + b, 0) / overhead.length).toFixed(2)} s (bound: 2 s)
-- event-loop delay during merges, p99 per 500 ms window: worst **${worstP99.toFixed(1)} ms**, median of windows ${sortedP99[Math.floor(sortedP99.length / 2)].toFixed(1)} ms over ${during.length} windows (bound: 100 ms); windows over 100 ms: ${slow.length}${slow.length ? ` (worst: ${slow.slice(0, 3).map((s) => `version ${s.version} at ${s.sinceDrop.toFixed(1)} s after the drop, p99 ${(s.lagP99 * 1000).toFixed(0)} ms, max ${(s.lagMax * 1000).toFixed(0)} ms`).join('; ')})` : ''}
+- event-loop delay during merges, p99 per 500 ms window: worst **${worstP99.toFixed(1)} ms**, median of windows ${sortedP99[Math.floor(sortedP99.length / 2)].toFixed(1)} ms over ${during.length} windows (bound: 100 ms); windows over 100 ms: ${slow.length}${
+  slow.length
+    ? ` (worst: ${slow
+        .slice(0, 3)
+        .map(
+          (s) =>
+            `version ${s.version} at ${s.sinceDrop.toFixed(1)} s after the drop, p99 ${(s.lagP99 * 1000).toFixed(0)} ms, max ${(s.lagMax * 1000).toFixed(0)} ms`,
+        )
+        .join('; ')})`
+    : ''
+}
 - daemon RSS when idle after ${merges} merges: **${idleRssMiB.toFixed(0)} MiB** (bound: 150 MB); highest RSS sampled during the run: ${(Math.max(...samples.map((s) => s.rss)) / 2 ** 20).toFixed(0)} MiB (merges run in worker threads of the same process)
 `;
 const path = writeResult(`daemon-vitb32`, text);

@@ -21,10 +21,22 @@ export interface Timed {
 
 /** Runs a command under /usr/bin/time: wall seconds, peak RSS, CPU times and page faults of the whole process. */
 export function timed(cmd: string, args: string[], cwd = repoRoot, env: NodeJS.ProcessEnv = {}): Timed {
-  const r = spawnSync('/usr/bin/time', ['-f', '__TIME__ %e %M %U %S %R', cmd, ...args], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
+  const r = spawnSync('/usr/bin/time', ['-f', '__TIME__ %e %M %U %S %R', cmd, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 256 << 20,
+  });
   const m = /__TIME__ ([\d.]+) (\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return { seconds: Number(m[1]), peakRssMiB: Number(m[2]) / 1024, userSeconds: Number(m[3]), sysSeconds: Number(m[4]), minorFaults: Number(m[5]), stdout: r.stdout };
+  return {
+    seconds: Number(m[1]),
+    peakRssMiB: Number(m[2]) / 1024,
+    userSeconds: Number(m[3]),
+    sysSeconds: Number(m[4]),
+    minorFaults: Number(m[5]),
+    stdout: r.stdout,
+  };
 }
 
 export function machine(): Record<string, string> {
@@ -40,7 +52,9 @@ export function machine(): Record<string, string> {
     memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
     os: sh('. /etc/os-release && echo "$PRETTY_NAME"') + ' / ' + sh('uname -r'),
     node: process.version,
-    openblas: sh("dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || dpkg-query -W -f='${Version}' libopenblas0"),
+    openblas: sh(
+      "dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || dpkg-query -W -f='${Version}' libopenblas0",
+    ),
     torch: sh(`${python} -c 'import torch; print(torch.__version__)'`),
     date: new Date().toISOString(),
   };
@@ -48,13 +62,17 @@ export function machine(): Record<string, string> {
 
 /** Largest per-tensor relative Frobenius difference between two models (float tensors). */
 export function maxRelDiff(a: string, b: string): { max: number; tensor: string } {
-  const x = openModel(a), y = openModel(b);
-  let max = 0, tensor = '';
+  const x = openModel(a),
+    y = openModel(b);
+  let max = 0,
+    tensor = '';
   try {
     for (const [name, info] of y.tensors) {
       if (!['F32', 'BF16', 'F16', 'F64'].includes(info.dtype)) continue;
-      const p = x.readF32(name), q = y.readF32(name);
-      let d = 0, n = 0;
+      const p = x.readF32(name),
+        q = y.readF32(name);
+      let d = 0,
+        n = 0;
       for (let i = 0; i < q.length; i++) {
         d += (p[i] - q[i]) ** 2;
         n += q[i] ** 2;
@@ -73,7 +91,10 @@ export function maxRelDiff(a: string, b: string): { max: number; tensor: string 
 export function synth(dir: string, shape: string, tasks: number, dtype: 'F32' | 'BF16'): void {
   if (existsSync(join(dir, `task_${tasks - 1}.safetensors`))) return;
   mkdirSync(dir, { recursive: true });
-  execFileSync(python, [join(referenceDir, 'synth.py'), dir, shape, String(tasks), dtype, '0'], { stdio: 'inherit', cwd: referenceDir });
+  execFileSync(python, [join(referenceDir, 'synth.py'), dir, shape, String(tasks), dtype, '0'], {
+    stdio: 'inherit',
+    cwd: referenceDir,
+  });
 }
 
 export function writeResult(name: string, text: string): string {
@@ -85,5 +106,7 @@ export function writeResult(name: string, text: string): string {
 }
 
 export function machineTable(m: Record<string, string>): string {
-  return Object.entries(m).map(([k, v]) => `| ${k} | ${v} |`).join('\n');
+  return Object.entries(m)
+    .map(([k, v]) => `| ${k} | ${v} |`)
+    .join('\n');
 }

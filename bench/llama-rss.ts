@@ -18,12 +18,41 @@ rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const state = join(work, 'state');
 
-const rows: { step: number; args: string[]; seconds: number; peakRssMiB: number; engine: string; update: number; output: number }[] = [];
+const rows: {
+  step: number;
+  args: string[];
+  seconds: number;
+  peakRssMiB: number;
+  engine: string;
+  update: number;
+  output: number;
+}[] = [];
 for (const [i, task] of ['task_0', 'task_1'].entries()) {
-  const args = [cliPath, 'merge', '--base', base, '--state', state, '--method', 'opcm', '--out', join(work, `step${i + 1}.safetensors`), '--json', join(data, `${task}.safetensors`)];
+  const args = [
+    cliPath,
+    'merge',
+    '--base',
+    base,
+    '--state',
+    state,
+    '--method',
+    'opcm',
+    '--out',
+    join(work, `step${i + 1}.safetensors`),
+    '--json',
+    join(data, `${task}.safetensors`),
+  ];
   const r = timed('node', args);
   const rep = JSON.parse(r.stdout);
-  rows.push({ step: i + 1, args, seconds: r.seconds, peakRssMiB: r.peakRssMiB, engine: rep.engine, update: rep.steps[0].seconds.update, output: rep.seconds.output });
+  rows.push({
+    step: i + 1,
+    args,
+    seconds: r.seconds,
+    peakRssMiB: r.peakRssMiB,
+    engine: rep.engine,
+    update: rep.steps[0].seconds.update,
+    output: rep.seconds.output,
+  });
   console.log(`step ${i + 1}: ${r.seconds.toFixed(1)} s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
   rmSync(join(work, `step${i + 1}.safetensors`), { force: true });
 }

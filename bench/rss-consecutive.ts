@@ -15,7 +15,19 @@ rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const rows = [];
 for (let i = 0; i < n; i++) {
-  const r = timed('node', [cliPath, 'merge', '--base', join(data, 'base.safetensors'), '--state', join(work, 'state'), '--method', 'opcm', '--out', join(work, 'merged.safetensors'), join(data, `task_${i}.safetensors`)]);
+  const r = timed('node', [
+    cliPath,
+    'merge',
+    '--base',
+    join(data, 'base.safetensors'),
+    '--state',
+    join(work, 'state'),
+    '--method',
+    'opcm',
+    '--out',
+    join(work, 'merged.safetensors'),
+    join(data, `task_${i}.safetensors`),
+  ]);
   rows.push(r);
   process.stderr.write(`merge ${i + 1}: ${r.seconds.toFixed(2)} s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB\n`);
 }

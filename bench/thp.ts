@@ -16,7 +16,19 @@ const work = join(data, 'bench-thp');
 rmSync(work, { recursive: true, force: true });
 const base = join(data, 'base.safetensors');
 const merge = (state: string, task: number) =>
-  timed('node', [cliPath, 'merge', '--base', base, '--state', state, '--method', 'opcm', '--out', join(work, 'out.safetensors'), join(data, `task_${task}.safetensors`)]);
+  timed('node', [
+    cliPath,
+    'merge',
+    '--base',
+    base,
+    '--state',
+    state,
+    '--method',
+    'opcm',
+    '--out',
+    join(work, 'out.safetensors'),
+    join(data, `task_${task}.safetensors`),
+  ]);
 merge(join(work, 'state1'), 0);
 
 const original = /\[(\w+)\]/.exec(readFileSync(THP, 'utf8'))![1];

@@ -1,6 +1,17 @@
 import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliPath, machine, machineTable, maxRelDiff, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
+import {
+  cliPath,
+  machine,
+  machineTable,
+  maxRelDiff,
+  python,
+  referenceDir,
+  repoRoot,
+  synth,
+  timed,
+  writeResult,
+} from './lib.js';
 
 /**
  * One continual-merge step, cmerge against the peer (shared/reference/peer_step.py: the reference
@@ -15,28 +26,67 @@ const shape = method === 'opcm' ? 'vitb32' : 'vitb32-l2';
 const data = process.argv[3] ?? join(repoRoot, 'bench', 'work', shape);
 const runs = Number(process.env.BENCH_RUNS ?? 2);
 synth(data, shape, 2, 'F32');
-const base = join(data, 'base.safetensors'), t0 = join(data, 'task_0.safetensors'), t1 = join(data, 'task_1.safetensors');
+const base = join(data, 'base.safetensors'),
+  t0 = join(data, 'task_0.safetensors'),
+  t1 = join(data, 'task_1.safetensors');
 const work = join(data, `bench-${method}`);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
 const params = method === 'dop' ? ['--param', 'num_steps=20'] : [];
-const first = timed('node', [cliPath, 'merge', '--base', base, '--state', join(work, 'state1'), '--method', method, ...params, '--out', join(work, 'step1.safetensors'), '--json', t0]);
+const first = timed('node', [
+  cliPath,
+  'merge',
+  '--base',
+  base,
+  '--state',
+  join(work, 'state1'),
+  '--method',
+  method,
+  ...params,
+  '--out',
+  join(work, 'step1.safetensors'),
+  '--json',
+  t0,
+]);
 const n1 = JSON.parse(first.stdout).steps[0].task_vector_norm as number;
 
 const cmergeRuns = [];
 for (let i = 0; i < runs; i++) {
   const state = join(work, `state-run${i}`);
   cpSync(join(work, 'state1'), state, { recursive: true });
-  const r = timed('node', [cliPath, 'merge', '--base', base, '--state', state, '--method', method, ...params, '--out', join(work, 'cmerge.safetensors'), '--json', t1]);
+  const r = timed('node', [
+    cliPath,
+    'merge',
+    '--base',
+    base,
+    '--state',
+    state,
+    '--method',
+    method,
+    ...params,
+    '--out',
+    join(work, 'cmerge.safetensors'),
+    '--json',
+    t1,
+  ]);
   cmergeRuns.push({ seconds: r.seconds, peakRssMiB: r.peakRssMiB, engine: JSON.parse(r.stdout).engine as string });
 }
 const peerRuns = [];
 for (let i = 0; i < Math.max(1, Number(process.env.BENCH_PEER_RUNS ?? 1)); i++) {
   const stateJson = join(work, 'peer-state.json');
-  writeFileSync(stateJson, JSON.stringify(method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: 20 } }));
+  writeFileSync(
+    stateJson,
+    JSON.stringify(method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: 20 } }),
+  );
   // M1 = θ1 for both methods: the peer starts from task_0 as the merged model
-  peerRuns.push(timed(python, [join(referenceDir, 'peer_step.py'), method, base, t0, t1, join(work, 'peer.safetensors'), stateJson], referenceDir));
+  peerRuns.push(
+    timed(
+      python,
+      [join(referenceDir, 'peer_step.py'), method, base, t0, t1, join(work, 'peer.safetensors'), stateJson],
+      referenceDir,
+    ),
+  );
 }
 const diff = maxRelDiff(join(work, 'cmerge.safetensors'), join(work, 'peer.safetensors'));
 const agreement = method === 'opcm' ? opcmAgreement() : '';
@@ -49,9 +99,16 @@ function opcmAgreement(): string {
   const stateJson = join(work, 'peer-state-1thread.json');
   writeFileSync(stateJson, JSON.stringify({ prev_lambda: 1.0, norms: [n1] }));
   const single = join(work, 'peer-1thread.safetensors');
-  timed(python, [join(referenceDir, 'peer_step.py'), method, base, t0, t1, single, stateJson], referenceDir, { OPENBLAS_NUM_THREADS: '1' });
+  timed(python, [join(referenceDir, 'peer_step.py'), method, base, t0, t1, single, stateJson], referenceDir, {
+    OPENBLAS_NUM_THREADS: '1',
+  });
   const self = maxRelDiff(single, join(work, 'peer.safetensors'));
-  const f64 = timed(python, [join(repoRoot, 'bench', 'opcm_f64_check.py'), data, join(work, 'cmerge.safetensors'), join(work, 'peer.safetensors')]);
+  const f64 = timed(python, [
+    join(repoRoot, 'bench', 'opcm_f64_check.py'),
+    data,
+    join(work, 'cmerge.safetensors'),
+    join(work, 'peer.safetensors'),
+  ]);
   return `- the peer against itself, OPENBLAS_NUM_THREADS=1 vs the default: largest per-tensor relative difference **${self.max.toExponential(2)}** (${self.tensor})
 ${f64.stdout}`;
 }

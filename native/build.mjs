@@ -14,9 +14,21 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const buildDir = join(here, 'build');
 const targets = [
-  { name: 'cmerge_linalg', without: 'the portable TypeScript engine is used (much slower)', needs: 'libopenblas-dev and liblapacke-dev' },
-  { name: 'cmerge_cuda', without: 'the cuda engine is unavailable (CPU engines only)', needs: 'a C++ toolchain (no CUDA: the libraries are opened at run time)' },
-  { name: 'cmerge_sys', without: 'systemd notifications go through the systemd-notify command', needs: 'a C++ toolchain' },
+  {
+    name: 'cmerge_linalg',
+    without: 'the portable TypeScript engine is used (much slower)',
+    needs: 'libopenblas-dev and liblapacke-dev',
+  },
+  {
+    name: 'cmerge_cuda',
+    without: 'the cuda engine is unavailable (CPU engines only)',
+    needs: 'a C++ toolchain (no CUDA: the libraries are opened at run time)',
+  },
+  {
+    name: 'cmerge_sys',
+    without: 'systemd notifications go through the systemd-notify command',
+    needs: 'a C++ toolchain',
+  },
 ];
 const verbose = process.env.CMERGE_NATIVE_VERBOSE === '1';
 
@@ -28,7 +40,17 @@ if (process.env.CMERGE_SKIP_NATIVE === '1') {
 // npm hands its bundled node-gyp to install scripts; outside npm, use that same copy next to node.
 function nodeGyp() {
   if (process.env.npm_config_node_gyp) return [process.execPath, process.env.npm_config_node_gyp];
-  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const bundled = join(
+    dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  );
   if (existsSync(bundled)) return [process.execPath, bundled];
   return ['npx', '--yes', 'node-gyp'];
 }

@@ -1,5 +1,15 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { cliPath, maxRelDiff, repoRoot } from '../lib.js';
@@ -33,7 +43,11 @@ const stage = process.argv[2] ?? '';
 const outDir = process.env.GPU_OUT ?? process.env.OUT ?? join(repoRoot, 'bench', 'results');
 const work = process.env.GPU_WORK ?? '/tmp/cmerge-gpu';
 const python = process.env.CMERGE_PYTHON ?? 'python3';
-const reference = process.env.CMERGE_REFERENCE ?? (existsSync(join(repoRoot, '.gpu', 'reference', 'st.py')) ? join(repoRoot, '.gpu', 'reference') : join(repoRoot, '..', 'shared', 'reference'));
+const reference =
+  process.env.CMERGE_REFERENCE ??
+  (existsSync(join(repoRoot, '.gpu', 'reference', 'st.py'))
+    ? join(repoRoot, '.gpu', 'reference')
+    : join(repoRoot, '..', 'shared', 'reference'));
 const deadline = Number(process.env.BENCH_DEADLINE_MS ?? 0) || Date.now() + 3600_000;
 const timedPy = join(repoRoot, 'bench', 'gpu', 'timed.py');
 const synthGpu = join(repoRoot, 'bench', 'gpu', 'synth_gpu.py');
@@ -43,7 +57,8 @@ const MiB = 2 ** 20;
  * python children (peer, synth, float64 check) get the LD_LIBRARY_PATH run.sh found before it
  * added the CUDA libraries for cmerge: PyTorch loads its own wheels' libraries.
  */
-const pyEnv: NodeJS.ProcessEnv = process.env.GPU_PY_LD_LIBRARY_PATH !== undefined ? { LD_LIBRARY_PATH: process.env.GPU_PY_LD_LIBRARY_PATH } : {};
+const pyEnv: NodeJS.ProcessEnv =
+  process.env.GPU_PY_LD_LIBRARY_PATH !== undefined ? { LD_LIBRARY_PATH: process.env.GPU_PY_LD_LIBRARY_PATH } : {};
 
 // ---------------------------------------------------------------------------------------------
 // running and timing children
@@ -85,24 +100,51 @@ function pickTimer(): 'timed.py' | '/usr/bin/time' | 'none' {
  * `capS`); never throws. Wall time, peak RSS and CPU times come from the timer wrapper.
  */
 function run(label: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, capS = Infinity): Run {
-  const envText = Object.entries(env).map(([k, v]) => `${k}=${v} `).join('');
+  const envText = Object.entries(env)
+    .map(([k, v]) => `${k}=${v} `)
+    .join('');
   const command = `${envText}${shown(cmd)} ${args.map(shown).join(' ')}`;
   const left = Math.min(capS, secondsLeft() - 3);
   if (left < 5) {
     process.exitCode = 1;
     log(`${label}: skipped, ${secondsLeft().toFixed(0)} s left before the deadline`);
-    return { label, command, ok: false, status: null, timedOut: true, seconds: 0, peakRssMiB: null, userSeconds: null, sysSeconds: null, stdout: '', stderrTail: 'not started: no time left' };
+    return {
+      label,
+      command,
+      ok: false,
+      status: null,
+      timedOut: true,
+      seconds: 0,
+      peakRssMiB: null,
+      userSeconds: null,
+      sysSeconds: null,
+      stdout: '',
+      stderrTail: 'not started: no time left',
+    };
   }
   const t = pickTimer();
   // timed.py enforces the timeout itself, so a stopped run still reports its time and RSS (node's
   // own timeout closes the pipes with the kill); spawnSync's is the backstop
-  const [c, a] = t === 'timed.py' ? [python, [timedPy, '--timeout', left.toFixed(0), cmd, ...args]] : t === '/usr/bin/time' ? ['/usr/bin/time', ['-f', '__TIME__ %e %M %U %S %R', cmd, ...args]] : [cmd, args];
+  const [c, a] =
+    t === 'timed.py'
+      ? [python, [timedPy, '--timeout', left.toFixed(0), cmd, ...args]]
+      : t === '/usr/bin/time'
+        ? ['/usr/bin/time', ['-f', '__TIME__ %e %M %U %S %R', cmd, ...args]]
+        : [cmd, args];
   log(`${label}: ${command} (timeout ${left.toFixed(0)} s)`);
   const t0 = performance.now();
-  const r = spawnSync(c, a, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, ...(cmd === python ? pyEnv : {}), ...env }, maxBuffer: 512 * MiB, timeout: Math.floor((left + (t === 'timed.py' ? 15 : 0)) * 1000), killSignal: 'SIGTERM' });
+  const r = spawnSync(c, a, {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    env: { ...process.env, ...(cmd === python ? pyEnv : {}), ...env },
+    maxBuffer: 512 * MiB,
+    timeout: Math.floor((left + (t === 'timed.py' ? 15 : 0)) * 1000),
+    killSignal: 'SIGTERM',
+  });
   const wall = (performance.now() - t0) / 1000;
   const m = /__TIME__ ([\d.]+) (\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr ?? '');
-  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT' || /__TIMEOUT__/.test(r.stderr ?? '');
+  const timedOut =
+    (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT' || /__TIMEOUT__/.test(r.stderr ?? '');
   const res: Run = {
     label,
     command,
@@ -117,7 +159,9 @@ function run(label: string, cmd: string, args: string[], env: NodeJS.ProcessEnv 
     stderrTail: (r.stderr ?? '').replace(/__TIME__.*\n?|__TIMEOUT__\n?/g, '').slice(-1500),
   };
   if (!res.ok) process.exitCode = 1;
-  log(`${label}: ${res.ok ? 'ok' : timedOut ? 'TIMED OUT' : `FAILED (status ${r.status})`}, ${res.seconds.toFixed(2)} s, peak RSS ${res.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
+  log(
+    `${label}: ${res.ok ? 'ok' : timedOut ? 'TIMED OUT' : `FAILED (status ${r.status})`}, ${res.seconds.toFixed(2)} s, peak RSS ${res.peakRssMiB?.toFixed(0) ?? '?'} MiB`,
+  );
   if (!res.ok) log(res.stderrTail);
   return res;
 }
@@ -141,8 +185,39 @@ interface CmergeRun extends Run {
   report: any | null;
 }
 
-function cmergeMerge(label: string, data: string, state: string, method: string, params: string[], out: string, task: string, capS = Infinity): CmergeRun {
-  const r = run(label, 'node', [cliPath, 'merge', '--base', join(data, 'base.safetensors'), '--state', state, '--method', method, ...params, '--engine', 'cuda', '--out', out, '--json', join(data, `${task}.safetensors`)], {}, capS);
+function cmergeMerge(
+  label: string,
+  data: string,
+  state: string,
+  method: string,
+  params: string[],
+  out: string,
+  task: string,
+  capS = Infinity,
+): CmergeRun {
+  const r = run(
+    label,
+    'node',
+    [
+      cliPath,
+      'merge',
+      '--base',
+      join(data, 'base.safetensors'),
+      '--state',
+      state,
+      '--method',
+      method,
+      ...params,
+      '--engine',
+      'cuda',
+      '--out',
+      out,
+      '--json',
+      join(data, `${task}.safetensors`),
+    ],
+    {},
+    capS,
+  );
   let report: any = null;
   if (r.ok) {
     try {
@@ -174,14 +249,24 @@ function cloneState(from: string, to: string): void {
 }
 
 /** Makes the data unless it is there: synth.py (the CPU benches' exact data) or synth_gpu.py. */
-function makeData(shape: string, dtype: 'F32' | 'BF16', gpu: boolean): { dir: string; command: string; seconds: number } {
+function makeData(
+  shape: string,
+  dtype: 'F32' | 'BF16',
+  gpu: boolean,
+): { dir: string; command: string; seconds: number } {
   const dir = join(work, `${shape}-${dtype.toLowerCase()}${gpu ? '-gpu' : ''}`);
   const script = gpu ? synthGpu : join(reference, 'synth.py');
   const command = `${python} ${shown(script)} ${dir} ${shape} 2 ${dtype} 0`;
   if (existsSync(join(dir, 'task_1.safetensors'))) return { dir, command, seconds: 0 };
   mkdirSync(dir, { recursive: true });
   const t0 = performance.now();
-  const r = spawnSync(python, [script, dir, shape, '2', dtype, '0'], { cwd: reference, encoding: 'utf8', env: { ...process.env, ...pyEnv, CMERGE_REFERENCE: reference }, stdio: ['ignore', 'inherit', 'inherit'], timeout: Math.max(1000, (secondsLeft() - 5) * 1000) });
+  const r = spawnSync(python, [script, dir, shape, '2', dtype, '0'], {
+    cwd: reference,
+    encoding: 'utf8',
+    env: { ...process.env, ...pyEnv, CMERGE_REFERENCE: reference },
+    stdio: ['ignore', 'inherit', 'inherit'],
+    timeout: Math.max(1000, (secondsLeft() - 5) * 1000),
+  });
   if (r.status !== 0 || !existsSync(join(dir, 'task_1.safetensors'))) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`data not made: ${command} (status ${r.status}${r.error ? ', ' + r.error.message : ''})`);
@@ -191,12 +276,33 @@ function makeData(shape: string, dtype: 'F32' | 'BF16', gpu: boolean): { dir: st
   return { dir, command, seconds };
 }
 
-function peerStep(label: string, method: 'opcm' | 'dop', data: string, scratch: string, stateJson: object, capS = Infinity): Run & { state: any } {
+function peerStep(
+  label: string,
+  method: 'opcm' | 'dop',
+  data: string,
+  scratch: string,
+  stateJson: object,
+  capS = Infinity,
+): Run & { state: any } {
   const sj = join(scratch, `${label.replace(/\W+/g, '-')}-state.json`);
   writeFileSync(sj, JSON.stringify(stateJson));
   const out = join(scratch, 'peer.safetensors');
   // M1 = θ1 for both methods: the peer starts from task_0 as the merged model
-  const r = run(label, python, [join(reference, 'peer_step.py'), method, join(data, 'base.safetensors'), join(data, 'task_0.safetensors'), join(data, 'task_1.safetensors'), out, sj], { PEER_DEVICE: process.env.BENCH_PEER_DEVICE ?? 'cuda' }, capS);
+  const r = run(
+    label,
+    python,
+    [
+      join(reference, 'peer_step.py'),
+      method,
+      join(data, 'base.safetensors'),
+      join(data, 'task_0.safetensors'),
+      join(data, 'task_1.safetensors'),
+      out,
+      sj,
+    ],
+    { PEER_DEVICE: process.env.BENCH_PEER_DEVICE ?? 'cuda' },
+    capS,
+  );
   let state: any = null;
   try {
     state = JSON.parse(readFileSync(sj, 'utf8'));
@@ -225,12 +331,17 @@ interface Device {
 let deviceCache: Device | undefined;
 function device(): Device {
   if (deviceCache) return deviceCache;
-  const q = sh('nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1').split(',').map((s) => s.trim());
+  const q = sh('nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1')
+    .split(',')
+    .map((s) => s.trim());
   deviceCache = {
     gpu: q[0] || 'unknown (no nvidia-smi)',
     driver: q[1] || 'unknown',
     gpu_memory: q[2] || 'unknown',
-    cuda_toolkit: sh("$(command -v nvcc || echo /usr/local/cuda/bin/nvcc) --version 2>/dev/null | sed -n 's/.*release \\([0-9.]*\\).*/\\1/p'") || 'unknown',
+    cuda_toolkit:
+      sh(
+        "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc) --version 2>/dev/null | sed -n 's/.*release \\([0-9.]*\\).*/\\1/p'",
+      ) || 'unknown',
     cpu: `${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}`,
     memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
     os: sh('. /etc/os-release && echo "$PRETTY_NAME"') + ' / ' + sh('uname -r'),
@@ -245,7 +356,11 @@ function engineLine(reps: (any | null)[]): string {
   const r = reps.find((x) => x?.engine_info);
   if (!r) return '| engine | (no successful cmerge run) |';
   const i = r.engine_info;
-  const versions = i.versions ? Object.entries(i.versions).map(([k, v]) => `${k} ${v}`).join(', ') : '';
+  const versions = i.versions
+    ? Object.entries(i.versions)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')
+    : '';
   return `| engine | ${i.name}${i.device ? ` on ${i.device}` : ''}${versions ? ` (${versions})` : ''}, tf32 ${i.tf32 ? 'on' : 'off'} |`;
 }
 
@@ -272,8 +387,12 @@ ${engineLine(reps)}
 function runTable(runs: Run[], reps: Map<Run, any | null> = new Map()): string {
   const rows = runs.map((r) => {
     const rep = reps.get(r);
-    const gpu = rep?.gpu ? `${rep.gpu.gpu_seconds.toFixed(2)} | ${(rep.gpu.peak_device_bytes / MiB).toFixed(0)} | ${rep.gpu.cpu_fallbacks}` : ' | | ';
-    const inner = rep ? `${rep.seconds.total.toFixed(2)} | ${(rep.steps?.[0]?.seconds?.update ?? 0).toFixed(2)} | ${rep.seconds.output.toFixed(2)}` : ' | | ';
+    const gpu = rep?.gpu
+      ? `${rep.gpu.gpu_seconds.toFixed(2)} | ${(rep.gpu.peak_device_bytes / MiB).toFixed(0)} | ${rep.gpu.cpu_fallbacks}`
+      : ' | | ';
+    const inner = rep
+      ? `${rep.seconds.total.toFixed(2)} | ${(rep.steps?.[0]?.seconds?.update ?? 0).toFixed(2)} | ${rep.seconds.output.toFixed(2)}`
+      : ' | | ';
     const status = r.ok ? 'ok' : r.timedOut ? `timed out` : `failed (${r.status})`;
     return `| ${r.label} | ${status} | ${r.seconds.toFixed(2)} | ${r.peakRssMiB?.toFixed(0) ?? '?'} | ${inner} | ${gpu} |`;
   });
@@ -289,7 +408,9 @@ ${runs.map((r) => `- ${r.label}: \`${r.command}\``).join('\n')}`;
 
 function failures(runs: Run[]): string {
   const bad = runs.filter((r) => !r.ok);
-  return bad.length ? `\nFailed or timed-out runs:\n${bad.map((r) => `- ${r.label}: ${r.timedOut ? 'timed out / not started' : `status ${r.status}`}${r.stderrTail.trim() ? `\n\n\`\`\`\n${r.stderrTail.trim()}\n\`\`\`` : ''}`).join('\n')}\n` : '';
+  return bad.length
+    ? `\nFailed or timed-out runs:\n${bad.map((r) => `- ${r.label}: ${r.timedOut ? 'timed out / not started' : `status ${r.status}`}${r.stderrTail.trim() ? `\n\n\`\`\`\n${r.stderrTail.trim()}\n\`\`\`` : ''}`).join('\n')}\n`
+    : '';
 }
 
 function writeMd(name: string, text: string): void {
@@ -308,7 +429,7 @@ function summary(key: string, value: unknown): void {
     /* first stage */
   }
   s.device = device();
-  s.stages = { ...(s.stages ?? {}), [key]: { ...value as object, date: new Date().toISOString() } };
+  s.stages = { ...(s.stages ?? {}), [key]: { ...(value as object), date: new Date().toISOString() } };
   writeFileSync(path, JSON.stringify(s, null, 1) + '\n');
 }
 
@@ -320,8 +441,10 @@ const maxRss = (rs: Run[]) => {
   const v = rs.filter((r) => r.ok && r.peakRssMiB !== null).map((r) => r.peakRssMiB!);
   return v.length ? Math.max(...v) : null;
 };
-const fmt = (x: number | null | undefined, d = 2) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
-const exp = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toExponential(2));
+const fmt = (x: number | null | undefined, d = 2) =>
+  x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d);
+const exp = (x: number | null | undefined) =>
+  x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toExponential(2);
 const goal = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? 'met' : 'NOT met');
 /** the cmerge report without its bulky per-tensor part (kept for the projection and the record) */
 const slim = (rep: any | null) => (rep ? { ...rep, merged_norms: undefined, out_sha256: undefined } : null);
@@ -348,40 +471,66 @@ function vsPeer(method: 'opcm' | 'dop'): void {
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
   const params = method === 'dop' ? ['--param', 'num_steps=100'] : [];
-  const prep = cmergeMerge('step 1 (untimed, M1 = θ1)', data.dir, join(scratch, 'state1'), method, params, join(scratch, 'step1.safetensors'), 'task_0');
+  const prep = cmergeMerge(
+    'step 1 (untimed, M1 = θ1)',
+    data.dir,
+    join(scratch, 'state1'),
+    method,
+    params,
+    join(scratch, 'step1.safetensors'),
+    'task_0',
+  );
   if (!prep.report) throw new Error(`step 1 failed: ${prep.stderrTail}`);
   const n1 = prep.report.steps[0].task_vector_norm as number;
   const cm: CmergeRun[] = [];
   const peers: (Run & { state: any })[] = [];
-  const ours = join(scratch, 'cmerge.safetensors'), theirs = join(scratch, 'peer.safetensors');
+  const ours = join(scratch, 'cmerge.safetensors'),
+    theirs = join(scratch, 'peer.safetensors');
   let d: { max: number; tensor: string } | null = null;
   let f64: { text: string; cmerge: number | null; peer: number | null; tensor: string | null } | null = null;
 
   const write = () => {
     const reps = new Map<Run, any>(cm.map((r) => [r, r.report]));
-    const bc = best(cm), bp = best(peers);
+    const bc = best(cm),
+      bp = best(peers);
     const ratio = bc !== null && bp !== null ? bc / bp : null;
     const lamC = cm.find((r) => r.report)?.report.steps[0].scalars.lambda as number | undefined;
     const lamP = peers.find((r) => r.state)?.state?.prev_lambda as number | undefined;
     const bound = method === 'opcm' ? 0.5 : 0.25;
     const f64ok = f64?.cmerge === null || f64?.cmerge === undefined ? null : f64.cmerge <= 1e-5;
-    const text = `${header(`${method.toUpperCase()} step 2, ${shape} shapes F32, cmerge --engine cuda vs the peer on the GPU`, cm.map((r) => r.report), method === 'dop' ? 'Both with `num_steps=100`; the peer gets `{"params": {"num_steps": 100}}`.' : '')}
+    const text = `${header(
+      `${method.toUpperCase()} step 2, ${shape} shapes F32, cmerge --engine cuda vs the peer on the GPU`,
+      cm.map((r) => r.report),
+      method === 'dop' ? 'Both with `num_steps=100`; the peer gets `{"params": {"num_steps": 100}}`.' : '',
+    )}
 ${runTable([...cm, ...peers], reps)}
 
 - wall-time ratio, best cmerge / best peer: **${fmt(ratio, 3)}** (goal ≤ ${bound}: ${goal(ratio === null ? null : ratio <= bound)}); best cmerge ${fmt(bc)} s, best peer ${fmt(bp)} s
 - peak host RSS: cmerge ${fmt(maxRss(cm), 0)} MiB, peer ${fmt(maxRss(peers), 0)} MiB
 - largest per-tensor relative difference cmerge vs peer: **${exp(d?.max)}** (${d?.tensor ?? 'n/a'})
-${method === 'opcm' ? `- λ after step 2: cmerge ${lamC ?? 'n/a'}, peer ${lamP ?? 'n/a'}
+${
+  method === 'opcm'
+    ? `- λ after step 2: cmerge ${lamC ?? 'n/a'}, peer ${lamP ?? 'n/a'}
 - output vs the float64 result (goal ≤ 1e-5 relative per tensor: ${goal(f64ok)}): ${f64 ? f64.text.trim().replace(/^- /, '') : 'not computed'}
-` : ''}
+`
+    : ''
+}
 ${commands([prep, ...cm, ...peers], data)}
 ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} ${python} bench/opcm_f64_check.py ${data.dir} ${ours} ${theirs}\`\n` : ''}${failures([prep, ...cm, ...peers])}`;
     writeMd(name, text);
     summary(name, {
-      shape, dtype: 'F32', method, params: method === 'dop' ? { num_steps: 100 } : { alpha: 0.5 },
-      best_cmerge_s: bc, best_peer_s: bp, wall_ratio: ratio, wall_ratio_goal: bound,
-      cmerge_peak_rss_mib: maxRss(cm), peer_peak_rss_mib: maxRss(peers),
-      rel_diff_vs_peer: d, lambda: { cmerge: lamC ?? null, peer: lamP ?? null },
+      shape,
+      dtype: 'F32',
+      method,
+      params: method === 'dop' ? { num_steps: 100 } : { alpha: 0.5 },
+      best_cmerge_s: bc,
+      best_peer_s: bp,
+      wall_ratio: ratio,
+      wall_ratio_goal: bound,
+      cmerge_peak_rss_mib: maxRss(cm),
+      peer_peak_rss_mib: maxRss(peers),
+      rel_diff_vs_peer: d,
+      lambda: { cmerge: lamC ?? null, peer: lamP ?? null },
       f64: f64 ? { cmerge: f64.cmerge, peer: f64.peer, tensor: f64.tensor, goal: 1e-5 } : null,
       runs: [prep, ...cm, ...peers].map(({ stdout: _s, report: _r, state: _st, ...r }: any) => r),
       reports: cm.map((r) => slim(r.report)),
@@ -396,7 +545,15 @@ ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} $
     write();
   }
   for (let i = 0; i < 2; i++) {
-    peers.push(peerStep(`peer #${i + 1}`, method, data.dir, scratch, method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: 100 } }));
+    peers.push(
+      peerStep(
+        `peer #${i + 1}`,
+        method,
+        data.dir,
+        scratch,
+        method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: 100 } },
+      ),
+    );
     write();
   }
   d = diff(ours, theirs);
@@ -404,23 +561,48 @@ ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} $
   if (method === 'opcm' && existsSync(ours) && existsSync(theirs)) {
     const r = run('float64 check', python, [f64Check, data.dir, ours, theirs], { CMERGE_REFERENCE: reference });
     const m = /cmerge \*\*([^*]+)\*\* \(([^)]*)\), peer \*\*([^*]+)\*\*/.exec(r.stdout);
-    f64 = { text: r.ok ? r.stdout : `failed: ${r.stderrTail}`, cmerge: m ? Number(m[1]) : null, peer: m ? Number(m[3]) : null, tensor: m ? m[2] : null };
+    f64 = {
+      text: r.ok ? r.stdout : `failed: ${r.stderrTail}`,
+      cmerge: m ? Number(m[1]) : null,
+      peer: m ? Number(m[3]) : null,
+      tensor: m ? m[2] : null,
+    };
     write();
   }
 }
 
 /** Tensor shapes of a llama-shaped model (synth.py's), for the projection. */
-function llamaShapes(D: number, F: number, L: number, V: number, KV: number): { name: string; m: number; n: number; linear: boolean }[] {
-  const s = [{ name: 'model.embed_tokens.weight', m: V, n: D, linear: false }, { name: 'lm_head.weight', m: V, n: D, linear: true }, { name: 'model.norm.weight', m: D, n: 1, linear: false }];
+function llamaShapes(
+  D: number,
+  F: number,
+  L: number,
+  V: number,
+  KV: number,
+): { name: string; m: number; n: number; linear: boolean }[] {
+  const s = [
+    { name: 'model.embed_tokens.weight', m: V, n: D, linear: false },
+    { name: 'lm_head.weight', m: V, n: D, linear: true },
+    { name: 'model.norm.weight', m: D, n: 1, linear: false },
+  ];
   for (let i = 0; i < L; i++) {
-    for (const [nm, m, n] of [['q', D, D], ['k', KV, D], ['v', KV, D], ['o', D, D], ['gate', F, D], ['up', F, D], ['down', D, F]] as const) s.push({ name: `${i}.${nm}`, m, n, linear: true });
+    for (const [nm, m, n] of [
+      ['q', D, D],
+      ['k', KV, D],
+      ['v', KV, D],
+      ['o', D, D],
+      ['gate', F, D],
+      ['up', F, D],
+      ['down', D, F],
+    ] as const)
+      s.push({ name: `${i}.${nm}`, m, n, linear: true });
     s.push({ name: `${i}.norm1`, m: D, n: 1, linear: false }, { name: `${i}.norm2`, m: D, n: 1, linear: false });
   }
   return s;
 }
 const paramsOf = (s: ReturnType<typeof llamaShapes>) => s.reduce((a, t) => a + t.m * t.n, 0);
 /** SVD-like work of the linear tensors: Σ m·n·min(m, n) */
-const flopsOf = (s: ReturnType<typeof llamaShapes>) => s.filter((t) => t.linear).reduce((a, t) => a + t.m * t.n * Math.min(t.m, t.n), 0);
+const flopsOf = (s: ReturnType<typeof llamaShapes>) =>
+  s.filter((t) => t.linear).reduce((a, t) => a + t.m * t.n * Math.min(t.m, t.n), 0);
 
 /** OPCM step 2 on a llama-shaped BF16 model: step 1 untimed, then step 2 twice from the same state. */
 function llama(shape: 'llama1b' | 'llama7b-l2' | 'llama7b-l4'): void {
@@ -429,7 +611,15 @@ function llama(shape: 'llama1b' | 'llama7b-l2' | 'llama7b-l4'): void {
   const scratch = join(work, `run-${name}`);
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
-  const prep = cmergeMerge('step 1 (M1 = θ1, not the figure)', data.dir, join(scratch, 'state1'), 'opcm', [], join(scratch, 'step1.safetensors'), 'task_0');
+  const prep = cmergeMerge(
+    'step 1 (M1 = θ1, not the figure)',
+    data.dir,
+    join(scratch, 'state1'),
+    'opcm',
+    [],
+    join(scratch, 'step1.safetensors'),
+    'task_0',
+  );
   rmSync(join(scratch, 'step1.safetensors'), { force: true });
   if (!prep.report) throw new Error(`step 1 failed: ${prep.stderrTail}`);
   writeFileSync(join(scratch, 'n1.json'), JSON.stringify({ norms: [prep.report.steps[0].task_vector_norm] }));
@@ -447,12 +637,28 @@ function llama(shape: 'llama1b' | 'llama7b-l2' | 'llama7b-l4'): void {
     const wall = (warm ?? cm.find((r) => r.ok))?.seconds;
     if (isL && rep && wall !== undefined) {
       const L = shape === 'llama7b-l2' ? 2 : 4;
-      const here = llamaShapes(4096, 11008, L, 32000, 4096), full = llamaShapes(4096, 11008, 32, 32000, 4096);
-      const rP = paramsOf(full) / paramsOf(here), rF = flopsOf(full) / flopsOf(here);
-      const T = rep.seconds.total as number, G = (rep.gpu?.gpu_seconds as number | undefined) ?? 0, O = Math.max(0, wall - T);
+      const here = llamaShapes(4096, 11008, L, 32000, 4096),
+        full = llamaShapes(4096, 11008, 32, 32000, 4096);
+      const rP = paramsOf(full) / paramsOf(here),
+        rF = flopsOf(full) / flopsOf(here);
+      const T = rep.seconds.total as number,
+        G = (rep.gpu?.gpu_seconds as number | undefined) ?? 0,
+        O = Math.max(0, wall - T);
       const mid = O + Math.min(G, T) * rF + Math.max(0, T - G) * rP;
-      const lo = O + T * Math.min(rP, rF), hi = O + T * Math.max(rP, rF);
-      proj = { layers_measured: L, params_ratio: rP, svd_work_ratio: rF, overhead_s: O, report_total_s: T, gpu_s: G, projected_s: mid, projected_low_s: lo, projected_high_s: hi, goal_s: 180 };
+      const lo = O + T * Math.min(rP, rF),
+        hi = O + T * Math.max(rP, rF);
+      proj = {
+        layers_measured: L,
+        params_ratio: rP,
+        svd_work_ratio: rF,
+        overhead_s: O,
+        report_total_s: T,
+        gpu_s: G,
+        projected_s: mid,
+        projected_low_s: lo,
+        projected_high_s: hi,
+        goal_s: 180,
+      };
       projection = `
 Projected whole Llama-2-7B step (32 decoder layers; embed_tokens and lm_head once), from the ${warm ? 'warm' : 'first'} run:
 - O = wall − report total = ${fmt(O)} s (process start, engine start, exit: once per step);
@@ -462,7 +668,10 @@ Projected whole Llama-2-7B step (32 decoder layers; embed_tokens and lm_head onc
 - projection O + G·rF + (T − G)·rP = **${fmt(mid, 1)} s** (goal ≤ 180 s: ${goal(mid <= 180)}); bounds O + T·min(rP, rF) … O + T·max(rP, rF) = ${fmt(lo, 1)} … ${fmt(hi, 1)} s
 `;
     }
-    const peakDev = Math.max(0, ...cm.filter((r) => r.report?.gpu).map((r) => r.report.gpu.peak_device_bytes as number));
+    const peakDev = Math.max(
+      0,
+      ...cm.filter((r) => r.report?.gpu).map((r) => r.report.gpu.peak_device_bytes as number),
+    );
     const text = `${header(`OPCM step 2, ${shape} shapes BF16, cmerge --engine cuda`, [prep.report, ...cm.map((r) => r.report)], `Data: \`${data.command}\` (bench/gpu/synth_gpu.py: synth.py's shapes and kind of data, drawn on the GPU). Step 1 (M1 = θ1) once, then step 2 twice from copies (hard links) of the same state: ${shape === 'llama1b' ? 'the second run is the warm-page-cache figure' : 'both with the data in the page cache'}.`)}
 ${runTable([prep, ...cm], new Map([[prep, prep.report], ...reps]))}
 
@@ -473,11 +682,23 @@ ${projection}
 ${commands([prep, ...cm], data)}
 ${failures([prep, ...cm])}`;
     if (shape !== 'llama7b-l4') writeMd(name, text);
-    else appendSection('opcm-llama7b-l2', '## Second point: 4 decoder layers', `${text.replace(/^# .*\n/, '')}${fit(warm ?? cm.find((r) => r.ok) ?? null)}`);
+    else
+      appendSection(
+        'opcm-llama7b-l2',
+        '## Second point: 4 decoder layers',
+        `${text.replace(/^# .*\n/, '')}${fit(warm ?? cm.find((r) => r.ok) ?? null)}`,
+      );
     summary(name, {
-      shape, dtype: 'BF16', method: 'opcm', data: data.command,
-      step2_wall_s: cm.map((r) => (r.ok ? r.seconds : null)), warm_wall_s: warm?.seconds ?? null, peak_rss_mib: rss, rss_goal_mib: rssBound,
-      peak_device_bytes: peakDev || null, projection: proj,
+      shape,
+      dtype: 'BF16',
+      method: 'opcm',
+      data: data.command,
+      step2_wall_s: cm.map((r) => (r.ok ? r.seconds : null)),
+      warm_wall_s: warm?.seconds ?? null,
+      peak_rss_mib: rss,
+      rss_goal_mib: rssBound,
+      peak_device_bytes: peakDev || null,
+      projection: proj,
       runs: [prep, ...cm].map(({ stdout: _s, report: _r, ...r }: any) => r),
       reports: [prep, ...cm].map((r) => slim(r.report)),
     });
@@ -500,14 +721,21 @@ ${failures([prep, ...cm])}`;
 function fit(r4: Run | null): string {
   let w2: number | null = null;
   try {
-    w2 = JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama7b-l2']?.warm_wall_s ?? null;
+    w2 =
+      JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama7b-l2']?.warm_wall_s ?? null;
   } catch {
     /* no l2 figures */
   }
   if (w2 === null || !r4?.ok) return '\nTwo-point projection: not possible (a 2- or 4-layer step is missing).\n';
   const b = (r4.seconds - w2) / 2;
   const p = w2 + 30 * b;
-  summary('projection-7b-two-point', { wall_l2_s: w2, wall_l4_s: r4.seconds, per_layer_s: b, projected_s: p, goal_s: 180 });
+  summary('projection-7b-two-point', {
+    wall_l2_s: w2,
+    wall_l4_s: r4.seconds,
+    per_layer_s: b,
+    projected_s: p,
+    goal_s: 180,
+  });
   return `
 Two-point projection, wall(L) = a + b·L: wall(2 layers) ${fmt(w2)} s, wall(4 layers) ${fmt(r4.seconds)} s, b = ${fmt(b)} s per decoder layer;
 whole 7B step wall(32) = wall(2) + 30·b = **${fmt(p, 1)} s** (goal ≤ 180 s: ${goal(p <= 180)}).
@@ -518,7 +746,9 @@ whole 7B step wall(32) = wall(2) + 30·b = **${fmt(p, 1)} s** (goal ≤ 180 s: $
 function appendSection(name: string, heading: string, body: string): void {
   const md = join(outDir, `gpu-${name}.md`);
   const esc = heading.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const before = existsSync(md) ? readFileSync(md, 'utf8').replace(new RegExp(`\\n\\n${esc}[\\s\\S]*$`), '') : `# ${name}\n\n(the first part of this result is missing)\n`;
+  const before = existsSync(md)
+    ? readFileSync(md, 'utf8').replace(new RegExp(`\\n\\n${esc}[\\s\\S]*$`), '')
+    : `# ${name}\n\n(the first part of this result is missing)\n`;
   mkdirSync(outDir, { recursive: true });
   writeFileSync(md, `${before.trimEnd()}\n\n${heading}\n\n${body.trim()}\n`);
 }
@@ -553,7 +783,14 @@ function peerLlama1b(): void {
 - command: \`${r.command}\` (peer state JSON: \`{"prev_lambda": 1.0, "norms": [‖τ1‖ from cmerge's step 1]}\`)
 ${failures([r])}`;
   appendSection('opcm-llama1b', '## The peer on the same step', body);
-  summary('peer-llama1b', { peer_wall_s: r.ok ? r.seconds : null, timed_out: r.timedOut, peer_peak_rss_mib: r.peakRssMiB, cmerge_warm_s: warm ?? null, rel_diff_vs_cmerge: d, run: { ...r, stdout: undefined, state: undefined } });
+  summary('peer-llama1b', {
+    peer_wall_s: r.ok ? r.seconds : null,
+    timed_out: r.timedOut,
+    peer_peak_rss_mib: r.peakRssMiB,
+    cmerge_warm_s: warm ?? null,
+    rel_diff_vs_cmerge: d,
+    run: { ...r, stdout: undefined, state: undefined },
+  });
 }
 
 const stages: Record<string, () => void> = {
@@ -570,7 +807,9 @@ if (!stages[stage]) {
   process.exit(2);
 }
 mkdirSync(work, { recursive: true });
-log(`${stage}: work ${work}, results ${outDir}, reference ${reference}, python ${python}, ${secondsLeft().toFixed(0)} s left`);
+log(
+  `${stage}: work ${work}, results ${outDir}, reference ${reference}, python ${python}, ${secondsLeft().toFixed(0)} s left`,
+);
 try {
   stages[stage]();
 } catch (e) {
@@ -580,7 +819,9 @@ try {
 }
 // a size check: what the stage left in the work folder
 try {
-  log(`work folder now ${(Number(sh(`du -sb ${work} | cut -f1`)) / 2 ** 30).toFixed(1)} GiB; ${statSync(work).isDirectory() ? 'kept' : ''}`);
+  log(
+    `work folder now ${(Number(sh(`du -sb ${work} | cut -f1`)) / 2 ** 30).toFixed(1)} GiB; ${statSync(work).isDirectory() ? 'kept' : ''}`,
+  );
 } catch {
   /* informative only */
 }

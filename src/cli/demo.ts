@@ -43,7 +43,9 @@ export function registerDemo(program: Command): void {
       );
       const daemon = new Daemon(configPath);
       await daemon.start();
-      log.info(`demo: made a base model and ${tasks.length} fine-tuned checkpoints in ${join(dir, 'models')}; config ${configPath}`);
+      log.info(
+        `demo: made a base model and ${tasks.length} fine-tuned checkpoints in ${join(dir, 'models')}; config ${configPath}`,
+      );
       const drop = join(dir, 'drop');
       const repo = join(dir, 'models-published');
       mkdirSync(drop, { recursive: true });
@@ -59,7 +61,9 @@ export function registerDemo(program: Command): void {
       for (let v = 1; v <= tasks.length; v++) {
         const m = JSON.parse(readFileSync(join(repo, 'demo', String(v), 'manifest.json'), 'utf8'));
         const lam = typeof m.metrics?.lambda === 'number' ? `λ=${m.metrics.lambda.toFixed(3)}` : '';
-        process.stdout.write(`  ${v}/  ${m.checkpoints.length} checkpoints (newest ${m.checkpoints.at(-1).name}), ‖τ‖=${Number(m.metrics?.task_vector_norm).toFixed(3)} ${lam}\n`);
+        process.stdout.write(
+          `  ${v}/  ${m.checkpoints.length} checkpoints (newest ${m.checkpoints.at(-1).name}), ‖τ‖=${Number(m.metrics?.task_vector_norm).toFixed(3)} ${lam}\n`,
+        );
       }
       process.stdout.write(`rejected: ${join(drop, '.quarantine')} (see the .reason.txt beside each file)\n`);
       process.stdout.write(`inspect: cmerge status --config ${configPath}; cmerge history --config ${configPath}\n`);

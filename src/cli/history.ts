@@ -1,6 +1,15 @@
 import type { Command } from 'commander';
 import type { HistoryRow, Merge, Version } from '../store/index.js';
-import { fmtBytes, fmtMs, fmtScalars, pipelineNames, printJson, shortSha, table, withInspection } from './inspect-common.js';
+import {
+  fmtBytes,
+  fmtMs,
+  fmtScalars,
+  pipelineNames,
+  printJson,
+  shortSha,
+  table,
+  withInspection,
+} from './inspect-common.js';
 
 /** One merge attempt (failed and interrupted ones too) and the version it became, if any. */
 export interface HistoryEntry extends HistoryRow {
@@ -15,8 +24,10 @@ export interface HistoryEntry extends HistoryRow {
 export function registerHistory(program: Command): void {
   program
     .command('history')
-    .description('every merge in order: checkpoint, sha256, step, method, λ and other scalars, timings, published version')
-    .requiredOption('--config <file>', 'the daemon\'s YAML config')
+    .description(
+      'every merge in order: checkpoint, sha256, step, method, λ and other scalars, timings, published version',
+    )
+    .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--pipeline <name>', 'only this pipeline')
     .option('--json', 'print {history: [...]} on stdout')
     .action(async (o: { config: string; pipeline?: string; json?: boolean }) => {
@@ -44,23 +55,38 @@ export function registerHistory(program: Command): void {
         });
         if (o.json) return printJson({ history: entries });
         if (!entries.length) return void process.stdout.write('no merges recorded\n');
-        process.stdout.write(table(
-          ['PIPELINE', 'STEP', 'VERSION', 'STATUS', 'CHECKPOINT', 'SHA256', 'METHOD', 'ENGINE', 'GPU', 'SCALARS', 'DURATION', 'CREATED_AT'],
-          entries.map((e) => [
-            e.pipeline,
-            String(e.step),
-            e.version === null ? '-' : String(e.version),
-            e.status,
-            e.checkpoint,
-            shortSha(e.sha256),
-            e.method,
-            engineCell(e),
-            e.gpu ? `${fmtMs(e.gpu.gpu_seconds * 1000)}, ${fmtBytes(e.gpu.peak_device_bytes)}` : '-',
-            fmtScalars(e.scalars),
-            fmtMs(e.duration_ms),
-            e.created_at ?? (e.error ? `(${e.error})` : '-'),
-          ]),
-        ));
+        process.stdout.write(
+          table(
+            [
+              'PIPELINE',
+              'STEP',
+              'VERSION',
+              'STATUS',
+              'CHECKPOINT',
+              'SHA256',
+              'METHOD',
+              'ENGINE',
+              'GPU',
+              'SCALARS',
+              'DURATION',
+              'CREATED_AT',
+            ],
+            entries.map((e) => [
+              e.pipeline,
+              String(e.step),
+              e.version === null ? '-' : String(e.version),
+              e.status,
+              e.checkpoint,
+              shortSha(e.sha256),
+              e.method,
+              engineCell(e),
+              e.gpu ? `${fmtMs(e.gpu.gpu_seconds * 1000)}, ${fmtBytes(e.gpu.peak_device_bytes)}` : '-',
+              fmtScalars(e.scalars),
+              fmtMs(e.duration_ms),
+              e.created_at ?? (e.error ? `(${e.error})` : '-'),
+            ]),
+          ),
+        );
       });
     });
 }

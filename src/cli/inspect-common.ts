@@ -19,7 +19,9 @@ export function openInspection(configPath: string): Inspection {
   const config = loadConfig(configPath);
   // better-sqlite3's own message ("unable to open database file") does not say which file or why
   if (!existsSync(config.db_path)) {
-    throw new Error(`${config.db_path}: no database yet (the daemon creates it on its first start with ${config.file})`);
+    throw new Error(
+      `${config.db_path}: no database yet (the daemon creates it on its first start with ${config.file})`,
+    );
   }
   return { config, store: openStore(config.db_path, { readonly: true }) };
 }
@@ -46,7 +48,11 @@ export function printJson(v: unknown): void {
 /** A plain left-aligned table; columns as wide as their widest cell. */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((s, c) => (c === cells.length - 1 ? s : s.padEnd(widths[c]!))).join('  ').trimEnd();
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((s, c) => (c === cells.length - 1 ? s : s.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -77,7 +83,7 @@ export function fmtBytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '-';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) (n /= 1024), i++;
+  while (n >= 1024 && i < units.length - 1) ((n /= 1024), i++);
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 

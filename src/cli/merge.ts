@@ -37,9 +37,16 @@ export function registerMerge(program: Command): void {
     .requiredOption('--state <dir>', 'merge-state directory (created on first use; later calls continue it)')
     .requiredOption('--method <name>', `one of ${methodNames.join(', ')}`)
     .option('--param <key=value>', 'method parameter (repeatable)', collect, [])
-    .option('--engine <engine>', 'auto | native | portable | cuda (auto: cuda when a usable GPU is found, else native, else portable)', 'auto')
+    .option(
+      '--engine <engine>',
+      'auto | native | portable | cuda (auto: cuda when a usable GPU is found, else native, else portable)',
+      'auto',
+    )
     .option('--device <n>', 'cuda: device ordinal (default 0)')
-    .option('--max-device-memory <bytes>', 'cuda: device memory the engine may hold, e.g. 8GiB; a merge needing more runs on the CPU')
+    .option(
+      '--max-device-memory <bytes>',
+      'cuda: device memory the engine may hold, e.g. 8GiB; a merge needing more runs on the CPU',
+    )
     .option('--tf32', 'cuda: matrix products in TF32 (faster, ~1e-3 relative error)')
     .requiredOption('--out <path>', 'output: a .safetensors file, or a folder (sharded when large)')
     .option('--include <glob>', 'merge only matching tensors (repeatable)', collect, [])
@@ -87,11 +94,17 @@ export function registerMerge(program: Command): void {
       } else if (process.stdout.isTTY) {
         for (const s of report.steps) {
           const lam = typeof s.scalars.lambda === 'number' ? ` λ=${s.scalars.lambda.toFixed(4)}` : '';
-          process.stdout.write(`step ${s.t}: ${s.checkpoint} ‖τ‖=${s.task_vector_norm.toFixed(4)}${lam} (${(s.seconds.analysis + s.seconds.update).toFixed(2)} s)\n`);
+          process.stdout.write(
+            `step ${s.t}: ${s.checkpoint} ‖τ‖=${s.task_vector_norm.toFixed(4)}${lam} (${(s.seconds.analysis + s.seconds.update).toFixed(2)} s)\n`,
+          );
         }
         const device = report.engine_info.device ? ` on ${report.engine_info.device}` : '';
-        const gpu = report.gpu ? `, GPU ${report.gpu.gpu_seconds.toFixed(2)} s, peak device memory ${(report.gpu.peak_device_bytes / 2 ** 20).toFixed(0)} MiB` : '';
-        process.stdout.write(`wrote ${report.out_files.join(', ')} with ${report.engine} engine${device} in ${report.seconds.total.toFixed(2)} s, peak RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB${gpu}\n`);
+        const gpu = report.gpu
+          ? `, GPU ${report.gpu.gpu_seconds.toFixed(2)} s, peak device memory ${(report.gpu.peak_device_bytes / 2 ** 20).toFixed(0)} MiB`
+          : '';
+        process.stdout.write(
+          `wrote ${report.out_files.join(', ')} with ${report.engine} engine${device} in ${report.seconds.total.toFixed(2)} s, peak RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB${gpu}\n`,
+        );
       }
     });
 }
@@ -99,9 +112,15 @@ export function registerMerge(program: Command): void {
 const ENGINES: readonly EngineChoice[] = ['auto', 'native', 'portable', 'cuda'];
 
 function engineChoice(o: MergeOpts): EngineChoice {
-  if (!ENGINES.includes(o.engine as EngineChoice)) throw new UsageError(`--engine must be ${ENGINES.join(', ')}, not "${o.engine}"`);
-  const gpuFlags = [o.device !== undefined && '--device', o.maxDeviceMemory !== undefined && '--max-device-memory', o.tf32 && '--tf32'].filter(Boolean);
-  if (gpuFlags.length && o.engine !== 'cuda' && o.engine !== 'auto') throw new UsageError(`${gpuFlags.join(', ')}: only with --engine cuda or auto, not ${o.engine}`);
+  if (!ENGINES.includes(o.engine as EngineChoice))
+    throw new UsageError(`--engine must be ${ENGINES.join(', ')}, not "${o.engine}"`);
+  const gpuFlags = [
+    o.device !== undefined && '--device',
+    o.maxDeviceMemory !== undefined && '--max-device-memory',
+    o.tf32 && '--tf32',
+  ].filter(Boolean);
+  if (gpuFlags.length && o.engine !== 'cuda' && o.engine !== 'auto')
+    throw new UsageError(`${gpuFlags.join(', ')}: only with --engine cuda or auto, not ${o.engine}`);
   return o.engine as EngineChoice;
 }
 
@@ -109,11 +128,13 @@ function engineOpts(o: MergeOpts): EngineOptions {
   let maxMemoryBytes: number | undefined;
   if (o.maxDeviceMemory !== undefined) {
     const n = parseBytes(o.maxDeviceMemory);
-    if (n === null || n <= 0) throw new UsageError(`--max-device-memory expects a byte size such as 8GiB, got "${o.maxDeviceMemory}"`);
+    if (n === null || n <= 0)
+      throw new UsageError(`--max-device-memory expects a byte size such as 8GiB, got "${o.maxDeviceMemory}"`);
     maxMemoryBytes = n;
   }
   const device = o.device === undefined ? undefined : /^[0-9]+$/.test(o.device) ? Number(o.device) : NaN;
-  if (device !== undefined && !Number.isSafeInteger(device)) throw new UsageError(`--device expects a device ordinal (0, 1, ...), got "${o.device}"`);
+  if (device !== undefined && !Number.isSafeInteger(device))
+    throw new UsageError(`--device expects a device ordinal (0, 1, ...), got "${o.device}"`);
   return { threads: positiveInt(o.threads, '--threads'), cuda: { device, maxMemoryBytes, tf32: o.tf32 === true } };
 }
 

@@ -5,7 +5,12 @@ import type { MergeProgress } from '../merge/runner.js';
 export function mergeProgress(): { onProgress?: (p: MergeProgress) => void; stop(): void } {
   if (!process.stderr.isTTY) return { stop() {} };
   const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: 'step {t} {phase} [{bar}] {value}/{total} {tensor}', hideCursor: true, clearOnComplete: true },
+    {
+      stream: process.stderr,
+      format: 'step {t} {phase} [{bar}] {value}/{total} {tensor}',
+      hideCursor: true,
+      clearOnComplete: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   let key = '';

@@ -30,8 +30,10 @@ function engineLine(e: StatusEntry['engine'], configured: string | undefined): s
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('per pipeline: current version, queue, the merge in progress, rejected checkpoints (reads the database; the daemon may run)')
-    .requiredOption('--config <file>', 'the daemon\'s YAML config')
+    .description(
+      'per pipeline: current version, queue, the merge in progress, rejected checkpoints (reads the database; the daemon may run)',
+    )
+    .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--json', 'print {pipelines: [...]} on stdout')
     .action(async (o: { config: string; json?: boolean }) => {
       await withInspection(o.config, (i) => {
@@ -42,7 +44,12 @@ export function registerStatus(program: Command): void {
           name: s.name,
           current_version: s.current_version,
           queued: s.queued,
-          current_merge: s.current_merge && { checkpoint: s.current_merge.checkpoint, step: s.current_merge.step, started_at: s.current_merge.started_at, progress: s.current_merge.progress },
+          current_merge: s.current_merge && {
+            checkpoint: s.current_merge.checkpoint,
+            step: s.current_merge.step,
+            started_at: s.current_merge.started_at,
+            progress: s.current_merge.progress,
+          },
           retrying: s.retrying,
           rejected: s.rejected.map((r) => ({ name: r.name, reason: r.reason })),
           engine: s.engine,
@@ -51,22 +58,29 @@ export function registerStatus(program: Command): void {
 
         const configured = new Map(i.config.pipelines.map((p) => [p.name, p.engine.name]));
         const queuedNames = new Map(names.map((n) => [n, store.queued(n).map((c) => c.name)]));
-        process.stdout.write(table(
-          ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
-          entries.map((e) => [
-            e.name,
-            e.current_version === null ? '-' : String(e.current_version),
-            String(e.queued),
-            e.current_merge ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})` : '-',
-            String(e.rejected.length),
-          ]),
-        ));
+        process.stdout.write(
+          table(
+            ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
+            entries.map((e) => [
+              e.name,
+              e.current_version === null ? '-' : String(e.current_version),
+              String(e.queued),
+              e.current_merge
+                ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})`
+                : '-',
+              String(e.rejected.length),
+            ]),
+          ),
+        );
         for (const e of entries) {
           process.stdout.write(`\n${e.name}: ${engineLine(e.engine, configured.get(e.name))}\n`);
           const q = queuedNames.get(e.name) ?? [];
           if (q.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${q.join(', ')}\n`);
           const f = e.retrying;
-          if (f) process.stdout.write(`\n${e.name}: merge ${f.step} (${f.checkpoint}) failed ${f.attempts}× (retried with backoff), last at ${f.last_at}: ${f.last_error}\n`);
+          if (f)
+            process.stdout.write(
+              `\n${e.name}: merge ${f.step} (${f.checkpoint}) failed ${f.attempts}× (retried with backoff), last at ${f.last_at}: ${f.last_error}\n`,
+            );
           if (e.rejected.length) {
             process.stdout.write(`\n${e.name}: rejected\n`);
             for (const r of e.rejected) process.stdout.write(`  ${r.name}: ${r.reason}\n`);

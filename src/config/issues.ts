@@ -57,7 +57,10 @@ function fromIssues(issues: readonly Issue[], root: unknown, prefix: PropertyKey
       case 'invalid_type':
         out.push({
           path: formatPath(path),
-          message: got === undefined ? `required (expected ${iss.expected})` : `expected ${iss.expected}, got ${describe(got)}`,
+          message:
+            got === undefined
+              ? `required (expected ${iss.expected})`
+              : `expected ${iss.expected}, got ${describe(got)}`,
         });
         break;
       case 'invalid_value':
@@ -70,7 +73,10 @@ function fromIssues(issues: readonly Issue[], root: unknown, prefix: PropertyKey
       case 'too_big': {
         const op = iss.code === 'too_small' ? (iss.inclusive ? '>=' : '>') : iss.inclusive ? '<=' : '<';
         const bound = String(iss.code === 'too_small' ? iss.minimum : iss.maximum);
-        const what = iss.origin === 'number' || iss.origin === 'int' ? `a number ${op} ${bound}` : `${iss.origin} length ${op} ${bound}`;
+        const what =
+          iss.origin === 'number' || iss.origin === 'int'
+            ? `a number ${op} ${bound}`
+            : `${iss.origin} length ${op} ${bound}`;
         // custom messages (e.g. "must name a program") are kept as written
         const msg = /^Too (small|big)/.test(iss.message) ? `expected ${what}` : iss.message;
         out.push({ path: formatPath(path), message: got === undefined ? msg : `${msg}, got ${describe(got)}` });
@@ -81,7 +87,10 @@ function fromIssues(issues: readonly Issue[], root: unknown, prefix: PropertyKey
         const m = /^expected (method|type):/.exec(iss.message);
         const at = m && path[path.length - 1] !== m[1] ? [...path, m[1]!] : path;
         const v = valueAt(root, at);
-        out.push({ path: formatPath(at), message: v === undefined ? `required (${iss.message})` : `${iss.message}, got ${describe(v)}` });
+        out.push({
+          path: formatPath(at),
+          message: v === undefined ? `required (${iss.message})` : `${iss.message}, got ${describe(v)}`,
+        });
         break;
       }
       case 'invalid_format':

@@ -62,7 +62,9 @@ export function parseConfig(text: string, file: string, baseDir: string = dirnam
   }
   const raw: unknown = doc.toJS();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(file, [{ path: '', message: 'expected a mapping of keys at the top level (state_dir, pipelines, ...)' }]);
+    throw new ConfigError(file, [
+      { path: '', message: 'expected a mapping of keys at the top level (state_dir, pipelines, ...)' },
+    ]);
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(file, toConfigIssues(parsed.error, raw));
@@ -79,20 +81,30 @@ function resolveConfig(cfg: RawConfig, file: string, baseDir: string): Config {
   const pipelines = cfg.pipelines.map((p, i): PipelineConfig => {
     const drop = abs(p.drop);
     const other = dropOwner.get(drop);
-    if (other !== undefined) issues.push({ path: `pipelines[${i}].drop`, message: `same drop folder as pipelines[${other}]` });
+    if (other !== undefined)
+      issues.push({ path: `pipelines[${i}].drop`, message: `same drop folder as pipelines[${other}]` });
     else dropOwner.set(drop, i);
     const notifiers = p.notifiers.map((n, j): NotifierConfig => {
       // same default name as src/publish records: `<type>#<index>`
       const name = n.name ?? `${n.type}#${j}`;
       if (n.type === 'command') {
-        return { ...n, name, argv: argv(n.argv), ...(n.cwd ? { cwd: abs(n.cwd) } : {}) } satisfies CommandNotifierConfig;
+        return {
+          ...n,
+          name,
+          argv: argv(n.argv),
+          ...(n.cwd ? { cwd: abs(n.cwd) } : {}),
+        } satisfies CommandNotifierConfig;
       }
       return { ...n, name } satisfies HttpNotifierConfig | SseNotifierConfig;
     });
     const names = new Map<string, number>();
     notifiers.forEach((n, j) => {
       const first = names.get(n.name);
-      if (first !== undefined) issues.push({ path: `pipelines[${i}].notifiers[${j}].name`, message: `duplicate notifier name "${n.name}" (also notifiers[${first}])` });
+      if (first !== undefined)
+        issues.push({
+          path: `pipelines[${i}].notifiers[${j}].name`,
+          message: `duplicate notifier name "${n.name}" (also notifiers[${first}])`,
+        });
       else names.set(n.name, j);
     });
     return {

@@ -56,9 +56,15 @@ const engineObject = z.strictObject({
   tf32: z.boolean().default(false),
 });
 const engine = z
-  .union([engineName.transform((name): z.output<typeof engineObject> => ({ name, device: 0, tf32: false })), engineObject], {
-    error: (iss) => (iss.code === 'invalid_union' ? `expected ${engineName.options.join(' | ')}, or a mapping {name, device, max_memory, tf32}` : undefined),
-  })
+  .union(
+    [engineName.transform((name): z.output<typeof engineObject> => ({ name, device: 0, tf32: false })), engineObject],
+    {
+      error: (iss) =>
+        iss.code === 'invalid_union'
+          ? `expected ${engineName.options.join(' | ')}, or a mapping {name, device, max_memory, tf32}`
+          : undefined,
+    },
+  )
   .prefault('auto');
 
 /**
@@ -80,7 +86,12 @@ const url = z.string().regex(/^https?:\/\//, 'expected an http:// or https:// UR
 const body = z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]);
 const headers = z.record(z.string(), z.string());
 
-const httpStep = z.strictObject({ method: httpMethod.default('POST'), url, headers: headers.optional(), body: body.optional() });
+const httpStep = z.strictObject({
+  method: httpMethod.default('POST'),
+  url,
+  headers: headers.optional(),
+  body: body.optional(),
+});
 
 const httpNotifier = z
   .strictObject({
@@ -97,7 +108,11 @@ const httpNotifier = z
   })
   .superRefine((n, ctx) => {
     if ((n.url === undefined) === (n.steps === undefined)) {
-      ctx.addIssue({ code: 'custom', path: n.steps ? ['steps'] : ['url'], message: n.steps ? 'give url or steps, not both' : 'required (or steps)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: n.steps ? ['steps'] : ['url'],
+        message: n.steps ? 'give url or steps, not both' : 'required (or steps)',
+      });
     }
   });
 
@@ -137,16 +152,20 @@ const pipelineCommon = {
   /** versions go to <repository>/<name>/<N>/ */
   repository: nonEmpty,
   tensors: tensorRules.prefault({}),
-  retention: z.strictObject({
-    /** keep the newest K versions (current and pinned ones are always kept) */
-    keep: z.number().int().min(1).default(10),
-  }).prefault({}),
+  retention: z
+    .strictObject({
+      /** keep the newest K versions (current and pinned ones are always kept) */
+      keep: z.number().int().min(1).default(10),
+    })
+    .prefault({}),
   notifiers: z.array(notifier).default([]),
-  evaluator: z.strictObject({
-    /** given the version's path as last argument; prints {"task": score, ...} as JSON */
-    argv,
-    timeout_s: seconds.default(3600),
-  }).optional(),
+  evaluator: z
+    .strictObject({
+      /** given the version's path as last argument; prints {"task": score, ...} as JSON */
+      argv,
+      timeout_s: seconds.default(3600),
+    })
+    .optional(),
   /** a checkpoint's size must stay unchanged this long before it is taken */
   settle_ms: z.number().int().min(0).default(500),
   /** published models larger than this are sharded (index + shards) */
@@ -191,7 +210,11 @@ export const configSchema = z
     /** on SIGTERM/SIGINT: time to finish or abandon the running merge before exiting */
     shutdown_budget_s: seconds.default(60),
     /** BLAS threads and worker threads the daemon may use */
-    threads: z.number().int().min(1).default(() => availableParallelism()),
+    threads: z
+      .number()
+      .int()
+      .min(1)
+      .default(() => availableParallelism()),
     /** Prometheus metrics at http://<metrics_host>:<metrics_port>/metrics (off when absent) */
     metrics_port: z.number().int().min(0).max(65535).optional(),
     metrics_host: nonEmpty.default('127.0.0.1'),
@@ -201,7 +224,11 @@ export const configSchema = z
     cfg.pipelines.forEach((p, i) => {
       const first = seen.get(p.name);
       if (first !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['pipelines', i, 'name'], message: `duplicate pipeline name "${p.name}" (also pipelines[${first}])` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pipelines', i, 'name'],
+          message: `duplicate pipeline name "${p.name}" (also pipelines[${first}])`,
+        });
       } else seen.set(p.name, i);
     });
   });

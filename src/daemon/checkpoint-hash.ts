@@ -8,7 +8,10 @@ import { sha256File } from '../publish/index.js';
  * the sha256 of its weight files' names and hashes (index + shards), so renaming the folder
  * keeps its identity and any changed shard changes it.
  */
-export async function checkpointSha256(path: string, files: readonly string[] | null = findCheckpointFiles(path)): Promise<string> {
+export async function checkpointSha256(
+  path: string,
+  files: readonly string[] | null = findCheckpointFiles(path),
+): Promise<string> {
   if (!files || (files.length === 1 && files[0] === path)) return sha256File(path);
   const h = createHash('sha256');
   for (const f of files) h.update(`${relative(path, f)}\0${await sha256File(f)}\n`);

@@ -38,7 +38,10 @@ export class Daemon {
   private pipelines: Pipeline[] = [];
   private metrics: DaemonMetrics | null = null;
 
-  constructor(private readonly configPath: string, private readonly opts: DaemonOptions = {}) {}
+  constructor(
+    private readonly configPath: string,
+    private readonly opts: DaemonOptions = {},
+  ) {}
 
   async start(): Promise<void> {
     this.config = loadConfig(this.configPath);
@@ -48,14 +51,18 @@ export class Daemon {
     mkdirSync(this.config.state_dir, { recursive: true });
     this.store = openStore(this.config.db_path);
     const requeued = this.store.recoverInterrupted();
-    for (const c of requeued) log.warn(`merge of ${c.name} was interrupted: it will be redone from the last committed state`);
+    for (const c of requeued)
+      log.warn(`merge of ${c.name} was interrupted: it will be redone from the last committed state`);
     if (this.config.metrics_port !== undefined) {
       this.metrics = new DaemonMetrics(() => this.gauges());
       const port = await this.metrics.listen(this.config.metrics_port, this.config.metrics_host);
       log.info(`metrics on http://${this.config.metrics_host}:${port}/metrics`);
     }
     await this.startPipelines();
-    log.info(`cmerge daemon ready: ${this.pipelines.map((p) => p.cfg.name).join(', ')}`, { config: this.config.file, state_dir: this.config.state_dir });
+    log.info(`cmerge daemon ready: ${this.pipelines.map((p) => p.cfg.name).join(', ')}`, {
+      config: this.config.file,
+      state_dir: this.config.state_dir,
+    });
   }
 
   private async startPipelines(): Promise<void> {
@@ -64,13 +71,32 @@ export class Daemon {
       const plog = log.child({ pipeline: cfg.name });
       const base = openModel(cfg.base);
       const baseSha256 = await checkpointSha256(cfg.base);
-      const onFatal = (e: Error) => (this.opts.onFatal ? this.opts.onFatal(e) : log.error(`engine failure: ${e.message}`));
-      const runner = new PipelineRunner(cfg, { store: this.store, limiter: this.limiter, log: plog, stateRoot: this.config.state_dir, sse: this.sse, threads: this.config.threads, baseSha256, metrics: this.metrics, onFatal });
+      const onFatal = (e: Error) =>
+        this.opts.onFatal ? this.opts.onFatal(e) : log.error(`engine failure: ${e.message}`);
+      const runner = new PipelineRunner(cfg, {
+        store: this.store,
+        limiter: this.limiter,
+        log: plog,
+        stateRoot: this.config.state_dir,
+        sse: this.sse,
+        threads: this.config.threads,
+        baseSha256,
+        metrics: this.metrics,
+        onFatal,
+      });
       const engine = this.store.lastEngine(cfg.name);
       if (engine) this.metrics?.setEngine(cfg.name, engine.info);
       await runner.recover();
       for (const n of cfg.notifiers) if (n.type === 'sse') await this.sse.get(n.port, n.host);
-      const intake = new Intake({ pipeline: cfg, store: this.store, base, log: plog, incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000, onQueued: () => runner.kick(), onRejected: () => this.metrics?.countRejection(cfg.name) });
+      const intake = new Intake({
+        pipeline: cfg,
+        store: this.store,
+        base,
+        log: plog,
+        incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000,
+        onQueued: () => runner.kick(),
+        onRejected: () => this.metrics?.countRejection(cfg.name),
+      });
       this.pipelines.push({ cfg, base, intake, runner });
       await intake.start();
       runner.kick();
@@ -120,7 +146,9 @@ export class Daemon {
       const q = this.store.queued(p.cfg.name).length;
       const cur = p.runner.status;
       if (!cur) return `${p.cfg.name}: ${q} queued`;
-      const pr = cur.progress ? ` ${cur.progress.phase} ${Math.round((100 * (cur.progress.index + 1)) / cur.progress.total)}%` : '';
+      const pr = cur.progress
+        ? ` ${cur.progress.phase} ${Math.round((100 * (cur.progress.index + 1)) / cur.progress.total)}%`
+        : '';
       return `${p.cfg.name}: merging ${cur.checkpoint} (step ${cur.step}${pr}), ${q} queued`;
     });
     return parts.join('; ');

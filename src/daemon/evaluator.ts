@@ -8,17 +8,23 @@ import type { EvaluatorConfig } from '../config/index.js';
 export function runEvaluator(cfg: EvaluatorConfig, versionDir: string): Promise<Record<string, number>> {
   const [cmd, ...args] = cfg.argv;
   return new Promise((resolve, reject) => {
-    execFile(cmd, [...args, versionDir], { timeout: cfg.timeout_s * 1000, maxBuffer: 16 << 20, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`evaluator failed: ${err.message.split('\n')[0]} ${String(stderr).slice(-500)}`));
-      try {
-        const v = JSON.parse(String(stdout).trim().split('\n').pop() ?? '');
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-        const scores: Record<string, number> = {};
-        for (const [k, x] of Object.entries(v)) if (typeof x === 'number' && Number.isFinite(x)) scores[k] = x;
-        resolve(scores);
-      } catch (e) {
-        reject(new Error(`evaluator output is not a JSON object of scores: ${(e as Error).message}`));
-      }
-    });
+    execFile(
+      cmd,
+      [...args, versionDir],
+      { timeout: cfg.timeout_s * 1000, maxBuffer: 16 << 20, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err)
+          return reject(new Error(`evaluator failed: ${err.message.split('\n')[0]} ${String(stderr).slice(-500)}`));
+        try {
+          const v = JSON.parse(String(stdout).trim().split('\n').pop() ?? '');
+          if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+          const scores: Record<string, number> = {};
+          for (const [k, x] of Object.entries(v)) if (typeof x === 'number' && Number.isFinite(x)) scores[k] = x;
+          resolve(scores);
+        } catch (e) {
+          reject(new Error(`evaluator output is not a JSON object of scores: ${(e as Error).message}`));
+        }
+      },
+    );
   });
 }

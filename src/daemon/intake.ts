@@ -37,7 +37,11 @@ interface Candidate {
   firstSeen: number;
 }
 
-type Readiness = { kind: 'gone' } | { kind: 'wait'; signature: string; incomplete: boolean } | { kind: 'ready'; signature: string } | { kind: 'reject'; reason: string; signature: string };
+type Readiness =
+  | { kind: 'gone' }
+  | { kind: 'wait'; signature: string; incomplete: boolean }
+  | { kind: 'ready'; signature: string }
+  | { kind: 'reject'; reason: string; signature: string };
 
 export class Intake {
   private readonly candidates = new Map<string, Candidate>();
@@ -74,7 +78,10 @@ export class Intake {
       ignoreInitial: true,
       depth: 2,
       followSymlinks: false,
-      ignored: (p: string) => relative(this.drop, p).split(sep).some((part) => part.startsWith('.')),
+      ignored: (p: string) =>
+        relative(this.drop, p)
+          .split(sep)
+          .some((part) => part.startsWith('.')),
     });
     this.watcher.on('all', (_event, p) => this.touch(p));
     this.watcher.on('error', (e) => this.o.log.error(`watcher: ${(e as Error).message}`));
@@ -127,7 +134,8 @@ export class Intake {
   private add(path: string): void {
     if (this.inFlight.has(path) || (this.failed.get(path)?.until ?? 0) > Date.now()) return;
     const c = this.candidates.get(path);
-    if (c) c.stableSince = Math.min(c.stableSince, Date.now()); // re-checked at the next tick
+    if (c)
+      c.stableSince = Math.min(c.stableSince, Date.now()); // re-checked at the next tick
     else this.candidates.set(path, { signature: '', stableSince: Date.now(), firstSeen: Date.now() });
   }
 
@@ -185,12 +193,18 @@ export class Intake {
     if (outside) return { kind: 'reject', reason: outside, signature: 'link' };
     const s = safeStat(path)!;
     if (s.isFile()) {
-      if (!path.endsWith('.safetensors')) return { kind: 'reject', reason: 'not a checkpoint: expected a .safetensors file or a model folder', signature: `${s.size}` };
+      if (!path.endsWith('.safetensors'))
+        return {
+          kind: 'reject',
+          reason: 'not a checkpoint: expected a .safetensors file or a model folder',
+          signature: `${s.size}`,
+        };
       const p = probeComplete(path);
       const signature = `${p.actualSize}:${s.mtimeMs}`;
       if (p.complete) return { kind: 'ready', signature };
       // a parseable header with less data than it announces: still being written
-      if (p.expectedSize !== null && p.actualSize < p.expectedSize) return { kind: 'wait', signature, incomplete: true };
+      if (p.expectedSize !== null && p.actualSize < p.expectedSize)
+        return { kind: 'wait', signature, incomplete: true };
       return { kind: 'ready', signature }; // validation will give the reason
     }
     if (!s.isDirectory()) return { kind: 'reject', reason: 'not a regular file or folder', signature: 'special' };
@@ -233,7 +247,9 @@ export class Intake {
     } catch {
       return 'symlink whose target does not exist';
     }
-    return real === this.realDrop || real.startsWith(this.realDrop + sep) ? null : `symlink leads out of the drop folder (to ${real})`;
+    return real === this.realDrop || real.startsWith(this.realDrop + sep)
+      ? null
+      : `symlink leads out of the drop folder (to ${real})`;
   }
 
   private async take(path: string, rejectReason: string | null): Promise<void> {
@@ -270,13 +286,23 @@ export class Intake {
     } catch (e) {
       return this.reject(path, { name, size, sha256 }, e instanceof InputError ? e.reason : (e as Error).message);
     }
-    if (sha256 === undefined) return this.reject(path, { name, size }, `cannot be read: ${unreadable?.message ?? 'unknown error'}`);
+    if (sha256 === undefined)
+      return this.reject(path, { name, size }, `cannot be read: ${unreadable?.message ?? 'unknown error'}`);
     const r = store.enqueue(pipeline.name, { name, path, sha256, size });
     if (r.outcome === 'duplicate') {
-      return this.reject(path, { name, size, sha256 }, `duplicate: same sha256 as ${r.checkpoint.name} (${r.checkpoint.status})`);
+      return this.reject(
+        path,
+        { name, size, sha256 },
+        `duplicate: same sha256 as ${r.checkpoint.name} (${r.checkpoint.status})`,
+      );
     }
     if (r.outcome === 'queued') {
-      log.info(`queued ${name}`, { pipeline: pipeline.name, sha256, bytes: size, queue_position: store.queued(pipeline.name).length });
+      log.info(`queued ${name}`, {
+        pipeline: pipeline.name,
+        sha256,
+        bytes: size,
+        queue_position: store.queued(pipeline.name).length,
+      });
       this.o.onQueued();
     }
   }

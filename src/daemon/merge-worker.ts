@@ -49,7 +49,8 @@ try {
 } catch (e) {
   const err = e as Error;
   if (e instanceof InputError) post({ type: 'error', input: true, file: e.file, reason: e.reason, message: e.message });
-  else post({ type: 'error', input: false, fatal: e instanceof EngineFatalError, message: err.message, stack: err.stack });
+  else
+    post({ type: 'error', input: false, fatal: e instanceof EngineFatalError, message: err.message, stack: err.stack });
 } finally {
   engine?.close();
 }

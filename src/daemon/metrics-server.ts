@@ -41,9 +41,24 @@ export class DaemonMetrics {
       });
     gauge('cmerge_queue_length', 'checkpoints queued, not yet merged', (g) => g.queued);
     gauge('cmerge_current_version', 'newest published version', (g) => g.currentVersion);
-    gauge('cmerge_merge_progress_ratio', 'progress of the running merge (0..1), absent when idle', (g) => g.mergingProgress);
-    this.mergeSeconds = new Histogram({ name: 'cmerge_merge_seconds', help: 'merge + publication time per checkpoint', labelNames: ['pipeline'], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [this.registry] });
-    this.rejections = new Counter({ name: 'cmerge_rejected_total', help: 'checkpoints moved to quarantine', labelNames: ['pipeline'], registers: [this.registry] });
+    gauge(
+      'cmerge_merge_progress_ratio',
+      'progress of the running merge (0..1), absent when idle',
+      (g) => g.mergingProgress,
+    );
+    this.mergeSeconds = new Histogram({
+      name: 'cmerge_merge_seconds',
+      help: 'merge + publication time per checkpoint',
+      labelNames: ['pipeline'],
+      buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [this.registry],
+    });
+    this.rejections = new Counter({
+      name: 'cmerge_rejected_total',
+      help: 'checkpoints moved to quarantine',
+      labelNames: ['pipeline'],
+      registers: [this.registry],
+    });
     const engines = this.engines;
     new Gauge({
       name: 'cmerge_engine_info',
@@ -55,7 +70,12 @@ export class DaemonMetrics {
         for (const [pipeline, e] of engines) this.set({ pipeline, engine: e.name, device: e.device ?? '' }, 1);
       },
     });
-    this.failures = new Counter({ name: 'cmerge_merge_failures_total', help: 'merge attempts that failed for reasons other than the checkpoint (disk full, I/O, engine) and are retried', labelNames: ['pipeline'], registers: [this.registry] });
+    this.failures = new Counter({
+      name: 'cmerge_merge_failures_total',
+      help: 'merge attempts that failed for reasons other than the checkpoint (disk full, I/O, engine) and are retried',
+      labelNames: ['pipeline'],
+      registers: [this.registry],
+    });
   }
 
   observeMerge(pipeline: string, seconds: number): void {
@@ -86,7 +106,9 @@ export class DaemonMetrics {
         (e) => res.writeHead(500).end(String(e)),
       );
     });
-    await new Promise<void>((resolve, reject) => this.server!.once('error', reject).listen(port, host, () => resolve()));
+    await new Promise<void>((resolve, reject) =>
+      this.server!.once('error', reject).listen(port, host, () => resolve()),
+    );
     const addr = this.server.address();
     return typeof addr === 'object' && addr ? addr.port : port;
   }

@@ -6,9 +6,14 @@ import type { TensorMetric } from '../store/index.js';
  * own (OPCM split rank and removed share, DOP losses and weights); per model the norm-weighted
  * aggregates and the method's scalars (λ ...).
  */
-export function mergeMetrics(report: MergeReport, step: StepReport): { scalars: Record<string, number>; model: Record<string, number | null>; tensors: TensorMetric[] } {
+export function mergeMetrics(
+  report: MergeReport,
+  step: StepReport,
+): { scalars: Record<string, number>; model: Record<string, number | null>; tensors: TensorMetric[] } {
   const tensors: TensorMetric[] = [];
-  let removedSq = 0, tauSq = 0, mergedSq = 0;
+  let removedSq = 0,
+    tauSq = 0,
+    mergedSq = 0;
   for (const [tensor, m] of Object.entries(step.tensors)) {
     const { task_norm, split_rank, removed_share, interference, ...extra } = m;
     const merged = report.merged_norms[tensor] ?? null;

@@ -8,7 +8,18 @@ import { InputError } from '../io/types.js';
 import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
 import type { TensorRules } from '../merge/kinds.js';
 import type { MergeReport } from '../merge/runner.js';
-import { applyRetention, beginVersion, discardVersionsAbove, finishVersion, readCurrent, recoverRepository, runNotifiers, sha256File, swapCurrent, type SseHubs } from '../publish/index.js';
+import {
+  applyRetention,
+  beginVersion,
+  discardVersionsAbove,
+  finishVersion,
+  readCurrent,
+  recoverRepository,
+  runNotifiers,
+  sha256File,
+  swapCurrent,
+  type SseHubs,
+} from '../publish/index.js';
 import { SHUTDOWN_REASON, type Checkpoint, type Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
 import { retryDelayMs } from './backoff.js';
@@ -66,7 +77,10 @@ export class PipelineRunner {
   private failure = '';
   private readonly abort = new AbortController();
 
-  constructor(public cfg: PipelineConfig, private readonly d: PipelineDeps) {}
+  constructor(
+    public cfg: PipelineConfig,
+    private readonly d: PipelineDeps,
+  ) {}
 
   get stateDir(): string {
     return join(this.d.stateRoot, 'pipelines', this.cfg.name, 'state');
@@ -84,7 +98,8 @@ export class PipelineRunner {
     // state generations written by merges that never committed
     discardAfter(this.stateDir, committed);
     if (committed > 0) {
-      if (!existsSync(generationDir(this.stateDir, committed))) throw new Error(`${this.stateDir}: committed state generation ${committed} is missing`);
+      if (!existsSync(generationDir(this.stateDir, committed)))
+        throw new Error(`${this.stateDir}: committed state generation ${committed} is missing`);
       if (currentStep(this.stateDir) !== committed) commitGeneration(this.stateDir, committed);
       await pruneGenerations(this.stateDir, [committed]);
     }
@@ -92,7 +107,8 @@ export class PipelineRunner {
     if (rec.removed.length) log.info(`removed leftovers: ${rec.removed.join(', ')}`, { pipeline: name });
     const latest = store.latestVersion(name)?.number ?? 0;
     // numbered folders above the recorded version were published by a merge that did not commit
-    for (const v of await discardVersionsAbove(this.cfg.repository, name, latest)) log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
+    for (const v of await discardVersionsAbove(this.cfg.repository, name, latest))
+      log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
     const current = await readCurrent(this.cfg.repository, name);
     if (latest > 0 && current !== latest) await swapCurrent(this.cfg.repository, name, latest);
     // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above
@@ -139,7 +155,10 @@ export class PipelineRunner {
         this.mergeFailed(e as Error);
         // at once: a full disk should not keep holding our partial files until the retry
         const err = await this.recoverAfterFailure();
-        if (err) this.d.log.error(`recording the failed merge failed (tried again before the next merge): ${err.message}`, { pipeline: this.cfg.name });
+        if (err)
+          this.d.log.error(`recording the failed merge failed (tried again before the next merge): ${err.message}`, {
+            pipeline: this.cfg.name,
+          });
         // after the attempt is recorded as interrupted: the checkpoint is queued for the next start
         if (e instanceof EngineFatalError) {
           this.d.onFatal(e);
@@ -170,7 +189,10 @@ export class PipelineRunner {
     if (e instanceof EngineFatalError) {
       // every later merge in this process would fail too: no retry here, the daemon exits
       this.stopping = true;
-      this.d.log.error(`${what} failed, the engine's device is lost: the checkpoint stays queued for the restart: ${e.message}`, { pipeline: this.cfg.name });
+      this.d.log.error(
+        `${what} failed, the engine's device is lost: the checkpoint stays queued for the restart: ${e.message}`,
+        { pipeline: this.cfg.name },
+      );
       return;
     }
     this.retryLater(`${what} failed`, e);
@@ -238,12 +260,22 @@ export class PipelineRunner {
           if (now - progressWritten >= 1000 || p.index + 1 === p.total) {
             progressWritten = now;
             try {
-              store.setMergeProgress(merge.id, { phase: p.phase, done: p.index + 1, total: p.total, at: new Date(now).toISOString() });
+              store.setMergeProgress(merge.id, {
+                phase: p.phase,
+                done: p.index + 1,
+                total: p.total,
+                at: new Date(now).toISOString(),
+              });
             } catch (e) {
               log.warn(`merge ${t}: progress not recorded: ${(e as Error).message}`, { pipeline: cfg.name });
             }
           }
-          if (p.index + 1 === p.total) log.info(`merge ${t}: ${p.phase} pass done (${p.total} tensors)`, { pipeline: cfg.name, step: t, seconds: (Date.now() - started) / 1000 });
+          if (p.index + 1 === p.total)
+            log.info(`merge ${t}: ${p.phase} pass done (${p.total} tensors)`, {
+              pipeline: cfg.name,
+              step: t,
+              seconds: (Date.now() - started) / 1000,
+            });
         },
       );
       ({ report, peakRssBytes } = await this.running.result);
@@ -265,7 +297,9 @@ export class PipelineRunner {
     const mergeSeconds = (Date.now() - started) / 1000;
     const step = report.steps[0];
     const metrics = mergeMetrics(report, step);
-    const merged = store.mergedCheckpoints(cfg.name).map((x) => ({ name: x.name, sha256: x.sha256 ?? '', merged_at: x.merged_at ?? '' }));
+    const merged = store
+      .mergedCheckpoints(cfg.name)
+      .map((x) => ({ name: x.name, sha256: x.sha256 ?? '', merged_at: x.merged_at ?? '' }));
     const published = await finishVersion(staging, {
       parent: t > 1 ? t - 1 : null,
       method: cfg.method,
@@ -288,14 +322,28 @@ export class PipelineRunner {
           engine: report.engine,
           engine_info: report.engine_info,
           gpu: report.gpu,
-          timings: { merge_s: mergeSeconds, update_s: step.seconds.update, analysis_s: step.seconds.analysis, output_s: report.seconds.output, total_s: (Date.now() - started) / 1000 },
+          timings: {
+            merge_s: mergeSeconds,
+            update_s: step.seconds.update,
+            analysis_s: step.seconds.analysis,
+            output_s: report.seconds.output,
+            total_s: (Date.now() - started) / 1000,
+          },
           peak_rss: peakRssBytes,
           scalars: metrics.scalars,
           tensor_metrics: metrics.tensors,
           model_metrics: metrics.model,
           retention: report.retention,
         });
-        store.recordVersion({ pipeline: cfg.name, number: t, parent: t > 1 ? t - 1 : null, merge_id: merge.id, path: published.dir, files: published.manifest.files, manifest_sha256: manifestSha });
+        store.recordVersion({
+          pipeline: cfg.name,
+          number: t,
+          parent: t > 1 ? t - 1 : null,
+          merge_id: merge.id,
+          path: published.dir,
+          files: published.manifest.files,
+          manifest_sha256: manifestSha,
+        });
       })
       .immediate();
     await swapCurrent(cfg.repository, cfg.name, t);
@@ -303,8 +351,23 @@ export class PipelineRunner {
     await pruneGenerations(this.stateDir, [t]);
     this.current = null;
     this.d.metrics?.observeMerge(cfg.name, (Date.now() - started) / 1000);
-    const gpu = report.gpu ? { gpu_s: report.gpu.gpu_seconds, peak_device_mib: Math.round(report.gpu.peak_device_bytes / 2 ** 20), cpu_fallbacks: report.gpu.cpu_fallbacks } : {};
-    log.info(`published version ${t}: ${c.name}`, { pipeline: cfg.name, step: t, engine: report.engine, merge_s: mergeSeconds, total_s: (Date.now() - started) / 1000, peak_rss_mib: Math.round(peakRssBytes / 2 ** 20), ...gpu, ...metrics.scalars });
+    const gpu = report.gpu
+      ? {
+          gpu_s: report.gpu.gpu_seconds,
+          peak_device_mib: Math.round(report.gpu.peak_device_bytes / 2 ** 20),
+          cpu_fallbacks: report.gpu.cpu_fallbacks,
+        }
+      : {};
+    log.info(`published version ${t}: ${c.name}`, {
+      pipeline: cfg.name,
+      step: t,
+      engine: report.engine,
+      merge_s: mergeSeconds,
+      total_s: (Date.now() - started) / 1000,
+      peak_rss_mib: Math.round(peakRssBytes / 2 ** 20),
+      ...gpu,
+      ...metrics.scalars,
+    });
     await this.notify(t, published.dir);
     await this.evaluate(t, published.dir);
     await this.retain();
@@ -313,15 +376,31 @@ export class PipelineRunner {
   private async notify(version: number, dir: string): Promise<void> {
     if (this.cfg.notifiers.length === 0) return;
     const { store, log } = this.d;
-    const modelFile = existsSync(join(dir, 'model.safetensors')) ? join(dir, 'model.safetensors') : join(dir, 'model.safetensors.index.json');
-    await runNotifiers(this.cfg.notifiers, { pipeline: this.cfg.name, version, path: dir, modelFile }, {
-      sse: this.d.sse,
-      signal: this.abort.signal,
-      onOutcome: (o) => {
-        store.recordNotification(this.cfg.name, version, { notifier: o.notifier, attempt: o.attempt, ok: o.ok, detail: o.detail, duration_ms: o.durationMs });
-        log.log(o.ok ? 'info' : 'warn', `notifier ${o.notifier} attempt ${o.attempt}: ${o.ok ? 'ok' : 'failed'} ${o.detail}`, { pipeline: this.cfg.name, version });
+    const modelFile = existsSync(join(dir, 'model.safetensors'))
+      ? join(dir, 'model.safetensors')
+      : join(dir, 'model.safetensors.index.json');
+    await runNotifiers(
+      this.cfg.notifiers,
+      { pipeline: this.cfg.name, version, path: dir, modelFile },
+      {
+        sse: this.d.sse,
+        signal: this.abort.signal,
+        onOutcome: (o) => {
+          store.recordNotification(this.cfg.name, version, {
+            notifier: o.notifier,
+            attempt: o.attempt,
+            ok: o.ok,
+            detail: o.detail,
+            duration_ms: o.durationMs,
+          });
+          log.log(
+            o.ok ? 'info' : 'warn',
+            `notifier ${o.notifier} attempt ${o.attempt}: ${o.ok ? 'ok' : 'failed'} ${o.detail}`,
+            { pipeline: this.cfg.name, version },
+          );
+        },
       },
-    });
+    );
   }
 
   private async evaluate(version: number, dir: string): Promise<void> {
@@ -337,9 +416,13 @@ export class PipelineRunner {
 
   private async retain(): Promise<void> {
     try {
-      const removed = await applyRetention(this.cfg.repository, this.cfg.name, { keep: this.cfg.retention.keep, pinned: this.d.store.pinnedVersions(this.cfg.name) });
+      const removed = await applyRetention(this.cfg.repository, this.cfg.name, {
+        keep: this.cfg.retention.keep,
+        pinned: this.d.store.pinnedVersions(this.cfg.name),
+      });
       for (const v of removed) this.d.store.markRemoved(this.cfg.name, v);
-      if (removed.length) this.d.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
+      if (removed.length)
+        this.d.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
     } catch (e) {
       // the version is published; retention runs again after the next merge
       this.d.log.warn(`retention failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
@@ -357,11 +440,15 @@ export class PipelineRunner {
     if (!loop) return;
     let hard: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
-      this.d.log.warn(`shutdown budget of ${budgetMs / 1000} s used up: abandoning the running merge`, { pipeline: this.cfg.name });
+      this.d.log.warn(`shutdown budget of ${budgetMs / 1000} s used up: abandoning the running merge`, {
+        pipeline: this.cfg.name,
+      });
       this.abort.abort();
       this.running?.abort();
       hard = setTimeout(() => {
-        this.d.log.warn('the running merge did not stop within 10 s of the abort: terminating its worker', { pipeline: this.cfg.name });
+        this.d.log.warn('the running merge did not stop within 10 s of the abort: terminating its worker', {
+          pipeline: this.cfg.name,
+        });
         void this.running?.terminate();
       }, 10_000);
     }, budgetMs);

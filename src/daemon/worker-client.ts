@@ -40,7 +40,8 @@ export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgre
       } else {
         settled = true;
         if (m.input) reject(new InputError(m.file!, m.reason!));
-        else reject(Object.assign(m.fatal ? new EngineFatalError(m.message) : new Error(m.message), { stack: m.stack }));
+        else
+          reject(Object.assign(m.fatal ? new EngineFatalError(m.message) : new Error(m.message), { stack: m.stack }));
       }
     });
     worker.on('error', (e) => {

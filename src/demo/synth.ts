@@ -62,7 +62,11 @@ function lowRank(m: number, n: number, rank: number, scale: number, g: () => num
 }
 
 /** Writes base.safetensors and task_0..task_{n-1}.safetensors into `dir`; returns their paths. */
-export function writeDemoModels(dir: string, tasks: number, opts: { d?: number; layers?: number; seed?: number } = {}): { base: string; tasks: string[] } {
+export function writeDemoModels(
+  dir: string,
+  tasks: number,
+  opts: { d?: number; layers?: number; seed?: number } = {},
+): { base: string; tasks: string[] } {
   mkdirSync(dir, { recursive: true });
   const specs = demoShapes(opts.d ?? 64, opts.layers ?? 2);
   const g = rng(opts.seed ?? 1);
@@ -71,8 +75,16 @@ export function writeDemoModels(dir: string, tasks: number, opts: { d?: number; 
   for (const s of specs) {
     const n = numel(s.shape);
     const isNorm = s.name.includes('norm') && s.name.endsWith('.weight');
-    base.set(s.name, Float32Array.from({ length: n }, () => (isNorm ? 1 + 0.05 * g() : g() / Math.sqrt(s.shape.at(-1)!))));
-    shared.set(s.name, s.shape.length === 2 ? lowRank(s.shape[0], s.shape[1], 4, 0.01, g) : Float32Array.from({ length: n }, () => 0.004 * g()));
+    base.set(
+      s.name,
+      Float32Array.from({ length: n }, () => (isNorm ? 1 + 0.05 * g() : g() / Math.sqrt(s.shape.at(-1)!))),
+    );
+    shared.set(
+      s.name,
+      s.shape.length === 2
+        ? lowRank(s.shape[0], s.shape[1], 4, 0.01, g)
+        : Float32Array.from({ length: n }, () => 0.004 * g()),
+    );
   }
   const write = (path: string, values: (name: string) => Float32Array) => {
     const w = createModelWriter(path, specs, { metadata: { format: 'pt' } });

@@ -10,7 +10,14 @@ export abstract class CpuEngine implements Engine {
   abstract readonly name: 'native' | 'portable';
   abstract readonly concurrency: number;
   abstract concurrencyFor(elements: number): number;
-  abstract matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: MatmulOptions): Promise<Float32Array>;
+  abstract matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    opts?: MatmulOptions,
+  ): Promise<Float32Array>;
   abstract svd(a: Float32Array, m: number, n: number): Promise<Svd>;
   abstract close(): void;
 
@@ -18,7 +25,14 @@ export abstract class CpuEngine implements Engine {
     return opcmClean(this, prev, loadTau, m, n, alpha);
   }
 
-  dopOptimize(base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
+  dopOptimize(
+    base: Float32Array,
+    wa: Float32Array,
+    wb: Float32Array,
+    m: number,
+    n: number,
+    o: DopOptions,
+  ): Promise<DopResult> {
     return dopOptimize(this, base, wa, wb, m, n, o);
   }
 

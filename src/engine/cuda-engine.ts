@@ -50,7 +50,8 @@ export class CudaEngine implements Engine {
     private readonly opts: CudaEngineOptions,
     private readonly makeCpu: () => Engine,
   ) {
-    if (opts.maxMemoryBytes !== undefined && !(opts.maxMemoryBytes > 0)) throw new RangeError('max_memory must be positive');
+    if (opts.maxMemoryBytes !== undefined && !(opts.maxMemoryBytes > 0))
+      throw new RangeError('max_memory must be positive');
     this.session = addon.open(probe.ordinal, opts.maxMemoryBytes ?? 0, opts.tf32 === true);
   }
 
@@ -58,7 +59,14 @@ export class CudaEngine implements Engine {
     return 1;
   }
 
-  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    opts: MatmulOptions = {},
+  ): Promise<Float32Array> {
     return this.job(async (s) => {
       checkMatmulArgs(a, b, m, k, n);
       return this.addon.sgemm(s, a, b, m, k, n, opts.transA === true, opts.transB === true);
@@ -75,7 +83,8 @@ export class CudaEngine implements Engine {
   opcmClean(prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
     checkDim(m, 'm');
     checkDim(n, 'n');
-    if (!this.fits(opcmDeviceBytes(m, n), `OPCM cleaning of a ${m}×${n} tensor`)) return this.fallback().opcmClean(prev, loadTau, m, n, alpha);
+    if (!this.fits(opcmDeviceBytes(m, n), `OPCM cleaning of a ${m}×${n} tensor`))
+      return this.fallback().opcmClean(prev, loadTau, m, n, alpha);
     return this.job(async (session) => {
       checkSvdArgs(prev, m, n);
       const { handle, s } = await this.addon.svdResident(session, prev, m, n);
@@ -91,16 +100,31 @@ export class CudaEngine implements Engine {
     });
   }
 
-  dopOptimize(base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
+  dopOptimize(
+    base: Float32Array,
+    wa: Float32Array,
+    wb: Float32Array,
+    m: number,
+    n: number,
+    o: DopOptions,
+  ): Promise<DopResult> {
     checkDim(m, 'm');
     checkDim(n, 'n');
-    if (!this.fits(dopDeviceBytes(m, n), `DOP optimisation of a ${m}×${n} tensor`)) return this.fallback().dopOptimize(base, wa, wb, m, n, o);
+    if (!this.fits(dopDeviceBytes(m, n), `DOP optimisation of a ${m}×${n} tensor`))
+      return this.fallback().dopOptimize(base, wa, wb, m, n, o);
     return this.job(async (s) => {
       checkMatrix(base, m, n, 'base');
       checkMatrix(wa, m, n, 'wa');
       checkMatrix(wb, m, n, 'wb');
       const r = await this.addon.dopOptimize(s, base, wa, wb, m, n, o);
-      return { w: r.w, lossA: r.lossA, lossB: r.lossB, weights: [r.weightA, r.weightB], rankA: r.rankA, rankB: r.rankB };
+      return {
+        w: r.w,
+        lossA: r.lossA,
+        lossB: r.lossB,
+        weights: [r.weightA, r.weightB],
+        rankA: r.rankA,
+        rankB: r.rankB,
+      };
     });
   }
 
@@ -109,7 +133,12 @@ export class CudaEngine implements Engine {
     return {
       name: 'cuda',
       device: `${p.ordinal}: ${p.name} (sm_${p.cc.replace('.', '')}, ${(p.totalBytes / 2 ** 30).toFixed(1)} GiB)`,
-      versions: { driver: p.driver, runtime: p.runtime, cublas: libraryVersion('cublas', p.cublas), cusolver: libraryVersion('cusolver', p.cusolver) },
+      versions: {
+        driver: p.driver,
+        runtime: p.runtime,
+        cublas: libraryVersion('cublas', p.cublas),
+        cusolver: libraryVersion('cusolver', p.cusolver),
+      },
       tf32: this.opts.tf32 === true,
     };
   }
@@ -149,7 +178,10 @@ export class CudaEngine implements Engine {
     const limit = Math.min(this.opts.maxMemoryBytes ?? Infinity, this.addon.memInfo(this.session).free);
     if (bytes <= limit) return true;
     this.fallbacks++;
-    if (this.fallbacks === 1) log.warn(`engine: ${what} needs ~${(bytes / 2 ** 30).toFixed(2)} GiB of device memory, ${(limit / 2 ** 30).toFixed(2)} GiB available: it runs on the CPU engine (and any other that does not fit)`);
+    if (this.fallbacks === 1)
+      log.warn(
+        `engine: ${what} needs ~${(bytes / 2 ** 30).toFixed(2)} GiB of device memory, ${(limit / 2 ** 30).toFixed(2)} GiB available: it runs on the CPU engine (and any other that does not fit)`,
+      );
     return false;
   }
 
@@ -162,7 +194,12 @@ export class CudaEngine implements Engine {
 let announced = false;
 
 /** The cuda engine, logging the GPU, driver and CUDA versions once per process. */
-export function createCudaEngine(probe: CudaAvailability & { ok: true }, opts: CudaEngineOptions, makeCpu: () => Engine, choice: string): Engine {
+export function createCudaEngine(
+  probe: CudaAvailability & { ok: true },
+  opts: CudaEngineOptions,
+  makeCpu: () => Engine,
+  choice: string,
+): Engine {
   const engine = new CudaEngine(probe.addon, probe, opts, makeCpu);
   const i = engine.info();
   const line = `engine: cuda (${i.device}, driver ${i.versions?.driver}, CUDA runtime ${i.versions?.runtime}, cuBLAS ${i.versions?.cublas}, cuSOLVER ${i.versions?.cusolver}${i.tf32 ? ', TF32 products' : ''}), ${choice === 'cuda' ? 'as configured' : 'GPU found'}`;

@@ -7,7 +7,18 @@ export type CudaSession = { readonly __cudaSession: unique symbol };
 export type ResidentSvd = { readonly __residentSvd: unique symbol };
 
 export type CudaProbe =
-  | { ok: true; name: string; ordinal: number; cc: string; totalBytes: number; driver: string; runtime: string; cublas: number; cusolver: number; libs: Record<string, string> }
+  | {
+      ok: true;
+      name: string;
+      ordinal: number;
+      cc: string;
+      totalBytes: number;
+      driver: string;
+      runtime: string;
+      cublas: number;
+      cusolver: number;
+      libs: Record<string, string>;
+    }
   | { ok: false; reason: string };
 
 /** The cmerge_cuda addon (native/src/cuda/addon.cc). Rejections carry code CUDA_STICKY, CUDA_OOM or CUDA_ERROR. */
@@ -18,12 +29,37 @@ export interface CudaAddon {
   stats(s: CudaSession): { gpuSeconds: number; peakDeviceBytes: number; inUseBytes: number };
   resetStats(s: CudaSession): void;
   memInfo(s: CudaSession): { free: number; total: number };
-  sgemm(s: CudaSession, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transA: boolean, transB: boolean): Promise<Float32Array>;
+  sgemm(
+    s: CudaSession,
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean,
+    transB: boolean,
+  ): Promise<Float32Array>;
   svd(s: CudaSession, a: Float32Array, m: number, n: number): Promise<Svd>;
   svdResident(s: CudaSession, a: Float32Array, m: number, n: number): Promise<{ handle: ResidentSvd; s: Float64Array }>;
   opcmApply(handle: ResidentSvd, tau: Float32Array, k: number): Promise<{ removedSq: number; cleanedSq: number }>;
   freeResident(handle: ResidentSvd): Promise<void>;
-  dopOptimize(s: CudaSession, base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<{ w: Float32Array; lossA: number; lossB: number; weightA: number; weightB: number; rankA: number; rankB: number }>;
+  dopOptimize(
+    s: CudaSession,
+    base: Float32Array,
+    wa: Float32Array,
+    wb: Float32Array,
+    m: number,
+    n: number,
+    o: DopOptions,
+  ): Promise<{
+    w: Float32Array;
+    lossA: number;
+    lossB: number;
+    weightA: number;
+    weightB: number;
+    rankA: number;
+    rankB: number;
+  }>;
 }
 
 export type CudaAvailability = (CudaProbe & { ok: true; addon: CudaAddon }) | { ok: false; reason: string };
@@ -42,5 +78,7 @@ export function probeCuda(device: number): CudaAvailability {
 
 /** "13.1.0" from cuBLAS's 130100; "12.0.4" from cuSOLVER's 12004 (their own encodings). */
 export function libraryVersion(lib: 'cublas' | 'cusolver', v: number): string {
-  return lib === 'cublas' ? `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100}` : `${Math.floor(v / 1000)}.${Math.floor(v / 100) % 10}.${v % 100}`;
+  return lib === 'cublas'
+    ? `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100}`
+    : `${Math.floor(v / 1000)}.${Math.floor(v / 100) % 10}.${v % 100}`;
 }

@@ -7,7 +7,17 @@ import { NativeEngine } from './native-engine.js';
 import { PortableEngine } from './portable.js';
 import type { Engine } from './types.js';
 
-export type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineName, EngineStats, MatmulOptions, Svd } from './types.js';
+export type {
+  Cleaning,
+  DopOptions,
+  DopResult,
+  Engine,
+  EngineInfo,
+  EngineName,
+  EngineStats,
+  MatmulOptions,
+  Svd,
+} from './types.js';
 export { EngineFatalError, EngineUnavailableError } from './errors.js';
 
 export type EngineChoice = 'auto' | 'native' | 'portable' | 'cuda';
@@ -35,8 +45,13 @@ function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
   if (load.addon) {
     const envJobs = Number(process.env.CMERGE_ENGINE_JOBS);
     const engine = new NativeEngine(load.addon, { ...opts, jobs: opts.jobs ?? (envJobs > 0 ? envJobs : undefined) });
-    const lanes = engine.concurrency > 1 ? `${engine.concurrency} jobs at once, 1 BLAS thread each` : `${engine.threads} BLAS threads`;
-    log.info(`engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'native' ? 'as configured' : 'addon loaded'}`);
+    const lanes =
+      engine.concurrency > 1
+        ? `${engine.concurrency} jobs at once, 1 BLAS thread each`
+        : `${engine.threads} BLAS threads`;
+    log.info(
+      `engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'native' ? 'as configured' : 'addon loaded'}`,
+    );
     return engine;
   }
   if (choice === 'native') throw new EngineUnavailableError(`native engine unavailable: ${load.error.message}`);
@@ -54,7 +69,8 @@ export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): En
     log.info('engine: portable (TypeScript), as configured');
     return new PortableEngine();
   }
-  if (choice !== 'native' && choice !== 'auto' && choice !== 'cuda') throw new Error(`unknown engine "${String(choice)}"`);
+  if (choice !== 'native' && choice !== 'auto' && choice !== 'cuda')
+    throw new Error(`unknown engine "${String(choice)}"`);
   if (choice === 'cuda' || choice === 'auto') {
     const probe = probeCuda(opts.cuda?.device ?? 0);
     if (probe.ok) return createCudaEngine(probe, opts.cuda ?? {}, () => cpuEngine('auto', opts), choice);

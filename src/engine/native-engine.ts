@@ -53,11 +53,27 @@ export class NativeEngine extends CpuEngine {
     return this.addon.getThreads();
   }
 
-  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    opts: MatmulOptions = {},
+  ): Promise<Float32Array> {
     return this.queue.run(async () => {
       this.assertOpen();
       checkMatmulArgs(a, b, m, k, n);
-      return this.addon.sgemm(a, b, m, k, n, opts.transA === true, opts.transB === true, solo(Math.max(m * k, k * n, m * n)));
+      return this.addon.sgemm(
+        a,
+        b,
+        m,
+        k,
+        n,
+        opts.transA === true,
+        opts.transB === true,
+        solo(Math.max(m * k, k * n, m * n)),
+      );
     });
   }
 

@@ -7,7 +7,16 @@ import type { Svd } from './types.js';
 /** The cmerge_linalg addon (native/src/linalg/addon.cc). Inputs must match the dimensions exactly. */
 export interface LinalgAddon {
   /** `solo`: wait until no job runs, then run alone with every BLAS thread */
-  sgemm(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transA: boolean, transB: boolean, solo?: boolean): Promise<Float32Array>;
+  sgemm(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean,
+    transB: boolean,
+    solo?: boolean,
+  ): Promise<Float32Array>;
   svd(a: Float32Array, m: number, n: number, solo?: boolean): Promise<Svd>;
   /** Process-wide; applied before the next job, never during one. */
   setThreads(threads: number): void;

@@ -55,7 +55,8 @@ export function svdGram(a: Float32Array, m: number, n: number): Svd {
   const norms = cols.map(norm2);
   const nmax = Math.max(0, ...norms);
   // 0 head, 1 small, 2 null (all null when A = 0).
-  const cls = (k: number): number => (!(norms[k] > NULL_TOLERANCE * nmax) ? 2 : norms[k] >= ORTHO_TOLERANCE * nmax ? 0 : 1);
+  const cls = (k: number): number =>
+    !(norms[k] > NULL_TOLERANCE * nmax) ? 2 : norms[k] >= ORTHO_TOLERANCE * nmax ? 0 : 1;
   const order = Array.from({ length: S }, (_, k) => k).sort((i, j) => cls(i) - cls(j) || i - j);
   const head = order.filter((k) => cls(k) === 0).length;
   const good = head + order.filter((k) => cls(k) === 1).length;

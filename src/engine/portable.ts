@@ -19,7 +19,14 @@ export class PortableEngine extends CpuEngine {
     return 1;
   }
 
-  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<Float32Array> {
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    opts: MatmulOptions = {},
+  ): Promise<Float32Array> {
     return this.queue.run(async () => {
       this.assertOpen();
       checkMatmulArgs(a, b, m, k, n);

@@ -88,7 +88,14 @@ export interface Engine {
   /** how many jobs on matrices of `elements` elements run at once (1 where large ones run alone) */
   concurrencyFor(elements: number): number;
   /** C (m×n) = op(A) · op(B), op(A) m×k, op(B) k×n, float32 in and out. */
-  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: MatmulOptions): Promise<Float32Array>;
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    opts?: MatmulOptions,
+  ): Promise<Float32Array>;
   /**
    * Reduced SVD of the m×n float32 matrix A, accurate to float64 working precision on the
    * decomposition (Gram matrix of the short side + symmetric eigensolver in float64, or better).
@@ -102,7 +109,14 @@ export interface Engine {
    */
   opcmClean(prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning>;
   /** DOP's whole optimisation of one m×n linear tensor between wa (merged) and wb (new). */
-  dopOptimize(base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult>;
+  dopOptimize(
+    base: Float32Array,
+    wa: Float32Array,
+    wb: Float32Array,
+    m: number,
+    n: number,
+    o: DopOptions,
+  ): Promise<DopResult>;
   /** which engine, device and libraries (recorded with each version) */
   info(): EngineInfo;
   /** device time and memory since resetStats (null for CPU engines) */

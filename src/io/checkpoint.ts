@@ -22,9 +22,7 @@ export interface ShardIndex {
   shards: string[];
 }
 
-export type CheckpointLayout =
-  | { kind: 'file'; file: string }
-  | { kind: 'sharded'; index: ShardIndex };
+export type CheckpointLayout = { kind: 'file'; file: string } | { kind: 'sharded'; index: ShardIndex };
 
 /** Parses and checks a shard index; InputError (naming the index) when it is malformed. */
 export function readIndex(path: string): ShardIndex {
@@ -40,10 +38,14 @@ export function readIndex(path: string): ShardIndex {
   if (!isObject(wm)) throw new InputError(path, 'shard index has no "weight_map" object');
   const weightMap = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(wm)) {
-    if (typeof shard !== 'string') throw new InputError(path, `weight_map entry ${JSON.stringify(tensor)} is not a file name`);
+    if (typeof shard !== 'string')
+      throw new InputError(path, `weight_map entry ${JSON.stringify(tensor)} is not a file name`);
     // shard names are plain file names next to the index: nothing may point elsewhere
     if (shard.includes('/') || shard.includes('\\') || !shard.endsWith('.safetensors') || shard.startsWith('.')) {
-      throw new InputError(path, `weight_map names an invalid shard file ${JSON.stringify(shard)} for ${JSON.stringify(tensor)}`);
+      throw new InputError(
+        path,
+        `weight_map names an invalid shard file ${JSON.stringify(shard)} for ${JSON.stringify(tensor)}`,
+      );
     }
     weightMap.set(tensor, shard);
   }
@@ -53,7 +55,8 @@ export function readIndex(path: string): ShardIndex {
     if (!isObject(obj.metadata)) throw new InputError(path, 'shard index "metadata" is not an object');
     const t = obj.metadata.total_size;
     if (t !== undefined) {
-      if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) throw new InputError(path, 'shard index metadata.total_size is not a non-negative integer');
+      if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0)
+        throw new InputError(path, 'shard index metadata.total_size is not a non-negative integer');
       totalSize = t;
     }
   }

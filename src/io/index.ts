@@ -1,9 +1,17 @@
 /** Public surface of the safetensors I/O layer. */
 export * from './types.js';
 export {
-  openModel, findCheckpointFiles, resolveCheckpoint, readIndex, createModelWriter,
-  DEFAULT_MAX_SHARD_BYTES, INDEX_FILE, SINGLE_FILE,
-  type CheckpointLayout, type ShardIndex, type ModelWriterOptions,
+  openModel,
+  findCheckpointFiles,
+  resolveCheckpoint,
+  readIndex,
+  createModelWriter,
+  DEFAULT_MAX_SHARD_BYTES,
+  INDEX_FILE,
+  SINGLE_FILE,
+  type CheckpointLayout,
+  type ShardIndex,
+  type ModelWriterOptions,
 } from './model.js';
 export { probeComplete, MAX_HEADER_BYTES, type Completeness } from './safetensors/header.js';
 export { SafetensorsFile } from './safetensors/reader.js';

@@ -20,7 +20,11 @@ export interface ModelWriterOptions {
   maxShardBytes?: number;
 }
 
-export function createModelWriter(dest: string, specs: readonly TensorSpec[], opts: ModelWriterOptions = {}): ModelWriter {
+export function createModelWriter(
+  dest: string,
+  specs: readonly TensorSpec[],
+  opts: ModelWriterOptions = {},
+): ModelWriter {
   const metadata = opts.metadata ?? {};
   if (dest.endsWith('.safetensors')) {
     mkdirSync(dirname(dest), { recursive: true });
@@ -76,7 +80,12 @@ class ShardedWriter implements ModelWriter {
   private indexTemp: string | null = null;
   private indexSha256: string | null = null;
 
-  constructor(private readonly dir: string, specs: readonly TensorSpec[], private readonly metadata: Record<string, string>, max: number) {
+  constructor(
+    private readonly dir: string,
+    specs: readonly TensorSpec[],
+    private readonly metadata: Record<string, string>,
+    max: number,
+  ) {
     this.shards = planShards(hfOrder(specs), max);
     this.order = this.shards.flat().map((s) => s.name);
     this.shardOf = this.shards.flatMap((s, i) => s.map(() => i));
@@ -91,7 +100,9 @@ class ShardedWriter implements ModelWriter {
     if (this.done) throw new Error(`${this.dir}: writer is closed`);
     const i = this.next < this.order.length ? this.shardOf[this.next]! : this.shards.length - 1;
     if (this.order[this.next] !== name) {
-      throw new Error(`${this.dir}: tensor ${name} written out of order; expected ${this.order[this.next] ?? 'no more tensors'}`);
+      throw new Error(
+        `${this.dir}: tensor ${name} written out of order; expected ${this.order[this.next] ?? 'no more tensors'}`,
+      );
     }
     // one shard file open at a time: finish the previous one before starting the next
     if (i === this.writers.length) {
@@ -104,7 +115,9 @@ class ShardedWriter implements ModelWriter {
 
   commit(): string[] {
     if (this.next < this.order.length) {
-      throw new Error(`${this.dir}: ${this.order.length - this.next} tensors not written yet (next: ${this.order[this.next]})`);
+      throw new Error(
+        `${this.dir}: ${this.order.length - this.next} tensors not written yet (next: ${this.order[this.next]})`,
+      );
     }
     for (const w of this.writers) w.finish();
     const weightMap = new Map<string, string>();
@@ -134,7 +147,9 @@ class ShardedWriter implements ModelWriter {
     if (this.indexTemp) {
       try {
         unlinkSync(this.indexTemp);
-      } catch { /* never written or already gone */ }
+      } catch {
+        /* never written or already gone */
+      }
       this.indexTemp = null;
     }
   }

@@ -19,7 +19,11 @@ class SafetensorsModel implements ModelReader {
   readonly dataBytes: number;
   private readonly where: ReadonlyMap<string, SafetensorsFile>;
 
-  constructor(readonly path: string, readonly files: readonly string[], private readonly parts: readonly SafetensorsFile[]) {
+  constructor(
+    readonly path: string,
+    readonly files: readonly string[],
+    private readonly parts: readonly SafetensorsFile[],
+  ) {
     const where = new Map<string, SafetensorsFile>();
     for (const p of parts) for (const name of p.tensors.keys()) where.set(name, p);
     const names = [...where.keys()].sort(compareNames);
@@ -65,7 +69,10 @@ class SafetensorsModel implements ModelReader {
 export function openModel(path: string): ModelReader & { readonly bytesRead: number } {
   const layout = resolveCheckpoint(path);
   if (!layout) {
-    throw new InputError(path, `not a checkpoint: expected a .safetensors file or a folder with ${SINGLE_FILE} or ${INDEX_FILE}`);
+    throw new InputError(
+      path,
+      `not a checkpoint: expected a .safetensors file or a folder with ${SINGLE_FILE} or ${INDEX_FILE}`,
+    );
   }
   if (layout.kind === 'file') {
     const f = SafetensorsFile.open(layout.file);
@@ -98,12 +105,14 @@ function checkAgainstIndex(index: ShardIndex, parts: readonly SafetensorsFile[])
       const other = owner.get(name);
       if (other) throw new InputError(p.path, `tensor ${JSON.stringify(name)} is also in shard ${other.path}`);
       owner.set(name, p);
-      if (!index.weightMap.has(name)) throw new InputError(p.path, `tensor ${JSON.stringify(name)} is not in the index ${index.path}`);
+      if (!index.weightMap.has(name))
+        throw new InputError(p.path, `tensor ${JSON.stringify(name)} is not in the index ${index.path}`);
     }
   }
   const byShard = new Map(parts.map((p, i) => [index.shards[i]!, p]));
   for (const [name, shard] of index.weightMap) {
     const p = byShard.get(shard)!;
-    if (!p.tensors.has(name)) throw new InputError(p.path, `shard lacks tensor ${JSON.stringify(name)} that the index maps to it`);
+    if (!p.tensors.has(name))
+      throw new InputError(p.path, `shard lacks tensor ${JSON.stringify(name)} that the index maps to it`);
   }
 }

@@ -12,7 +12,8 @@ export class BufferPool {
 
   /** a view of `size` elements on a free buffer (a new one when none is free); give it back with release */
   acquire(size: number): Float32Array {
-    if (size > this.capacity) throw new RangeError(`buffer of ${size} elements requested from a pool of ${this.capacity}`);
+    if (size > this.capacity)
+      throw new RangeError(`buffer of ${size} elements requested from a pool of ${this.capacity}`);
     return (this.free.pop() ?? new Float32Array(this.capacity)).subarray(0, size);
   }
 

@@ -8,7 +8,15 @@ import { getMethod } from '../methods/registry.js';
 import type { Method, MethodStep, Scalars, TensorJob, TensorKind, TensorMetrics } from '../methods/types.js';
 import { BufferPool } from './buffers.js';
 import { classifier, type TensorRules } from './kinds.js';
-import { beginGeneration, commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation, type StateMeta } from './state.js';
+import {
+  beginGeneration,
+  commitGeneration,
+  discardAfter,
+  openGeneration,
+  pruneGenerations,
+  type Generation,
+  type StateMeta,
+} from './state.js';
 import { CountSketch, retentionRow, SKETCH_FILE, writeTaskSketches } from './sketch.js';
 import { readTensors, runUpdatePass } from './update-pass.js';
 import { structureFingerprint, validateAgainstBase } from './validate.js';
@@ -162,7 +170,11 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       params,
       engine: req.engine.name,
       engine_info: req.engine.info(),
-      gpu: stats && { gpu_seconds: stats.gpuSeconds, peak_device_bytes: stats.peakDeviceBytes, cpu_fallbacks: stats.cpuFallbacks },
+      gpu: stats && {
+        gpu_seconds: stats.gpuSeconds,
+        peak_device_bytes: stats.peakDeviceBytes,
+        cpu_fallbacks: stats.cpuFallbacks,
+      },
       from_step: startStep,
       step: gen?.step ?? startStep,
       steps,
@@ -171,7 +183,11 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
       merged_norms: mergedNorms,
       retention: out.retention,
       seconds: { total: (performance.now() - t0) / 1000, output: outSeconds },
-      tensors: { linear: jobs.filter((j) => j.kind === 'linear').length, other: jobs.filter((j) => j.kind === 'other').length, copied: base.tensors.size - jobs.length },
+      tensors: {
+        linear: jobs.filter((j) => j.kind === 'linear').length,
+        other: jobs.filter((j) => j.kind === 'other').length,
+        copied: base.tensors.size - jobs.length,
+      },
     };
   } catch (e) {
     if (wrote) discardAfter(req.stateDir, startStep);
@@ -186,20 +202,34 @@ function checkCompatible(ctx: Ctx, gen: Generation): void {
   const where = join(gen.dir, 'state.json');
   if (m.method !== ctx.method.name) throw new Error(`${where}: state was made by ${m.method}, not ${ctx.method.name}`);
   if (JSON.stringify(m.params) !== JSON.stringify(ctx.params)) {
-    throw new Error(`${where}: state was made with parameters ${JSON.stringify(m.params)}, not ${JSON.stringify(ctx.params)}`);
+    throw new Error(
+      `${where}: state was made with parameters ${JSON.stringify(m.params)}, not ${JSON.stringify(ctx.params)}`,
+    );
   }
-  if (m.base.fingerprint !== ctx.fingerprint) throw new Error(`${where}: state was made against another base model (${m.base.path})`);
-  if (JSON.stringify(m.kinds) !== JSON.stringify(ctx.kinds)) throw new Error(`${where}: state was made with other tensor rules`);
+  if (m.base.fingerprint !== ctx.fingerprint)
+    throw new Error(`${where}: state was made against another base model (${m.base.path})`);
+  if (JSON.stringify(m.kinds) !== JSON.stringify(ctx.kinds))
+    throw new Error(`${where}: state was made with other tensor rules`);
 }
 
-async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader): Promise<{ gen: Generation; report: StepReport }> {
+async function runStep(
+  ctx: Ctx,
+  prevGen: Generation | null,
+  ckpt: ModelReader,
+): Promise<{ gen: Generation; report: StepReport }> {
   const { req, method, params, base, jobs } = ctx;
   const t = (prevGen?.step ?? 0) + 1;
   const prev = prevGen?.open() ?? null;
   const pending = beginGeneration(req.stateDir, t);
   try {
     const tauSketch = req.sketch ? new CountSketch() : null;
-    const step: MethodStep = method.begin({ t, params, scalars: prevGen?.meta.scalars ?? {}, engine: req.engine, tensors: jobs });
+    const step: MethodStep = method.begin({
+      t,
+      params,
+      scalars: prevGen?.meta.scalars ?? {},
+      engine: req.engine,
+      tensors: jobs,
+    });
     const ta = performance.now();
     for (let pass = 0; pass < step.analysisPasses; pass++) {
       jobs.forEach((job, index) => {
@@ -211,7 +241,11 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     }
     const tu = performance.now();
     const byName = new Map(jobs.map((j) => [j.name, j]));
-    const writer = createModelWriter(join(pending.tmpDir, 'state.safetensors'), jobs.map((j) => ({ name: j.name, dtype: 'F32' as const, shape: [...j.shape] })), { maxShardBytes: Number.MAX_SAFE_INTEGER });
+    const writer = createModelWriter(
+      join(pending.tmpDir, 'state.safetensors'),
+      jobs.map((j) => ({ name: j.name, dtype: 'F32' as const, shape: [...j.shape] })),
+      { maxShardBytes: Number.MAX_SAFE_INTEGER },
+    );
     const tensors: Record<string, TensorMetrics> = {};
     let taskSq = 0;
     let stateSha256 = '';
@@ -237,12 +271,16 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       if (taskSq === 0) throw new InputError(ckpt.path, 'task vector is zero: the checkpoint equals the base model');
       const ratio = Math.sqrt(taskSq / baseSq);
       if (req.maxTaskNormRatio !== undefined && ratio > req.maxTaskNormRatio) {
-        throw new InputError(ckpt.path, `task vector norm is ${ratio.toFixed(3)} × the base model's norm (limit ${req.maxTaskNormRatio}): not a fine-tune of this base`);
+        throw new InputError(
+          ckpt.path,
+          `task vector norm is ${ratio.toFixed(3)} × the base model's norm (limit ${req.maxTaskNormRatio}): not a fine-tune of this base`,
+        );
       }
       writer.commit();
       stateSha256 = Object.values(writer.sha256())[0];
       if (tauSketch) {
-        const prevSketches = prevGen && existsSync(join(prevGen.dir, SKETCH_FILE)) ? openModel(join(prevGen.dir, SKETCH_FILE)) : null;
+        const prevSketches =
+          prevGen && existsSync(join(prevGen.dir, SKETCH_FILE)) ? openModel(join(prevGen.dir, SKETCH_FILE)) : null;
         try {
           writeTaskSketches(join(pending.tmpDir, SKETCH_FILE), prevSketches, t, tauSketch, taskSq);
         } finally {
@@ -263,7 +301,15 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
       scalars,
       base: { path: base.path, fingerprint: ctx.fingerprint },
       kinds: ctx.kinds,
-      checkpoints: [...(prevGen?.meta.checkpoints ?? []), { name: basename(ckpt.path), path: ckpt.path, bytes: ckpt.dataBytes, ...(req.sha256?.[ckpt.path] ? { sha256: req.sha256[ckpt.path] } : {}) }],
+      checkpoints: [
+        ...(prevGen?.meta.checkpoints ?? []),
+        {
+          name: basename(ckpt.path),
+          path: ckpt.path,
+          bytes: ckpt.dataBytes,
+          ...(req.sha256?.[ckpt.path] ? { sha256: req.sha256[ckpt.path] } : {}),
+        },
+      ],
       engine: req.engine.name,
       created_at: new Date().toISOString(),
     };
@@ -271,7 +317,17 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
     const tEnd = performance.now();
     return {
       gen,
-      report: { t, checkpoint: ckpt.path, task_vector_norm: Math.sqrt(taskSq), scalars, summary, tensors, kinds: Object.fromEntries(jobs.map((j) => [j.name, j.kind])), state_sha256: stateSha256, seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 } },
+      report: {
+        t,
+        checkpoint: ckpt.path,
+        task_vector_norm: Math.sqrt(taskSq),
+        scalars,
+        summary,
+        tensors,
+        kinds: Object.fromEntries(jobs.map((j) => [j.name, j.kind])),
+        state_sha256: stateSha256,
+        seconds: { analysis: (tu - ta) / 1000, update: (tEnd - tu) / 1000 },
+      },
     };
   } catch (e) {
     pending.discard();
@@ -281,7 +337,12 @@ async function runStep(ctx: Ctx, prevGen: Generation | null, ckpt: ModelReader):
   }
 }
 
-function writeOutput(ctx: Ctx, gen: Generation, out: string, mergedNorms: Record<string, number>): { files: string[]; sha256: Record<string, string>; retention: { task: number; rho: number }[] } {
+function writeOutput(
+  ctx: Ctx,
+  gen: Generation,
+  out: string,
+  mergedNorms: Record<string, number>,
+): { files: string[]; sha256: Record<string, string>; retention: { task: number; rho: number }[] } {
   const { base, method, params, kinds, req } = ctx;
   const specs = [...base.tensors.values()].map((i) => ({ name: i.name, dtype: i.dtype, shape: [...i.shape] }));
   const writer = createModelWriter(out, specs, { metadata: { ...base.metadata }, maxShardBytes: req.maxShardBytes });

@@ -52,11 +52,21 @@ export function sketchDot(x: ArrayLike<number>, y: ArrayLike<number>): number {
  */
 export const SKETCH_FILE = 'sketches.safetensors';
 
-export function writeTaskSketches(dest: string, prev: ModelReader | null, t: number, tau: CountSketch, taskSq: number): void {
+export function writeTaskSketches(
+  dest: string,
+  prev: ModelReader | null,
+  t: number,
+  tau: CountSketch,
+  taskSq: number,
+): void {
   const prevSq: (number | null)[] = prev ? (JSON.parse(prev.metadata.task_sq ?? '[]') as (number | null)[]) : [];
   const rows = Array.from({ length: t }, (_, i) => i + 1).filter((i) => i === t || prev?.tensors.has(`tau.${i}`));
-  const sq = Array.from({ length: t }, (_, i) => (i + 1 === t ? taskSq : prevSq[i] ?? null));
-  const w = createModelWriter(dest, rows.map((i) => ({ name: `tau.${i}`, dtype: 'F32' as const, shape: [SKETCH_BUCKETS] })), { metadata: { task_sq: JSON.stringify(sq) } });
+  const sq = Array.from({ length: t }, (_, i) => (i + 1 === t ? taskSq : (prevSq[i] ?? null)));
+  const w = createModelWriter(
+    dest,
+    rows.map((i) => ({ name: `tau.${i}`, dtype: 'F32' as const, shape: [SKETCH_BUCKETS] })),
+    { metadata: { task_sq: JSON.stringify(sq) } },
+  );
   try {
     for (const name of w.order) w.write(name, name === `tau.${t}` ? tau.toFloat32() : prev!.readF32(name));
     w.commit();

@@ -125,6 +125,7 @@ export function discardAfter(stateDir: string, step: number): void {
   if (!existsSync(stateDir)) return;
   for (const e of readdirSync(stateDir)) {
     const m = /^gen-(\d+)$/.exec(e);
-    if ((m && Number(m[1]) > step) || (e.startsWith('.gen-') && e.endsWith('.tmp'))) rmSync(join(stateDir, e), { recursive: true, force: true });
+    if ((m && Number(m[1]) > step) || (e.startsWith('.gen-') && e.endsWith('.tmp')))
+      rmSync(join(stateDir, e), { recursive: true, force: true });
   }
 }

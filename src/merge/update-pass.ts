@@ -11,7 +11,12 @@ const MAX_IN_FLIGHT = 16;
 export type Update = Awaited<ReturnType<MethodStep['update']>>;
 
 /** A tensor's base, previous state (null at t = 1) and checkpoint values, decoded; the checkpoint checked finite. */
-export function readTensors(base: ModelReader, prev: ModelReader | null, ckpt: ModelReader, name: string): { b: Float32Array; p: Float32Array | null; c: Float32Array } {
+export function readTensors(
+  base: ModelReader,
+  prev: ModelReader | null,
+  ckpt: ModelReader,
+  name: string,
+): { b: Float32Array; p: Float32Array | null; c: Float32Array } {
   const c = ckpt.readF32(name);
   assertFinite(ckpt.path, name, c);
   return { b: base.readF32(name), p: prev ? prev.readF32(name) : null, c };
@@ -110,7 +115,12 @@ export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
     });
   };
 
-  const inflight: { job: TensorJob; linear: boolean; buf: Float32Array | null; done: Promise<{ r: Update; tq: number }> }[] = [];
+  const inflight: {
+    job: TensorJob;
+    linear: boolean;
+    buf: Float32Array | null;
+    done: Promise<{ r: Update; tq: number }>;
+  }[] = [];
   let linearInFlight = 0;
   const finishOne = async () => {
     const f = inflight.shift()!;

@@ -12,7 +12,8 @@ export function validateAgainstBase(base: ModelReader, ckpt: ModelReader): void 
     if (c.shape.length !== b.shape.length || c.shape.some((d, i) => d !== b.shape[i])) {
       throw new InputError(ckpt.path, `shape mismatch for ${name}: [${c.shape}] vs base [${b.shape}]`);
     }
-    if (c.dtype !== b.dtype) throw new InputError(ckpt.path, `dtype mismatch for ${name}: ${c.dtype} vs base ${b.dtype}`);
+    if (c.dtype !== b.dtype)
+      throw new InputError(ckpt.path, `dtype mismatch for ${name}: ${c.dtype} vs base ${b.dtype}`);
   }
 }
 
@@ -31,6 +32,7 @@ export function structureFingerprint(model: ModelReader): string {
 /** Throws an InputError when a decoded checkpoint tensor holds NaN or ±Inf. */
 export function assertFinite(path: string, name: string, x: Float32Array): void {
   for (let i = 0; i < x.length; i++) {
-    if (!Number.isFinite(x[i])) throw new InputError(path, `tensor ${name} has a non-finite value (${x[i]}) at element ${i}`);
+    if (!Number.isFinite(x[i]))
+      throw new InputError(path, `tensor ${name} has a non-finite value (${x[i]}) at element ${i}`);
   }
 }

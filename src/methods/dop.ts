@@ -37,17 +37,32 @@ class DopStep implements MethodStep {
     this.losses[job.name] = [r.lossA, r.lossB];
     this.weights[job.name] = r.weights;
     this.ranks[job.name] = [r.rankA, r.rankB];
-    return { state: r.w, metrics: { loss_merged: r.lossA, loss_new: r.lossB, weight_merged: r.weights[0], weight_new: r.weights[1] } };
+    return {
+      state: r.w,
+      metrics: { loss_merged: r.lossA, loss_new: r.lossB, weight_merged: r.weights[0], weight_new: r.weights[1] },
+    };
   }
 
   finish() {
-    return { scalars: {}, summary: this.ctx.t > 1 ? { losses: this.losses, weights: this.weights, split_rank: this.ranks } : {} };
+    return {
+      scalars: {},
+      summary: this.ctx.t > 1 ? { losses: this.losses, weights: this.weights, split_rank: this.ranks } : {},
+    };
   }
 }
 
 export const dop: Method<DopParams> = {
   name: 'dop',
-  defaults: { lr: 1e-4, num_steps: 200, mgda: true, ema: true, ema_beta: 0.999, alpha: 0.8, svd_epsilon: 0.99999, svd_proj_space: 'uv' },
+  defaults: {
+    lr: 1e-4,
+    num_steps: 200,
+    mgda: true,
+    ema: true,
+    ema_beta: 0.999,
+    alpha: 0.8,
+    svd_epsilon: 0.99999,
+    svd_proj_space: 'uv',
+  },
   parseParams: (raw) => parseWith('dop', dopParams, raw),
   begin: (ctx) => new DopStep(ctx),
   output: (_job, _base, state) => state,

@@ -18,14 +18,26 @@ class OpcmStep implements MethodStep {
   private stateSq = 0;
   private readonly splits: Record<string, number> = {};
   /** per linear tensor: the sums that give its interference once λ_t is known (see finish) */
-  private readonly subspace = new Map<string, { leadSq: number; prevSq: number; crossDot: number; cleanedSq: number }>();
+  private readonly subspace = new Map<
+    string,
+    { leadSq: number; prevSq: number; crossDot: number; cleanedSq: number }
+  >();
 
   constructor(private readonly ctx: StepContext<OpcmParams>) {}
 
-  update(job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
+  update(
+    job: TensorJob,
+    base: Float32Array,
+    prev: Float32Array | null,
+    ckpt: Float32Array,
+  ): Promise<{ state: Float32Array; metrics: TensorMetrics }> {
     // not async: base is dropped as soon as τ is formed (this frame ends before any await)
     const tau = sub(ckpt, base, ckpt);
-    return this.updateTask(job, { prev: () => prev, tau: () => ({ tau, sq: sumSquares(tau) }), addPrev: (out) => axpy(prev!, 1, out, out) });
+    return this.updateTask(job, {
+      prev: () => prev,
+      tau: () => ({ tau, sq: sumSquares(tau) }),
+      addPrev: (out) => axpy(prev!, 1, out, out),
+    });
   }
 
   /**
@@ -81,7 +93,14 @@ class OpcmStep implements MethodStep {
     const { tensors, interference } = this.interference(lambda);
     return {
       scalars,
-      summary: { lambda, avg_task_vector_norm: avg, task_vector_norm: norms[norms.length - 1], merged_task_vector_norm: Math.sqrt(this.stateSq) / lambda, split_rank: this.splits, ...(interference === null ? {} : { interference }) },
+      summary: {
+        lambda,
+        avg_task_vector_norm: avg,
+        task_vector_norm: norms[norms.length - 1],
+        merged_task_vector_norm: Math.sqrt(this.stateSq) / lambda,
+        split_rank: this.splits,
+        ...(interference === null ? {} : { interference }),
+      },
       tensors,
     };
   }

@@ -15,6 +15,6 @@ export function parseWith<S extends z.ZodType>(method: string, schema: S, raw: R
   const r = schema.safeParse(norm);
   if (r.success) return r.data;
   const issue = r.error.issues[0];
-  const key = issue.path.length ? issue.path.join('.') : (issue as { keys?: string[] }).keys?.join(', ') ?? '';
+  const key = issue.path.length ? issue.path.join('.') : ((issue as { keys?: string[] }).keys?.join(', ') ?? '');
   throw new Error(`${method}: parameter ${key}: ${issue.message}`);
 }

@@ -57,7 +57,8 @@ class TiesStep implements MethodStep {
     } else {
       const { thA, thB } = this;
       let s = 0;
-      for (let i = 0; i < a.length; i++) s += sign((Math.abs(a[i]) >= thA ? a[i] : 0) + (Math.abs(b[i]) >= thB ? b[i] : 0));
+      for (let i = 0; i < a.length; i++)
+        s += sign((Math.abs(a[i]) >= thA ? a[i] : 0) + (Math.abs(b[i]) >= thB ? b[i] : 0));
       this.signSum += s;
     }
   }

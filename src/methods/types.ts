@@ -55,7 +55,12 @@ export interface MethodStep {
   /** called after each analysis pass */
   endAnalysis?(pass: number): void;
   /** the new state tensor */
-  update(job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Promise<{ state: Float32Array; metrics?: TensorMetrics }>;
+  update(
+    job: TensorJob,
+    base: Float32Array,
+    prev: Float32Array | null,
+    ckpt: Float32Array,
+  ): Promise<{ state: Float32Array; metrics?: TensorMetrics }>;
   /**
    * Optional memory-lean form of `update` for methods that need only the previous state and
    * τ = ckpt − base (OPCM); the runner calls it instead of `update` when present. See TaskSource:

@@ -1,7 +1,13 @@
 /** Publication: version repository, atomic publication, retention, recovery, notifiers. */
 export {
-  beginVersion, finishVersion, swapCurrent, assertPipelineName, VersionExistsError,
-  type Staging, type FinishInput, type PublishedVersion,
+  beginVersion,
+  finishVersion,
+  swapCurrent,
+  assertPipelineName,
+  VersionExistsError,
+  type Staging,
+  type FinishInput,
+  type PublishedVersion,
 } from './repository.js';
 export { recoverRepository, type RecoveryReport, type RecoverOptions, type BrokenVersion } from './recover.js';
 export { verifyVersion, type VersionProblem, type VerifyOptions, type ProblemKind } from './verify.js';

@@ -27,7 +27,8 @@ export function stagingDir(repoRoot: string, pipeline: string, version: number):
 
 /** A version number: a positive safe integer. */
 export function assertVersion(version: number): void {
-  if (!Number.isSafeInteger(version) || version < 1) throw new RangeError(`version must be a positive integer, got ${version}`);
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new RangeError(`version must be a positive integer, got ${version}`);
 }
 
 /** "12" -> 12; "012", "1a", "0", ".staging-3" -> null (leading zeros are not versions here). */

@@ -16,7 +16,11 @@ export interface ModelCardOptions {
  * A Hugging Face style model card. `base_model` lists the base and every merged checkpoint:
  * with `base_model_relation: merge` the Hub reads base_model as the models that were merged.
  */
-export function renderModelCard(m: Omit<Manifest, 'files' | 'file_sizes'>, files: string[], opts: ModelCardOptions = {}): string {
+export function renderModelCard(
+  m: Omit<Manifest, 'files' | 'file_sizes'>,
+  files: string[],
+  opts: ModelCardOptions = {},
+): string {
   const library = opts.libraryName ?? (files.includes('config.json') ? 'transformers' : undefined);
   const front: Record<string, unknown> = {
     base_model: [...(opts.baseModel ?? [m.base.path]), ...m.checkpoints.map((c) => c.name)],

@@ -2,7 +2,15 @@ import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir } from '../util/fsync.js';
 import {
-  BROKEN_PREFIX, CURRENT, DELETING_PREFIX, LEGACY_UNCOMMITTED_PREFIX, LINK_TMP_PREFIX, STAGING_PREFIX, listVersions, pipelineDir, readCurrent,
+  BROKEN_PREFIX,
+  CURRENT,
+  DELETING_PREFIX,
+  LEGACY_UNCOMMITTED_PREFIX,
+  LINK_TMP_PREFIX,
+  STAGING_PREFIX,
+  listVersions,
+  pipelineDir,
+  readCurrent,
   versionDir,
 } from './layout.js';
 import { isSymlink, swapCurrent } from './repository.js';
@@ -45,7 +53,11 @@ export interface RecoverOptions {
  *   version (or removes the dangling link when there is none). A `current` pointing at an
  *   existing version is left alone, even if newer versions exist: the caller owns that choice.
  */
-export async function recoverRepository(repoRoot: string, pipeline: string, opts: RecoverOptions = {}): Promise<RecoveryReport> {
+export async function recoverRepository(
+  repoRoot: string,
+  pipeline: string,
+  opts: RecoverOptions = {},
+): Promise<RecoveryReport> {
   const dir = pipelineDir(repoRoot, pipeline);
   let names: string[];
   try {

@@ -21,7 +21,14 @@ import { listVersionFiles } from './files.js';
 import { fsyncDir, fsyncFile } from '../util/fsync.js';
 import { sha256File } from './hash.js';
 import {
-  CURRENT, LINK_TMP_PREFIX, MANIFEST, MODEL_CARD, assertVersion, pipelineDir, stagingDir, versionDir,
+  CURRENT,
+  LINK_TMP_PREFIX,
+  MANIFEST,
+  MODEL_CARD,
+  assertVersion,
+  pipelineDir,
+  stagingDir,
+  versionDir,
 } from './layout.js';
 import type { Manifest, ManifestCheckpoint } from './manifest.js';
 import { renderModelCard, type ModelCardOptions } from './model-card.js';
@@ -71,7 +78,10 @@ export interface PublishedVersion {
 
 /** Thrown by beginVersion / finishVersion when `<N>/` already exists. */
 export class VersionExistsError extends Error {
-  constructor(readonly dir: string, readonly complete: boolean) {
+  constructor(
+    readonly dir: string,
+    readonly complete: boolean,
+  ) {
     super(`${dir} already exists${complete ? '' : ' without a manifest (run recovery)'}`);
     this.name = 'VersionExistsError';
   }
@@ -187,7 +197,9 @@ async function checkWeights(dir: string): Promise<string> {
     const shards = new Set(Object.values(parsed.weight_map ?? {}));
     const missing = [...shards].filter((s) => !files.includes(s));
     if (shards.size === 0 || missing.length) {
-      throw new Error(`${join(dir, index)}: ${shards.size === 0 ? 'empty weight_map' : 'missing shards ' + missing.join(', ')}`);
+      throw new Error(
+        `${join(dir, index)}: ${shards.size === 0 ? 'empty weight_map' : 'missing shards ' + missing.join(', ')}`,
+      );
     }
     return index;
   }

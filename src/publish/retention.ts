@@ -14,7 +14,8 @@ export interface RetentionPolicy {
  * never a half-deleted folder), then deleted. Returns the removed version numbers, ascending.
  */
 export async function applyRetention(repoRoot: string, pipeline: string, policy: RetentionPolicy): Promise<number[]> {
-  if (!Number.isSafeInteger(policy.keep) || policy.keep < 1) throw new RangeError(`keep must be an integer >= 1, got ${policy.keep}`);
+  if (!Number.isSafeInteger(policy.keep) || policy.keep < 1)
+    throw new RangeError(`keep must be an integer >= 1, got ${policy.keep}`);
   const versions = await listVersions(repoRoot, pipeline);
   const protect = new Set<number>(policy.pinned ?? []);
   // Read current at the last moment: it is the one version a server is most likely loading.

@@ -35,7 +35,11 @@ export async function verifyVersion(dir: string, opts: VerifyOptions = {}): Prom
   const problems: VersionProblem[] = [];
   const n = parseVersionName(basename(dir));
   if (n !== null && manifest.version !== n) {
-    problems.push({ kind: 'manifest', file: null, message: `manifest says version ${manifest.version}, folder is ${n}` });
+    problems.push({
+      kind: 'manifest',
+      file: null,
+      message: `manifest says version ${manifest.version}, folder is ${n}`,
+    });
   }
   let present: string[];
   try {
@@ -63,7 +67,8 @@ export async function verifyVersion(dir: string, opts: VerifyOptions = {}): Prom
     }
     if (opts.quick) continue;
     const actual = await sha256File(join(dir, f));
-    if (actual !== expected) problems.push({ kind: 'hash', file: f, message: `${f}: sha256 ${actual}, manifest says ${expected}` });
+    if (actual !== expected)
+      problems.push({ kind: 'hash', file: f, message: `${f}: sha256 ${actual}, manifest says ${expected}` });
   }
   return problems;
 }

@@ -30,7 +30,9 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
     if (opts.readonly) {
       const v = db.pragma('user_version', { simple: true }) as number;
       if (v !== SCHEMA_VERSION) {
-        throw new StoreError(`${path}: schema version ${v}, this cmerge reads version ${SCHEMA_VERSION}${v < SCHEMA_VERSION ? ' (start the daemon once to migrate)' : ''}`);
+        throw new StoreError(
+          `${path}: schema version ${v}, this cmerge reads version ${SCHEMA_VERSION}${v < SCHEMA_VERSION ? ' (start the daemon once to migrate)' : ''}`,
+        );
       }
       return db;
     }
@@ -52,7 +54,10 @@ export function migrate(db: Db, path = db.name): number {
   for (const m of MIGRATIONS) {
     db.transaction(() => {
       const v = db.pragma('user_version', { simple: true }) as number;
-      if (v > SCHEMA_VERSION) throw new StoreError(`${path}: schema version ${v} is newer than this cmerge (${SCHEMA_VERSION}); upgrade cmerge`);
+      if (v > SCHEMA_VERSION)
+        throw new StoreError(
+          `${path}: schema version ${v} is newer than this cmerge (${SCHEMA_VERSION}); upgrade cmerge`,
+        );
       if (v >= m.version) return;
       if (v !== m.version - 1) throw new StoreError(`${path}: schema version ${v} cannot take migration ${m.version}`);
       db.exec(m.sql);

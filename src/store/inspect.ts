@@ -5,7 +5,16 @@ import { currentMerge, merge, SHUTDOWN_REASON } from './merges.js';
 import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
 import { pipelineId, pipelineNames } from './pipelines.js';
 import { mergedCheckpoints, queued, rejected } from './queue.js';
-import type { EngineRecord, Evaluation, GpuFigures, Merge, MergeProgress, Notification, TensorMetric, Version } from './types.js';
+import type {
+  EngineRecord,
+  Evaluation,
+  GpuFigures,
+  Merge,
+  MergeProgress,
+  Notification,
+  TensorMetric,
+  Version,
+} from './types.js';
 
 export interface PipelineStatus {
   name: string;
@@ -14,7 +23,13 @@ export interface PipelineStatus {
   /** merges committed (the step t of the current merge state) */
   merged: number;
   queued: number;
-  current_merge: { checkpoint: string; step: number; method: string; started_at: string; progress: MergeProgress | null } | null;
+  current_merge: {
+    checkpoint: string;
+    step: number;
+    method: string;
+    started_at: string;
+    progress: MergeProgress | null;
+  } | null;
   /** the next step's attempts that ended in an error (disk full, a crash...): the daemon retries them */
   retrying: Retrying | null;
   rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
@@ -32,16 +47,30 @@ export interface LastEngine {
 /** A merge's device figures as one value (null when it recorded none: a CPU engine). */
 export function gpuFigures(m: Pick<Merge, 'gpu_seconds' | 'peak_device_bytes' | 'cpu_fallbacks'>): GpuFigures | null {
   if (m.gpu_seconds === null && m.peak_device_bytes === null) return null;
-  return { gpu_seconds: m.gpu_seconds ?? 0, peak_device_bytes: m.peak_device_bytes ?? 0, cpu_fallbacks: m.cpu_fallbacks ?? 0 };
+  return {
+    gpu_seconds: m.gpu_seconds ?? 0,
+    peak_device_bytes: m.peak_device_bytes ?? 0,
+    cpu_fallbacks: m.cpu_fallbacks ?? 0,
+  };
 }
 
 /** The engine of the pipeline's last committed merge (for status and the daemon's engine gauge). */
 export function lastEngine(db: Db, pipeline: string): LastEngine | null {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return null;
-  const r = sql(db, `SELECT step, engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges
-    WHERE pipeline_id = ? AND status = 'committed' ORDER BY step DESC LIMIT 1`).get(pid) as
-    | { step: number; engine: string | null; engine_info: string | null; gpu_seconds: number | null; peak_device_bytes: number | null; cpu_fallbacks: number | null }
+  const r = sql(
+    db,
+    `SELECT step, engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges
+    WHERE pipeline_id = ? AND status = 'committed' ORDER BY step DESC LIMIT 1`,
+  ).get(pid) as
+    | {
+        step: number;
+        engine: string | null;
+        engine_info: string | null;
+        gpu_seconds: number | null;
+        peak_device_bytes: number | null;
+        cpu_fallbacks: number | null;
+      }
     | undefined;
   if (!r) return null;
   const info = r.engine_info ? (JSON.parse(r.engine_info) as EngineRecord) : { name: r.engine ?? 'unknown' };
@@ -58,11 +87,17 @@ export interface Retrying {
 
 /** Failed attempts of the checkpoint still waiting at the pipeline's next step (one later rejected has none). */
 function retrying(db: Db, pipelineId: number, step: number): Retrying | null {
-  const r = sql(db, `SELECT c.name, COUNT(*) AS n, MAX(m.id) AS last FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id
+  const r = sql(
+    db,
+    `SELECT c.name, COUNT(*) AS n, MAX(m.id) AS last FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id
     WHERE m.pipeline_id = ? AND m.step = ? AND m.status = 'interrupted' AND m.error IS NOT ? AND c.status IN ('queued', 'merging')
-    GROUP BY m.checkpoint_id ORDER BY last DESC LIMIT 1`).get(pipelineId, step, SHUTDOWN_REASON) as { name: string; n: number; last: number } | undefined;
+    GROUP BY m.checkpoint_id ORDER BY last DESC LIMIT 1`,
+  ).get(pipelineId, step, SHUTDOWN_REASON) as { name: string; n: number; last: number } | undefined;
   if (!r) return null;
-  const last = sql(db, 'SELECT error, finished_at FROM merges WHERE id = ?').get(r.last) as { error: string | null; finished_at: string | null };
+  const last = sql(db, 'SELECT error, finished_at FROM merges WHERE id = ?').get(r.last) as {
+    error: string | null;
+    finished_at: string | null;
+  };
   return { checkpoint: r.name, step, attempts: r.n, last_error: last.error ?? '', last_at: last.finished_at ?? '' };
 }
 
@@ -71,7 +106,11 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
   const all = [...new Set([...names, ...pipelineNames(db)])];
   return all.map((name): PipelineStatus => {
     const pid = pipelineId(db, name);
-    const merged = pid === null ? 0 : (sql(db, 'SELECT merged_count FROM pipelines WHERE id = ?').get(pid) as { merged_count: number }).merged_count;
+    const merged =
+      pid === null
+        ? 0
+        : (sql(db, 'SELECT merged_count FROM pipelines WHERE id = ?').get(pid) as { merged_count: number })
+            .merged_count;
     const m = currentMerge(db, name);
     const ckpt = m && (sql(db, 'SELECT name FROM checkpoints WHERE id = ?').get(m.checkpoint_id) as { name: string });
     return {
@@ -79,10 +118,17 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
       current_version: latestVersion(db, name)?.number ?? null,
       merged,
       queued: queued(db, name).length,
-      current_merge: m && ckpt ? { checkpoint: ckpt.name, step: m.step, method: m.method, started_at: m.started_at, progress: m.progress } : null,
+      current_merge:
+        m && ckpt
+          ? { checkpoint: ckpt.name, step: m.step, method: m.method, started_at: m.started_at, progress: m.progress }
+          : null,
       retrying: pid === null ? null : retrying(db, pid, merged + 1),
       rejected: rejected(db, name).map((c) => ({
-        name: c.name, reason: c.reason!, path: c.path, quarantine_path: c.quarantine_path, arrived_at: c.arrived_at,
+        name: c.name,
+        reason: c.reason!,
+        path: c.path,
+        quarantine_path: c.quarantine_path,
+        arrived_at: c.arrived_at,
       })),
       engine: lastEngine(db, name),
     };
@@ -113,11 +159,14 @@ export interface HistoryRow {
 
 /** Every merge attempt (interrupted and failed ones too), oldest first. */
 export function history(db: Db, pipeline?: string): HistoryRow[] {
-  const rows = sql(db, `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, m.method, m.engine,
+  const rows = sql(
+    db,
+    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, m.method, m.engine,
       m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
     FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
     LEFT JOIN versions v ON v.merge_id = m.id
-    WHERE (@p IS NULL OR p.name = @p) ORDER BY m.id`).all({ p: pipeline ?? null }) as Record<string, unknown>[];
+    WHERE (@p IS NULL OR p.name = @p) ORDER BY m.id`,
+  ).all({ p: pipeline ?? null }) as Record<string, unknown>[];
   return rows.map((r) => ({
     pipeline: r.pipeline as string,
     merge_id: r.id as number,
@@ -163,7 +212,10 @@ export function show(db: Db, pipeline: string, number: number): VersionDetail | 
       .map((c) => ({ step: c.step!, name: c.name, sha256: c.sha256, path: c.path, merged_at: c.merged_at })),
     model_metrics: modelMetrics(db, m.id),
     tensor_metrics: tensorMetrics(db, m.id),
-    retention: sql(db, 'SELECT task, rho FROM retention WHERE merge_id = ? ORDER BY task').all(m.id) as { task: number; rho: number }[],
+    retention: sql(db, 'SELECT task, rho FROM retention WHERE merge_id = ? ORDER BY task').all(m.id) as {
+      task: number;
+      rho: number;
+    }[],
     notifications: notifications(db, pipeline, number),
     evaluations: evaluations(db, pipeline, number),
   };

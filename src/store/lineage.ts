@@ -20,36 +20,62 @@ export interface VersionInput {
 }
 
 export function recordVersion(db: Db, v: VersionInput): Version {
-  return db.transaction(() => {
-    const pid = requirePipeline(db, v.pipeline);
-    const m = sql(db, 'SELECT pipeline_id, status FROM merges WHERE id = ?').get(v.merge_id) as { pipeline_id: number; status: string } | undefined;
-    if (!m || m.pipeline_id !== pid || m.status !== 'committed') {
-      throw new StoreError(`merge ${v.merge_id} is not a committed merge of pipeline "${v.pipeline}"`);
-    }
-    const { max } = sql(db, 'SELECT MAX(number) AS max FROM versions WHERE pipeline_id = ?').get(pid) as { max: number | null };
-    if (!Number.isSafeInteger(v.number) || v.number <= (max ?? 0)) {
-      throw new StoreError(`version ${v.number} of "${v.pipeline}" must be above the newest recorded (${max ?? 'none'})`);
-    }
-    if (v.parent !== null && !sql(db, 'SELECT 1 FROM versions WHERE pipeline_id = ? AND number = ?').get(pid, v.parent)) {
-      throw new StoreError(`parent version ${v.parent} of "${v.pipeline}" is not recorded`);
-    }
-    // the version keeps its merge's engine: a replay for rollback or revert reads it from here
-    sql(db, `INSERT INTO versions (pipeline_id, number, parent, merge_id, path, files, manifest_sha256, created_at, engine)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT engine_info FROM merges WHERE id = ?))`).run(
-      pid, v.number, v.parent, v.merge_id, v.path, json(v.files), v.manifest_sha256, v.created_at ?? now(), v.merge_id,
-    );
-    return version(db, v.pipeline, v.number)!;
-  }).immediate();
+  return db
+    .transaction(() => {
+      const pid = requirePipeline(db, v.pipeline);
+      const m = sql(db, 'SELECT pipeline_id, status FROM merges WHERE id = ?').get(v.merge_id) as
+        { pipeline_id: number; status: string } | undefined;
+      if (!m || m.pipeline_id !== pid || m.status !== 'committed') {
+        throw new StoreError(`merge ${v.merge_id} is not a committed merge of pipeline "${v.pipeline}"`);
+      }
+      const { max } = sql(db, 'SELECT MAX(number) AS max FROM versions WHERE pipeline_id = ?').get(pid) as {
+        max: number | null;
+      };
+      if (!Number.isSafeInteger(v.number) || v.number <= (max ?? 0)) {
+        throw new StoreError(
+          `version ${v.number} of "${v.pipeline}" must be above the newest recorded (${max ?? 'none'})`,
+        );
+      }
+      if (
+        v.parent !== null &&
+        !sql(db, 'SELECT 1 FROM versions WHERE pipeline_id = ? AND number = ?').get(pid, v.parent)
+      ) {
+        throw new StoreError(`parent version ${v.parent} of "${v.pipeline}" is not recorded`);
+      }
+      // the version keeps its merge's engine: a replay for rollback or revert reads it from here
+      sql(
+        db,
+        `INSERT INTO versions (pipeline_id, number, parent, merge_id, path, files, manifest_sha256, created_at, engine)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT engine_info FROM merges WHERE id = ?))`,
+      ).run(
+        pid,
+        v.number,
+        v.parent,
+        v.merge_id,
+        v.path,
+        json(v.files),
+        v.manifest_sha256,
+        v.created_at ?? now(),
+        v.merge_id,
+      );
+      return version(db, v.pipeline, v.number)!;
+    })
+    .immediate();
 }
 
 export function version(db: Db, pipeline: string, number: number): Version | null {
-  const r = sql(db, `SELECT ${VERSION_COLS} FROM ${VERSION_FROM} WHERE p.name = ? AND v.number = ?`).get(pipeline, number);
+  const r = sql(db, `SELECT ${VERSION_COLS} FROM ${VERSION_FROM} WHERE p.name = ? AND v.number = ?`).get(
+    pipeline,
+    number,
+  );
   return r ? toVersion(r) : null;
 }
 
 /** The newest recorded version (removed or not: retention never removes the newest). */
 export function latestVersion(db: Db, pipeline: string): Version | null {
-  const r = sql(db, `SELECT ${VERSION_COLS} FROM ${VERSION_FROM} WHERE p.name = ? ORDER BY v.number DESC LIMIT 1`).get(pipeline);
+  const r = sql(db, `SELECT ${VERSION_COLS} FROM ${VERSION_FROM} WHERE p.name = ? ORDER BY v.number DESC LIMIT 1`).get(
+    pipeline,
+  );
   return r ? toVersion(r) : null;
 }
 
@@ -58,7 +84,9 @@ export function versions(db: Db, pipeline: string, opts: { includeRemoved?: bool
   const pid = pipelineId(db, pipeline);
   if (pid === null) return [];
   const where = opts.includeRemoved ? '' : 'AND v.removed_at IS NULL';
-  return sql(db, `SELECT ${VERSION_COLS} FROM ${VERSION_FROM} WHERE v.pipeline_id = ? ${where} ORDER BY v.number`).all(pid).map(toVersion);
+  return sql(db, `SELECT ${VERSION_COLS} FROM ${VERSION_FROM} WHERE v.pipeline_id = ? ${where} ORDER BY v.number`)
+    .all(pid)
+    .map(toVersion);
 }
 
 function setFlag(db: Db, pipeline: string, number: number, set: string, args: unknown[]): Version {
@@ -69,13 +97,17 @@ function setFlag(db: Db, pipeline: string, number: number, set: string, args: un
 }
 
 /** A pinned version is never removed by retention (a client depends on it). */
-export const pin = (db: Db, pipeline: string, number: number): Version => setFlag(db, pipeline, number, 'pinned = 1', []);
-export const unpin = (db: Db, pipeline: string, number: number): Version => setFlag(db, pipeline, number, 'pinned = 0', []);
+export const pin = (db: Db, pipeline: string, number: number): Version =>
+  setFlag(db, pipeline, number, 'pinned = 1', []);
+export const unpin = (db: Db, pipeline: string, number: number): Version =>
+  setFlag(db, pipeline, number, 'pinned = 0', []);
 /** Retention deleted the folder; the row stays for lineage. */
 export const markRemoved = (db: Db, pipeline: string, number: number, at: string = now()): Version =>
   setFlag(db, pipeline, number, 'removed_at = COALESCE(removed_at, ?)', [at]);
 
 /** Pinned version numbers, for applyRetention's `pinned`. */
 export function pinnedVersions(db: Db, pipeline: string): number[] {
-  return versions(db, pipeline).filter((v) => v.pinned).map((v) => v.number);
+  return versions(db, pipeline)
+    .filter((v) => v.pinned)
+    .map((v) => v.number);
 }

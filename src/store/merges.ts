@@ -8,7 +8,16 @@ import { json, now, sql, StoreError, type Db } from './db.js';
 import { pipelineId } from './pipelines.js';
 import { checkpoint } from './queue.js';
 import { MERGE_COLS, MERGE_FROM, toMerge } from './rows.js';
-import type { Checkpoint, EngineRecord, GpuFigures, Merge, MergeProgress, RetentionEntry, StateRef, TensorMetric } from './types.js';
+import type {
+  Checkpoint,
+  EngineRecord,
+  GpuFigures,
+  Merge,
+  MergeProgress,
+  RetentionEntry,
+  StateRef,
+  TensorMetric,
+} from './types.js';
 
 export interface MergeStart {
   method: string;
@@ -22,24 +31,42 @@ export interface MergeStart {
  * pipeline is in flight.
  */
 export function markMerging(db: Db, checkpointId: number, start: MergeStart): { merge: Merge; checkpoint: Checkpoint } {
-  return db.transaction(() => {
-    const c = sql(db, 'SELECT id, pipeline_id, status FROM checkpoints WHERE id = ?').get(checkpointId) as
-      | { id: number; pipeline_id: number; status: string }
-      | undefined;
-    if (!c) throw new StoreError(`no checkpoint ${checkpointId}`);
-    if (c.status !== 'queued') throw new StoreError(`checkpoint ${checkpointId} is ${c.status}, not queued`);
-    const head = sql(db, `SELECT id FROM checkpoints WHERE pipeline_id = ? AND status = 'queued' ORDER BY id LIMIT 1`).get(c.pipeline_id) as { id: number };
-    if (head.id !== checkpointId) throw new StoreError(`checkpoint ${checkpointId} is not the head of its queue (${head.id} is)`);
-    const busy = sql(db, `SELECT id FROM checkpoints WHERE pipeline_id = ? AND status = 'merging'`).get(c.pipeline_id) as { id: number } | undefined;
-    if (busy) throw new StoreError(`checkpoint ${busy.id} of the same pipeline is already merging`);
-    const { merged_count } = sql(db, 'SELECT merged_count FROM pipelines WHERE id = ?').get(c.pipeline_id) as { merged_count: number };
-    const { lastInsertRowid } = sql(db, `INSERT INTO merges (checkpoint_id, pipeline_id, step, method, params, engine, started_at, status)
-      VALUES (?, ?, ?, ?, ?, ?, ?, 'running')`).run(
-      checkpointId, c.pipeline_id, merged_count + 1, start.method, JSON.stringify(start.params), start.engine ?? null, now(),
-    );
-    sql(db, `UPDATE checkpoints SET status = 'merging' WHERE id = ?`).run(checkpointId);
-    return { merge: merge(db, Number(lastInsertRowid))!, checkpoint: checkpoint(db, checkpointId)! };
-  }).immediate();
+  return db
+    .transaction(() => {
+      const c = sql(db, 'SELECT id, pipeline_id, status FROM checkpoints WHERE id = ?').get(checkpointId) as
+        { id: number; pipeline_id: number; status: string } | undefined;
+      if (!c) throw new StoreError(`no checkpoint ${checkpointId}`);
+      if (c.status !== 'queued') throw new StoreError(`checkpoint ${checkpointId} is ${c.status}, not queued`);
+      const head = sql(
+        db,
+        `SELECT id FROM checkpoints WHERE pipeline_id = ? AND status = 'queued' ORDER BY id LIMIT 1`,
+      ).get(c.pipeline_id) as { id: number };
+      if (head.id !== checkpointId)
+        throw new StoreError(`checkpoint ${checkpointId} is not the head of its queue (${head.id} is)`);
+      const busy = sql(db, `SELECT id FROM checkpoints WHERE pipeline_id = ? AND status = 'merging'`).get(
+        c.pipeline_id,
+      ) as { id: number } | undefined;
+      if (busy) throw new StoreError(`checkpoint ${busy.id} of the same pipeline is already merging`);
+      const { merged_count } = sql(db, 'SELECT merged_count FROM pipelines WHERE id = ?').get(c.pipeline_id) as {
+        merged_count: number;
+      };
+      const { lastInsertRowid } = sql(
+        db,
+        `INSERT INTO merges (checkpoint_id, pipeline_id, step, method, params, engine, started_at, status)
+      VALUES (?, ?, ?, ?, ?, ?, ?, 'running')`,
+      ).run(
+        checkpointId,
+        c.pipeline_id,
+        merged_count + 1,
+        start.method,
+        JSON.stringify(start.params),
+        start.engine ?? null,
+        now(),
+      );
+      sql(db, `UPDATE checkpoints SET status = 'merging' WHERE id = ?`).run(checkpointId);
+      return { merge: merge(db, Number(lastInsertRowid))!, checkpoint: checkpoint(db, checkpointId)! };
+    })
+    .immediate();
 }
 
 export interface CommitMergeInput {
@@ -68,65 +95,114 @@ export interface CommitMergeInput {
  * (the checkpoint stays `merging` and the merge is redone after recoverInterrupted).
  */
 export function commitMerge(db: Db, input: CommitMergeInput): Merge {
-  return db.transaction(() => {
-    const m = sql(db, 'SELECT id, checkpoint_id, pipeline_id, step, status FROM merges WHERE id = ?').get(input.merge_id) as
-      | { id: number; checkpoint_id: number; pipeline_id: number; step: number; status: string }
-      | undefined;
-    if (!m) throw new StoreError(`no merge ${input.merge_id}`);
-    if (m.status !== 'running') throw new StoreError(`merge ${m.id} is ${m.status}, not running`);
-    const p = sql(db, 'SELECT merged_count, state_generation FROM pipelines WHERE id = ?').get(m.pipeline_id) as {
-      merged_count: number;
-      state_generation: number | null;
-    };
-    if (m.step !== p.merged_count + 1) throw new StoreError(`merge ${m.id} is step ${m.step} but the pipeline has ${p.merged_count} merges`);
-    const g = input.state.generation;
-    if (!Number.isSafeInteger(g) || (p.state_generation !== null && g <= p.state_generation)) {
-      throw new StoreError(`state generation ${g} must be an integer above the current ${p.state_generation}`);
-    }
-    const at = now();
-    const r = sql(db, `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ? WHERE id = ? AND status = 'merging'`).run(m.step, at, m.checkpoint_id);
-    if (r.changes !== 1) throw new StoreError(`checkpoint ${m.checkpoint_id} of merge ${m.id} is not merging`);
-    sql(db, `UPDATE merges SET status = 'committed', finished_at = ?, engine = COALESCE(?, engine), timings = ?, peak_rss = ?,
+  return db
+    .transaction(() => {
+      const m = sql(db, 'SELECT id, checkpoint_id, pipeline_id, step, status FROM merges WHERE id = ?').get(
+        input.merge_id,
+      ) as { id: number; checkpoint_id: number; pipeline_id: number; step: number; status: string } | undefined;
+      if (!m) throw new StoreError(`no merge ${input.merge_id}`);
+      if (m.status !== 'running') throw new StoreError(`merge ${m.id} is ${m.status}, not running`);
+      const p = sql(db, 'SELECT merged_count, state_generation FROM pipelines WHERE id = ?').get(m.pipeline_id) as {
+        merged_count: number;
+        state_generation: number | null;
+      };
+      if (m.step !== p.merged_count + 1)
+        throw new StoreError(`merge ${m.id} is step ${m.step} but the pipeline has ${p.merged_count} merges`);
+      const g = input.state.generation;
+      if (!Number.isSafeInteger(g) || (p.state_generation !== null && g <= p.state_generation)) {
+        throw new StoreError(`state generation ${g} must be an integer above the current ${p.state_generation}`);
+      }
+      const at = now();
+      const r = sql(
+        db,
+        `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ? WHERE id = ? AND status = 'merging'`,
+      ).run(m.step, at, m.checkpoint_id);
+      if (r.changes !== 1) throw new StoreError(`checkpoint ${m.checkpoint_id} of merge ${m.id} is not merging`);
+      sql(
+        db,
+        `UPDATE merges SET status = 'committed', finished_at = ?, engine = COALESCE(?, engine), timings = ?, peak_rss = ?,
       scalars = ?, state_generation = ?, state_path = ?, state_sha256 = ?, engine_info = ?, gpu_seconds = ?, peak_device_bytes = ?,
-      cpu_fallbacks = ? WHERE id = ?`).run(
-      at, input.engine ?? input.engine_info?.name ?? null, json(input.timings), input.peak_rss ?? null, json(input.scalars), g,
-      input.state.path, input.state.sha256 ?? null, json(input.engine_info), input.gpu?.gpu_seconds ?? null,
-      input.gpu?.peak_device_bytes ?? null, input.gpu?.cpu_fallbacks ?? null, m.id,
-    );
-    const tm = sql(db, `INSERT INTO tensor_metrics (merge_id, tensor, kind, tv_norm, merged_norm, removed_share, interference, split_rank, extra)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    for (const t of input.tensor_metrics ?? []) {
-      tm.run(m.id, t.tensor, t.kind ?? null, t.tv_norm ?? null, t.merged_norm ?? null, t.removed_share ?? null,
-        t.interference ?? null, t.split_rank ?? null, json(t.extra));
-    }
-    const mm = sql(db, 'INSERT INTO model_metrics (merge_id, name, value) VALUES (?, ?, ?)');
-    for (const [name, value] of Object.entries(input.model_metrics ?? {})) mm.run(m.id, name, value);
-    const rt = sql(db, 'INSERT INTO retention (pipeline_id, merge_id, step, task, rho) VALUES (?, ?, ?, ?, ?)');
-    for (const e of input.retention ?? []) {
-      if (!(e.task >= 1 && e.task <= m.step)) throw new StoreError(`retention task ${e.task} outside 1..${m.step}`);
-      rt.run(m.pipeline_id, m.id, m.step, e.task, e.rho);
-    }
-    sql(db, `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ? WHERE id = ?`).run(
-      m.step, g, input.state.path, input.state.sha256 ?? null, m.pipeline_id,
-    );
-    return merge(db, m.id)!;
-  }).immediate();
+      cpu_fallbacks = ? WHERE id = ?`,
+      ).run(
+        at,
+        input.engine ?? input.engine_info?.name ?? null,
+        json(input.timings),
+        input.peak_rss ?? null,
+        json(input.scalars),
+        g,
+        input.state.path,
+        input.state.sha256 ?? null,
+        json(input.engine_info),
+        input.gpu?.gpu_seconds ?? null,
+        input.gpu?.peak_device_bytes ?? null,
+        input.gpu?.cpu_fallbacks ?? null,
+        m.id,
+      );
+      const tm = sql(
+        db,
+        `INSERT INTO tensor_metrics (merge_id, tensor, kind, tv_norm, merged_norm, removed_share, interference, split_rank, extra)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      for (const t of input.tensor_metrics ?? []) {
+        tm.run(
+          m.id,
+          t.tensor,
+          t.kind ?? null,
+          t.tv_norm ?? null,
+          t.merged_norm ?? null,
+          t.removed_share ?? null,
+          t.interference ?? null,
+          t.split_rank ?? null,
+          json(t.extra),
+        );
+      }
+      const mm = sql(db, 'INSERT INTO model_metrics (merge_id, name, value) VALUES (?, ?, ?)');
+      for (const [name, value] of Object.entries(input.model_metrics ?? {})) mm.run(m.id, name, value);
+      const rt = sql(db, 'INSERT INTO retention (pipeline_id, merge_id, step, task, rho) VALUES (?, ?, ?, ?, ?)');
+      for (const e of input.retention ?? []) {
+        if (!(e.task >= 1 && e.task <= m.step)) throw new StoreError(`retention task ${e.task} outside 1..${m.step}`);
+        rt.run(m.pipeline_id, m.id, m.step, e.task, e.rho);
+      }
+      sql(
+        db,
+        `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ? WHERE id = ?`,
+      ).run(m.step, g, input.state.path, input.state.sha256 ?? null, m.pipeline_id);
+      return merge(db, m.id)!;
+    })
+    .immediate();
 }
 
-function finishWithout(db: Db, mergeId: number, status: 'failed' | 'interrupted', error: string, checkpointUpdate: (checkpointId: number) => void): Merge {
-  return db.transaction(() => {
-    const r = sql(db, `UPDATE merges SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = 'running'`).run(status, now(), error, mergeId);
-    if (r.changes !== 1) throw new StoreError(`merge ${mergeId} is not running`);
-    const { checkpoint_id } = sql(db, 'SELECT checkpoint_id FROM merges WHERE id = ?').get(mergeId) as { checkpoint_id: number };
-    checkpointUpdate(checkpoint_id);
-    return merge(db, mergeId)!;
-  }).immediate();
+function finishWithout(
+  db: Db,
+  mergeId: number,
+  status: 'failed' | 'interrupted',
+  error: string,
+  checkpointUpdate: (checkpointId: number) => void,
+): Merge {
+  return db
+    .transaction(() => {
+      const r = sql(
+        db,
+        `UPDATE merges SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = 'running'`,
+      ).run(status, now(), error, mergeId);
+      if (r.changes !== 1) throw new StoreError(`merge ${mergeId} is not running`);
+      const { checkpoint_id } = sql(db, 'SELECT checkpoint_id FROM merges WHERE id = ?').get(mergeId) as {
+        checkpoint_id: number;
+      };
+      checkpointUpdate(checkpoint_id);
+      return merge(db, mergeId)!;
+    })
+    .immediate();
 }
 
 /** The checkpoint turned out bad during the merge (e.g. absurd norm): rejected, never retried. */
 export function failMerge(db: Db, mergeId: number, reason: string, quarantinePath: string | null): Merge {
   return finishWithout(db, mergeId, 'failed', reason, (cid) => {
-    sql(db, `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ? WHERE id = ?`).run(reason, quarantinePath, cid);
+    sql(db, `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ? WHERE id = ?`).run(
+      reason,
+      quarantinePath,
+      cid,
+    );
   });
 }
 
@@ -155,7 +231,10 @@ export function setMergeProgress(db: Db, mergeId: number, progress: MergeProgres
   const level = db.pragma('synchronous', { simple: true }) as number;
   db.pragma('synchronous = NORMAL');
   try {
-    sql(db, `UPDATE merges SET progress = ? WHERE id = ? AND status = 'running'`).run(JSON.stringify(progress), mergeId);
+    sql(db, `UPDATE merges SET progress = ? WHERE id = ? AND status = 'running'`).run(
+      JSON.stringify(progress),
+      mergeId,
+    );
   } finally {
     db.pragma(`synchronous = ${level}`);
   }
@@ -165,13 +244,16 @@ export function setMergeProgress(db: Db, mergeId: number, progress: MergeProgres
 export function currentMerge(db: Db, pipeline: string): Merge | null {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return null;
-  const r = sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM} WHERE m.pipeline_id = ? AND m.status = 'running'`).get(pid);
+  const r = sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM} WHERE m.pipeline_id = ? AND m.status = 'running'`).get(
+    pid,
+  );
   return r ? toMerge(r) : null;
 }
 
 /** Every merge attempt of the pipeline (or all), oldest first. */
 export function merges(db: Db, pipeline?: string): Merge[] {
-  if (pipeline === undefined) return sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM} ORDER BY m.id`).all().map(toMerge);
+  if (pipeline === undefined)
+    return sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM} ORDER BY m.id`).all().map(toMerge);
   const pid = pipelineId(db, pipeline);
   if (pid === null) return [];
   return sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM} WHERE m.pipeline_id = ? ORDER BY m.id`).all(pid).map(toMerge);
@@ -182,7 +264,10 @@ export function merges(db: Db, pipeline?: string): Merge[] {
  * newest on disk (a newer file may be from a merge that never committed). null: start from base.
  */
 export function currentStateGeneration(db: Db, pipeline: string): StateRef | null {
-  const r = sql(db, 'SELECT merged_count, state_generation, state_path, state_sha256 FROM pipelines WHERE name = ?').get(pipeline) as
+  const r = sql(
+    db,
+    'SELECT merged_count, state_generation, state_path, state_sha256 FROM pipelines WHERE name = ?',
+  ).get(pipeline) as
     | { merged_count: number; state_generation: number | null; state_path: string | null; state_sha256: string | null }
     | undefined;
   if (!r || r.state_generation === null) return null;
@@ -196,8 +281,11 @@ export function currentStateGeneration(db: Db, pipeline: string): StateRef | nul
 export function unpublishedMerge(db: Db, pipeline: string): Merge | null {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return null;
-  const r = sql(db, `SELECT ${MERGE_COLS} FROM ${MERGE_FROM}
+  const r = sql(
+    db,
+    `SELECT ${MERGE_COLS} FROM ${MERGE_FROM}
     WHERE m.pipeline_id = ? AND m.status = 'committed' AND m.step = (SELECT merged_count FROM pipelines WHERE id = ?)
-      AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.merge_id = m.id)`).get(pid, pid);
+      AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.merge_id = m.id)`,
+  ).get(pid, pid);
   return r ? toMerge(r) : null;
 }

@@ -44,18 +44,29 @@ export type EnqueueResult =
   | { outcome: 'duplicate'; checkpoint: Checkpoint };
 
 export function enqueue(db: Db, pipeline: string, a: Arrival): EnqueueResult {
-  return db.transaction((): EnqueueResult => {
-    const pid = ensurePipeline(db, pipeline);
-    const same = sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-      WHERE c.pipeline_id = ? AND c.path = ? AND c.sha256 = ? ORDER BY c.id DESC LIMIT 1`).get(pid, a.path, a.sha256);
-    if (same) return { outcome: 'known', checkpoint: toCheckpoint(same) };
-    const dup = sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-      WHERE c.pipeline_id = ? AND c.sha256 = ? AND c.status IN ('queued', 'merging', 'merged') LIMIT 1`).get(pid, a.sha256);
-    if (dup) return { outcome: 'duplicate', checkpoint: toCheckpoint(dup) };
-    const { lastInsertRowid } = sql(db, `INSERT INTO checkpoints (pipeline_id, name, path, sha256, size, arrived_at, status)
-      VALUES (?, ?, ?, ?, ?, ?, 'queued')`).run(pid, a.name, a.path, a.sha256, a.size, a.arrived_at ?? now());
-    return { outcome: 'queued', checkpoint: checkpoint(db, Number(lastInsertRowid))! };
-  }).immediate();
+  return db
+    .transaction((): EnqueueResult => {
+      const pid = ensurePipeline(db, pipeline);
+      const same = sql(
+        db,
+        `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
+      WHERE c.pipeline_id = ? AND c.path = ? AND c.sha256 = ? ORDER BY c.id DESC LIMIT 1`,
+      ).get(pid, a.path, a.sha256);
+      if (same) return { outcome: 'known', checkpoint: toCheckpoint(same) };
+      const dup = sql(
+        db,
+        `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
+      WHERE c.pipeline_id = ? AND c.sha256 = ? AND c.status IN ('queued', 'merging', 'merged') LIMIT 1`,
+      ).get(pid, a.sha256);
+      if (dup) return { outcome: 'duplicate', checkpoint: toCheckpoint(dup) };
+      const { lastInsertRowid } = sql(
+        db,
+        `INSERT INTO checkpoints (pipeline_id, name, path, sha256, size, arrived_at, status)
+      VALUES (?, ?, ?, ?, ?, ?, 'queued')`,
+      ).run(pid, a.name, a.path, a.sha256, a.size, a.arrived_at ?? now());
+      return { outcome: 'queued', checkpoint: checkpoint(db, Number(lastInsertRowid))! };
+    })
+    .immediate();
 }
 
 export interface RejectedArrival {
@@ -68,26 +79,40 @@ export interface RejectedArrival {
 }
 
 /** Record a checkpoint refused at intake. Its file should then be moved to `quarantinePath`. */
-export function reject(db: Db, pipeline: string, a: RejectedArrival, reason: string, quarantinePath: string | null): Checkpoint {
-  return db.transaction(() => {
-    const pid = ensurePipeline(db, pipeline);
-    const { lastInsertRowid } = sql(db, `INSERT INTO checkpoints
+export function reject(
+  db: Db,
+  pipeline: string,
+  a: RejectedArrival,
+  reason: string,
+  quarantinePath: string | null,
+): Checkpoint {
+  return db
+    .transaction(() => {
+      const pid = ensurePipeline(db, pipeline);
+      const { lastInsertRowid } = sql(
+        db,
+        `INSERT INTO checkpoints
       (pipeline_id, name, path, quarantine_path, sha256, size, arrived_at, status, reason)
-      VALUES (?, ?, ?, ?, ?, ?, ?, 'rejected', ?)`).run(
-      pid, a.name, a.path, quarantinePath, a.sha256 ?? null, a.size ?? null, a.arrived_at ?? now(), reason,
-    );
-    return checkpoint(db, Number(lastInsertRowid))!;
-  }).immediate();
+      VALUES (?, ?, ?, ?, ?, ?, ?, 'rejected', ?)`,
+      ).run(pid, a.name, a.path, quarantinePath, a.sha256 ?? null, a.size ?? null, a.arrived_at ?? now(), reason);
+      return checkpoint(db, Number(lastInsertRowid))!;
+    })
+    .immediate();
 }
 
 /** Reject a checkpoint still waiting in the queue (e.g. its file vanished or no longer validates). */
 export function rejectQueued(db: Db, checkpointId: number, reason: string, quarantinePath: string | null): Checkpoint {
-  return db.transaction(() => {
-    const r = sql(db, `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ?
-      WHERE id = ? AND status = 'queued'`).run(reason, quarantinePath, checkpointId);
-    if (r.changes !== 1) throw new StoreError(`checkpoint ${checkpointId} is not queued`);
-    return checkpoint(db, checkpointId)!;
-  }).immediate();
+  return db
+    .transaction(() => {
+      const r = sql(
+        db,
+        `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ?
+      WHERE id = ? AND status = 'queued'`,
+      ).run(reason, quarantinePath, checkpointId);
+      if (r.changes !== 1) throw new StoreError(`checkpoint ${checkpointId} is not queued`);
+      return checkpoint(db, checkpointId)!;
+    })
+    .immediate();
 }
 
 /**
@@ -95,13 +120,20 @@ export function rejectQueued(db: Db, checkpointId: number, reason: string, quara
  * checkpoints go back to the queue, at their original position. Returns the requeued checkpoints.
  */
 export function recoverInterrupted(db: Db): Checkpoint[] {
-  return db.transaction(() => {
-    const back = (sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM} WHERE c.status = 'merging' ORDER BY c.id`).all()).map(toCheckpoint);
-    sql(db, `UPDATE merges SET status = 'interrupted', finished_at = ?, error = 'process ended during the merge'
-      WHERE status = 'running'`).run(now());
-    sql(db, `UPDATE checkpoints SET status = 'queued' WHERE status = 'merging'`).run();
-    return back.map((c) => ({ ...c, status: 'queued' as const }));
-  }).immediate();
+  return db
+    .transaction(() => {
+      const back = sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM} WHERE c.status = 'merging' ORDER BY c.id`)
+        .all()
+        .map(toCheckpoint);
+      sql(
+        db,
+        `UPDATE merges SET status = 'interrupted', finished_at = ?, error = 'process ended during the merge'
+      WHERE status = 'running'`,
+      ).run(now());
+      sql(db, `UPDATE checkpoints SET status = 'queued' WHERE status = 'merging'`).run();
+      return back.map((c) => ({ ...c, status: 'queued' as const }));
+    })
+    .immediate();
 }
 
 export function checkpoint(db: Db, id: number): Checkpoint | null {
@@ -113,16 +145,24 @@ export function checkpoint(db: Db, id: number): Checkpoint | null {
 export function nextQueued(db: Db, pipeline: string): Checkpoint | null {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return null;
-  const r = sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-    WHERE c.pipeline_id = ? AND c.status = 'queued' ORDER BY c.id LIMIT 1`).get(pid);
+  const r = sql(
+    db,
+    `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
+    WHERE c.pipeline_id = ? AND c.status = 'queued' ORDER BY c.id LIMIT 1`,
+  ).get(pid);
   return r ? toCheckpoint(r) : null;
 }
 
 function byStatus(db: Db, pipeline: string, status: string, order = 'c.id'): Checkpoint[] {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return [];
-  return sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-    WHERE c.pipeline_id = ? AND c.status = ? ORDER BY ${order}`).all(pid, status).map(toCheckpoint);
+  return sql(
+    db,
+    `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
+    WHERE c.pipeline_id = ? AND c.status = ? ORDER BY ${order}`,
+  )
+    .all(pid, status)
+    .map(toCheckpoint);
 }
 
 /** Waiting checkpoints in merge order (the one merging now excluded). */
@@ -135,7 +175,10 @@ export const mergedCheckpoints = (db: Db, pipeline: string): Checkpoint[] => byS
 export function findByPath(db: Db, pipeline: string, path: string): Checkpoint | null {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return null;
-  const r = sql(db, `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-    WHERE c.pipeline_id = ? AND c.path = ? ORDER BY c.id DESC LIMIT 1`).get(pid, path);
+  const r = sql(
+    db,
+    `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
+    WHERE c.pipeline_id = ? AND c.path = ? ORDER BY c.id DESC LIMIT 1`,
+  ).get(pid, path);
   return r ? toCheckpoint(r) : null;
 }

@@ -5,7 +5,16 @@ import * as merges from './merges.js';
 import * as metrics from './metrics.js';
 import { pipelineNames } from './pipelines.js';
 import * as queue from './queue.js';
-import type { Checkpoint, Evaluation, Merge, MergeProgress, Notification, StateRef, TensorMetric, Version } from './types.js';
+import type {
+  Checkpoint,
+  Evaluation,
+  Merge,
+  MergeProgress,
+  Notification,
+  StateRef,
+  TensorMetric,
+  Version,
+} from './types.js';
 
 /**
  * The daemon's durable state, one SQLite connection. Every mutating method is one transaction
@@ -16,62 +25,148 @@ export class Store {
   constructor(readonly db: Db) {}
 
   // queue (queue.ts)
-  enqueue(pipeline: string, a: queue.Arrival): queue.EnqueueResult { return queue.enqueue(this.db, pipeline, a); }
-  reject(pipeline: string, a: queue.RejectedArrival, reason: string, quarantinePath: string | null): Checkpoint { return queue.reject(this.db, pipeline, a, reason, quarantinePath); }
-  rejectQueued(checkpointId: number, reason: string, quarantinePath: string | null): Checkpoint { return queue.rejectQueued(this.db, checkpointId, reason, quarantinePath); }
-  recoverInterrupted(): Checkpoint[] { return queue.recoverInterrupted(this.db); }
-  checkpoint(id: number): Checkpoint | null { return queue.checkpoint(this.db, id); }
-  nextQueued(pipeline: string): Checkpoint | null { return queue.nextQueued(this.db, pipeline); }
-  queued(pipeline: string): Checkpoint[] { return queue.queued(this.db, pipeline); }
-  rejected(pipeline: string): Checkpoint[] { return queue.rejected(this.db, pipeline); }
-  mergedCheckpoints(pipeline: string): Checkpoint[] { return queue.mergedCheckpoints(this.db, pipeline); }
-  findByPath(pipeline: string, path: string): Checkpoint | null { return queue.findByPath(this.db, pipeline, path); }
+  enqueue(pipeline: string, a: queue.Arrival): queue.EnqueueResult {
+    return queue.enqueue(this.db, pipeline, a);
+  }
+  reject(pipeline: string, a: queue.RejectedArrival, reason: string, quarantinePath: string | null): Checkpoint {
+    return queue.reject(this.db, pipeline, a, reason, quarantinePath);
+  }
+  rejectQueued(checkpointId: number, reason: string, quarantinePath: string | null): Checkpoint {
+    return queue.rejectQueued(this.db, checkpointId, reason, quarantinePath);
+  }
+  recoverInterrupted(): Checkpoint[] {
+    return queue.recoverInterrupted(this.db);
+  }
+  checkpoint(id: number): Checkpoint | null {
+    return queue.checkpoint(this.db, id);
+  }
+  nextQueued(pipeline: string): Checkpoint | null {
+    return queue.nextQueued(this.db, pipeline);
+  }
+  queued(pipeline: string): Checkpoint[] {
+    return queue.queued(this.db, pipeline);
+  }
+  rejected(pipeline: string): Checkpoint[] {
+    return queue.rejected(this.db, pipeline);
+  }
+  mergedCheckpoints(pipeline: string): Checkpoint[] {
+    return queue.mergedCheckpoints(this.db, pipeline);
+  }
+  findByPath(pipeline: string, path: string): Checkpoint | null {
+    return queue.findByPath(this.db, pipeline, path);
+  }
 
   // merges (merges.ts)
-  markMerging(checkpointId: number, start: merges.MergeStart): { merge: Merge; checkpoint: Checkpoint } { return merges.markMerging(this.db, checkpointId, start); }
-  commitMerge(input: merges.CommitMergeInput): Merge { return merges.commitMerge(this.db, input); }
-  failMerge(mergeId: number, reason: string, quarantinePath: string | null): Merge { return merges.failMerge(this.db, mergeId, reason, quarantinePath); }
-  abandonMerge(mergeId: number, reason: string): Merge { return merges.abandonMerge(this.db, mergeId, reason); }
-  merge(id: number): Merge | null { return merges.merge(this.db, id); }
-  merges(pipeline?: string): Merge[] { return merges.merges(this.db, pipeline); }
-  currentMerge(pipeline: string): Merge | null { return merges.currentMerge(this.db, pipeline); }
-  setMergeProgress(mergeId: number, progress: MergeProgress): void { merges.setMergeProgress(this.db, mergeId, progress); }
-  currentStateGeneration(pipeline: string): StateRef | null { return merges.currentStateGeneration(this.db, pipeline); }
-  unpublishedMerge(pipeline: string): Merge | null { return merges.unpublishedMerge(this.db, pipeline); }
+  markMerging(checkpointId: number, start: merges.MergeStart): { merge: Merge; checkpoint: Checkpoint } {
+    return merges.markMerging(this.db, checkpointId, start);
+  }
+  commitMerge(input: merges.CommitMergeInput): Merge {
+    return merges.commitMerge(this.db, input);
+  }
+  failMerge(mergeId: number, reason: string, quarantinePath: string | null): Merge {
+    return merges.failMerge(this.db, mergeId, reason, quarantinePath);
+  }
+  abandonMerge(mergeId: number, reason: string): Merge {
+    return merges.abandonMerge(this.db, mergeId, reason);
+  }
+  merge(id: number): Merge | null {
+    return merges.merge(this.db, id);
+  }
+  merges(pipeline?: string): Merge[] {
+    return merges.merges(this.db, pipeline);
+  }
+  currentMerge(pipeline: string): Merge | null {
+    return merges.currentMerge(this.db, pipeline);
+  }
+  setMergeProgress(mergeId: number, progress: MergeProgress): void {
+    merges.setMergeProgress(this.db, mergeId, progress);
+  }
+  currentStateGeneration(pipeline: string): StateRef | null {
+    return merges.currentStateGeneration(this.db, pipeline);
+  }
+  unpublishedMerge(pipeline: string): Merge | null {
+    return merges.unpublishedMerge(this.db, pipeline);
+  }
 
   // versions (lineage.ts)
-  recordVersion(v: lineage.VersionInput): Version { return lineage.recordVersion(this.db, v); }
-  version(pipeline: string, number: number): Version | null { return lineage.version(this.db, pipeline, number); }
-  latestVersion(pipeline: string): Version | null { return lineage.latestVersion(this.db, pipeline); }
-  versions(pipeline: string, opts?: { includeRemoved?: boolean }): Version[] { return lineage.versions(this.db, pipeline, opts); }
-  pin(pipeline: string, number: number): Version { return lineage.pin(this.db, pipeline, number); }
-  unpin(pipeline: string, number: number): Version { return lineage.unpin(this.db, pipeline, number); }
-  markRemoved(pipeline: string, number: number, at?: string): Version { return lineage.markRemoved(this.db, pipeline, number, at); }
-  pinnedVersions(pipeline: string): number[] { return lineage.pinnedVersions(this.db, pipeline); }
+  recordVersion(v: lineage.VersionInput): Version {
+    return lineage.recordVersion(this.db, v);
+  }
+  version(pipeline: string, number: number): Version | null {
+    return lineage.version(this.db, pipeline, number);
+  }
+  latestVersion(pipeline: string): Version | null {
+    return lineage.latestVersion(this.db, pipeline);
+  }
+  versions(pipeline: string, opts?: { includeRemoved?: boolean }): Version[] {
+    return lineage.versions(this.db, pipeline, opts);
+  }
+  pin(pipeline: string, number: number): Version {
+    return lineage.pin(this.db, pipeline, number);
+  }
+  unpin(pipeline: string, number: number): Version {
+    return lineage.unpin(this.db, pipeline, number);
+  }
+  markRemoved(pipeline: string, number: number, at?: string): Version {
+    return lineage.markRemoved(this.db, pipeline, number, at);
+  }
+  pinnedVersions(pipeline: string): number[] {
+    return lineage.pinnedVersions(this.db, pipeline);
+  }
 
   // metrics, notifications, evaluations (metrics.ts)
-  recordNotification(pipeline: string, number: number, n: metrics.NotificationInput): void { metrics.recordNotification(this.db, pipeline, number, n); }
-  notifications(pipeline: string, number: number): Notification[] { return metrics.notifications(this.db, pipeline, number); }
-  recordEvaluation(pipeline: string, number: number, scores: Readonly<Record<string, number>>, at?: string): void { metrics.recordEvaluation(this.db, pipeline, number, scores, at); }
-  evaluations(pipeline: string, number: number): Evaluation[] { return metrics.evaluations(this.db, pipeline, number); }
-  tensorMetrics(mergeId: number): Required<TensorMetric>[] { return metrics.tensorMetrics(this.db, mergeId); }
-  modelMetrics(mergeId: number): Record<string, number | null> { return metrics.modelMetrics(this.db, mergeId); }
-  retentionMatrix(pipeline: string): (number | null)[][] { return metrics.retentionMatrix(this.db, pipeline); }
-  accuracySummary(pipeline: string): metrics.AccuracySummary { return metrics.accuracySummary(this.db, pipeline); }
+  recordNotification(pipeline: string, number: number, n: metrics.NotificationInput): void {
+    metrics.recordNotification(this.db, pipeline, number, n);
+  }
+  notifications(pipeline: string, number: number): Notification[] {
+    return metrics.notifications(this.db, pipeline, number);
+  }
+  recordEvaluation(pipeline: string, number: number, scores: Readonly<Record<string, number>>, at?: string): void {
+    metrics.recordEvaluation(this.db, pipeline, number, scores, at);
+  }
+  evaluations(pipeline: string, number: number): Evaluation[] {
+    return metrics.evaluations(this.db, pipeline, number);
+  }
+  tensorMetrics(mergeId: number): Required<TensorMetric>[] {
+    return metrics.tensorMetrics(this.db, mergeId);
+  }
+  modelMetrics(mergeId: number): Record<string, number | null> {
+    return metrics.modelMetrics(this.db, mergeId);
+  }
+  retentionMatrix(pipeline: string): (number | null)[][] {
+    return metrics.retentionMatrix(this.db, pipeline);
+  }
+  accuracySummary(pipeline: string): metrics.AccuracySummary {
+    return metrics.accuracySummary(this.db, pipeline);
+  }
 
   // inspection (inspect.ts)
-  pipelines(): string[] { return pipelineNames(this.db); }
-  status(configured?: readonly string[]): inspect.PipelineStatus[] { return inspect.status(this.db, configured); }
-  history(pipeline?: string): inspect.HistoryRow[] { return inspect.history(this.db, pipeline); }
-  show(pipeline: string, number: number): inspect.VersionDetail | null { return inspect.show(this.db, pipeline, number); }
-  lastEngine(pipeline: string): inspect.LastEngine | null { return inspect.lastEngine(this.db, pipeline); }
+  pipelines(): string[] {
+    return pipelineNames(this.db);
+  }
+  status(configured?: readonly string[]): inspect.PipelineStatus[] {
+    return inspect.status(this.db, configured);
+  }
+  history(pipeline?: string): inspect.HistoryRow[] {
+    return inspect.history(this.db, pipeline);
+  }
+  show(pipeline: string, number: number): inspect.VersionDetail | null {
+    return inspect.show(this.db, pipeline, number);
+  }
+  lastEngine(pipeline: string): inspect.LastEngine | null {
+    return inspect.lastEngine(this.db, pipeline);
+  }
 
   /** SQLite's integrity check plus foreign-key check; [] when clean. */
   integrityCheck(): string[] {
     const problems = (sql(this.db, 'PRAGMA integrity_check').all() as { integrity_check: string }[])
       .map((r) => r.integrity_check)
       .filter((s) => s !== 'ok');
-    for (const r of sql(this.db, 'PRAGMA foreign_key_check').all() as { table: string; rowid: number; parent: string }[]) {
+    for (const r of sql(this.db, 'PRAGMA foreign_key_check').all() as {
+      table: string;
+      rowid: number;
+      parent: string;
+    }[]) {
       problems.push(`${r.table} row ${r.rowid}: missing ${r.parent} row`);
     }
     return problems;

@@ -33,7 +33,12 @@ export function subtractInPlace(a: Float32Array, b: Float32Array): { subtrahendS
 }
 
 /** out[i] = a[i] + s·b[i] (out may alias a or b) */
-export function axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array = new Float32Array(a.length)): Float32Array {
+export function axpy(
+  a: Float32Array,
+  s: number,
+  b: Float32Array,
+  out: Float32Array = new Float32Array(a.length),
+): Float32Array {
   for (let i = 0; i < a.length; i++) out[i] = a[i] + s * b[i];
   return out;
 }
@@ -51,7 +56,14 @@ export function firstCumulativeIndex(s: Float64Array, pred: (ratio: number) => b
 }
 
 /** d[j] += Σ_i a[i·width + j] · b[i·width + j] for columns j in [from, width) of two rows×width matrices */
-export function addColumnDots(a: Float32Array, b: Float32Array, rows: number, width: number, from: number, d: Float64Array): void {
+export function addColumnDots(
+  a: Float32Array,
+  b: Float32Array,
+  rows: number,
+  width: number,
+  from: number,
+  d: Float64Array,
+): void {
   for (let i = 0; i < rows; i++) {
     const o = i * width;
     for (let j = from; j < width; j++) d[j] += a[o + j] * b[o + j];

@@ -52,7 +52,10 @@ describe('cmerge merge --engine', () => {
 
   test('cuda without a GPU: exit 1, one line naming what is missing, state and output untouched', () => {
     const before = snapshot();
-    for (const extra of [['--engine', 'cuda'], ['--engine', 'cuda', '--device', '1', '--max-device-memory', '2GiB', '--tf32']]) {
+    for (const extra of [
+      ['--engine', 'cuda'],
+      ['--engine', 'cuda', '--device', '1', '--max-device-memory', '2GiB', '--tf32'],
+    ]) {
       const r = merge(extra, models.tasks[1]!);
       assert.equal(r.status, 1, `${extra.join(' ')}: ${r.stderr}`);
       assertCudaLine(r.stderr);
@@ -64,7 +67,9 @@ describe('cmerge merge --engine', () => {
   test('cuda with CMERGE_CUDA_LIBS pointing at a missing file: the same, and nothing created', () => {
     const freshState = join(work, 'fresh-state');
     const freshOut = join(work, 'fresh.safetensors');
-    const r = merge(['--engine', 'cuda', '--json'], models.tasks[1]!, freshOut, freshState, { CMERGE_CUDA_LIBS: join(work, 'no-such-libcuda.so') });
+    const r = merge(['--engine', 'cuda', '--json'], models.tasks[1]!, freshOut, freshState, {
+      CMERGE_CUDA_LIBS: join(work, 'no-such-libcuda.so'),
+    });
     assert.equal(r.status, 1, r.stderr);
     assertCudaLine(r.stderr);
     assert.equal(r.stdout, '');
@@ -115,7 +120,13 @@ describe('cmerge merge --engine', () => {
     assert.equal(missing.status, 1, 'the stand-in has one device');
     assertCudaLine(missing.stderr);
     assert.ok(!existsSync(o));
-    const r = merge(['--engine', 'cuda', '--max-device-memory', '1GiB', '--json'], models.tasks[0]!, o, join(work, 'cuda-state'), env);
+    const r = merge(
+      ['--engine', 'cuda', '--max-device-memory', '1GiB', '--json'],
+      models.tasks[0]!,
+      o,
+      join(work, 'cuda-state'),
+      env,
+    );
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout);
     assert.equal(report.engine, 'cuda');

@@ -37,7 +37,10 @@ function cliOnlyKinds(): BadKind[] {
   const parts = () => {
     const bytes = readFileSync(good);
     const n = Number(bytes.readBigUInt64LE(0));
-    return { header: JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, any>, data: bytes.subarray(8 + n) };
+    return {
+      header: JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, any>,
+      data: bytes.subarray(8 + n),
+    };
   };
   const file = (dir: string, name: string, bytes: Buffer) => (writeFileSync(join(dir, name), bytes), join(dir, name));
   return [
@@ -61,7 +64,12 @@ function cliOnlyKinds(): BadKind[] {
         return file(dir, this.name, packSafetensors(header, data));
       },
     },
-    { kind: 'no such file', name: 'nope.safetensors', reason: /no such|not found|ENOENT|not a/i, make: (dir) => join(dir, 'nope.safetensors') },
+    {
+      kind: 'no such file',
+      name: 'nope.safetensors',
+      reason: /no such|not found|ENOENT|not a/i,
+      make: (dir) => join(dir, 'nope.safetensors'),
+    },
   ];
 }
 
@@ -77,7 +85,9 @@ describe('cmerge merge rejects bad checkpoints', () => {
 
   // the kinds are made lazily (inside each test), once the base and the good checkpoint exist
   const kinds = () => [...badCheckpointKinds(base, good), ...cliOnlyKinds()];
-  const names = badCheckpointKinds('', '').map((k) => k.kind).concat(['unknown dtype', 'metadata not a string map', 'no such file']);
+  const names = badCheckpointKinds('', '')
+    .map((k) => k.kind)
+    .concat(['unknown dtype', 'metadata not a string map', 'no such file']);
   for (const kindName of names) {
     test(kindName, () => {
       const k = kinds().find((x) => x.kind === kindName)!;
@@ -101,7 +111,19 @@ describe('cmerge merge rejects bad checkpoints', () => {
 
   test('a bad file after a good one in the same call: nothing is written', () => {
     const before = snapshot();
-    const r = cmerge(['merge', '--base', base, '--state', state, '--method', 'opcm', '--out', join(work, 'x.safetensors'), good, join(badDir, 'nan.safetensors')]);
+    const r = cmerge([
+      'merge',
+      '--base',
+      base,
+      '--state',
+      state,
+      '--method',
+      'opcm',
+      '--out',
+      join(work, 'x.safetensors'),
+      good,
+      join(badDir, 'nan.safetensors'),
+    ]);
     assert.notEqual(r.status, 0);
     assert.equal(snapshot(), before);
     assert.throws(() => statSync(join(work, 'x.safetensors')));

@@ -30,21 +30,29 @@ const engines = (explicit ? process.env.CMERGE_PARITY_ENGINES! : 'native,portabl
   .map((s) => s.trim())
   .filter((s) => s !== '');
 // the child processes inherit it: `--engine cuda` then runs the addon's host code on the CPU
-if (engines.includes('cuda') && process.env.CMERGE_TEST_REAL_CUDA !== '1') process.env.CMERGE_CUDA_LIBS = fakeCudaLibrary();
+if (engines.includes('cuda') && process.env.CMERGE_TEST_REAL_CUDA !== '1')
+  process.env.CMERGE_CUDA_LIBS = fakeCudaLibrary();
 const concurrency = Math.max(1, Math.floor(Number(process.env.CMERGE_PARITY_CONCURRENCY ?? 1)) || 1);
 
 interface Manifest {
   dtype: string;
   base: string;
   tasks: string[];
-  methods: Record<string, { params: Record<string, unknown>; steps: { file: string; file64: string; lambda?: number; split_rank?: Record<string, number> }[] }>;
+  methods: Record<
+    string,
+    {
+      params: Record<string, unknown>;
+      steps: { file: string; file64: string; lambda?: number; split_rank?: Record<string, number> }[];
+    }
+  >;
 }
 
 /** `cmerge` as its own process without blocking the event loop, so that tests can run at once. */
 function cmergeAsync(args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
@@ -61,7 +69,8 @@ function skipReason(engine: ParityEngine): string | false {
 
 for (const name of engines) {
   if (!(KNOWN as readonly string[]).includes(name)) {
-    test(`parity (${name} engine)`, () => assert.fail(`CMERGE_PARITY_ENGINES names an unknown engine "${name}" (known: ${KNOWN.join(', ')})`));
+    test(`parity (${name} engine)`, () =>
+      assert.fail(`CMERGE_PARITY_ENGINES names an unknown engine "${name}" (known: ${KNOWN.join(', ')})`));
     continue;
   }
   const engine = name as ParityEngine;
@@ -76,7 +85,22 @@ for (const name of engines) {
           const params = Object.entries(spec.params).flatMap(([k, v]) => ['--param', `${k}=${v}`]);
           for (const [i, step] of spec.steps.entries()) {
             const out = join(work, `step_${i}.safetensors`);
-            const r = await cmergeAsync(['merge', '--base', join(dir, man.base), '--state', state, '--method', method, ...params, '--engine', engine, '--out', out, '--json', join(dir, man.tasks[i])]);
+            const r = await cmergeAsync([
+              'merge',
+              '--base',
+              join(dir, man.base),
+              '--state',
+              state,
+              '--method',
+              method,
+              ...params,
+              '--engine',
+              engine,
+              '--out',
+              out,
+              '--json',
+              join(dir, man.tasks[i]),
+            ]);
             assert.equal(r.status, 0, `step ${i}: ${r.stderr}`);
             const report = JSON.parse(r.stdout);
             assert.equal(report.step, i + 1);
@@ -85,7 +109,10 @@ for (const name of engines) {
             assert.ok(p.ok, `step ${i}: ${p.failures.slice(0, 5).join('; ')}`);
             if (method === 'opcm') {
               const s = report.steps[0];
-              assert.ok(Math.abs(s.scalars.lambda - step.lambda!) <= 1e-5 * step.lambda!, `step ${i}: λ ${s.scalars.lambda} vs ${step.lambda}`);
+              assert.ok(
+                Math.abs(s.scalars.lambda - step.lambda!) <= 1e-5 * step.lambda!,
+                `step ${i}: λ ${s.scalars.lambda} vs ${step.lambda}`,
+              );
               if (i > 0) assert.deepEqual(s.summary.split_rank, step.split_rank, `step ${i}: split ranks`);
             }
           }

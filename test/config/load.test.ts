@@ -79,11 +79,24 @@ test('relative paths resolve against the config folder, not the working director
 test('method defaults are filled from the reference', () => {
   const c = loadConfig(write(withPipeline('', 'params:').replace('method: opcm', 'method: dop')));
   assert.deepEqual(c.pipelines[0]!.params, {
-    lr: 1e-4, num_steps: 200, mgda: true, ema: true, ema_beta: 0.999, alpha: 0.8, svd_epsilon: 0.99999, svd_proj_space: 'uv',
+    lr: 1e-4,
+    num_steps: 200,
+    mgda: true,
+    ema: true,
+    ema_beta: 0.999,
+    alpha: 0.8,
+    svd_epsilon: 0.99999,
+    svd_proj_space: 'uv',
   });
-  const t = loadConfig(write(MINIMAL.replace('method: opcm', 'method: ties').replace('params: { alpha: 0.5 }', 'params: { merge_func: mean }')));
+  const t = loadConfig(
+    write(
+      MINIMAL.replace('method: opcm', 'method: ties').replace('params: { alpha: 0.5 }', 'params: { merge_func: mean }'),
+    ),
+  );
   assert.deepEqual(t.pipelines[0]!.params, { scaling_factor: 0.5, threshold: 20, merge_func: 'mean' });
-  const w = loadConfig(write(MINIMAL.replace('method: opcm', 'method: weight_average').replace('params: { alpha: 0.5 }', '')));
+  const w = loadConfig(
+    write(MINIMAL.replace('method: opcm', 'method: weight_average').replace('params: { alpha: 0.5 }', '')),
+  );
   assert.deepEqual(w.pipelines[0]!.params, {});
   assert.deepEqual(parseParams('task_arithmetic', undefined), { scaling_factor: 0.3 });
   assert.deepEqual(parseParams('magmax', {}), { scaling_factor: 0.5 });
@@ -93,12 +106,27 @@ test('every error names the file and the key path', () => {
   const cases: [string, RegExp][] = [
     [MINIMAL.replace('alpha: 0.5', 'alpha: "x"'), /: pipelines\[0\]\.params\.alpha: expected number, got string "x"$/],
     [MINIMAL.replace('alpha: 0.5', 'alpah: 0.5'), /: pipelines\[0\]\.params\.alpah: unknown key$/],
-    [MINIMAL.replace('alpha: 0.5', 'alpha: 1.5'), /: pipelines\[0\]\.params\.alpha: expected a number < 1, got number 1.5$/],
-    [MINIMAL.replace('method: opcm', 'method: dop').replace('alpha: 0.5', 'svd_proj_space: w'), /: pipelines\[0\]\.params\.svd_proj_space: expected "uv" \| "u" \| "v"/],
-    [MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'merge_func: prod'), /: pipelines\[0\]\.params\.merge_func: expected "sum" \| "mean" \| "max"/],
-    [MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'threshold: "20"'), /: pipelines\[0\]\.params\.threshold: expected number/],
+    [
+      MINIMAL.replace('alpha: 0.5', 'alpha: 1.5'),
+      /: pipelines\[0\]\.params\.alpha: expected a number < 1, got number 1.5$/,
+    ],
+    [
+      MINIMAL.replace('method: opcm', 'method: dop').replace('alpha: 0.5', 'svd_proj_space: w'),
+      /: pipelines\[0\]\.params\.svd_proj_space: expected "uv" \| "u" \| "v"/,
+    ],
+    [
+      MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'merge_func: prod'),
+      /: pipelines\[0\]\.params\.merge_func: expected "sum" \| "mean" \| "max"/,
+    ],
+    [
+      MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'threshold: "20"'),
+      /: pipelines\[0\]\.params\.threshold: expected number/,
+    ],
     [MINIMAL.replace('method: opcm', 'method: weight_average'), /: pipelines\[0\]\.params\.alpha: unknown key$/],
-    [MINIMAL.replace('method: opcm', 'method: slerp'), /: pipelines\[0\]\.method: expected method: opcm \| dop \| task_arithmetic \| ties \| magmax \| weight_average, got string "slerp"$/],
+    [
+      MINIMAL.replace('method: opcm', 'method: slerp'),
+      /: pipelines\[0\]\.method: expected method: opcm \| dop \| task_arithmetic \| ties \| magmax \| weight_average, got string "slerp"$/,
+    ],
     [MINIMAL.replace('    method: opcm\n', ''), /: pipelines\[0\]\.method: required/],
     [MINIMAL.replace('    base: /models/clip-base\n', ''), /: pipelines\[0\]\.base: required \(expected string\)$/],
     [MINIMAL.replace('state_dir: ./state\n', ''), /: state_dir: required \(expected string\)$/],
@@ -111,36 +139,84 @@ test('every error names the file and the key path', () => {
     [MINIMAL + 'threads: 1.5\n', /: threads: /],
     [MINIMAL + 'pipeline: []\n', /: pipeline: unknown key$/],
     [MINIMAL.replace(/pipelines:[^]*/, 'pipelines: []\n'), /: pipelines: expected at least one pipeline/],
-    [withPipeline('retention: { keep: 0 }'), /: pipelines\[0\]\.retention\.keep: expected a number >= 1, got number 0$/],
+    [
+      withPipeline('retention: { keep: 0 }'),
+      /: pipelines\[0\]\.retention\.keep: expected a number >= 1, got number 0$/,
+    ],
     [withPipeline('retension: { keep: 3 }'), /: pipelines\[0\]\.retension: unknown key$/],
-    [withPipeline('tensors: { include: "*.weight" }'), /: pipelines\[0\]\.tensors\.include: expected array, got string/],
-    [withPipeline('tensors: { linear_exclude: [1] }'), /: pipelines\[0\]\.tensors\.linear_exclude\[0\]: expected string, got number 1$/],
+    [
+      withPipeline('tensors: { include: "*.weight" }'),
+      /: pipelines\[0\]\.tensors\.include: expected array, got string/,
+    ],
+    [
+      withPipeline('tensors: { linear_exclude: [1] }'),
+      /: pipelines\[0\]\.tensors\.linear_exclude\[0\]: expected string, got number 1$/,
+    ],
     [withPipeline('settle_ms: fast'), /: pipelines\[0\]\.settle_ms: expected number, got string "fast"$/],
     [withPipeline('max_shard_bytes: 5XB'), /: pipelines\[0\]\.max_shard_bytes: expected a byte size such as 5GB/],
-    [withPipeline('max_task_vector_norm_ratio: 0'), /: pipelines\[0\]\.max_task_vector_norm_ratio: expected a number > 0/],
-    [withPipeline('engine: gpu'), /: pipelines\[0\]\.engine: expected auto \| native \| portable \| cuda, or a mapping \{name, device, max_memory, tf32\}, got string "gpu"$/],
-    [withPipeline('evaluator: { argv: [] }'), /: pipelines\[0\]\.evaluator\.argv: must name a program, got an empty list$/],
+    [
+      withPipeline('max_task_vector_norm_ratio: 0'),
+      /: pipelines\[0\]\.max_task_vector_norm_ratio: expected a number > 0/,
+    ],
+    [
+      withPipeline('engine: gpu'),
+      /: pipelines\[0\]\.engine: expected auto \| native \| portable \| cuda, or a mapping \{name, device, max_memory, tf32\}, got string "gpu"$/,
+    ],
+    [
+      withPipeline('evaluator: { argv: [] }'),
+      /: pipelines\[0\]\.evaluator\.argv: must name a program, got an empty list$/,
+    ],
     [withPipeline('evaluator: { argv: [x], timeout: 5 }'), /: pipelines\[0\]\.evaluator\.timeout: unknown key$/],
-    [withPipeline('notifiers: [{ type: smtp }]'), /: pipelines\[0\]\.notifiers\[0\]\.type: expected type: http, command or sse, got string "smtp"$/],
-    [withPipeline('notifiers: [{ type: http, url: "ftp://x" }]'), /: pipelines\[0\]\.notifiers\[0\]\.url: expected an http:\/\/ or https:\/\/ URL/],
+    [
+      withPipeline('notifiers: [{ type: smtp }]'),
+      /: pipelines\[0\]\.notifiers\[0\]\.type: expected type: http, command or sse, got string "smtp"$/,
+    ],
+    [
+      withPipeline('notifiers: [{ type: http, url: "ftp://x" }]'),
+      /: pipelines\[0\]\.notifiers\[0\]\.url: expected an http:\/\/ or https:\/\/ URL/,
+    ],
     [withPipeline('notifiers: [{ type: http }]'), /: pipelines\[0\]\.notifiers\[0\]\.url: required \(or steps\)$/],
-    [withPipeline('notifiers: [{ type: http, url: "http://h", retries: -1 }]'), /: pipelines\[0\]\.notifiers\[0\]\.retries: expected a number >= 0/],
-    [withPipeline('notifiers: [{ type: http, url: "http://h", method: FETCH }]'), /: pipelines\[0\]\.notifiers\[0\]\.method: expected "GET"/],
-    [withPipeline('notifiers: [{ type: command, argv: [a], timeout_s: "1m" }]'), /: pipelines\[0\]\.notifiers\[0\]\.timeout_s: expected number, got string "1m"$/],
-    [withPipeline('notifiers: [{ type: sse }]'), /: pipelines\[0\]\.notifiers\[0\]\.port: required \(expected number\)$/],
-    [withPipeline('notifiers: [{ type: command, argv: [a], name: x }, { type: command, argv: [b], name: x }]'), /: pipelines\[0\]\.notifiers\[1\]\.name: duplicate notifier name "x"/],
+    [
+      withPipeline('notifiers: [{ type: http, url: "http://h", retries: -1 }]'),
+      /: pipelines\[0\]\.notifiers\[0\]\.retries: expected a number >= 0/,
+    ],
+    [
+      withPipeline('notifiers: [{ type: http, url: "http://h", method: FETCH }]'),
+      /: pipelines\[0\]\.notifiers\[0\]\.method: expected "GET"/,
+    ],
+    [
+      withPipeline('notifiers: [{ type: command, argv: [a], timeout_s: "1m" }]'),
+      /: pipelines\[0\]\.notifiers\[0\]\.timeout_s: expected number, got string "1m"$/,
+    ],
+    [
+      withPipeline('notifiers: [{ type: sse }]'),
+      /: pipelines\[0\]\.notifiers\[0\]\.port: required \(expected number\)$/,
+    ],
+    [
+      withPipeline('notifiers: [{ type: command, argv: [a], name: x }, { type: command, argv: [b], name: x }]'),
+      /: pipelines\[0\]\.notifiers\[1\]\.name: duplicate notifier name "x"/,
+    ],
   ];
   for (const [text, re] of cases) {
     const { lines } = errorsOf(text);
-    assert.ok(lines.some((l) => re.test(l)), `no line matches ${re}:\n${lines.join('\n')}`);
+    assert.ok(
+      lines.some((l) => re.test(l)),
+      `no line matches ${re}:\n${lines.join('\n')}`,
+    );
   }
 });
 
 test('pipeline names must be unique and drop folders distinct', () => {
   const second = `  - { name: clip, base: b, drop: other, repository: r, method: magmax }\n`;
-  assert.match(errorsOf(MINIMAL + second).lines.join('\n'), /pipelines\[1\]\.name: duplicate pipeline name "clip" \(also pipelines\[0\]\)/);
+  assert.match(
+    errorsOf(MINIMAL + second).lines.join('\n'),
+    /pipelines\[1\]\.name: duplicate pipeline name "clip" \(also pipelines\[0\]\)/,
+  );
   const sameDrop = `  - { name: vit, base: b, drop: /srv/drop/clip, repository: r, method: magmax }\n`;
-  assert.match(errorsOf(MINIMAL + sameDrop).lines.join('\n'), /pipelines\[1\]\.drop: same drop folder as pipelines\[0\]/);
+  assert.match(
+    errorsOf(MINIMAL + sameDrop).lines.join('\n'),
+    /pipelines\[1\]\.drop: same drop folder as pipelines\[0\]/,
+  );
 });
 
 test('several problems are reported together, one line each', () => {
@@ -154,22 +230,36 @@ test('YAML syntax errors, empty files, missing files and duplicate keys name the
   assert.match(errorsOf('- a\n- b\n').lines[0]!, /expected a mapping/);
   assert.match(errorsOf(MINIMAL + 'state_dir: again\n').lines[0]!, /line \d+, column \d+: .*(unique|duplicate)/i);
   const missing = join(tempDir(), 'nope.yaml');
-  assert.throws(() => loadConfig(missing), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${missing}: cannot read`));
+  assert.throws(
+    () => loadConfig(missing),
+    (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${missing}: cannot read`),
+  );
 });
 
 test('notifiers: defaults, names, relative argv[0]', () => {
-  const file = write(withPipeline(`notifiers:
+  const file = write(
+    withPipeline(`notifiers:
   - { type: http, url: "http://127.0.0.1:30000/update_weights_from_disk", body: { model_path: "{path}" } }
   - { type: http, name: vllm, steps: [{ url: "http://h/sleep" }, { method: PUT, url: "http://h/wake_up" }] }
   - { type: command, argv: [./notify.sh, "{version}"] }
   - { type: command, argv: [curl, -s] }
   - { type: sse, port: 9090 }
-evaluator: { argv: [../eval.py] }`));
+evaluator: { argv: [../eval.py] }`),
+  );
   const dir = join(file, '..');
   const n = loadConfig(file).pipelines[0]!;
-  assert.deepEqual(n.notifiers.map((x) => x.name), ['http#0', 'vllm', 'command#2', 'command#3', 'sse#4']);
+  assert.deepEqual(
+    n.notifiers.map((x) => x.name),
+    ['http#0', 'vllm', 'command#2', 'command#3', 'sse#4'],
+  );
   const [http, steps, cmd, curl, sse] = n.notifiers;
-  assert.ok(http?.type === 'http' && steps?.type === 'http' && cmd?.type === 'command' && curl?.type === 'command' && sse?.type === 'sse');
+  assert.ok(
+    http?.type === 'http' &&
+      steps?.type === 'http' &&
+      cmd?.type === 'command' &&
+      curl?.type === 'command' &&
+      sse?.type === 'sse',
+  );
   assert.equal(http.method, 'POST');
   assert.equal(http.timeout_s, 30);
   assert.equal(http.retries, 3);
@@ -184,16 +274,25 @@ evaluator: { argv: [../eval.py] }`));
 });
 
 test('byte sizes accept units', () => {
-  for (const [v, n] of [['4GiB', 4 * 2 ** 30], ['500MB', 5e8], ['123', 123], [1024, 1024]] as const) {
+  for (const [v, n] of [
+    ['4GiB', 4 * 2 ** 30],
+    ['500MB', 5e8],
+    ['123', 123],
+    [1024, 1024],
+  ] as const) {
     assert.equal(loadConfig(write(withPipeline(`max_shard_bytes: ${v}`))).pipelines[0]!.max_shard_bytes, n);
   }
 });
 
 test('tensor rules: include/exclude and linear overrides', () => {
-  const c = loadConfig(write(withPipeline(`tensors:
+  const c = loadConfig(
+    write(
+      withPipeline(`tensors:
   exclude: ["classifier.*"]
   linear_include: ["*.patch_embedding.weight"]
-  linear_exclude: ["*.{q,k}_proj.weight", "lm_head.weight"]`)));
+  linear_exclude: ["*.{q,k}_proj.weight", "lm_head.weight"]`),
+    ),
+  );
   // the daemon hands these to the merge runner's classifier: check them through it
   const kindOf = (t: Config['pipelines'][number]['tensors']) => {
     const cls = classifier(tensorRulesOf(t));
@@ -221,6 +320,8 @@ test('config/cmerge.example.yaml validates and documents every method', () => {
 });
 
 test('parseParams reports like a config file', () => {
-  assert.throws(() => parseParams('opcm', { alpha: 'x' }, '--params'), (e: unknown) =>
-    e instanceof ConfigError && e.message === '--params: alpha: expected number, got string "x"');
+  assert.throws(
+    () => parseParams('opcm', { alpha: 'x' }, '--params'),
+    (e: unknown) => e instanceof ConfigError && e.message === '--params: alpha: expected number, got string "x"',
+  );
 });

@@ -4,7 +4,21 @@ import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { tempDir } from '../helpers/paths.js';
-import { assertSameAsOneShot, assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, sha256, sleep, status, waitForVersion, writeConfig, type LogLine } from './support.js';
+import {
+  assertSameAsOneShot,
+  assertVerifyClean,
+  currentVersion,
+  DaemonProc,
+  dropFile,
+  history,
+  manifest,
+  sha256,
+  sleep,
+  status,
+  waitForVersion,
+  writeConfig,
+  type LogLine,
+} from './support.js';
 
 /**
  * 30 SIGKILLs of a real daemon at random moments (0–1.5 s after each start, so they land during
@@ -38,7 +52,8 @@ function assertEveryVersionComplete(repo: string, when: string): number {
     const m = manifest(repo, 'clip', Number(n)); // throws if missing or not JSON
     assert.equal(m.version, Number(n), `${when}: version ${n}`);
     assert.ok(Object.keys(m.files).length > 0, `${when}: version ${n} lists its files`);
-    for (const [f, h] of Object.entries(m.files)) assert.equal(sha256(join(dir, n, f)), h, `${when}: version ${n}/${f}`);
+    for (const [f, h] of Object.entries(m.files))
+      assert.equal(sha256(join(dir, n, f)), h, `${when}: version ${n}/${f}`);
   }
   const cur = currentVersion(repo, 'clip');
   if (cur !== null) assert.ok(numbered.includes(String(cur)), `${when}: current -> ${cur} exists`);
@@ -58,7 +73,11 @@ function phaseAtKill(lines: LogLine[]): { phase: Phase; step?: number } {
       open = Number(started[1]);
       outputDone = false;
     } else if (open !== undefined && l.message.startsWith(`merge ${open}: output pass done`)) outputDone = true;
-    else if (open !== undefined && (l.message.startsWith(`published version ${open}:`) || l.message.startsWith('rejected'))) open = undefined;
+    else if (
+      open !== undefined &&
+      (l.message.startsWith(`published version ${open}:`) || l.message.startsWith('rejected'))
+    )
+      open = undefined;
   }
   if (open === undefined) return { phase: 'idle' };
   return { phase: outputDone ? 'publication' : 'merge', step: open };
@@ -73,7 +92,9 @@ test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exact
   const drop = join(work, 'drop');
   const repo = join(work, 'repo');
   mkdirSync(drop);
-  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: models.base, drop, repository: repo, settle_ms: 100, retention: { keep: 50 } }]);
+  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [
+    { base: models.base, drop, repository: repo, settle_ms: 100, retention: { keep: 50 } },
+  ]);
 
   const phases: Record<Phase, number> = { startup: 0, merge: 0, publication: 0, idle: 0 };
   const killedSteps: number[] = [];
@@ -95,8 +116,12 @@ test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exact
       checkedFolders += assertEveryVersionComplete(repo, `after kill ${k + 1} (${p.phase})`);
     }
     phases.merge += phases.publication;
-    t.diagnostic(`right after each kill, before any recovery: ${checkedFolders} numbered version folders checked, all complete (manifest present, every file's sha256 as listed), current -> a complete version`);
-    t.diagnostic(`kills: ${phases.merge} during a merge ("merge N started" logged, "published version N" not; steps ${killedSteps.join(',')}), ${phases.publication} of them after the output pass (publication), ${phases.startup} during start-up/recovery, ${phases.idle} idle`);
+    t.diagnostic(
+      `right after each kill, before any recovery: ${checkedFolders} numbered version folders checked, all complete (manifest present, every file's sha256 as listed), current -> a complete version`,
+    );
+    t.diagnostic(
+      `kills: ${phases.merge} during a merge ("merge N started" logged, "published version N" not; steps ${killedSteps.join(',')}), ${phases.publication} of them after the output pass (publication), ${phases.startup} during start-up/recovery, ${phases.idle} idle`,
+    );
 
     d = new DaemonProc(config);
     await d.ready(); // SIGTERM before the handlers are installed would kill it outright
@@ -115,27 +140,61 @@ test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exact
   const committed = h.filter((e) => e.status === 'committed');
   assert.equal(committed.length, TASKS, `committed merges: ${committed.map((e) => e.checkpoint).join(', ')}`);
   assert.equal(new Set(committed.map((e) => e.checkpoint)).size, TASKS, 'no checkpoint committed twice');
-  assert.deepEqual(committed.map((e) => e.step), Array.from({ length: TASKS }, (_, i) => i + 1));
-  assert.deepEqual(committed.map((e) => e.version), Array.from({ length: TASKS }, (_, i) => i + 1));
-  t.diagnostic(`merge attempts: ${h.length} (${h.filter((e) => e.status !== 'committed').length} interrupted by kills and redone)`);
+  assert.deepEqual(
+    committed.map((e) => e.step),
+    Array.from({ length: TASKS }, (_, i) => i + 1),
+  );
+  assert.deepEqual(
+    committed.map((e) => e.version),
+    Array.from({ length: TASKS }, (_, i) => i + 1),
+  );
+  t.diagnostic(
+    `merge attempts: ${h.length} (${h.filter((e) => e.status !== 'committed').length} interrupted by kills and redone)`,
+  );
 
   // every numbered folder is a complete version; nothing half-published is left behind
   assert.equal(currentVersion(repo, 'clip'), TASKS);
   const entries = readdirSync(join(repo, 'clip'));
-  const numbered = entries.filter((e) => /^\d+$/.test(e)).map(Number).sort((a, b) => a - b);
-  assert.deepEqual(numbered, Array.from({ length: TASKS }, (_, i) => i + 1));
-  assert.deepEqual(entries.filter((e) => e.startsWith('.')), [], 'no staging or leftover folders after a clean stop');
+  const numbered = entries
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .sort((a, b) => a - b);
+  assert.deepEqual(
+    numbered,
+    Array.from({ length: TASKS }, (_, i) => i + 1),
+  );
+  assert.deepEqual(
+    entries.filter((e) => e.startsWith('.')),
+    [],
+    'no staging or leftover folders after a clean stop',
+  );
   const final = manifest(repo, 'clip', TASKS);
   const order = final.checkpoints.map((c) => c.name);
-  assert.deepEqual([...order].sort(), models.tasks.map((p) => basename(p)).sort(), 'the last version lists the 10 checkpoints, each once');
+  assert.deepEqual(
+    [...order].sort(),
+    models.tasks.map((p) => basename(p)).sort(),
+    'the last version lists the 10 checkpoints, each once',
+  );
   for (const n of numbered) {
     assert.ok(existsSync(join(repo, 'clip', String(n), 'manifest.json')), `version ${n} has its manifest`);
     const m = manifest(repo, 'clip', n);
     assert.equal(m.version, n);
-    assert.deepEqual(m.checkpoints.map((c) => c.name), order.slice(0, n), `version ${n} lists the checkpoints merged so far`);
+    assert.deepEqual(
+      m.checkpoints.map((c) => c.name),
+      order.slice(0, n),
+      `version ${n} lists the checkpoints merged so far`,
+    );
   }
   for (const c of final.checkpoints) assert.equal(c.sha256, sha256(join(work, 'models', c.name)));
   assertVerifyClean(config);
-  assertSameAsOneShot({ base: models.base, checkpoints: order.map((n) => join(work, 'models', n)), published: join(repo, 'clip', String(TASKS), 'model.safetensors'), work });
-  assert.ok(phases.merge >= 3, `only ${phases.merge} kills landed during a merge: the test did not exercise what it claims`);
+  assertSameAsOneShot({
+    base: models.base,
+    checkpoints: order.map((n) => join(work, 'models', n)),
+    published: join(repo, 'clip', String(TASKS), 'model.safetensors'),
+    work,
+  });
+  assert.ok(
+    phases.merge >= 3,
+    `only ${phases.merge} kills landed during a merge: the test did not exercise what it claims`,
+  );
 });

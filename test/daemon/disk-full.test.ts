@@ -1,12 +1,35 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { cmerge } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
-import { assertSameAsOneShot, assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, status, waitForVersion, writeConfig } from './support.js';
+import {
+  assertSameAsOneShot,
+  assertVerifyClean,
+  currentVersion,
+  DaemonProc,
+  dropFile,
+  history,
+  manifest,
+  status,
+  waitForVersion,
+  writeConfig,
+} from './support.js';
 
 /**
  * A disk fills up (a real tmpfs of 24 MiB). The repository's: first the publication runs out of
@@ -70,9 +93,17 @@ async function atVersion1(s: Setup): Promise<DaemonProc> {
 /** Once space is back: version 2 is task_0 then task_1, verifies, equals an uninterrupted merge; the daemon stops cleanly. */
 async function publishesVersion2(d: DaemonProc, s: Setup): Promise<void> {
   await waitForVersion(s.repo, 'clip', 2, 60_000, d);
-  assert.deepEqual(manifest(s.repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
+  assert.deepEqual(
+    manifest(s.repo, 'clip', 2).checkpoints.map((c) => c.name),
+    ['task_0.safetensors', 'task_1.safetensors'],
+  );
   assertVerifyClean(s.config);
-  assertSameAsOneShot({ base: s.base, checkpoints: s.tasks, published: join(s.repo, 'clip', '2', 'model.safetensors'), work: s.work });
+  assertSameAsOneShot({
+    base: s.base,
+    checkpoints: s.tasks,
+    published: join(s.repo, 'clip', '2', 'model.safetensors'),
+    work: s.work,
+  });
   const stopped = await d.stop('SIGTERM');
   assert.equal(stopped.code, 0, d.tail());
 }
@@ -89,7 +120,12 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
   writeFileSync(join(baseDir, 'tokenizer.json'), Buffer.alloc(6 << 20, 0x20));
   const drop = join(work, 'drop');
   mkdirSync(drop);
-  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: baseDir, drop, repository: repo }], { metrics_port: 0 });
+  const config = writeConfig(
+    join(work, 'cmerge.yaml'),
+    join(work, 'state'),
+    [{ base: baseDir, drop, repository: repo }],
+    { metrics_port: 0 },
+  );
   const setup = { work, base: baseDir, tasks: models.tasks, drop, repo, config };
   const filler = join(repo, 'filler');
 
@@ -113,32 +149,59 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
 
     assert.ok(d.alive, 'the daemon is still running');
     assert.equal(currentVersion(repo, 'clip'), 1);
-    assert.deepEqual(readdirSync(join(repo, 'clip')).filter((e) => e !== 'current').sort(), ['1'], 'no version 2 folder and no staging leftovers');
+    assert.deepEqual(
+      readdirSync(join(repo, 'clip'))
+        .filter((e) => e !== 'current')
+        .sort(),
+      ['1'],
+      'no version 2 folder and no staging leftovers',
+    );
     const st = status(config).pipelines[0];
     assert.equal(st.queued, 1, 'the checkpoint is still queued');
     assert.ok(existsSync(dropped), 'the checkpoint stays in the drop folder');
     // `cmerge status` (another process) says what is wrong
-    assert.deepEqual(st.retrying && { ...st.retrying, last_at: typeof st.retrying.last_at }, { checkpoint: 'task_1.safetensors', step: 2, attempts: 2, last_error: second.message.replace(/^.*?retrying in 10 s: /, ''), last_at: 'string' });
-    assert.match(cmerge(['status', '--config', config]).stdout, /clip: merge 2 \(task_1\.safetensors\) failed 2× \(retried with backoff\), last at .*: .*ENOSPC/);
+    assert.deepEqual(st.retrying && { ...st.retrying, last_at: typeof st.retrying.last_at }, {
+      checkpoint: 'task_1.safetensors',
+      step: 2,
+      attempts: 2,
+      last_error: second.message.replace(/^.*?retrying in 10 s: /, ''),
+      last_at: 'string',
+    });
+    assert.match(
+      cmerge(['status', '--config', config]).stdout,
+      /clip: merge 2 \(task_1\.safetensors\) failed 2× \(retried with backoff\), last at .*: .*ENOSPC/,
+    );
     // and so does Prometheus
     const url = /^metrics on (http:\S+)/.exec((await d.waitFor(/^metrics on http/)).message)![1];
     const metrics = await (await fetch(url)).text();
-    for (const line of ['cmerge_merge_failures_total{pipeline="clip"} 2', 'cmerge_queue_length{pipeline="clip"} 1', 'cmerge_current_version{pipeline="clip"} 1']) {
-      assert.ok(metrics.split('\n').includes(line), `${line} in /metrics:\n${metrics.split('\n').filter((l) => l.startsWith('cmerge_')).join('\n')}`);
+    for (const line of [
+      'cmerge_merge_failures_total{pipeline="clip"} 2',
+      'cmerge_queue_length{pipeline="clip"} 1',
+      'cmerge_current_version{pipeline="clip"} 1',
+    ]) {
+      assert.ok(
+        metrics.split('\n').includes(line),
+        `${line} in /metrics:\n${metrics
+          .split('\n')
+          .filter((l) => l.startsWith('cmerge_'))
+          .join('\n')}`,
+      );
     }
 
     // 3. space is back: the retry publishes version 2
     rmSync(filler);
     await publishesVersion2(d, setup);
     assert.equal(status(config).pipelines[0].retrying, null, 'nothing to retry once published');
-    const attempts = history(config).filter((h) => h.step === 2).map((h) => h.status);
+    const attempts = history(config)
+      .filter((h) => h.step === 2)
+      .map((h) => h.status);
     assert.deepEqual(attempts, ['interrupted', 'interrupted', 'committed'], JSON.stringify(history(config)));
   } finally {
     await d.kill();
   }
 });
 
-test("the disk of SQLite and the merge state fills up: nothing is lost, the checkpoint is merged once space is back", async (t) => {
+test('the disk of SQLite and the merge state fills up: nothing is lost, the checkpoint is merged once space is back', async (t) => {
   const work = tempDir('cmerge-disk-full-state-');
   const state = join(work, 'state');
   const skip = mountSmallDisk(state);

@@ -16,7 +16,9 @@ test('the drop folder disappears and comes back: the daemon keeps running and ta
   const drop = join(work, 'drop');
   const repo = join(work, 'repo');
   mkdirSync(drop);
-  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: models.base, drop, repository: repo }]);
+  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [
+    { base: models.base, drop, repository: repo },
+  ]);
   const d = new DaemonProc(config);
   try {
     await d.ready();
@@ -32,7 +34,10 @@ test('the drop folder disappears and comes back: the daemon keeps running and ta
     mkdirSync(drop);
     dropFile(models.tasks[1], drop);
     await waitForVersion(repo, 'clip', 2, 30_000, d);
-    assert.deepEqual(manifest(repo, 'clip', 2).checkpoints.map((c) => c.name), ['task_0.safetensors', 'task_1.safetensors']);
+    assert.deepEqual(
+      manifest(repo, 'clip', 2).checkpoints.map((c) => c.name),
+      ['task_0.safetensors', 'task_1.safetensors'],
+    );
     assert.equal((await d.stop('SIGTERM')).code, 0, d.tail());
   } finally {
     await d.kill();

@@ -28,14 +28,25 @@ async function firstOutputMs(args: string[]): Promise<number> {
 test('SIGTERM while the daemon is still loading: clean exit 0', async () => {
   const ws = workspace('cmerge-early-signal-');
   const config = writeConfig(join(ws.work, 'cmerge.yaml'), ws.state, [ws.pipeline]);
-  const boot = Math.min(await firstOutputMs(['-e', 'process.stdout.write("up")']), await firstOutputMs(['-e', 'process.stdout.write("up")']));
+  const boot = Math.min(
+    await firstOutputMs(['-e', 'process.stdout.write("up")']),
+    await firstOutputMs(['-e', 'process.stdout.write("up")']),
+  );
   const loaded = await firstOutputMs([cliPath, 'daemon', '--config', join(ws.work, 'missing.yaml')]);
-  assert.ok(loaded - boot > 50, `window too short to test: node up at ${boot.toFixed(0)} ms, daemon loaded at ${loaded.toFixed(0)} ms`);
-  const child = spawn(process.execPath, [cliPath, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CMERGE_LOG_FORMAT: 'json' } });
+  assert.ok(
+    loaded - boot > 50,
+    `window too short to test: node up at ${boot.toFixed(0)} ms, daemon loaded at ${loaded.toFixed(0)} ms`,
+  );
+  const child = spawn(process.execPath, [cliPath, 'daemon', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CMERGE_LOG_FORMAT: 'json' },
+  });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.on('exit', (code, signal) => r({ code, signal })),
+  );
   await sleep((boot + loaded) / 2);
   const outputBeforeSignal = out;
   child.kill('SIGTERM');

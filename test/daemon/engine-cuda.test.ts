@@ -26,7 +26,12 @@ function daemon(config: string, env: Record<string, string>): DaemonProc {
 test('engine: cuda records its device and figures; a lost device exits non-zero, the checkpoint queued and redone after the restart', async (t) => {
   const { work, models, drop, repo, state, pipeline } = workspace('cmerge-daemon-cuda-');
   const libs = { CMERGE_CUDA_LIBS: fakeCudaLibrary() };
-  const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ ...pipeline, engine: { name: 'cuda', max_memory: '1GiB' } }], { metrics_port: 0 });
+  const config = writeConfig(
+    join(work, 'cmerge.yaml'),
+    state,
+    [{ ...pipeline, engine: { name: 'cuda', max_memory: '1GiB' } }],
+    { metrics_port: 0 },
+  );
   const db = () => new Database(join(state, 'cmerge.sqlite'), { readonly: true });
 
   // 1. a merge on the (fake) GPU: engine info with its device and versions, GPU figures
@@ -36,10 +41,16 @@ test('engine: cuda records its device and figures; a lost device exits non-zero,
     dropFile(models.tasks[0]!, drop);
     await waitForVersion(repo, 'clip', 1, 30_000, d);
     const c = db();
-    const m = c.prepare(`SELECT engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges WHERE step = 1`).get() as Record<string, unknown>;
+    const m = c
+      .prepare(`SELECT engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges WHERE step = 1`)
+      .get() as Record<string, unknown>;
     const v = c.prepare('SELECT engine FROM versions WHERE number = 1').get() as { engine: string };
     c.close();
-    const info = JSON.parse(m.engine_info as string) as { name: string; device: string; versions: Record<string, string> };
+    const info = JSON.parse(m.engine_info as string) as {
+      name: string;
+      device: string;
+      versions: Record<string, string>;
+    };
     t.diagnostic(JSON.stringify(info));
     assert.equal(m.engine, 'cuda');
     assert.equal(info.name, 'cuda');
@@ -54,7 +65,10 @@ test('engine: cuda records its device and figures; a lost device exits non-zero,
     const line = `cmerge_engine_info{pipeline="clip",engine="cuda",device="${info.device}"} 1`;
     assert.ok(metrics.split('\n').includes(line), `${line} in /metrics`);
     const st = cmerge(['status', '--config', config]);
-    assert.match(st.stdout, /^clip: engine cuda on 0: .*\(last merge, step 1: GPU .*, peak device memory .*\), configured cuda$/m);
+    assert.match(
+      st.stdout,
+      /^clip: engine cuda on 0: .*\(last merge, step 1: GPU .*, peak device memory .*\), configured cuda$/m,
+    );
     assert.equal((await d.stop('SIGTERM')).code, 0, d.tail());
 
     // 2. the device is lost at the next merge's first kernel: logged at error level, exit non-zero
@@ -63,10 +77,17 @@ test('engine: cuda records its device and figures; a lost device exits non-zero,
     dropFile(models.tasks[1]!, drop);
     const exit = await d.exited;
     assert.notEqual(exit.code, 0, d.tail());
-    assert.ok(d.lines.some((l) => l.level === 'error' && /engine failure/.test(l.message)), d.tail());
+    assert.ok(
+      d.lines.some((l) => l.level === 'error' && /engine failure/.test(l.message)),
+      d.tail(),
+    );
     assert.ok(!existsSync(join(repo, 'clip', '2')), 'nothing published');
     const c2 = db();
-    const rows = c2.prepare(`SELECT m.step, m.status, m.error, c.status AS checkpoint FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id WHERE m.step = 2`).all() as Record<string, unknown>[];
+    const rows = c2
+      .prepare(
+        `SELECT m.step, m.status, m.error, c.status AS checkpoint FROM merges m JOIN checkpoints c ON c.id = m.checkpoint_id WHERE m.step = 2`,
+      )
+      .all() as Record<string, unknown>[];
     c2.close();
     assert.equal(rows.length, 1);
     assert.deepEqual([rows[0]!.status, rows[0]!.checkpoint], ['interrupted', 'queued']);
@@ -76,7 +97,14 @@ test('engine: cuda records its device and figures; a lost device exits non-zero,
     d = daemon(config, libs);
     await d.ready();
     await waitForVersion(repo, 'clip', 2, 30_000, d);
-    assert.deepEqual(history(config).map((h) => [h.step, h.status]), [[1, 'committed'], [2, 'interrupted'], [2, 'committed']]);
+    assert.deepEqual(
+      history(config).map((h) => [h.step, h.status]),
+      [
+        [1, 'committed'],
+        [2, 'interrupted'],
+        [2, 'committed'],
+      ],
+    );
     assert.equal((await d.stop('SIGTERM')).code, 0, d.tail());
   } finally {
     await d.kill();

@@ -21,7 +21,11 @@ async function metricsText(d: DaemonProc, from = 0): Promise<string> {
 describe('daemon engine', () => {
   for (const [form, engine, env] of [
     ['string', 'cuda', {}],
-    ['object', { name: 'cuda', device: 0, max_memory: '8GiB', tf32: true }, { CMERGE_CUDA_LIBS: '/nonexistent/libcuda.so.1' }],
+    [
+      'object',
+      { name: 'cuda', device: 0, max_memory: '8GiB', tf32: true },
+      { CMERGE_CUDA_LIBS: '/nonexistent/libcuda.so.1' },
+    ],
   ] as const) {
     test(`engine: cuda (${form} form) without a GPU: refuses to start with one line, writes nothing`, async () => {
       const { work, state, pipeline } = workspace('cmerge-daemon-nocuda-');
@@ -47,7 +51,9 @@ describe('daemon engine', () => {
 
   test('engine: auto runs on a CPU engine, recorded in SQLite, /metrics, status, history and show; a reload to cuda is refused', async (t) => {
     const { work, models, drop, repo, state, pipeline } = workspace('cmerge-daemon-auto-');
-    const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ ...pipeline, engine: 'auto' }], { metrics_port: 0 });
+    const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ ...pipeline, engine: 'auto' }], {
+      metrics_port: 0,
+    });
     let d = new DaemonProc(config);
     try {
       await d.ready();
@@ -57,7 +63,11 @@ describe('daemon engine', () => {
       let name = '';
       const db = new Database(join(state, 'cmerge.sqlite'), { readonly: true });
       try {
-        const m = db.prepare(`SELECT engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges WHERE status = 'committed'`).get() as Record<string, unknown>;
+        const m = db
+          .prepare(
+            `SELECT engine, engine_info, gpu_seconds, peak_device_bytes, cpu_fallbacks FROM merges WHERE status = 'committed'`,
+          )
+          .get() as Record<string, unknown>;
         name = m.engine as string;
         t.diagnostic(`auto picked ${name}`);
         assert.ok(name === 'native' || name === 'portable', name);
@@ -71,7 +81,13 @@ describe('daemon engine', () => {
 
       const line = `cmerge_engine_info{pipeline="clip",engine="${name}",device=""} 1`;
       const metrics = await metricsText(d);
-      assert.ok(metrics.split('\n').includes(line), `${line} in /metrics:\n${metrics.split('\n').filter((l) => l.startsWith('cmerge_engine')).join('\n')}`);
+      assert.ok(
+        metrics.split('\n').includes(line),
+        `${line} in /metrics:\n${metrics
+          .split('\n')
+          .filter((l) => l.startsWith('cmerge_engine'))
+          .join('\n')}`,
+      );
 
       const st = cmerge(['status', '--config', config, '--json']);
       assert.equal(st.status, 0, st.stderr);
@@ -79,7 +95,10 @@ describe('daemon engine', () => {
       const text = cmerge(['status', '--config', config]);
       assert.match(text.stdout, new RegExp(`^clip: engine ${name} \\(last merge, step 1\\), configured auto$`, 'm'));
       const h = cmerge(['history', '--config', config, '--json']);
-      assert.deepEqual(JSON.parse(h.stdout).history.map((e: { engine_info: unknown; gpu: unknown }) => [e.engine_info, e.gpu]), [[{ name }, null]]);
+      assert.deepEqual(
+        JSON.parse(h.stdout).history.map((e: { engine_info: unknown; gpu: unknown }) => [e.engine_info, e.gpu]),
+        [[{ name }, null]],
+      );
       const shown = cmerge(['show', '--config', config, 'clip', '1']);
       assert.match(shown.stdout, new RegExp(`^  engine      ${name}$`, 'm'));
       assert.deepEqual(JSON.parse(cmerge(['show', '--config', config, 'clip', '1', '--json']).stdout).engine, { name });

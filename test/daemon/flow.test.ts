@@ -5,7 +5,18 @@ import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { tempDir } from '../helpers/paths.js';
-import { assertSameAsOneShot, assertVerifyClean, currentVersion, DaemonProc, dropFile, manifest, sha256, status, waitForVersion, writeConfig } from './support.js';
+import {
+  assertSameAsOneShot,
+  assertVerifyClean,
+  currentVersion,
+  DaemonProc,
+  dropFile,
+  manifest,
+  sha256,
+  status,
+  waitForVersion,
+  writeConfig,
+} from './support.js';
 
 /**
  * Normal flow with a real daemon: 20 checkpoints, 5 renamed into the drop folder at once, then 15
@@ -19,7 +30,9 @@ test('20 checkpoints (5 at once, 15 one by one) become versions 1..20 equal to c
   const drop = join(work, 'drop');
   const repo = join(work, 'repo');
   mkdirSync(drop);
-  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base: models.base, drop, repository: repo, retention: { keep: 50 } }]);
+  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [
+    { base: models.base, drop, repository: repo, retention: { keep: 50 } },
+  ]);
   const shaOf = new Map(models.tasks.map((p) => [basename(p), sha256(p)]));
 
   const d = new DaemonProc(config);
@@ -36,14 +49,20 @@ test('20 checkpoints (5 at once, 15 one by one) become versions 1..20 equal to c
       await waitForVersion(repo, 'clip', i + 1, 30_000, d);
       latencies.push(Date.now() - t1);
     }
-    t.diagnostic(`20 versions in ${((Date.now() - t0) / 1000).toFixed(1)} s; drop-to-current latency one by one: median ${latencies.sort((a, b) => a - b)[7]} ms, max ${latencies.at(-1)} ms`);
+    t.diagnostic(
+      `20 versions in ${((Date.now() - t0) / 1000).toFixed(1)} s; drop-to-current latency one by one: median ${latencies.sort((a, b) => a - b)[7]} ms, max ${latencies.at(-1)} ms`,
+    );
 
     assert.equal(currentVersion(repo, 'clip'), 20);
     const last = manifest(repo, 'clip', 20);
     const order = last.checkpoints.map((c) => c.name);
     assert.equal(order.length, 20);
     assert.deepEqual(new Set(order.slice(0, 5)), new Set(burst.map((p) => basename(p))), 'the burst is merged first');
-    assert.deepEqual(order.slice(5), models.tasks.slice(5).map((p) => basename(p)), 'one-by-one drops are merged in drop order');
+    assert.deepEqual(
+      order.slice(5),
+      models.tasks.slice(5).map((p) => basename(p)),
+      'one-by-one drops are merged in drop order',
+    );
     for (let n = 1; n <= 20; n++) {
       assert.ok(existsSync(join(repo, 'clip', String(n), 'model.safetensors')), `version ${n} has its model`);
       const m = manifest(repo, 'clip', n);
@@ -51,7 +70,11 @@ test('20 checkpoints (5 at once, 15 one by one) become versions 1..20 equal to c
       assert.equal(m.parent, n === 1 ? null : n - 1);
       assert.equal(m.pipeline, 'clip');
       assert.equal(m.method, 'opcm');
-      assert.deepEqual(m.checkpoints.map((c) => c.name), order.slice(0, n), `version ${n} lists the checkpoints merged so far, in order`);
+      assert.deepEqual(
+        m.checkpoints.map((c) => c.name),
+        order.slice(0, n),
+        `version ${n} lists the checkpoints merged so far, in order`,
+      );
       for (const c of m.checkpoints) assert.equal(c.sha256, shaOf.get(c.name), `${c.name} sha256 in version ${n}`);
       assert.equal(m.files['model.safetensors'], sha256(join(repo, 'clip', String(n), 'model.safetensors')));
     }
@@ -82,7 +105,12 @@ test('20 checkpoints (5 at once, 15 one by one) become versions 1..20 equal to c
     const exit = await d.stop('SIGTERM');
     assert.equal(exit.code, 0, d.tail());
     assertVerifyClean(config);
-    assertSameAsOneShot({ base: models.base, checkpoints: order.map((n) => join(work, 'models', n)), published: join(repo, 'clip', '20', 'model.safetensors'), work });
+    assertSameAsOneShot({
+      base: models.base,
+      checkpoints: order.map((n) => join(work, 'models', n)),
+      published: join(repo, 'clip', '20', 'model.safetensors'),
+      work,
+    });
   } finally {
     await d.kill();
   }

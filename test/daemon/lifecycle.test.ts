@@ -5,7 +5,21 @@ import { before, describe, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { tempDir } from '../helpers/paths.js';
 import { cmerge } from '../helpers/cli.js';
-import { assertVerifyClean, currentVersion, DaemonProc, dropFile, history, manifest, sleep, status, waitForVersion, waitUntil, writeConfig, type PipelineOpts, type StatusJson } from './support.js';
+import {
+  assertVerifyClean,
+  currentVersion,
+  DaemonProc,
+  dropFile,
+  history,
+  manifest,
+  sleep,
+  status,
+  waitForVersion,
+  waitUntil,
+  writeConfig,
+  type PipelineOpts,
+  type StatusJson,
+} from './support.js';
 
 /**
  * Signals on a real daemon: SIGTERM during a merge (abandoned past a short budget, finished within
@@ -23,7 +37,14 @@ function setup(prefix: string, pipeline: Partial<PipelineOpts>, extra: Record<st
   const drop = join(work, 'drop');
   const repo = join(work, 'repo');
   mkdirSync(drop);
-  const p = { base: slow.base, drop, repository: repo, method: 'dop', params: { num_steps: 50 }, ...pipeline } as PipelineOpts;
+  const p = {
+    base: slow.base,
+    drop,
+    repository: repo,
+    method: 'dop',
+    params: { num_steps: 50 },
+    ...pipeline,
+  } as PipelineOpts;
   const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [p], extra);
   return { work, drop, repo, config, p };
 }
@@ -48,7 +69,11 @@ describe('daemon lifecycle', () => {
       assert.ok(d.messages(/^published version 2/).length === 0, 'merge 2 was not published');
       assert.ok(d.messages(/abandon/).length > 0, `the abandon is logged:\n${d.tail()}`);
       assert.equal(currentVersion(repo, 'clip'), 1);
-      assert.deepEqual(readdirSync(join(repo, 'clip')).filter((e) => /^\d+$/.test(e)), ['1'], 'no version 2 folder');
+      assert.deepEqual(
+        readdirSync(join(repo, 'clip')).filter((e) => /^\d+$/.test(e)),
+        ['1'],
+        'no version 2 folder',
+      );
       assert.equal(status(config).pipelines[0].queued, 1, 'the checkpoint is queued again');
 
       d = new DaemonProc(config);
@@ -64,13 +89,24 @@ describe('daemon lifecycle', () => {
       await d.waitFor(/^merge 3 started/);
       // `cmerge status` (another process, reading SQLite) shows where the running merge is
       let progress = null as NonNullable<StatusJson['pipelines'][0]['current_merge']>['progress'];
-      await waitUntil(() => (progress = status(config).pipelines[0].current_merge?.progress ?? null) !== null, 10_000, 'progress of merge 3 in status');
+      await waitUntil(
+        () => (progress = status(config).pipelines[0].current_merge?.progress ?? null) !== null,
+        10_000,
+        'progress of merge 3 in status',
+      );
       assert.ok(progress !== null);
-      assert.ok(['analysis', 'update', 'output'].includes(progress.phase) && progress.done >= 1 && progress.done <= progress.total, JSON.stringify(progress));
+      assert.ok(
+        ['analysis', 'update', 'output'].includes(progress.phase) &&
+          progress.done >= 1 &&
+          progress.done <= progress.total,
+        JSON.stringify(progress),
+      );
       assert.match(cmerge(['status', '--config', config]).stdout, /step 3, (analysis|update|output) \d+ %/);
       const finished = await d.stop('SIGTERM', 60_000);
       const published = d.lines.find((l) => /^published version 3/.test(l.message));
-      t.diagnostic(`budget 60 s: exit ${finished.code} ${finished.ms} ms after SIGTERM (merge 3 took ${published?.total_s} s)`);
+      t.diagnostic(
+        `budget 60 s: exit ${finished.code} ${finished.ms} ms after SIGTERM (merge 3 took ${published?.total_s} s)`,
+      );
       assert.equal(finished.code, 0, d.tail());
       assert.equal(d.messages(/^published version 3/).length, 1, `merge 3 finished before the exit:\n${d.tail()}`);
       assert.equal(currentVersion(repo, 'clip'), 3);
@@ -85,11 +121,18 @@ describe('daemon lifecycle', () => {
     }
     const h = history(config);
     const committed = h.filter((e) => e.status === 'committed');
-    assert.deepEqual(committed.map((e) => e.checkpoint), ['task_0.safetensors', 'task_1.safetensors', 'task_2.safetensors'], 'each merged exactly once, in order');
+    assert.deepEqual(
+      committed.map((e) => e.checkpoint),
+      ['task_0.safetensors', 'task_1.safetensors', 'task_2.safetensors'],
+      'each merged exactly once, in order',
+    );
     const attempts = h.filter((e) => e.checkpoint === 'task_1.safetensors');
     assert.equal(attempts.length, 2, 'task_1: the abandoned attempt and the redo');
     assert.notEqual(attempts[0].status, 'committed');
-    assert.deepEqual(manifest(repo, 'clip', 3).checkpoints.map((c) => c.name), committed.map((e) => e.checkpoint));
+    assert.deepEqual(
+      manifest(repo, 'clip', 3).checkpoints.map((c) => c.name),
+      committed.map((e) => e.checkpoint),
+    );
     assertVerifyClean(config);
   });
 
@@ -139,7 +182,14 @@ describe('daemon lifecycle', () => {
     mkdirSync(dropB);
     const state = join(work, 'state');
     const a = { name: 'clip', base: fast.base, drop: dropA, repository: repo };
-    const b = { name: 'second', base: fast.base, drop: dropB, repository: repo, method: 'task_arithmetic', params: { scaling_factor: 0.3 } };
+    const b = {
+      name: 'second',
+      base: fast.base,
+      drop: dropB,
+      repository: repo,
+      method: 'task_arithmetic',
+      params: { scaling_factor: 0.3 },
+    };
     const config = writeConfig(join(work, 'cmerge.yaml'), state, [a]);
     const d = new DaemonProc(config);
     try {
@@ -163,7 +213,10 @@ describe('daemon lifecycle', () => {
       assert.equal(d.messages(/^merge \d+ started/).length, 5, 'the reload merged nothing again');
 
       // an invalid config: refused, the daemon keeps running on the previous one
-      writeFileSync(config, `state_dir: ${state}\npipelines:\n  - name: clip\n    base: ${fast.base}\n    drop: ${dropA}\n    repository: ${repo}\n    method: opcm\n    retention: { keep: 0 }\n`);
+      writeFileSync(
+        config,
+        `state_dir: ${state}\npipelines:\n  - name: clip\n    base: ${fast.base}\n    drop: ${dropA}\n    repository: ${repo}\n    method: opcm\n    retention: { keep: 0 }\n`,
+      );
       const from2 = d.lines.length;
       d.child.kill('SIGHUP');
       const refused = await d.waitFor(/^reload refused/, 10_000, from2);
@@ -171,7 +224,10 @@ describe('daemon lifecycle', () => {
       assert.match(refused.message, /keep/);
 
       // valid YAML and schema, but the base model cannot be opened: refused before anything stops
-      writeConfig(config, state, [{ ...a, retention: { keep: 2 } }, { ...b, base: join(work, 'models', 'no-such-base.safetensors') }]);
+      writeConfig(config, state, [
+        { ...a, retention: { keep: 2 } },
+        { ...b, base: join(work, 'models', 'no-such-base.safetensors') },
+      ]);
       const from3 = d.lines.length;
       d.child.kill('SIGHUP');
       const missing = await d.waitFor(/^reload refused/, 10_000, from3);
@@ -196,5 +252,8 @@ describe('daemon lifecycle', () => {
 });
 
 function numbered(repo: string, pipeline: string): number[] {
-  return readdirSync(join(repo, pipeline)).filter((e) => /^\d+$/.test(e)).map(Number).sort((x, y) => x - y);
+  return readdirSync(join(repo, pipeline))
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .sort((x, y) => x - y);
 }

@@ -21,10 +21,23 @@ for (const method of ['opcm', 'dop', 'task_arithmetic', 'ties', 'magmax', 'weigh
     const engine = new PortableEngine();
     try {
       for (const i of [0, 1]) {
-        const report = await runMerge({ base: join(dir, 'base.safetensors'), stateDir: join(work, 'state'), method, params: method === 'dop' ? { num_steps: 2 } : {}, checkpoints: [join(dir, `task_${i}.safetensors`)], out: join(work, `out_${i}.safetensors`), engine });
+        const report = await runMerge({
+          base: join(dir, 'base.safetensors'),
+          stateDir: join(work, 'state'),
+          method,
+          params: method === 'dop' ? { num_steps: 2 } : {},
+          checkpoints: [join(dir, `task_${i}.safetensors`)],
+          out: join(work, `out_${i}.safetensors`),
+          engine,
+        });
         const { tensors } = mergeMetrics(report, report.steps[0]);
         assert.ok(tensors.length > 0);
-        for (const row of tensors) assert.equal(row.kind, manifest.linear.includes(row.tensor) ? 'linear' : 'other', `${row.tensor} at step ${i + 1}`);
+        for (const row of tensors)
+          assert.equal(
+            row.kind,
+            manifest.linear.includes(row.tensor) ? 'linear' : 'other',
+            `${row.tensor} at step ${i + 1}`,
+          );
         assert.ok(tensors.some((r) => r.kind === 'other') && tensors.some((r) => r.kind === 'linear'));
       }
     } finally {

@@ -14,7 +14,14 @@ test('an uncommitted version 1 at start: removed, and current does not dangle', 
   const { work, models, drop, repo, state, pipeline } = workspace('cmerge-daemon-recover-current-');
   const staging = await beginVersion(repo, 'clip', 1);
   copyFileSync(models.tasks[0]!, join(staging.dir, 'model.safetensors'));
-  await finishVersion(staging, { parent: null, method: 'opcm', params: { alpha: 0.5 }, base: { path: models.base, sha256: '0'.repeat(64) }, checkpoints: [], engine: 'native' });
+  await finishVersion(staging, {
+    parent: null,
+    method: 'opcm',
+    params: { alpha: 0.5 },
+    base: { path: models.base, sha256: '0'.repeat(64) },
+    checkpoints: [],
+    engine: 'native',
+  });
   const config = writeConfig(join(work, 'cmerge.yaml'), state, [pipeline]);
   const d = new DaemonProc(config);
   try {

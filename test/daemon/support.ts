@@ -6,7 +6,16 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
@@ -32,7 +41,12 @@ export interface PipelineOpts {
 }
 
 /** Writes a YAML config (pipelines get opcm α 0.5 and settle 300 ms unless given). */
-export function writeConfig(path: string, stateDir: string, pipelines: PipelineOpts[], extra: Record<string, unknown> = {}): string {
+export function writeConfig(
+  path: string,
+  stateDir: string,
+  pipelines: PipelineOpts[],
+  extra: Record<string, unknown> = {},
+): string {
   const cfg = {
     state_dir: stateDir,
     ...extra,
@@ -49,7 +63,14 @@ export function workspace(prefix: string, n = 3, seed = 11) {
   const drop = join(work, 'drop');
   const repo = join(work, 'repo');
   mkdirSync(drop);
-  return { work, models, drop, repo, state: join(work, 'state'), pipeline: { base: models.base, drop, repository: repo } };
+  return {
+    work,
+    models,
+    drop,
+    repo,
+    state: join(work, 'state'),
+    pipeline: { base: models.base, drop, repository: repo },
+  };
 }
 
 const live = new Set<ChildProcess>();
@@ -66,10 +87,14 @@ export class DaemonProc {
   readonly child: ChildProcess;
 
   constructor(config: string, args: string[] = []) {
-    this.child = spawn(process.execPath, [cliPath, 'daemon', '--config', config, '--incomplete-timeout', '2', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CMERGE_LOG_FORMAT: 'json' },
-    });
+    this.child = spawn(
+      process.execPath,
+      [cliPath, 'daemon', '--config', config, '--incomplete-timeout', '2', ...args],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, CMERGE_LOG_FORMAT: 'json' },
+      },
+    );
     live.add(this.child);
     createInterface({ input: this.child.stdout! }).on('line', (l) => {
       let parsed: LogLine;
@@ -115,7 +140,8 @@ export class DaemonProc {
     for (;;) {
       const hit = this.lines.slice(from).find(test);
       if (hit) return hit;
-      if (!this.alive) throw new Error(`daemon exited before a line matching ${match}; stderr: ${this.stderr}\nlog:\n${this.tail()}`);
+      if (!this.alive)
+        throw new Error(`daemon exited before a line matching ${match}; stderr: ${this.stderr}\nlog:\n${this.tail()}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no log line matching ${match} within ${timeoutMs} ms; log:\n${this.tail()}`);
       await new Promise<void>((r) => {
@@ -142,11 +168,19 @@ export class DaemonProc {
   }
 
   tail(n = 30): string {
-    return this.lines.slice(-n).map((l) => `${l.level} ${l.message}`).join('\n') + (this.stderr ? `\nstderr: ${this.stderr}` : '');
+    return (
+      this.lines
+        .slice(-n)
+        .map((l) => `${l.level} ${l.message}`)
+        .join('\n') + (this.stderr ? `\nstderr: ${this.stderr}` : '')
+    );
   }
 
   /** sends `signal` and waits for the exit (SIGKILLs after `timeoutMs`, then throws) */
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+  async stop(
+    signal: NodeJS.Signals = 'SIGTERM',
+    timeoutMs = 20_000,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
     const t0 = Date.now();
     if (this.alive) this.child.kill(signal);
     let timer: NodeJS.Timeout | undefined;
@@ -214,11 +248,18 @@ export function currentVersion(repo: string, pipeline: string): number | null {
 }
 
 /** polls the repository until version n is published and `current` points at it */
-export async function waitForVersion(repo: string, pipeline: string, n: number, timeoutMs = 30_000, d?: DaemonProc): Promise<void> {
+export async function waitForVersion(
+  repo: string,
+  pipeline: string,
+  n: number,
+  timeoutMs = 30_000,
+  d?: DaemonProc,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while ((currentVersion(repo, pipeline) ?? 0) < n) {
     if (d && !d.alive) throw new Error(`daemon exited while waiting for version ${n}; log:\n${d.tail()}`);
-    if (Date.now() > deadline) throw new Error(`version ${n} not published within ${timeoutMs} ms${d ? `; log:\n${d.tail()}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`version ${n} not published within ${timeoutMs} ms${d ? `; log:\n${d.tail()}` : ''}`);
     await sleep(50);
   }
 }
@@ -238,7 +279,11 @@ export interface StatusJson {
     name: string;
     current_version: number | null;
     queued: number;
-    current_merge: { checkpoint: string; step: number; progress: { phase: string; done: number; total: number; at: string } | null } | null;
+    current_merge: {
+      checkpoint: string;
+      step: number;
+      progress: { phase: string; done: number; total: number; at: string } | null;
+    } | null;
     retrying: { checkpoint: string; step: number; attempts: number; last_error: string; last_at: string } | null;
     rejected: { name: string; reason: string }[];
   }[];
@@ -276,9 +321,28 @@ export function assertVerifyClean(config: string): string {
  * The reference: a fresh uninterrupted `cmerge merge` of `checkpoints` in that order; asserts its
  * output is byte-identical to `published`.
  */
-export function assertSameAsOneShot(opts: { base: string; checkpoints: string[]; published: string; work: string; method?: string; params?: string[] }): void {
+export function assertSameAsOneShot(opts: {
+  base: string;
+  checkpoints: string[];
+  published: string;
+  work: string;
+  method?: string;
+  params?: string[];
+}): void {
   const out = join(opts.work, 'reference.safetensors');
-  const r = cmerge(['merge', '--base', opts.base, '--state', join(opts.work, 'reference-state'), '--method', opts.method ?? 'opcm', ...(opts.params ?? ['--param', 'alpha=0.5']), '--out', out, ...opts.checkpoints]);
+  const r = cmerge([
+    'merge',
+    '--base',
+    opts.base,
+    '--state',
+    join(opts.work, 'reference-state'),
+    '--method',
+    opts.method ?? 'opcm',
+    ...(opts.params ?? ['--param', 'alpha=0.5']),
+    '--out',
+    out,
+    ...opts.checkpoints,
+  ]);
   assert.equal(r.status, 0, `cmerge merge failed: ${r.stderr}`);
   const a = readFileSync(out);
   const b = readFileSync(opts.published);
@@ -288,8 +352,11 @@ export function assertSameAsOneShot(opts: { base: string; checkpoints: string[];
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) bytes++;
   // on a shared machine, a rebuilt native addon between the daemon's merges and the reference
   // changes results by an ulp or so: say so rather than leave a mystery
-  const rebuilt = addonMtime() !== addonMtimeAtStart ? ' (the native addon was rebuilt during this test run: rerun)' : '';
-  assert.fail(`published model is not byte-identical to the uninterrupted cmerge merge: ${bytes} of ${a.length} bytes differ${rebuilt}`);
+  const rebuilt =
+    addonMtime() !== addonMtimeAtStart ? ' (the native addon was rebuilt during this test run: rerun)' : '';
+  assert.fail(
+    `published model is not byte-identical to the uninterrupted cmerge merge: ${bytes} of ${a.length} bytes differ${rebuilt}`,
+  );
 }
 
 const addonPath = join(repoRoot, 'native', 'build', 'Release', 'cmerge_linalg.node');

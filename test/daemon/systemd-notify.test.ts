@@ -38,7 +38,9 @@ async function listen(address: string): Promise<Listener> {
   assert.equal(first.value, 'BOUND', 'listener failed to bind');
   return {
     async next() {
-      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no datagram within 5 s')), 5000).unref());
+      const timeout = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('no datagram within 5 s')), 5000).unref(),
+      );
       const line = await Promise.race([lines.next(), timeout]);
       assert.ok(!line.done, 'listener exited');
       return JSON.parse(line.value) as string;
@@ -76,23 +78,31 @@ test('sends one datagram of KEY=VALUE lines to a socket path', async () => {
   assert.equal(await l.next(), 'WATCHDOG=1');
 });
 
-test('a leading @ addresses the abstract namespace', { skip: sys.addon ? false : `cmerge_sys absent: ${sys.error?.message}` }, async () => {
-  const name = `@cmerge-test-${process.pid}-${Date.now()}`;
-  const l = await listen(name);
-  listeners.push(l);
-  process.env.NOTIFY_SOCKET = name;
-  assert.equal(sdNotify({ STOPPING: '1' }), true);
-  assert.equal(await l.next(), 'STOPPING=1');
-});
+test(
+  'a leading @ addresses the abstract namespace',
+  { skip: sys.addon ? false : `cmerge_sys absent: ${sys.error?.message}` },
+  async () => {
+    const name = `@cmerge-test-${process.pid}-${Date.now()}`;
+    const l = await listen(name);
+    listeners.push(l);
+    process.env.NOTIFY_SOCKET = name;
+    assert.equal(sdNotify({ STOPPING: '1' }), true);
+    assert.equal(await l.next(), 'STOPPING=1');
+  },
+);
 
-test('fallback: the systemd-notify command delivers the same fields', { skip: haveCommand ? false : 'systemd-notify not installed' }, async () => {
-  const path = join(dir, 'notify-cmd.sock');
-  const l = await listen(path);
-  listeners.push(l);
-  process.env.NOTIFY_SOCKET = path;
-  assert.equal(sdNotifyCommand({ READY: '1', STATUS: 'up' }), true);
-  assert.equal(await l.next(), 'READY=1\nSTATUS=up');
-});
+test(
+  'fallback: the systemd-notify command delivers the same fields',
+  { skip: haveCommand ? false : 'systemd-notify not installed' },
+  async () => {
+    const path = join(dir, 'notify-cmd.sock');
+    const l = await listen(path);
+    listeners.push(l);
+    process.env.NOTIFY_SOCKET = path;
+    assert.equal(sdNotifyCommand({ READY: '1', STATUS: 'up' }), true);
+    assert.equal(await l.next(), 'READY=1\nSTATUS=up');
+  },
+);
 
 test('a socket nobody listens on is an error, not a silent false', () => {
   process.env.NOTIFY_SOCKET = join(dir, 'nobody.sock');
@@ -102,6 +112,6 @@ test('a socket nobody listens on is an error, not a silent false', () => {
 test('malformed fields are rejected before anything is sent', () => {
   process.env.NOTIFY_SOCKET = join(dir, 'unused.sock');
   assert.throws(() => sdNotify({}), /no fields/);
-  assert.throws(() => sdNotify({ 'ready': '1' }), /bad field name/);
+  assert.throws(() => sdNotify({ ready: '1' }), /bad field name/);
   assert.throws(() => sdNotify({ STATUS: 'two\nlines' }), /newline/);
 });

@@ -20,25 +20,43 @@ test('auto picks cuda when a GPU answers, else native exactly when the addon loa
   engine.close();
 });
 
-test('cuda without a usable GPU throws one line naming what is missing', { skip: cuda.ok ? 'a GPU answers here' : false }, () => {
-  assert.throws(() => createEngine('cuda'), (e: Error) => e.name === 'EngineUnavailableError' && /^cuda engine unavailable: \S/.test(e.message) && !e.message.includes('\n'));
-});
+test(
+  'cuda without a usable GPU throws one line naming what is missing',
+  { skip: cuda.ok ? 'a GPU answers here' : false },
+  () => {
+    assert.throws(
+      () => createEngine('cuda'),
+      (e: Error) =>
+        e.name === 'EngineUnavailableError' &&
+        /^cuda engine unavailable: \S/.test(e.message) &&
+        !e.message.includes('\n'),
+    );
+  },
+);
 
-test('native with threads applies the BLAS thread count', { skip: linalg.addon ? false : `native addon absent: ${linalg.error?.message}` }, () => {
-  const before = linalg.addon!.getThreads();
-  try {
-    const engine = createEngine('native', { threads: 1 });
-    assert.equal(engine.name, 'native');
-    assert.equal(linalg.addon!.getThreads(), 1);
-    engine.close();
-  } finally {
-    linalg.addon!.setThreads(before);
-  }
-});
+test(
+  'native with threads applies the BLAS thread count',
+  { skip: linalg.addon ? false : `native addon absent: ${linalg.error?.message}` },
+  () => {
+    const before = linalg.addon!.getThreads();
+    try {
+      const engine = createEngine('native', { threads: 1 });
+      assert.equal(engine.name, 'native');
+      assert.equal(linalg.addon!.getThreads(), 1);
+      engine.close();
+    } finally {
+      linalg.addon!.setThreads(before);
+    }
+  },
+);
 
-test('native when the addon is absent throws, saying why', { skip: linalg.addon ? 'native addon present on this machine' : false }, () => {
-  assert.throws(() => createEngine('native'), /native engine unavailable: .*cmerge_linalg/);
-});
+test(
+  'native when the addon is absent throws, saying why',
+  { skip: linalg.addon ? 'native addon present on this machine' : false },
+  () => {
+    assert.throws(() => createEngine('native'), /native engine unavailable: .*cmerge_linalg/);
+  },
+);
 
 test('a missing addon loads as null with a reason, never throws', () => {
   const load = loadNativeAddon('cmerge_does_not_exist');

@@ -15,7 +15,25 @@ import { fixturesDir, tempDir } from '../helpers/paths.js';
 const dir = join(fixturesDir, 'parity', 'clip-f32');
 const env = { CMERGE_CUDA_LIBS: fakeCudaLibrary() };
 const opcm = (work: string, i: number, extra: string[] = [], more: NodeJS.ProcessEnv = {}) =>
-  cmerge(['merge', '--base', join(dir, 'base.safetensors'), '--state', join(work, 'state'), '--method', 'opcm', '--engine', 'cuda', '--out', join(work, `step_${i}.safetensors`), '--json', ...extra, join(dir, `task_${i}.safetensors`)], { ...env, ...more });
+  cmerge(
+    [
+      'merge',
+      '--base',
+      join(dir, 'base.safetensors'),
+      '--state',
+      join(work, 'state'),
+      '--method',
+      'opcm',
+      '--engine',
+      'cuda',
+      '--out',
+      join(work, `step_${i}.safetensors`),
+      '--json',
+      ...extra,
+      join(dir, `task_${i}.safetensors`),
+    ],
+    { ...env, ...more },
+  );
 
 describe('cuda engine through the CLI (CPU stand-in)', () => {
   test('the report names the engine, its device and libraries, and the device time and memory', () => {
@@ -31,7 +49,11 @@ describe('cuda engine through the CLI (CPU stand-in)', () => {
       if (i === 1) assert.ok(report.gpu.peak_device_bytes > 0, 'peak device memory');
       assert.equal(report.gpu.cpu_fallbacks, 0);
     }
-    const p = checkParity(join(work, 'step_1.safetensors'), join(dir, 'expected', 'opcm', 'step_1.safetensors'), join(dir, 'expected64', 'opcm', 'step_1.safetensors'));
+    const p = checkParity(
+      join(work, 'step_1.safetensors'),
+      join(dir, 'expected', 'opcm', 'step_1.safetensors'),
+      join(dir, 'expected64', 'opcm', 'step_1.safetensors'),
+    );
     assert.ok(p.ok, p.failures.join('; '));
   });
 
@@ -44,7 +66,11 @@ describe('cuda engine through the CLI (CPU stand-in)', () => {
     assert.equal(report.engine, 'cuda');
     assert.ok(report.gpu.cpu_fallbacks > 0, 'fallbacks counted');
     assert.match(r.stderr, /runs on the CPU engine/);
-    const p = checkParity(join(work, 'step_1.safetensors'), join(dir, 'expected', 'opcm', 'step_1.safetensors'), join(dir, 'expected64', 'opcm', 'step_1.safetensors'));
+    const p = checkParity(
+      join(work, 'step_1.safetensors'),
+      join(dir, 'expected', 'opcm', 'step_1.safetensors'),
+      join(dir, 'expected64', 'opcm', 'step_1.safetensors'),
+    );
     assert.ok(p.ok, p.failures.join('; '));
   });
 

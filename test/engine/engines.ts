@@ -46,4 +46,6 @@ const allCases: EngineCase[] = [
   },
 ];
 
-export const engineCases: EngineCase[] = allCases.map((c) => (selected && !selected.includes(c.name) ? { ...c, skip: 'not in CMERGE_TEST_ENGINES' } : c));
+export const engineCases: EngineCase[] = allCases.map((c) =>
+  selected && !selected.includes(c.name) ? { ...c, skip: 'not in CMERGE_TEST_ENGINES' } : c,
+);

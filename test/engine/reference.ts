@@ -133,7 +133,13 @@ export function orthogonalityError(q: ArrayLike<number>, rows: number, cols: num
 }
 
 /** |⟨x_k, y_k⟩| for column k of two rows×cols matrices: 1 when the columns agree up to sign. */
-export function columnAlignment(x: ArrayLike<number>, y: ArrayLike<number>, rows: number, cols: number, k: number): number {
+export function columnAlignment(
+  x: ArrayLike<number>,
+  y: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  k: number,
+): number {
   let d = 0;
   for (let i = 0; i < rows; i++) d += x[i * cols + k] * y[i * cols + k];
   return Math.abs(d);

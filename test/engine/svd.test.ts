@@ -76,7 +76,10 @@ for (const ec of engineCases) {
           let dv = 0;
           for (let i = 0; i < m; i++) du += r.u[i * rank + k] * u0[i * sigma.length + k];
           for (let j = 0; j < n; j++) dv += r.v[j * rank + k] * v0[j * sigma.length + k];
-          assert.ok(1 - Math.abs(du) < 1e-6 && 1 - Math.abs(dv) < 1e-6, `vector ${k}: |⟨u,u0⟩| = ${du}, |⟨v,v0⟩| = ${dv}`);
+          assert.ok(
+            1 - Math.abs(du) < 1e-6 && 1 - Math.abs(dv) < 1e-6,
+            `vector ${k}: |⟨u,u0⟩| = ${du}, |⟨v,v0⟩| = ${dv}`,
+          );
           assert.ok(du * dv > 0, `vector ${k}: u and v signs agree so σ u vᵀ keeps its sign`);
         }
       });
@@ -106,7 +109,10 @@ for (const ec of engineCases) {
       checkShape(r, 20, 30);
       checkFactors(r, a, 20, 30);
       assert.ok(Math.abs(r.s[0] - Math.sqrt(20) * frobenius(row)) < 1e-6 * r.s[0]);
-      assert.ok(r.s.slice(1).every((x) => x === 0), `trailing σ: ${r.s.slice(1, 4).join(', ')}`);
+      assert.ok(
+        r.s.slice(1).every((x) => x === 0),
+        `trailing σ: ${r.s.slice(1, 4).join(', ')}`,
+      );
     });
 
     test('vectors 1×n and m×1', async () => {

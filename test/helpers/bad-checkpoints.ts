@@ -59,7 +59,10 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
     const w = createModelWriter(path, list, {});
     for (const n of w.order) {
       const s = list.find((x) => x.name === n)!;
-      w.write(n, Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, (_, i) => value(n, i)));
+      w.write(
+        n,
+        Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, (_, i) => value(n, i)),
+      );
     }
     w.commit();
     return path;
@@ -68,13 +71,40 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
   const firstLinear = () => specs().find((s) => s.shape.length === 2 && s.name.endsWith('.weight'))!.name;
 
   return [
-    { kind: 'not safetensors (name)', name: 'notes.txt', make: (d) => file(join(d, 'notes.txt'), 'hello\n'), reason: /not a checkpoint/i },
-    { kind: 'not safetensors (content)', name: 'text.safetensors', make: (d) => file(join(d, 'text.safetensors'), 'this is not a model\n'), reason: /header|safetensors|length/i },
-    { kind: 'header over 100 MB', name: 'huge-header.safetensors', make: (d) => file(join(d, 'huge-header.safetensors'), packSafetensors({}, Buffer.alloc(0), 200n << 20n)), reason: /header/i },
-    { kind: 'header not a JSON object', name: 'array.safetensors', make: (d) => file(join(d, 'array.safetensors'), packSafetensors('[1,2,3]', Buffer.alloc(0))), reason: /object/i },
-    { kind: 'header not JSON', name: 'garbage.safetensors', make: (d) => file(join(d, 'garbage.safetensors'), packSafetensors('{"a": ', Buffer.alloc(0))), reason: /JSON/i },
     {
-      kind: 'offsets with a hole', name: 'hole.safetensors', reason: /hole|gap|contiguous/i,
+      kind: 'not safetensors (name)',
+      name: 'notes.txt',
+      make: (d) => file(join(d, 'notes.txt'), 'hello\n'),
+      reason: /not a checkpoint/i,
+    },
+    {
+      kind: 'not safetensors (content)',
+      name: 'text.safetensors',
+      make: (d) => file(join(d, 'text.safetensors'), 'this is not a model\n'),
+      reason: /header|safetensors|length/i,
+    },
+    {
+      kind: 'header over 100 MB',
+      name: 'huge-header.safetensors',
+      make: (d) => file(join(d, 'huge-header.safetensors'), packSafetensors({}, Buffer.alloc(0), 200n << 20n)),
+      reason: /header/i,
+    },
+    {
+      kind: 'header not a JSON object',
+      name: 'array.safetensors',
+      make: (d) => file(join(d, 'array.safetensors'), packSafetensors('[1,2,3]', Buffer.alloc(0))),
+      reason: /object/i,
+    },
+    {
+      kind: 'header not JSON',
+      name: 'garbage.safetensors',
+      make: (d) => file(join(d, 'garbage.safetensors'), packSafetensors('{"a": ', Buffer.alloc(0))),
+      reason: /JSON/i,
+    },
+    {
+      kind: 'offsets with a hole',
+      name: 'hole.safetensors',
+      reason: /hole|gap|contiguous/i,
       make: (d) => {
         const { header, data, order } = parts();
         const last = header[order.at(-1)!];
@@ -83,7 +113,9 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
       },
     },
     {
-      kind: 'offsets overlapping', name: 'overlap.safetensors', reason: /overlap/i,
+      kind: 'offsets overlapping',
+      name: 'overlap.safetensors',
+      reason: /overlap/i,
       make: (d) => {
         const { header, data, order } = parts();
         const t = header[order[1]];
@@ -93,22 +125,69 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
     },
     {
       // the last offset lies past the end of the file: size ≠ 8 + N + last offset, as if still written
-      kind: 'offsets past the end (truncated)', name: 'truncated.safetensors', reason: /truncat|being written|size|short|end/i, incomplete: true,
+      kind: 'offsets past the end (truncated)',
+      name: 'truncated.safetensors',
+      reason: /truncat|being written|size|short|end/i,
+      incomplete: true,
       make: (d) => {
         const b = readFileSync(goodPath);
         return file(join(d, 'truncated.safetensors'), b.subarray(0, b.length - 100));
       },
     },
-    { kind: 'trailing bytes (size > 8 + N + last offset)', name: 'trailing.safetensors', make: (d) => file(join(d, 'trailing.safetensors'), Buffer.concat([readFileSync(goodPath), Buffer.alloc(16)])), reason: /trailing|size/i },
-    { kind: 'tensor missing', name: 'missing.safetensors', make: (d) => model(join(d, 'missing.safetensors'), specs().filter((s) => s.name !== firstLinear()), values(goodPath)), reason: /missing/i },
-    { kind: 'extra tensor', name: 'extra.safetensors', make: (d) => model(join(d, 'extra.safetensors'), [...specs(), { name: 'head.weight', dtype: 'F32', shape: [3, 3] }], values(goodPath)), reason: /not in the base|extra/i },
     {
-      kind: 'shape mismatch', name: 'shape.safetensors', reason: /shape/i,
-      make: (d) => model(join(d, 'shape.safetensors'), specs().map((s) => (s.name === firstLinear() ? { ...s, shape: [s.shape[0] * 2, s.shape[1] / 2] } : s)), values(goodPath)),
+      kind: 'trailing bytes (size > 8 + N + last offset)',
+      name: 'trailing.safetensors',
+      make: (d) => file(join(d, 'trailing.safetensors'), Buffer.concat([readFileSync(goodPath), Buffer.alloc(16)])),
+      reason: /trailing|size/i,
     },
-    { kind: 'dtype mismatch', name: 'dtype.safetensors', make: (d) => model(join(d, 'dtype.safetensors'), specs().map((s) => (s.name === firstLinear() ? { ...s, dtype: 'BF16' as const } : s)), values(goodPath)), reason: /dtype/i },
     {
-      kind: 'NaN', name: 'nan.safetensors', reason: /non-finite|NaN/i,
+      kind: 'tensor missing',
+      name: 'missing.safetensors',
+      make: (d) =>
+        model(
+          join(d, 'missing.safetensors'),
+          specs().filter((s) => s.name !== firstLinear()),
+          values(goodPath),
+        ),
+      reason: /missing/i,
+    },
+    {
+      kind: 'extra tensor',
+      name: 'extra.safetensors',
+      make: (d) =>
+        model(
+          join(d, 'extra.safetensors'),
+          [...specs(), { name: 'head.weight', dtype: 'F32', shape: [3, 3] }],
+          values(goodPath),
+        ),
+      reason: /not in the base|extra/i,
+    },
+    {
+      kind: 'shape mismatch',
+      name: 'shape.safetensors',
+      reason: /shape/i,
+      make: (d) =>
+        model(
+          join(d, 'shape.safetensors'),
+          specs().map((s) => (s.name === firstLinear() ? { ...s, shape: [s.shape[0] * 2, s.shape[1] / 2] } : s)),
+          values(goodPath),
+        ),
+    },
+    {
+      kind: 'dtype mismatch',
+      name: 'dtype.safetensors',
+      make: (d) =>
+        model(
+          join(d, 'dtype.safetensors'),
+          specs().map((s) => (s.name === firstLinear() ? { ...s, dtype: 'BF16' as const } : s)),
+          values(goodPath),
+        ),
+      reason: /dtype/i,
+    },
+    {
+      kind: 'NaN',
+      name: 'nan.safetensors',
+      reason: /non-finite|NaN/i,
       make: (d) => {
         const v = values(goodPath);
         const target = firstLinear();
@@ -116,23 +195,39 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
       },
     },
     {
-      kind: 'Inf', name: 'inf.safetensors', reason: /non-finite|Inf/i,
+      kind: 'Inf',
+      name: 'inf.safetensors',
+      reason: /non-finite|Inf/i,
       make: (d) => {
         const v = values(goodPath);
         const target = specs().at(-1)!.name;
         return model(join(d, 'inf.safetensors'), specs(), (n, i) => (n === target && i === 3 ? -Infinity : v(n, i)));
       },
     },
-    { kind: 'zero task vector (a copy of the base)', name: 'same-as-base.safetensors', make: (d) => file(join(d, 'same-as-base.safetensors'), readFileSync(basePath)), reason: /zero|equals the base/i },
     {
-      kind: 'absurdly large task-vector norm (base + 100 × noise)', name: 'huge-norm.safetensors', reason: /norm/i,
+      kind: 'zero task vector (a copy of the base)',
+      name: 'same-as-base.safetensors',
+      make: (d) => file(join(d, 'same-as-base.safetensors'), readFileSync(basePath)),
+      reason: /zero|equals the base/i,
+    },
+    {
+      kind: 'absurdly large task-vector norm (base + 100 × noise)',
+      name: 'huge-norm.safetensors',
+      reason: /norm/i,
       make: (d) => {
         const b = values(basePath);
-        return model(join(d, 'huge-norm.safetensors'), specs(), (n, i) => b(n, i) + 100 * (((i * 2654435761) % 1000) / 1000 - 0.5));
+        return model(
+          join(d, 'huge-norm.safetensors'),
+          specs(),
+          (n, i) => b(n, i) + 100 * (((i * 2654435761) % 1000) / 1000 - 0.5),
+        );
       },
     },
     {
-      kind: 'sharded index naming a missing shard', name: 'sharded', reason: /shard|missing|model-00002|incomplete/i, incomplete: true,
+      kind: 'sharded index naming a missing shard',
+      name: 'sharded',
+      reason: /shard|missing|model-00002|incomplete/i,
+      incomplete: true,
       make: (d) => {
         const dir = join(d, 'sharded');
         mkdirSync(dir, { recursive: true });
@@ -140,10 +235,18 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
         const half = Math.ceil(names.length / 2);
         const first = specs().filter((s) => names.indexOf(s.name) < half);
         model(join(dir, 'model-00001-of-00002.safetensors'), first, values(goodPath));
-        writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({
-          metadata: { total_size: 1 },
-          weight_map: Object.fromEntries(names.map((n, i) => [n, i < half ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors'])),
-        }));
+        writeFileSync(
+          join(dir, 'model.safetensors.index.json'),
+          JSON.stringify({
+            metadata: { total_size: 1 },
+            weight_map: Object.fromEntries(
+              names.map((n, i) => [
+                n,
+                i < half ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors',
+              ]),
+            ),
+          }),
+        );
         return dir;
       },
     },

@@ -24,7 +24,8 @@ function f64(r: ModelReader, name: string): Float64Array {
 }
 
 function rel(x: Float64Array, y: Float64Array): number {
-  let d = 0, n = 0;
+  let d = 0,
+    n = 0;
   for (let i = 0; i < x.length; i++) {
     d += (x[i] - y[i]) ** 2;
     n += y[i] ** 2;
@@ -38,7 +39,9 @@ function roundToBf16(x: Float64Array): Float32Array {
 }
 
 export function checkParity(outPath: string, expPath: string, exp64Path: string, baseTol?: number): ParityResult {
-  const a = openModel(outPath), b = openModel(expPath), c = openModel(exp64Path);
+  const a = openModel(outPath),
+    b = openModel(expPath),
+    c = openModel(exp64Path);
   try {
     const failures: string[] = [];
     let worst = 0;
@@ -56,14 +59,17 @@ export function checkParity(outPath: string, expPath: string, exp64Path: string,
         if (!a.readRaw(name).equals(b.readRaw(name))) failures.push(`${name}: integer tensor differs`);
         continue;
       }
-      const x = f64(a, name), y = f64(b, name), z = f64(c, name);
+      const x = f64(a, name),
+        y = f64(b, name),
+        z = f64(c, name);
       if (x.some((v) => !Number.isFinite(v))) {
         failures.push(`${name}: non-finite values`);
         continue;
       }
       if (ib.dtype === 'BF16') {
         const r = roundToBf16(z);
-        let mis = 0, misRef = 0;
+        let mis = 0,
+          misRef = 0;
         for (let i = 0; i < r.length; i++) {
           if (x[i] !== r[i]) mis++;
           if (y[i] !== r[i]) misRef++;
@@ -71,14 +77,17 @@ export function checkParity(outPath: string, expPath: string, exp64Path: string,
         mis /= r.length;
         misRef /= r.length;
         if (mis > Math.max(0.005, 3 * misRef)) {
-          failures.push(`${name}: ${(mis * 100).toFixed(2)}% of elements are not the rounded exact value (reference ${(misRef * 100).toFixed(2)}%)`);
+          failures.push(
+            `${name}: ${(mis * 100).toFixed(2)}% of elements are not the rounded exact value (reference ${(misRef * 100).toFixed(2)}%)`,
+          );
           continue;
         }
       }
       const err = rel(x, z);
       const bound = Math.max(tol, 3 * rel(y, z));
       worst = Math.max(worst, bound > 0 ? err / bound : err === 0 ? 0 : Infinity);
-      if (!(err <= bound)) failures.push(`${name}: relative error ${err.toExponential(3)} > bound ${bound.toExponential(3)}`);
+      if (!(err <= bound))
+        failures.push(`${name}: relative error ${err.toExponential(3)} > bound ${bound.toExponential(3)}`);
     }
     return { ok: failures.length === 0, failures, worst };
   } finally {

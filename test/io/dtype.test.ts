@@ -20,14 +20,18 @@ function oracleF16(v: number, bits: number): number {
   const a = Math.abs(v);
   // IEEE: round as if the exponent range were unbounded; ≥ 65520 (MAX + half an ulp) becomes Inf
   if (a >= HALF_MAX + 16) return sign | 0x7c00;
-  let lo = 0, hi = 0x7bff;
-  while (lo < hi) { // largest h with value(h) <= a
+  let lo = 0,
+    hi = 0x7bff;
+  while (lo < hi) {
+    // largest h with value(h) <= a
     const mid = (lo + hi + 1) >> 1;
-    if (HALF_VALUES[mid]! <= a) lo = mid; else hi = mid - 1;
+    if (HALF_VALUES[mid]! <= a) lo = mid;
+    else hi = mid - 1;
   }
   if (lo === 0x7bff) return sign | lo;
-  const dLo = a - HALF_VALUES[lo]!, dHi = HALF_VALUES[lo + 1]! - a;
-  const h = dLo < dHi ? lo : dHi < dLo ? lo + 1 : (lo & 1 ? lo + 1 : lo);
+  const dLo = a - HALF_VALUES[lo]!,
+    dHi = HALF_VALUES[lo + 1]! - a;
+  const h = dLo < dHi ? lo : dHi < dLo ? lo + 1 : lo & 1 ? lo + 1 : lo;
   return sign | h;
 }
 
@@ -40,8 +44,9 @@ function oracleBF16(bits: number): number {
   const hi = lo + 0x10000; // next bf16 away from zero (may be Inf: correct IEEE overflow)
   // Inf stands for 2^128 here: IEEE rounds as if the exponent range were unbounded
   const vHi = (hi & 0x7fffffff) === 0x7f800000 ? Math.sign(v) * 2 ** 128 : f32([hi])[0]!;
-  const dLo = Math.abs(v - vLo), dHi = Math.abs(vHi - v);
-  const pick = dLo < dHi ? lo : dHi < dLo ? hi : ((lo >>> 16) & 1 ? hi : lo);
+  const dLo = Math.abs(v - vLo),
+    dHi = Math.abs(vHi - v);
+  const pick = dLo < dHi ? lo : dHi < dLo ? hi : (lo >>> 16) & 1 ? hi : lo;
   return pick >>> 16;
 }
 
@@ -49,7 +54,9 @@ function oracleBF16(bits: number): number {
 function* patterns(n: number): Generator<number> {
   let s = 0x12345678;
   for (let i = 0; i < n; i++) {
-    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
     yield s >>> 0;
   }
 }
@@ -76,7 +83,7 @@ test('BF16: every bfloat16 decodes and re-encodes to itself (NaN → 0x7fc0)', (
 test('F16 encode matches the oracle on random floats, every tie, and the subnormal range', () => {
   const bits: number[] = [...patterns(100_000)];
   // values near the half range: random mantissas with exponents 2^-26 .. 2^16
-  for (const r of patterns(100_000)) bits.push(((r & 0x807fffff) | ((101 + (r >>> 23) % 42) << 23)) >>> 0);
+  for (const r of patterns(100_000)) bits.push(((r & 0x807fffff) | ((101 + ((r >>> 23) % 42)) << 23)) >>> 0);
   // exact midpoints between consecutive halves (ties), including subnormal and overflow ties
   for (let h = 0; h < 0x7bff; h += 7) {
     const mid = (HALF_VALUES[h]! + HALF_VALUES[h + 1]!) / 2;

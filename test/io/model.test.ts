@@ -15,9 +15,10 @@ const specs: TensorSpec[] = [
   { name: 'embed', dtype: 'F32', shape: [10, 8] }, // 320
   { name: 'steps', dtype: 'I64', shape: [1] }, // 8
 ];
-const data = (s: TensorSpec) => s.dtype === 'I64'
-  ? Buffer.from(new BigInt64Array([42n]).buffer)
-  : Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, (_, i) => (i % 13) / 4 - 1);
+const data = (s: TensorSpec) =>
+  s.dtype === 'I64'
+    ? Buffer.from(new BigInt64Array([42n]).buffer)
+    : Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, (_, i) => (i % 13) / 4 - 1);
 
 function writeModel(dest: string, opts: { maxShardBytes?: number } = {}): string[] {
   const w = createModelWriter(dest, specs, { metadata: { format: 'pt' }, ...opts });
@@ -45,10 +46,20 @@ test('single file, folder with model.safetensors, and sharded checkpoint read ba
   const files = writeModel(sharded, { maxShardBytes: 600 });
   // HF order: I64, F32 (embed, layer.0.bias), BF16 (layer.0.weight, layer.1.weight); greedy
   // 600-byte shards: [steps, embed, layer.0.bias] 392 B, [layer.0.weight] 256 B, [layer.1.weight] 512 B
-  assert.deepEqual(files.map((f) => f.slice(sharded.length + 1)), [
-    'model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors', 'model.safetensors.index.json',
-  ]);
-  assert.deepEqual(readdirSync(sharded).sort(), files.map((f) => f.slice(sharded.length + 1)).sort(), 'no temp files left');
+  assert.deepEqual(
+    files.map((f) => f.slice(sharded.length + 1)),
+    [
+      'model-00001-of-00003.safetensors',
+      'model-00002-of-00003.safetensors',
+      'model-00003-of-00003.safetensors',
+      'model.safetensors.index.json',
+    ],
+  );
+  assert.deepEqual(
+    readdirSync(sharded).sort(),
+    files.map((f) => f.slice(sharded.length + 1)).sort(),
+    'no temp files left',
+  );
   const index = JSON.parse(readFileSync(join(sharded, 'model.safetensors.index.json'), 'utf8'));
   assert.deepEqual(index, {
     metadata: { total_size: 1160 },
@@ -69,7 +80,13 @@ test('single file, folder with model.safetensors, and sharded checkpoint read ba
     assert.deepEqual(m.readF32('embed'), data(specs[3]!));
     assert.deepEqual(m.readF32('layer.1.weight'), data(specs[2]!)); // values are exact in BF16
     assert.deepEqual(m.readRaw('steps'), data(specs[4]!));
-    assert.deepEqual(m.tensors.get('layer.0.weight'), { name: 'layer.0.weight', dtype: 'BF16', shape: [16, 8], size: 128, byteLength: 256 });
+    assert.deepEqual(m.tensors.get('layer.0.weight'), {
+      name: 'layer.0.weight',
+      dtype: 'BF16',
+      shape: [16, 8],
+      size: 128,
+      byteLength: 256,
+    });
     expectInputError(() => m.readF32('missing'), m.path, /no tensor named "missing"/);
   }
   assert.deepEqual(models[2]!.files, [join(sharded, 'model.safetensors.index.json'), ...files.slice(0, 3)]);
@@ -125,13 +142,17 @@ test('index naming a missing shard', () => {
 
 test('shard lacking a tensor the index maps to it', () => {
   const d = shardedFixture();
-  editIndex(d, (x) => { x.weight_map['ghost'] = 'model-00001-of-00003.safetensors'; });
+  editIndex(d, (x) => {
+    x.weight_map['ghost'] = 'model-00001-of-00003.safetensors';
+  });
   expectInputError(() => openModel(d), join(d, 'model-00001-of-00003.safetensors'), /lacks tensor "ghost"/);
 });
 
 test('index mapping a tensor to the wrong shard', () => {
   const d = shardedFixture();
-  editIndex(d, (x) => { x.weight_map['embed'] = 'model-00002-of-00003.safetensors'; });
+  editIndex(d, (x) => {
+    x.weight_map['embed'] = 'model-00002-of-00003.safetensors';
+  });
   expectInputError(() => openModel(d), join(d, 'model-00002-of-00003.safetensors'), /lacks tensor "embed"/);
 });
 
@@ -139,15 +160,28 @@ test('tensor present in two shards', () => {
   const d = shardedFixture();
   // replace shard 3 with a file holding layer.1.weight and, again, embed
   const body = new Uint8Array(512 + 320);
-  writeFileSync(join(d, 'model-00003-of-00003.safetensors'), craftBytes({
-    embed: entry('F32', [10, 8], 0, 320), 'layer.1.weight': entry('BF16', [16, 16], 320, 832),
-  }, body));
-  expectInputError(() => openModel(d), join(d, 'model-00003-of-00003.safetensors'), /tensor "embed" is also in shard .*model-00001-of-00003/);
+  writeFileSync(
+    join(d, 'model-00003-of-00003.safetensors'),
+    craftBytes(
+      {
+        embed: entry('F32', [10, 8], 0, 320),
+        'layer.1.weight': entry('BF16', [16, 16], 320, 832),
+      },
+      body,
+    ),
+  );
+  expectInputError(
+    () => openModel(d),
+    join(d, 'model-00003-of-00003.safetensors'),
+    /tensor "embed" is also in shard .*model-00001-of-00003/,
+  );
 });
 
 test('shard tensor missing from the index', () => {
   const d = shardedFixture();
-  editIndex(d, (x) => { delete x.weight_map['steps']; });
+  editIndex(d, (x) => {
+    delete x.weight_map['steps'];
+  });
   expectInputError(() => openModel(d), join(d, 'model-00001-of-00003.safetensors'), /"steps" is not in the index/);
 });
 

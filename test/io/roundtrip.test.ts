@@ -13,7 +13,12 @@ const dir = tempDir('cmerge-io-rt-');
 let n = 0;
 const out = (name = `o${++n}.safetensors`) => join(dir, name);
 
-function writeAll(path: string, specs: TensorSpec[], data: Record<string, Float32Array | Buffer>, metadata?: Record<string, string>): string {
+function writeAll(
+  path: string,
+  specs: TensorSpec[],
+  data: Record<string, Float32Array | Buffer>,
+  metadata?: Record<string, string>,
+): string {
   const w = new SafetensorsWriter(path, specs, metadata);
   for (const name of w.order) w.write(name, data[name]!);
   assert.deepEqual(w.commit(), [path]);
@@ -24,7 +29,11 @@ const ramp = (k: number, scale = 1) => Float32Array.from({ length: k }, (_, i) =
 
 test('float dtypes round trip: F32 and F64 exactly, F16/BF16 to their rounding', () => {
   const x = Float32Array.from([0, -0, 1, -2.5, 3.14159, 1e-3, 65504, 1e-7, 12345.678, -0.33333]);
-  const specs: TensorSpec[] = (['F32', 'F64', 'F16', 'BF16'] as DType[]).map((dtype) => ({ name: dtype.toLowerCase(), dtype, shape: [2, 5] }));
+  const specs: TensorSpec[] = (['F32', 'F64', 'F16', 'BF16'] as DType[]).map((dtype) => ({
+    name: dtype.toLowerCase(),
+    dtype,
+    shape: [2, 5],
+  }));
   const path = writeAll(out(), specs, { f32: x, f64: x, f16: x, bf16: x });
   const f = SafetensorsFile.open(path);
   assert.deepEqual(f.readF32('f32'), x);
@@ -32,10 +41,23 @@ test('float dtypes round trip: F32 and F64 exactly, F16/BF16 to their rounding',
   assert.deepEqual(new Uint16Array(f.readRaw('f16').buffer), encodeF16(x));
   assert.deepEqual(new Uint16Array(f.readRaw('bf16').buffer), encodeBF16(x));
   // reading back and writing again is stable (already-rounded values re-encode to themselves)
-  const again = writeAll(out(), specs, { f32: f.readF32('f32'), f64: f.readF32('f64'), f16: f.readF32('f16'), bf16: f.readF32('bf16') });
+  const again = writeAll(out(), specs, {
+    f32: f.readF32('f32'),
+    f64: f.readF32('f64'),
+    f16: f.readF32('f16'),
+    bf16: f.readF32('bf16'),
+  });
   assert.deepEqual(readFileSync(again), readFileSync(path));
   // on disk: F64 (80 B), F32 (40 B), BF16, F16: the HF enum ranks BF16 above F16
-  assert.deepEqual(f.tensors.get('f16'), { name: 'f16', dtype: 'F16', shape: [2, 5], size: 10, byteLength: 20, begin: 140, end: 160 });
+  assert.deepEqual(f.tensors.get('f16'), {
+    name: 'f16',
+    dtype: 'F16',
+    shape: [2, 5],
+    size: 10,
+    byteLength: 20,
+    begin: 140,
+    end: 160,
+  });
   f.close();
 });
 
@@ -44,7 +66,10 @@ test('integer and bool tensors pass through untouched; readF32 refuses them', ()
   const sizes: Record<string, number> = { I64: 8, U64: 8, I32: 4, U32: 4, I16: 2, U16: 2 };
   const specs = dtypes.map((dtype) => ({ name: `t_${dtype}`, dtype, shape: [3] }));
   const data: Record<string, Buffer> = {};
-  for (const s of specs) data[s.name] = Buffer.from(Array.from({ length: 3 * (sizes[s.dtype] ?? 1) }, (_, i) => (i * 37 + s.name.length) & 0xff));
+  for (const s of specs)
+    data[s.name] = Buffer.from(
+      Array.from({ length: 3 * (sizes[s.dtype] ?? 1) }, (_, i) => (i * 37 + s.name.length) & 0xff),
+    );
   const f = SafetensorsFile.open(writeAll(out(), specs, data));
   for (const s of specs) {
     assert.deepEqual(f.readRaw(s.name), data[s.name], s.dtype);
@@ -55,13 +80,20 @@ test('integer and bool tensors pass through untouched; readF32 refuses them', ()
 
 test('tensor order is the HF order: dtype alignment rank descending, then name (UTF-8 bytes)', () => {
   const specs: TensorSpec[] = [
-    { name: 'b', dtype: 'BF16', shape: [1] }, { name: 'a', dtype: 'BF16', shape: [1] },
-    { name: 'z', dtype: 'BOOL', shape: [1] }, { name: 'i', dtype: 'I64', shape: [1] },
-    { name: 'u', dtype: 'U64', shape: [1] }, { name: 'd', dtype: 'F64', shape: [1] },
-    { name: 'f', dtype: 'F32', shape: [1] }, { name: 'h', dtype: 'F16', shape: [1] },
-    { name: 'q', dtype: 'I32', shape: [1] }, { name: 'e', dtype: 'U8', shape: [1] },
-    { name: '\u{1F600}', dtype: 'F32', shape: [1] }, { name: '\uFF21', dtype: 'F32', shape: [1] },
-    { name: '10', dtype: 'F32', shape: [1] }, { name: '9', dtype: 'F32', shape: [1] },
+    { name: 'b', dtype: 'BF16', shape: [1] },
+    { name: 'a', dtype: 'BF16', shape: [1] },
+    { name: 'z', dtype: 'BOOL', shape: [1] },
+    { name: 'i', dtype: 'I64', shape: [1] },
+    { name: 'u', dtype: 'U64', shape: [1] },
+    { name: 'd', dtype: 'F64', shape: [1] },
+    { name: 'f', dtype: 'F32', shape: [1] },
+    { name: 'h', dtype: 'F16', shape: [1] },
+    { name: 'q', dtype: 'I32', shape: [1] },
+    { name: 'e', dtype: 'U8', shape: [1] },
+    { name: '\u{1F600}', dtype: 'F32', shape: [1] },
+    { name: '\uFF21', dtype: 'F32', shape: [1] },
+    { name: '10', dtype: 'F32', shape: [1] },
+    { name: '9', dtype: 'F32', shape: [1] },
   ];
   const order = planHeader(specs).tensors.map((t) => t.name);
   // U+FF21 sorts before U+1F600 in UTF-8 (and code points), though not in UTF-16 units
@@ -76,18 +108,24 @@ test('header layout matches the HF writer byte for byte (its test vectors)', () 
   assert.equal(one.subarray(8).toString(), expected.padEnd(64, ' '));
   // test_empty: {} → 8 bytes; with metadata {"framework":"pt"} → 40 bytes, metadata first
   assert.equal(planHeader([]).bytes.subarray(8).toString(), '{}      ');
-  assert.equal(planHeader([], { framework: 'pt' }).bytes.subarray(8).toString(), '{"__metadata__":{"framework":"pt"}}     ');
+  assert.equal(
+    planHeader([], { framework: 'pt' }).bytes.subarray(8).toString(),
+    '{"__metadata__":{"framework":"pt"}}     ',
+  );
 });
 
 test('writes are deterministic: same tensors, same bytes (metadata key order does not matter)', () => {
-  const specs: TensorSpec[] = [{ name: 'w', dtype: 'BF16', shape: [4, 8] }, { name: 'b', dtype: 'F32', shape: [8] }];
+  const specs: TensorSpec[] = [
+    { name: 'w', dtype: 'BF16', shape: [4, 8] },
+    { name: 'b', dtype: 'F32', shape: [8] },
+  ];
   const data = { w: ramp(32, 0.01), b: ramp(8) };
   const a = writeAll(out(), specs, data, { x: '1', a: '2' });
   const b = writeAll(out(), [...specs].reverse(), data, { a: '2', x: '1' });
   assert.deepEqual(readFileSync(a), readFileSync(b));
 });
 
-test('parity fixture: reading and writing back reproduces the reference writer\'s file', () => {
+test("parity fixture: reading and writing back reproduces the reference writer's file", () => {
   // st.py sorts by name (= HF order for a single dtype) but puts __metadata__ last, HF first:
   // the only difference is where that entry sits; the length, offsets and data are identical.
   for (const rel of ['parity/clip-f32/base.safetensors', 'parity/llama-bf16/base.safetensors']) {
@@ -127,11 +165,15 @@ test('expected64 fixtures (F64) pass through readRaw unchanged', () => {
 
 test('reading one tensor reads only its bytes', () => {
   const big = new Float32Array(1 << 20).fill(1.5);
-  const path = writeAll(out(), [
-    { name: 'big', dtype: 'F32', shape: [1 << 20] },
-    { name: 'small', dtype: 'F32', shape: [4] },
-    { name: 'z_after', dtype: 'F32', shape: [1 << 10] },
-  ], { big, small: Float32Array.from([1, 2, 3, 4]), z_after: new Float32Array(1 << 10) });
+  const path = writeAll(
+    out(),
+    [
+      { name: 'big', dtype: 'F32', shape: [1 << 20] },
+      { name: 'small', dtype: 'F32', shape: [4] },
+      { name: 'z_after', dtype: 'F32', shape: [1 << 10] },
+    ],
+    { big, small: Float32Array.from([1, 2, 3, 4]), z_after: new Float32Array(1 << 10) },
+  );
   const f = SafetensorsFile.open(path);
   assert.deepEqual([...f.readF32('small')], [1, 2, 3, 4]);
   assert.equal(f.bytesRead, 16);
@@ -142,7 +184,10 @@ test('reading one tensor reads only its bytes', () => {
 
 test('writer rejects out-of-order, unknown, wrongly sized and non-float writes; leaves no file', () => {
   const dest = out();
-  const w = new SafetensorsWriter(dest, [{ name: 'a', dtype: 'F32', shape: [2] }, { name: 'b', dtype: 'I32', shape: [2] }]);
+  const w = new SafetensorsWriter(dest, [
+    { name: 'a', dtype: 'F32', shape: [2] },
+    { name: 'b', dtype: 'I32', shape: [2] },
+  ]);
   assert.throws(() => w.write('b', Buffer.alloc(8)), /out of order; expected a/);
   assert.throws(() => w.write('nope', Buffer.alloc(8)), /not in the specs/);
   assert.throws(() => w.write('a', new Float32Array(3)), /3 elements, expected 2/);
@@ -173,7 +218,15 @@ test('commit leaves only the destination; abort after commit is a no-op', () => 
 test('large float tensors are encoded in chunks correctly (beyond one scratch chunk)', () => {
   const k = (1 << 20) * 2 + 3;
   const x = ramp(k, 1e-3);
-  const path = writeAll(out(), [{ name: 'h', dtype: 'F16', shape: [k] }, { name: 'g', dtype: 'BF16', shape: [k] }, { name: 'd', dtype: 'F64', shape: [k] }], { h: x, g: x, d: x });
+  const path = writeAll(
+    out(),
+    [
+      { name: 'h', dtype: 'F16', shape: [k] },
+      { name: 'g', dtype: 'BF16', shape: [k] },
+      { name: 'd', dtype: 'F64', shape: [k] },
+    ],
+    { h: x, g: x, d: x },
+  );
   const f = SafetensorsFile.open(path);
   assert.deepEqual(new Uint16Array(f.readRaw('h').buffer), encodeF16(x));
   assert.deepEqual(new Uint16Array(f.readRaw('g').buffer), encodeBF16(x));
@@ -182,9 +235,17 @@ test('large float tensors are encoded in chunks correctly (beyond one scratch ch
 });
 
 test('zero-element and scalar tensors', () => {
-  const path = writeAll(out(), [{ name: 'empty', dtype: 'F32', shape: [0, 4] }, { name: 'scalar', dtype: 'F32', shape: [] }], {
-    empty: new Float32Array(0), scalar: Float32Array.from([7]),
-  });
+  const path = writeAll(
+    out(),
+    [
+      { name: 'empty', dtype: 'F32', shape: [0, 4] },
+      { name: 'scalar', dtype: 'F32', shape: [] },
+    ],
+    {
+      empty: new Float32Array(0),
+      scalar: Float32Array.from([7]),
+    },
+  );
   const f = SafetensorsFile.open(path);
   assert.equal(f.readF32('empty').length, 0);
   assert.deepEqual([...f.readF32('scalar')], [7]);

@@ -14,13 +14,15 @@ test('sketch inner products estimate true ones within a few 1/√B', () => {
   const x = gauss(n, 1);
   const noise = gauss(n, 2);
   const y = Float32Array.from(x, (v, i) => 0.6 * v + 0.8 * noise[i]); // ⟨x,y⟩/‖x‖² ≈ 0.6
-  const sx = new CountSketch(), sy = new CountSketch();
+  const sx = new CountSketch(),
+    sy = new CountSketch();
   // split over two tensor names, as the runner feeds tensors one by one
   sx.addDiff('a.weight', x.subarray(0, n / 2), zero.subarray(0, n / 2));
   sx.addDiff('b.weight', x.subarray(n / 2), zero.subarray(n / 2));
   sy.addDiff('a.weight', y.subarray(0, n / 2), zero.subarray(0, n / 2));
   sy.addDiff('b.weight', y.subarray(n / 2), zero.subarray(n / 2));
-  let xx = 0, xy = 0;
+  let xx = 0,
+    xy = 0;
   for (let i = 0; i < n; i++) {
     xx += x[i] * x[i];
     xy += x[i] * y[i];
@@ -35,8 +37,10 @@ test('sketch inner products estimate true ones within a few 1/√B', () => {
 });
 
 test('the same tensor name and index always land in the same bucket (deterministic)', () => {
-  const v = gauss(1000, 3), z = new Float32Array(1000);
-  const a = new CountSketch(), b = new CountSketch();
+  const v = gauss(1000, 3),
+    z = new Float32Array(1000);
+  const a = new CountSketch(),
+    b = new CountSketch();
   a.addDiff('t', v, z);
   b.addDiff('t', v, z);
   assert.deepEqual(a.buckets, b.buckets);

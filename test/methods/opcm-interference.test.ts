@@ -23,7 +23,19 @@ test('OPCM interference per tensor and per model equals ‖U_kᵀ Δ V_k‖ / �
     let report: any = null;
     for (let t = 0; t < 3; t++) {
       outs.push(join(dir, `m${t + 1}.safetensors`));
-      const r = cmerge(['merge', '--base', join(c, 'base.safetensors'), '--state', join(dir, 'state'), '--method', 'opcm', '--out', outs[t], '--json', join(c, `task_${t}.safetensors`)]);
+      const r = cmerge([
+        'merge',
+        '--base',
+        join(c, 'base.safetensors'),
+        '--state',
+        join(dir, 'state'),
+        '--method',
+        'opcm',
+        '--out',
+        outs[t],
+        '--json',
+        join(c, `task_${t}.safetensors`),
+      ]);
       assert.equal(r.status, 0, r.stderr);
       report = JSON.parse(r.stdout);
       const step = report.steps[0];
@@ -41,7 +53,11 @@ test('OPCM interference per tensor and per model equals ‖U_kᵀ Δ V_k‖ / �
         const b = base.readF32(name);
         const p = before.readF32(name);
         const d = after.readF32(name).map((x, i) => x - p[i]);
-        const { u, v } = await engine.svd(p.map((x, i) => x - b[i]), m, n);
+        const { u, v } = await engine.svd(
+          p.map((x, i) => x - b[i]),
+          m,
+          n,
+        );
         let l = 0;
         for (let i = 0; i < k; i++)
           for (let j = 0; j < k; j++) {
@@ -56,12 +72,18 @@ test('OPCM interference per tensor and per model equals ‖U_kᵀ Δ V_k‖ / �
         let dd = 0;
         for (const x of d) dd += x * x;
         const got = step.tensors[name].interference as number;
-        assert.ok(Math.abs(got - Math.sqrt(l / dd)) < 1e-3 * Math.sqrt(l / dd) + 1e-6, `${name} at t = ${t + 1}: reported ${got}, literal ${Math.sqrt(l / dd)}`);
+        assert.ok(
+          Math.abs(got - Math.sqrt(l / dd)) < 1e-3 * Math.sqrt(l / dd) + 1e-6,
+          `${name} at t = ${t + 1}: reported ${got}, literal ${Math.sqrt(l / dd)}`,
+        );
         lead += l;
         delta += dd;
       }
       const model = step.summary.interference as number;
-      assert.ok(model > 0 && Math.abs(model - Math.sqrt(lead / delta)) < 1e-3 * model, `model: reported ${model}, literal ${Math.sqrt(lead / delta)}`);
+      assert.ok(
+        model > 0 && Math.abs(model - Math.sqrt(lead / delta)) < 1e-3 * model,
+        `model: reported ${model}, literal ${Math.sqrt(lead / delta)}`,
+      );
       before.close();
       after.close();
     }

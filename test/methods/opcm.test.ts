@@ -8,7 +8,15 @@ import { frobenius, randomF32 } from '../engine/reference.js';
  * block and its diagonal zeroed, cleaned = U P Vᵀ = τ − Σ_{i,j<k} P_ij u_i v_jᵀ − Σ_{k≤i<r} P_ii u_i v_iᵀ,
  * in float64 from the known factors of prev. Only the r leading singular pairs enter.
  */
-function literalClean(tau: Float32Array, u: Float64Array, v: Float64Array, m: number, n: number, r: number, k: number): Float64Array {
+function literalClean(
+  tau: Float32Array,
+  u: Float64Array,
+  v: Float64Array,
+  m: number,
+  n: number,
+  r: number,
+  k: number,
+): Float64Array {
   const tv = new Float64Array(m * r); // τ V
   for (let i = 0; i < m; i++)
     for (let p = 0; p < n; p++) {
@@ -108,7 +116,10 @@ for (const ec of engineCases) {
         const err = frobenius(want.map((x, i) => x - cleaned[i])) / frobenius(tau);
         assert.ok(err < 1e-6, `‖cleaned − literal‖/‖τ‖ = ${err}`);
         const removed = frobenius(want.map((x, i) => tau[i] - x));
-        assert.ok(Math.abs(Math.sqrt(removedSq) - removed) <= 1e-6 * frobenius(tau), `‖removed‖ ${Math.sqrt(removedSq)} vs ${removed}`);
+        assert.ok(
+          Math.abs(Math.sqrt(removedSq) - removed) <= 1e-6 * frobenius(tau),
+          `‖removed‖ ${Math.sqrt(removedSq)} vs ${removed}`,
+        );
       });
     }
   });

@@ -26,7 +26,16 @@ test('k-th smallest |x| equals the sorted order, over ties, signs, zeros and sub
   const x = new Float32Array(20000);
   for (let i = 0; i < x.length; i++) {
     const u = r();
-    x[i] = u < 0.1 ? 0 : u < 0.15 ? -0 : u < 0.2 ? 1e-42 * (r() - 0.5) : u < 0.3 ? 0.25 * Math.sign(r() - 0.5) : (r() - 0.5) * 10 ** (6 * r() - 3);
+    x[i] =
+      u < 0.1
+        ? 0
+        : u < 0.15
+          ? -0
+          : u < 0.2
+            ? 1e-42 * (r() - 0.5)
+            : u < 0.3
+              ? 0.25 * Math.sign(r() - 0.5)
+              : (r() - 0.5) * 10 ** (6 * r() - 3);
   }
   const sorted = Float32Array.from(x, Math.abs).sort();
   for (const k of [1, 2, 2000, 2001, 3999, 5000, 9999, 10000, 15000, 19999, 20000]) {

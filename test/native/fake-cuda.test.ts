@@ -171,7 +171,9 @@ function apiSymbols(): string[] {
   const header = readFileSync(cudaApiHeader, 'utf8');
   const body = header.slice(header.indexOf('struct Api {'));
   const names: string[] = [];
-  for (const m of body.slice(0, body.indexOf('};')).matchAll(/\(\*(\w+)\)\([^;]*;[ \t]*(?:\/\/[ \t]*(?:symbol[ \t]+)?(\w+))?/g)) {
+  for (const m of body
+    .slice(0, body.indexOf('};'))
+    .matchAll(/\(\*(\w+)\)\([^;]*;[ \t]*(?:\/\/[ \t]*(?:symbol[ \t]+)?(\w+))?/g)) {
     const [, field, comment] = m;
     names.push(comment?.startsWith(field!) ? comment : field!);
   }

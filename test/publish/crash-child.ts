@@ -13,7 +13,11 @@ if (process.env.CMERGE_CRASH_CHILD === '1') {
     const versions = await listVersions(repo, 'p');
     const n = (versions.at(-1) ?? 0) + 1;
     // Sizes vary so kills land in copying, hashing, fsync and rename alike.
-    await publish(repo, 'p', n, { baseFolder: base, sharded: n % 3 === 0, weightBytes: 1024 + Math.floor(Math.random() * 1_500_000) });
+    await publish(repo, 'p', n, {
+      baseFolder: base,
+      sharded: n % 3 === 0,
+      weightBytes: 1024 + Math.floor(Math.random() * 1_500_000),
+    });
     await applyRetention(repo, 'p', { keep: 3, pinned: [1] });
   }
 }

@@ -10,7 +10,9 @@ import { makeBaseFolder } from './support.js';
 
 const KILLS = 25;
 // Same extension as this file: crash-child.ts under tsx, crash-child.js from dist/.
-const childPath = fileURLToPath(new URL(`./crash-child${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url));
+const childPath = fileURLToPath(
+  new URL(`./crash-child${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url),
+);
 const execArgv = process.execArgv.filter((a) => !a.startsWith('--test'));
 
 /** Start a publishing child, let it run for a random time once ready, SIGKILL it. */
@@ -22,7 +24,9 @@ function runAndKill(repo: string, base: string, maxMs: number): Promise<void> {
     });
     child.stdout!.once('data', () => setTimeout(() => child.kill('SIGKILL'), Math.random() * maxMs));
     child.on('error', reject);
-    child.on('exit', (code, sig) => (sig === 'SIGKILL' ? resolve() : reject(new Error(`child exited on its own: ${code} ${sig}`))));
+    child.on('exit', (code, sig) =>
+      sig === 'SIGKILL' ? resolve() : reject(new Error(`child exited on its own: ${code} ${sig}`)),
+    );
   });
 }
 
@@ -41,7 +45,11 @@ test(`publication survives ${KILLS} SIGKILLs at random moments`, { timeout: 240_
     if (names.some((n) => n.startsWith('.staging-'))) killedMidStaging++;
     const versions = await listVersions(repo, 'p');
     for (const v of versions) {
-      assert.deepEqual(await verifyVersion(join(dir, String(v))), [], `kill ${i}: version ${v} is complete and verifies`);
+      assert.deepEqual(
+        await verifyVersion(join(dir, String(v))),
+        [],
+        `kill ${i}: version ${v} is complete and verifies`,
+      );
     }
     const current = await readCurrent(repo, 'p');
     if (names.includes('current')) {
@@ -52,8 +60,16 @@ test(`publication survives ${KILLS} SIGKILLs at random moments`, { timeout: 240_
     const r = await recoverRepository(repo, 'p');
     assert.deepEqual(r.broken, [], `kill ${i}: nothing broken`);
     const after = readdirSync(dir);
-    assert.deepEqual(after.filter((n) => n.startsWith('.')), [], `kill ${i}: recovery left no dot entries`);
-    if (versions.length) assert.ok(r.currentAfter !== null && versions.includes(r.currentAfter), `kill ${i}: current valid after recovery`);
+    assert.deepEqual(
+      after.filter((n) => n.startsWith('.')),
+      [],
+      `kill ${i}: recovery left no dot entries`,
+    );
+    if (versions.length)
+      assert.ok(
+        r.currentAfter !== null && versions.includes(r.currentAfter),
+        `kill ${i}: current valid after recovery`,
+      );
     // Retention may be interrupted between rename and delete, never with more than keep+pins+current left over.
     assert.ok(versions.length <= 3 + 1 + 1 + 1, `kill ${i}: ${versions.length} versions kept`);
     if (versions.length > 1) assert.ok(versions.includes(1), `kill ${i}: pinned version 1 kept`);

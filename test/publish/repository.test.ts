@@ -5,7 +5,12 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSy
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import {
-  VersionExistsError, beginVersion, finishVersion, readManifest, swapCurrent, verifyVersion,
+  VersionExistsError,
+  beginVersion,
+  finishVersion,
+  readManifest,
+  swapCurrent,
+  verifyVersion,
 } from '../../src/publish/index.js';
 import { repoRoot, tempDir } from '../helpers/paths.js';
 import { BASE_CONFIG_FILES, hex, makeBaseFolder, publish } from './support.js';
@@ -29,8 +34,13 @@ test('publishes a version: weights, base config files, card, manifest with verif
   for (const f of BASE_CONFIG_FILES) assert.ok(files.includes(f), `${f} copied`);
   assert.ok(existsSync(join(dir, '2_Dense', 'config.json')), 'subfolder config copied');
   assert.ok(!existsSync(join(dir, '2_Dense', 'model.safetensors')), 'subfolder weights not copied');
-  for (const f of ['pytorch_model.bin', 'model.safetensors.index.json', '.gitattributes']) assert.ok(!files.includes(f), `${f} not copied`);
-  assert.notEqual(readFileSync(join(dir, 'README.md'), 'utf8'), '# the base model card\n', 'our card, not the base card');
+  for (const f of ['pytorch_model.bin', 'model.safetensors.index.json', '.gitattributes'])
+    assert.ok(!files.includes(f), `${f} not copied`);
+  assert.notEqual(
+    readFileSync(join(dir, 'README.md'), 'utf8'),
+    '# the base model card\n',
+    'our card, not the base card',
+  );
 
   const m = await readManifest(dir);
   assert.equal(m.version, 2);
@@ -39,7 +49,10 @@ test('publishes a version: weights, base config files, card, manifest with verif
   assert.equal(m.method, 'opcm');
   assert.deepEqual(m.params, { alpha: 0.5 });
   assert.deepEqual(m.base, { path: base, sha256: hex('b') });
-  assert.deepEqual(m.checkpoints.map((c) => c.name), ['ckpt-1.safetensors', 'ckpt-2.safetensors']);
+  assert.deepEqual(
+    m.checkpoints.map((c) => c.name),
+    ['ckpt-1.safetensors', 'ckpt-2.safetensors'],
+  );
   assert.equal(m.engine, 'portable');
   assert.equal(m.cmerge_version, JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version);
   assert.ok(!Number.isNaN(Date.parse(m.created_at)));
@@ -47,7 +60,12 @@ test('publishes a version: weights, base config files, card, manifest with verif
   assert.ok(!('manifest.json' in m.files));
   assert.ok('README.md' in m.files && 'model.safetensors' in m.files && '2_Dense/config.json' in m.files);
   for (const [f, h] of Object.entries(m.files)) assert.equal(h, sha(join(dir, f)), `hash of ${f}`);
-  assert.deepEqual(Object.keys(m.files).sort(), listAll(dir).filter((f) => f !== 'manifest.json').sort());
+  assert.deepEqual(
+    Object.keys(m.files).sort(),
+    listAll(dir)
+      .filter((f) => f !== 'manifest.json')
+      .sort(),
+  );
   assert.deepEqual(await verifyVersion(dir), []);
   assert.deepEqual(v2.manifest, m);
   assert.equal(v1.manifest.parent, null);
@@ -76,7 +94,10 @@ test('sharded output and a single-file base: shards + index kept, nothing copied
   const v = await publish(join(root, 'repo'), 'p', 1, { sharded: true });
   assert.equal(v.modelFile, join(v.dir, 'model.safetensors.index.json'));
   assert.deepEqual(Object.keys(v.manifest.files).sort(), [
-    'README.md', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json',
+    'README.md',
+    'model-00001-of-00002.safetensors',
+    'model-00002-of-00002.safetensors',
+    'model.safetensors.index.json',
   ]);
   const card = readFileSync(join(v.dir, 'README.md'), 'utf8');
   assert.doesNotMatch(card, /library_name/, 'no config.json, no library guess');
@@ -96,10 +117,18 @@ test('refuses: existing version, missing weights, missing shard, bad names', asy
 
   const s = await beginVersion(repo, 'p', 2);
   const input = {
-    parent: 1, method: 'opcm', params: {}, base: { path: '/b', sha256: hex('b') }, checkpoints: [], engine: 'portable',
+    parent: 1,
+    method: 'opcm',
+    params: {},
+    base: { path: '/b', sha256: hex('b') },
+    checkpoints: [],
+    engine: 'portable',
   };
   await assert.rejects(finishVersion(s, input), /no weights were written/);
-  writeFileSync(join(s.dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 'model-1.safetensors' } }));
+  writeFileSync(
+    join(s.dir, 'model.safetensors.index.json'),
+    JSON.stringify({ weight_map: { a: 'model-1.safetensors' } }),
+  );
   await assert.rejects(finishVersion(s, input), /missing shards model-1.safetensors/);
   assert.ok(!existsSync(join(repo, 'p', '2')), 'nothing published on failure');
   await assert.rejects(finishVersion(s, { ...input, parent: 2 }), /parent/);
@@ -129,7 +158,10 @@ test('verifyVersion reports modified, missing, extra files and a missing manifes
   const quick = await verifyVersion(v.dir, { quick: true });
   assert.ok(!quick.some((p) => p.kind === 'hash'), 'quick mode does not hash');
   await import('node:fs/promises').then((fs) => fs.rm(join(v.dir, 'manifest.json')));
-  assert.deepEqual((await verifyVersion(v.dir)).map((p) => p.kind), ['manifest']);
+  assert.deepEqual(
+    (await verifyVersion(v.dir)).map((p) => p.kind),
+    ['manifest'],
+  );
 });
 
 function listAll(dir: string, rel = ''): string[] {

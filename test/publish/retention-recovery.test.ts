@@ -13,7 +13,10 @@ test('retention keeps the newest K, current and pinned versions; no dot leftover
   const removed = await applyRetention(repo, 'p', { keep: 2, pinned: [5] });
   assert.deepEqual(removed, [1, 2, 4, 6]);
   assert.deepEqual(await listVersions(repo, 'p'), [3, 5, 7, 8]);
-  assert.deepEqual(readdirSync(join(repo, 'p')).filter((n) => n.startsWith('.')), []);
+  assert.deepEqual(
+    readdirSync(join(repo, 'p')).filter((n) => n.startsWith('.')),
+    [],
+  );
   assert.deepEqual(await applyRetention(repo, 'p', { keep: 2, pinned: [5] }), [], 'idempotent');
   await assert.rejects(applyRetention(repo, 'p', { keep: 0 }), RangeError);
 });
@@ -46,7 +49,13 @@ test('recovery moves a numbered folder without manifest aside, reports a corrupt
   writeFileSync(join(dir, '2', 'model.safetensors'), 'bit rot');
   await swapCurrent(repo, 'p', 1);
   const r = await recoverRepository(repo, 'p');
-  assert.deepEqual(r.broken.map((b) => [b.version, b.movedTo !== null, b.problems[0]!.kind]), [[2, false, 'size'], [3, true, 'manifest']]);
+  assert.deepEqual(
+    r.broken.map((b) => [b.version, b.movedTo !== null, b.problems[0]!.kind]),
+    [
+      [2, false, 'size'],
+      [3, true, 'manifest'],
+    ],
+  );
   assert.ok(existsSync(r.broken[1]!.movedTo!), 'data kept under a dot name');
   assert.deepEqual(await listVersions(repo, 'p'), [1, 2]);
   assert.equal(await readCurrent(repo, 'p'), 1, 'a valid current is left alone');
@@ -63,7 +72,13 @@ test('recovery: no current link but versions exist -> newest intact; nothing lef
   const r = await recoverRepository(repo, 'p');
   assert.equal(r.currentAfter, null);
   assert.deepEqual(readdirSync(dir), []);
-  assert.deepEqual(await recoverRepository(repo, 'missing'), { removed: [], broken: [], versions: [], currentBefore: null, currentAfter: null });
+  assert.deepEqual(await recoverRepository(repo, 'missing'), {
+    removed: [],
+    broken: [],
+    versions: [],
+    currentBefore: null,
+    currentAfter: null,
+  });
 });
 
 test('discarding uncommitted versions leaves no dot entry; a crash leftover of it is removed by recovery', async () => {
@@ -72,12 +87,18 @@ test('discarding uncommitted versions leaves no dot entry; a crash leftover of i
   const { discardVersionsAbove } = await import('../../src/publish/index.js');
   assert.deepEqual(await discardVersionsAbove(repo, 'p', 2), [3, 4]);
   assert.deepEqual(await listVersions(repo, 'p'), [1, 2]);
-  assert.deepEqual(readdirSync(join(repo, 'p')).filter((n) => n.startsWith('.')), []);
+  assert.deepEqual(
+    readdirSync(join(repo, 'p')).filter((n) => n.startsWith('.')),
+    [],
+  );
   // what the daemon of cmerge 0.1 left when killed between its rename and its rm (issue 8, bug 2)
   const dir = join(repo, 'p');
   mkdirSync(join(dir, '.uncommitted-3-1700000000000'));
   writeFileSync(join(dir, '.uncommitted-3-1700000000000', 'model.safetensors'), 'model-sized');
   const r = await recoverRepository(repo, 'p');
   assert.deepEqual(r.removed, ['.uncommitted-3-1700000000000']);
-  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.')), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.startsWith('.')),
+    [],
+  );
 });

@@ -5,8 +5,17 @@ import { join } from 'node:path';
 import { beginVersion, finishVersion, swapCurrent, type PublishedVersion } from '../../src/publish/index.js';
 
 export const BASE_CONFIG_FILES = [
-  'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
-  'tokenizer.model', 'vocab.json', 'merges.txt', 'preprocessor_config.json', 'chat_template.jinja', 'LICENSE',
+  'config.json',
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'preprocessor_config.json',
+  'chat_template.jinja',
+  'LICENSE',
 ];
 
 /** A Hugging Face style model folder with weights, config/tokenizer files and things not to copy. */
@@ -28,7 +37,9 @@ export const hex = (c: string) => c.repeat(64);
 
 /** Publish version n the way the daemon will: stage, write weights, finish, swap. */
 export async function publish(
-  repo: string, pipeline: string, n: number,
+  repo: string,
+  pipeline: string,
+  n: number,
   opts: { baseFolder?: string | null; sharded?: boolean; weightBytes?: number } = {},
 ): Promise<PublishedVersion> {
   const s = await beginVersion(repo, pipeline, n);
@@ -36,15 +47,20 @@ export async function publish(
   if (opts.sharded) {
     writeFileSync(join(s.dir, 'model-00001-of-00002.safetensors'), randomBytes(bytes));
     writeFileSync(join(s.dir, 'model-00002-of-00002.safetensors'), randomBytes(bytes));
-    writeFileSync(join(s.dir, 'model.safetensors.index.json'), JSON.stringify({
-      metadata: { total_size: 2 * bytes },
-      weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
-    }));
+    writeFileSync(
+      join(s.dir, 'model.safetensors.index.json'),
+      JSON.stringify({
+        metadata: { total_size: 2 * bytes },
+        weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
+      }),
+    );
   } else {
     writeFileSync(join(s.dir, 'model.safetensors'), randomBytes(bytes));
   }
   const checkpoints = Array.from({ length: n }, (_, i) => ({
-    name: `ckpt-${i + 1}.safetensors`, sha256: hex(((i % 9) + 1).toString()), merged_at: new Date(Date.UTC(2025, 0, i + 1)).toISOString(),
+    name: `ckpt-${i + 1}.safetensors`,
+    sha256: hex(((i % 9) + 1).toString()),
+    merged_at: new Date(Date.UTC(2025, 0, i + 1)).toISOString(),
   }));
   const v = await finishVersion(s, {
     parent: n > 1 ? n - 1 : null,

@@ -34,8 +34,13 @@ store.recoverInterrupted();
 /** redo a publication lost between commitMerge and recordVersion */
 function publish(mergeId: number, step: number): void {
   store.recordVersion({
-    pipeline: P, number: step, parent: step > 1 ? step - 1 : null, merge_id: mergeId,
-    path: `/repo/${P}/${step}`, files: { 'model.safetensors': String(step).padStart(64, '0') }, manifest_sha256: 'm'.repeat(64),
+    pipeline: P,
+    number: step,
+    parent: step > 1 ? step - 1 : null,
+    merge_id: mergeId,
+    path: `/repo/${P}/${step}`,
+    files: { 'model.safetensors': String(step).padStart(64, '0') },
+    manifest_sha256: 'm'.repeat(64),
   });
 }
 const lost = store.unpublishedMerge(P);
@@ -46,7 +51,12 @@ let arrived = 0;
 for (;;) {
   // two arrivals per merge so the queue builds up; re-enqueueing after a restart is a no-op
   for (let k = 0; k < 2 && arrived < count; k++, arrived++) {
-    const r = store.enqueue(P, { name: name(arrived), path: `/drop/${name(arrived)}`, sha256: String(arrived).padStart(64, 'a'), size: arrived });
+    const r = store.enqueue(P, {
+      name: name(arrived),
+      path: `/drop/${name(arrived)}`,
+      sha256: String(arrived).padStart(64, 'a'),
+      size: arrived,
+    });
     if (r.outcome === 'duplicate') throw new Error(`unexpected duplicate ${name(arrived)}`);
   }
   const head = store.nextQueued(P);
@@ -64,7 +74,10 @@ for (;;) {
     merge_id: merge.id,
     state: { generation: gen, path },
     scalars: { lambda: merge.step },
-    tensor_metrics: [{ tensor: 'a.weight', tv_norm: 1 }, { tensor: 'b.weight', tv_norm: 2 }],
+    tensor_metrics: [
+      { tensor: 'a.weight', tv_norm: 1 },
+      { tensor: 'b.weight', tv_norm: 2 },
+    ],
     model_metrics: { tv_norm: 3 },
     retention: Array.from({ length: merge.step }, (_, i) => ({ task: i + 1, rho: 1 })),
   });

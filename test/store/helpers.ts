@@ -11,12 +11,21 @@ export function freshStore(): { store: Store; dbPath: string; dir: string } {
 
 export const sha = (i: number): string => i.toString(16).padStart(64, '0');
 
-export const arrival = (i: number, dir = '/drop') => ({ name: `ck-${i}.safetensors`, path: `${dir}/ck-${i}.safetensors`, sha256: sha(i), size: 1000 + i });
+export const arrival = (i: number, dir = '/drop') => ({
+  name: `ck-${i}.safetensors`,
+  path: `${dir}/ck-${i}.safetensors`,
+  sha256: sha(i),
+  size: 1000 + i,
+});
 
 /** Merge the head of the queue through to a committed merge (no files: the store does not look at them). */
 export function mergeHead(store: Store, pipeline: string, extra: Partial<Parameters<Store['commitMerge']>[0]> = {}) {
   const head = store.nextQueued(pipeline);
   if (!head) throw new Error('queue empty');
   const { merge } = store.markMerging(head.id, { method: 'opcm', params: { alpha: 0.5 }, engine: 'portable' });
-  return store.commitMerge({ merge_id: merge.id, state: { generation: merge.step, path: `states/${pipeline}/${merge.step}` }, ...extra });
+  return store.commitMerge({
+    merge_id: merge.id,
+    state: { generation: merge.step, path: `states/${pipeline}/${merge.step}` },
+    ...extra,
+  });
 }

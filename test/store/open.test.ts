@@ -15,8 +15,20 @@ test('a fresh database gets every migration, WAL, synchronous=FULL, foreign keys
   assert.equal(db.pragma('synchronous', { simple: true }), 2); // FULL
   assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
   assert.ok((db.pragma('busy_timeout', { simple: true }) as number) > 0);
-  const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name);
-  for (const t of ['pipelines', 'checkpoints', 'merges', 'versions', 'tensor_metrics', 'model_metrics', 'retention', 'evaluations', 'notifications']) {
+  const tables = (
+    db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]
+  ).map((r) => r.name);
+  for (const t of [
+    'pipelines',
+    'checkpoints',
+    'merges',
+    'versions',
+    'tensor_metrics',
+    'model_metrics',
+    'retention',
+    'evaluations',
+    'notifications',
+  ]) {
     assert.ok(tables.includes(t), `missing table ${t}`);
   }
   assert.deepEqual(store.integrityCheck(), []);
@@ -40,7 +52,10 @@ test('a database from a newer cmerge is refused, not touched', () => {
   const raw = new Database(path);
   raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   raw.close();
-  assert.throws(() => openStore(path), (e: unknown) => e instanceof StoreError && /newer than this cmerge/.test(e.message));
+  assert.throws(
+    () => openStore(path),
+    (e: unknown) => e instanceof StoreError && /newer than this cmerge/.test(e.message),
+  );
   const check = new Database(path);
   assert.equal(check.pragma('user_version', { simple: true }), SCHEMA_VERSION + 1);
   assert.equal((check.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number }).n, 0);
@@ -57,7 +72,9 @@ test('a failing migration leaves the previous version (runs in a transaction)', 
   assert.throws(() => openStore(path), /already exists/);
   const check = new Database(path);
   assert.equal(check.pragma('user_version', { simple: true }), 0);
-  const names = (check.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
+  const names = (check.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map(
+    (r) => r.name,
+  );
   assert.deepEqual(names, ['versions'], 'tables created before the failure were rolled back');
   check.close();
 });

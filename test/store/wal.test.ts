@@ -15,7 +15,9 @@ test('another process reads status while the daemon holds the write lock (WAL)',
   store.close();
 
   const HOLD = 3000;
-  const p = spawn(process.execPath, ['--import', 'tsx', child, dbPath, String(HOLD)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = spawn(process.execPath, ['--import', 'tsx', child, dbPath, String(HOLD)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   await new Promise<void>((resolve, reject) => {
     p.stdout.on('data', (d: Buffer) => {

@@ -12,7 +12,18 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { after, test } from 'node:test';
 import { stringify } from 'yaml';
@@ -47,7 +58,12 @@ function ns(args: string[], input?: string) {
 
 function show(...props: string[]): Record<string, string> {
   const r = ns(['systemctl', 'show', 'cmerge.service', ...props.map((p) => `--property=${p}`)]);
-  return Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 }
 
 async function until(what: string, cond: () => boolean, ms: number, detail = () => ''): Promise<void> {
@@ -107,7 +123,14 @@ test('the shipped unit under a real systemd PID 1: start (READY), publish, reloa
   const models = writeDemoModels(join(root, 'models'), 1, { d: 48, layers: 1, seed: 9 });
   for (const d of ['drop', 'drop2', 'repo']) mkdirSync(join(root, d));
   const config = join(root, 'cmerge.yaml');
-  const pipeline = (name: string, drop: string) => ({ name, base: models.base, drop: join(root, drop), repository: join(root, 'repo'), method: 'opcm', settle_ms: 300 });
+  const pipeline = (name: string, drop: string) => ({
+    name,
+    base: models.base,
+    drop: join(root, drop),
+    repository: join(root, 'repo'),
+    method: 'opcm',
+    settle_ms: 300,
+  });
   writeFileSync(config, stringify({ state_dir: join(root, 'state'), pipelines: [pipeline('clip', 'drop')] }));
   spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, root]);
 
@@ -121,16 +144,38 @@ test('the shipped unit under a real systemd PID 1: start (READY), publish, reloa
     ...([repoRoot, process.execPath].some(private_) ? ['PrivateTmp=no'] : []),
   ];
   t.diagnostic(`drop-in for this checkout (${repoRoot}): ${relaxed.join(' ')}`);
-  const dropIn = ['[Service]', 'ExecStart=', `ExecStart=${process.execPath} ${cliPath} daemon --config ${config}`, 'StateDirectory=', `StateDirectory=${basename(root)}`, 'ReadWritePaths=', ...relaxed, ''].join('\n');
+  const dropIn = [
+    '[Service]',
+    'ExecStart=',
+    `ExecStart=${process.execPath} ${cliPath} daemon --config ${config}`,
+    'StateDirectory=',
+    `StateDirectory=${basename(root)}`,
+    'ReadWritePaths=',
+    ...relaxed,
+    '',
+  ].join('\n');
 
   const units = join(root, 'units');
   writeUnits(units, dropIn);
-  init = spawn('unshare', ['--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'sh', '-c', bootScript(units)], { stdio: 'ignore' });
-  await until('the private systemd to start', () => {
-    initPid = childOf(init!.pid!);
-    return initPid > 0 && /running|degraded/.test(ns(['systemctl', 'is-system-running']).stdout);
-  }, 30_000, () => ns(['systemctl', 'is-system-running']).stdout);
-  assert.equal(ns(['systemctl', 'show', '--property=UnitPath', '--value']).stdout.trim(), units, 'the private systemd sees only the test units');
+  init = spawn(
+    'unshare',
+    ['--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'sh', '-c', bootScript(units)],
+    { stdio: 'ignore' },
+  );
+  await until(
+    'the private systemd to start',
+    () => {
+      initPid = childOf(init!.pid!);
+      return initPid > 0 && /running|degraded/.test(ns(['systemctl', 'is-system-running']).stdout);
+    },
+    30_000,
+    () => ns(['systemctl', 'is-system-running']).stdout,
+  );
+  assert.equal(
+    ns(['systemctl', 'show', '--property=UnitPath', '--value']).stdout.trim(),
+    units,
+    'the private systemd sees only the test units',
+  );
 
   // Type=notify: `systemctl start` returns once the daemon sent READY=1
   const start = ns(['systemctl', 'start', 'cmerge.service']);
@@ -155,7 +200,10 @@ test('the shipped unit under a real systemd PID 1: start (READY), publish, reloa
   assert.equal(show('MainPID').MainPID, s.MainPID, 'the same process (no restart)');
 
   // ExecReload sends SIGHUP: the daemon reads the config again, here with a second pipeline
-  writeFileSync(config, stringify({ state_dir: join(root, 'state'), pipelines: [pipeline('clip', 'drop'), pipeline('second', 'drop2')] }));
+  writeFileSync(
+    config,
+    stringify({ state_dir: join(root, 'state'), pipelines: [pipeline('clip', 'drop'), pipeline('second', 'drop2')] }),
+  );
   assert.equal(ns(['systemctl', 'reload', 'cmerge.service']).status, 0);
   await until('active again after the reload', () => show('SubState').SubState === 'running', 10_000);
   await publish('drop2', 'second');

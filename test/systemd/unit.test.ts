@@ -13,7 +13,9 @@ const unitPath = join(repoRoot, 'systemd', 'cmerge.service');
 const unitText = readFileSync(unitPath, 'utf8');
 
 const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
-const skip = analyze.error ? `systemd-analyze is not installed (${(analyze.error as NodeJS.ErrnoException).code}); CI installs the systemd package` : false;
+const skip = analyze.error
+  ? `systemd-analyze is not installed (${(analyze.error as NodeJS.ErrnoException).code}); CI installs the systemd package`
+  : false;
 
 /** systemd-analyze verify on a unit file; lines about other units (dependencies) are dropped. */
 function verify(dir: string, text: string): { status: number | null; ours: string[] } {
@@ -45,10 +47,18 @@ test('systemd-analyze verify: no warnings or errors for cmerge.service', { skip 
 
 test('systemd-analyze verify catches a broken unit (the check above is not vacuous)', { skip }, () => {
   const dir = tempDir('cmerge-unit-');
-  const broken = localized(unitText, dir).replace('Type=notify', 'Type=notifyy').replace('WatchdogSec=60', 'WatchdogSec=60\nWatchdogSecs=60');
+  const broken = localized(unitText, dir)
+    .replace('Type=notify', 'Type=notifyy')
+    .replace('WatchdogSec=60', 'WatchdogSec=60\nWatchdogSecs=60');
   const r = verify(dir, broken);
-  assert.ok(r.ours.some((l) => /service type.*notifyy/i.test(l)), r.ours.join('\n'));
-  assert.ok(r.ours.some((l) => /Unknown key 'WatchdogSecs'/.test(l)), r.ours.join('\n'));
+  assert.ok(
+    r.ours.some((l) => /service type.*notifyy/i.test(l)),
+    r.ours.join('\n'),
+  );
+  assert.ok(
+    r.ours.some((l) => /Unknown key 'WatchdogSecs'/.test(l)),
+    r.ours.join('\n'),
+  );
 });
 
 /** Directives as systemd reads them: comments dropped, repeated keys kept in order. */
@@ -92,5 +102,6 @@ test('the unit holds the daemon contract: notify, watchdog, stop budget, sandbox
   assert.equal(d.get('MemoryDenyWriteExecute'), undefined);
   assert.equal(d.get('PrivateDevices'), undefined);
   assert.match(unitText, /# NOT MemoryDenyWriteExecute[^\n]*JIT/);
-  for (const node of ['/dev/nvidiactl', '/dev/nvidia0', '/dev/nvidia-uvm', 'char-nvidia*']) assert.ok(unitText.includes(`DeviceAllow=${node} rw`), node);
+  for (const node of ['/dev/nvidiactl', '/dev/nvidia0', '/dev/nvidia-uvm', 'char-nvidia*'])
+    assert.ok(unitText.includes(`DeviceAllow=${node} rw`), node);
 });

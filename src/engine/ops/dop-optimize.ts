@@ -32,7 +32,15 @@ function scaleColumns(x: Float32Array, rows: number, k: number, s: Float64Array)
   return out;
 }
 
-async function side(engine: Linalg, vecs: Float32Array, rows: number, r: number, k: number, s: Float64Array, otherDim: number): Promise<SideOp | null> {
+async function side(
+  engine: Linalg,
+  vecs: Float32Array,
+  rows: number,
+  r: number,
+  k: number,
+  s: Float64Array,
+  otherDim: number,
+): Promise<SideOp | null> {
   if (k === 0) return null;
   const f = leadingColumns(vecs, rows, r, k);
   const g = scaleColumns(f, rows, k, s);
@@ -42,7 +50,15 @@ async function side(engine: Linalg, vecs: Float32Array, rows: number, r: number,
   return { dense, f, g, k };
 }
 
-async function project(engine: Linalg, w: Float32Array, base: Float32Array, m: number, n: number, eps: number, space: DopOptions['svd_proj_space']): Promise<Projection> {
+async function project(
+  engine: Linalg,
+  w: Float32Array,
+  base: Float32Array,
+  m: number,
+  n: number,
+  eps: number,
+  space: DopOptions['svd_proj_space'],
+): Promise<Projection> {
   const d = new Float32Array(w.length);
   for (let i = 0; i < d.length; i++) d[i] = w[i] - base[i];
   const svd: Svd = await engine.svd(d, m, n);
@@ -59,7 +75,13 @@ async function project(engine: Linalg, w: Float32Array, base: Float32Array, m: n
 }
 
 /** gradient 2(AΔ + ΔB) and loss ⟨Δ, AΔ⟩ + ⟨Δ, ΔB⟩ */
-async function gradLoss(engine: Linalg, p: Projection, wCur: Float32Array, m: number, n: number): Promise<{ g: Float32Array; loss: number }> {
+async function gradLoss(
+  engine: Linalg,
+  p: Projection,
+  wCur: Float32Array,
+  m: number,
+  n: number,
+): Promise<{ g: Float32Array; loss: number }> {
   const delta = new Float32Array(wCur.length);
   for (let i = 0; i < delta.length; i++) delta[i] = wCur[i] - p.w[i];
   const g = new Float32Array(delta.length);
@@ -96,16 +118,27 @@ function minNormGamma(v11: number, v12: number, v22: number): number {
  * weighting and EMA. Gradients in closed form: ∇loss_i = 2 A_i Δ_i + 2 Δ_i B_i,
  * A_i = U_i diag(σ_i²) U_iᵀ, B_i = V_i diag(σ_i²) V_iᵀ.
  */
-export async function dopOptimize(engine: Linalg, base: Float32Array, wa: Float32Array, wb: Float32Array, m: number, n: number, o: DopOptions): Promise<DopResult> {
+export async function dopOptimize(
+  engine: Linalg,
+  base: Float32Array,
+  wa: Float32Array,
+  wb: Float32Array,
+  m: number,
+  n: number,
+  o: DopOptions,
+): Promise<DopResult> {
   const pa = await project(engine, wa, base, m, n, o.svd_epsilon, o.svd_proj_space);
   const pb = await project(engine, wb, base, m, n, o.svd_epsilon, o.svd_proj_space);
   const w = new Float32Array(wa.length);
   for (let i = 0; i < w.length; i++) w[i] = (wa[i] + wb[i]) / 2;
   const mAvg = new Float32Array(w.length);
   const vAvg = new Float32Array(w.length);
-  const beta1 = 0.9, beta2 = 0.999, adamEps = 1e-8;
+  const beta1 = 0.9,
+    beta2 = 0.999,
+    adamEps = 1e-8;
   let ema: [number, number] = [o.alpha, 1 - o.alpha];
-  let lossA = 0, lossB = 0;
+  let lossA = 0,
+    lossB = 0;
   for (let step = 1; step <= o.num_steps; step++) {
     const a = await gradLoss(engine, pa, w, m, n);
     const b = await gradLoss(engine, pb, w, m, n);
@@ -129,7 +162,10 @@ export async function dopOptimize(engine: Linalg, base: Float32Array, wa: Float3
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     const stepSize = o.lr / bc1;
-    const ga = a.g, gb = b.g, wa0 = sol[0], wb0 = sol[1];
+    const ga = a.g,
+      gb = b.g,
+      wa0 = sol[0],
+      wb0 = sol[1];
     for (let i = 0; i < w.length; i++) {
       const g = wa0 * ga[i] + wb0 * gb[i];
       const mi = (mAvg[i] = beta1 * mAvg[i] + (1 - beta1) * g);

@@ -44,7 +44,14 @@ function leadingColumns(a: Float32Array, rows: number, width: number, k: number)
  * together; the products run over row blocks of τ, so no m×r or m×n temporary exists besides U
  * (which becomes W) itself.
  */
-export async function opcmClean(engine: Linalg, prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
+export async function opcmClean(
+  engine: Linalg,
+  prev: Float32Array,
+  loadTau: () => Float32Array,
+  m: number,
+  n: number,
+  alpha: number,
+): Promise<Cleaning> {
   const r = Math.min(m, n);
   let { u, s, v } = await engine.svd(prev, m, n);
   const { k, prevSq, leadSq } = opcmSplit(s, alpha);
@@ -58,7 +65,9 @@ export async function opcmClean(engine: Linalg, prev: Float32Array, loadTau: () 
     const tv = await engine.matmul(tau.subarray(i0 * n, (i0 + b) * n), v, b, n, r); // T_b = τ_b V, b×r
     addColumnDots(ub, tv, b, r, k, d);
     if (pkk !== null) {
-      const block = await engine.matmul(leadingColumns(ub, b, r, k), leadingColumns(tv, b, r, k), k, b, k, { transA: true });
+      const block = await engine.matmul(leadingColumns(ub, b, r, k), leadingColumns(tv, b, r, k), k, b, k, {
+        transA: true,
+      });
       for (let i = 0; i < block.length; i++) pkk[i] += block[i];
     }
   }

@@ -9,9 +9,21 @@ import type { DType } from '../types.js';
 if (endianness() !== 'LE') throw new Error('cmerge safetensors I/O needs a little-endian host');
 
 const SIZES: Readonly<Record<DType, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 export function isDType(s: unknown): s is DType {
@@ -27,8 +39,21 @@ export function dtypeSize(d: DType): number {
  * alignment); tensors are sorted by this rank descending, then by name.
  */
 const HF_RANK: readonly DType[] = [
-  'BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'I16', 'U16', 'F16', 'BF16',
-  'I32', 'U32', 'F32', 'F64', 'I64', 'U64',
+  'BOOL',
+  'U8',
+  'I8',
+  'F8_E5M2',
+  'F8_E4M3',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'F32',
+  'F64',
+  'I64',
+  'U64',
 ];
 export function hfDtypeRank(d: DType): number {
   return HF_RANK.indexOf(d);
@@ -41,7 +66,8 @@ function aligned(bytes: Uint8Array, size: number): boolean {
 
 /** A view of `bytes` aligned to `size`, copying only when the source is unaligned (fs Buffers may be). */
 function alignedBuffer(bytes: Uint8Array, size: number): ArrayBuffer {
-  if (bytes.byteLength % size !== 0) throw new RangeError(`byte length ${bytes.byteLength} is not a multiple of ${size}`);
+  if (bytes.byteLength % size !== 0)
+    throw new RangeError(`byte length ${bytes.byteLength} is not a multiple of ${size}`);
   if (aligned(bytes, size)) return bytes.buffer as ArrayBuffer;
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);
@@ -50,9 +76,7 @@ function alignedBuffer(bytes: Uint8Array, size: number): ArrayBuffer {
 
 function u16View(bytes: Uint8Array): Uint16Array {
   const buf = alignedBuffer(bytes, 2);
-  return buf === bytes.buffer
-    ? new Uint16Array(buf, bytes.byteOffset, bytes.byteLength / 2)
-    : new Uint16Array(buf);
+  return buf === bytes.buffer ? new Uint16Array(buf, bytes.byteOffset, bytes.byteLength / 2) : new Uint16Array(buf);
 }
 
 // F16 → F32 through a 64K-entry table: exact by construction and one load per element.
@@ -107,14 +131,17 @@ export function decodeToF32(dtype: DType, bytes: Uint8Array): Float32Array {
       new Uint8Array(out.buffer).set(bytes);
       return out;
     }
-    case 'F16': return decodeF16(u16View(bytes));
-    case 'BF16': return decodeBF16(u16View(bytes));
+    case 'F16':
+      return decodeF16(u16View(bytes));
+    case 'BF16':
+      return decodeBF16(u16View(bytes));
     case 'F64': {
       const buf = alignedBuffer(bytes, 8);
       const src = buf === bytes.buffer ? new Float64Array(buf, bytes.byteOffset, n) : new Float64Array(buf);
       return decodeF64(src);
     }
-    default: throw new RangeError(`dtype ${dtype} does not decode to float32`);
+    default:
+      throw new RangeError(`dtype ${dtype} does not decode to float32`);
   }
 }
 
@@ -169,22 +196,26 @@ export function encodeF64(src: Float32Array): Float64Array {
  */
 export function encodeFromF32(dtype: DType, src: Float32Array, scratch?: ArrayBuffer): Uint8Array {
   switch (dtype) {
-    case 'F32': return new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+    case 'F32':
+      return new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
     case 'BF16':
     case 'F16': {
-      const out = scratch && scratch.byteLength >= src.length * 2
-        ? new Uint16Array(scratch, 0, src.length)
-        : new Uint16Array(src.length);
+      const out =
+        scratch && scratch.byteLength >= src.length * 2
+          ? new Uint16Array(scratch, 0, src.length)
+          : new Uint16Array(src.length);
       (dtype === 'BF16' ? encodeBF16 : encodeF16)(src, out);
       return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     }
     case 'F64': {
-      const out = scratch && scratch.byteLength >= src.length * 8
-        ? new Float64Array(scratch, 0, src.length)
-        : new Float64Array(src.length);
+      const out =
+        scratch && scratch.byteLength >= src.length * 8
+          ? new Float64Array(scratch, 0, src.length)
+          : new Float64Array(src.length);
       out.set(src);
       return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     }
-    default: throw new RangeError(`cannot encode float32 data as ${dtype}`);
+    default:
+      throw new RangeError(`cannot encode float32 data as ${dtype}`);
   }
 }

@@ -51,10 +51,13 @@ export function readFully(fd: number, buf: Uint8Array, position: number): number
 /** Reads and validates the header of an open file. */
 export function readHeader(fd: number, file: string): ParsedHeader {
   const fileSize = fstatSync(fd).size;
-  if (fileSize < 8) throw new InputError(file, `not safetensors: file is ${fileSize} bytes, shorter than the 8-byte header length`);
+  if (fileSize < 8)
+    throw new InputError(file, `not safetensors: file is ${fileSize} bytes, shorter than the 8-byte header length`);
   const n = readLength(fd)!;
-  if (n > MAX_HEADER_BYTES) throw new InputError(file, `header length ${n} exceeds the 100 MB limit (not safetensors?)`);
-  if (n > fileSize - 8) throw new InputError(file, `header length ${n} exceeds the file size ${fileSize} (not safetensors, or truncated)`);
+  if (n > MAX_HEADER_BYTES)
+    throw new InputError(file, `header length ${n} exceeds the 100 MB limit (not safetensors?)`);
+  if (n > fileSize - 8)
+    throw new InputError(file, `header length ${n} exceeds the file size ${fileSize} (not safetensors, or truncated)`);
   const json = Buffer.allocUnsafe(n);
   readFully(fd, json, 8);
   return parseHeader(file, json, fileSize);
@@ -68,16 +71,25 @@ export function parseHeader(file: string, json: Uint8Array, fileSize: number): P
   const dataBytes = entries.length ? entries[entries.length - 1]!.end : 0;
   const expected = 8 + n + dataBytes;
   if (fileSize < expected) {
-    throw new InputError(file, `file is ${fileSize} bytes but its header describes ${expected}: truncated or still being written`);
+    throw new InputError(
+      file,
+      `file is ${fileSize} bytes but its header describes ${expected}: truncated or still being written`,
+    );
   }
   if (fileSize > expected) {
-    throw new InputError(file, `file is ${fileSize} bytes but its header describes ${expected}: ${fileSize - expected} trailing bytes`);
+    throw new InputError(
+      file,
+      `file is ${fileSize} bytes but its header describes ${expected}: ${fileSize - expected} trailing bytes`,
+    );
   }
   return { headerLength: n, dataStart: 8 + n, metadata, entries, dataBytes };
 }
 
 /** Decodes and type-checks the JSON; entries come back sorted by offset. */
-export function parseEntries(file: string, json: Uint8Array): { metadata: Record<string, string>; entries: HeaderEntry[] } {
+export function parseEntries(
+  file: string,
+  json: Uint8Array,
+): { metadata: Record<string, string>; entries: HeaderEntry[] } {
   let text: string;
   try {
     text = utf8.decode(json);
@@ -119,7 +131,11 @@ function checkMetadata(file: string, value: unknown): Record<string, string> {
   // a null-prototype copy: keys such as "__proto__" stay plain data
   const out: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw new InputError(file, `__metadata__ is not a string-to-string map (value of ${JSON.stringify(k)} is ${typeof v})`);
+    if (typeof v !== 'string')
+      throw new InputError(
+        file,
+        `__metadata__ is not a string-to-string map (value of ${JSON.stringify(k)} is ${typeof v})`,
+      );
     out[k] = v;
   }
   return out;
@@ -149,7 +165,9 @@ function checkEntry(file: string, name: string, value: unknown): HeaderEntry {
   const byteLength = size * dtypeSize(dtype);
   if (!Number.isSafeInteger(byteLength)) throw bad(`shape ${JSON.stringify(shape)} has too many elements`);
   if (end - begin !== byteLength) {
-    throw bad(`byte size ${end - begin} does not match shape ${JSON.stringify(shape)} × ${dtype} (${byteLength} bytes)`);
+    throw bad(
+      `byte size ${end - begin} does not match shape ${JSON.stringify(shape)} × ${dtype} (${byteLength} bytes)`,
+    );
   }
   return { name, dtype, shape: shape as number[], size, byteLength, begin, end };
 }
@@ -165,10 +183,16 @@ function checkLayout(file: string, entries: readonly HeaderEntry[]): void {
   for (const e of entries) {
     if (e.begin > pos) {
       const after = prev ? `after ${JSON.stringify(prev.name)}` : 'at the start of the data';
-      throw new InputError(file, `data offsets have a hole: ${e.begin - pos} unused bytes ${after} (before ${JSON.stringify(e.name)} at ${e.begin})`);
+      throw new InputError(
+        file,
+        `data offsets have a hole: ${e.begin - pos} unused bytes ${after} (before ${JSON.stringify(e.name)} at ${e.begin})`,
+      );
     }
     if (e.begin < pos) {
-      throw new InputError(file, `data offsets overlap: ${JSON.stringify(e.name)} starts at ${e.begin}, inside ${JSON.stringify(prev!.name)} which ends at ${pos}`);
+      throw new InputError(
+        file,
+        `data offsets overlap: ${JSON.stringify(e.name)} starts at ${e.begin}, inside ${JSON.stringify(prev!.name)} which ends at ${pos}`,
+      );
     }
     pos = e.end;
     prev = e;

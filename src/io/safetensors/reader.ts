@@ -21,7 +21,11 @@ export class SafetensorsFile {
   /** chunk buffers of readF32Chunks, kept for the next call */
   private scratch: { raw: ArrayBuffer; f32: Float32Array<ArrayBuffer> } | null = null;
 
-  private constructor(readonly path: string, fd: number, header: ParsedHeader) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    header: ParsedHeader,
+  ) {
     this.fd = fd;
     this.header = header;
     const byName = [...header.entries].sort((a, b) => compareNames(a.name, b.name));
@@ -103,10 +107,17 @@ export class SafetensorsFile {
       this.readRange(e, off * es, bytes);
       let chunk: Float32Array;
       switch (e.dtype) {
-        case 'F32': chunk = new Float32Array(raw, 0, len); break;
-        case 'F64': chunk = decodeF64(new Float64Array(raw, 0, len), f32.subarray(0, len)); break;
-        case 'BF16': chunk = decodeBF16(new Uint16Array(raw, 0, len), f32.subarray(0, len)); break;
-        default: chunk = decodeF16(new Uint16Array(raw, 0, len), f32.subarray(0, len));
+        case 'F32':
+          chunk = new Float32Array(raw, 0, len);
+          break;
+        case 'F64':
+          chunk = decodeF64(new Float64Array(raw, 0, len), f32.subarray(0, len));
+          break;
+        case 'BF16':
+          chunk = decodeBF16(new Uint16Array(raw, 0, len), f32.subarray(0, len));
+          break;
+        default:
+          chunk = decodeF16(new Uint16Array(raw, 0, len), f32.subarray(0, len));
       }
       fn(off, chunk);
     }
@@ -115,7 +126,8 @@ export class SafetensorsFile {
   /** Decodes a float tensor into `out` (exactly `size` elements): no tensor-sized temporaries. */
   readF32Into(name: string, out: Float32Array): Float32Array {
     const e = this.info(name);
-    if (out.length !== e.size) throw new RangeError(`${this.path}: ${name} has ${e.size} elements, buffer has ${out.length}`);
+    if (out.length !== e.size)
+      throw new RangeError(`${this.path}: ${name} has ${e.size} elements, buffer has ${out.length}`);
     if (e.dtype === 'F32') this.readInto(e, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
     else this.readF32Chunks(name, (off, chunk) => out.set(chunk, off));
     return out;
@@ -126,7 +138,10 @@ export class SafetensorsFile {
     const got = readFully(this.fd, dst, this.header.dataStart + e.begin + byteOffset);
     this.bytesRead += got;
     if (got < dst.byteLength) {
-      throw new InputError(this.path, `tensor ${JSON.stringify(e.name)}: file ended early (changed after it was opened?)`);
+      throw new InputError(
+        this.path,
+        `tensor ${JSON.stringify(e.name)}: file ended early (changed after it was opened?)`,
+      );
     }
   }
 
@@ -138,7 +153,10 @@ export class SafetensorsFile {
       const got = readFully(this.fd, part, start + off);
       this.bytesRead += got;
       if (got < part.byteLength) {
-        throw new InputError(this.path, `tensor ${JSON.stringify(e.name)}: file ended early (changed after it was opened?)`);
+        throw new InputError(
+          this.path,
+          `tensor ${JSON.stringify(e.name)}: file ended early (changed after it was opened?)`,
+        );
       }
     }
   }

@@ -30,7 +30,8 @@ export function specByteLength(spec: TensorSpec): number {
   if (!isDType(spec.dtype)) throw new Error(`tensor ${spec.name}: unknown dtype ${String(spec.dtype)}`);
   let n = 1;
   for (const d of spec.shape) {
-    if (!Number.isSafeInteger(d) || d < 0) throw new Error(`tensor ${spec.name}: bad shape ${JSON.stringify(spec.shape)}`);
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new Error(`tensor ${spec.name}: bad shape ${JSON.stringify(spec.shape)}`);
     n *= d;
   }
   return n * dtypeSize(spec.dtype);
@@ -47,7 +48,14 @@ export function planHeader(specs: readonly TensorSpec[], metadata: Record<string
   let offset = 0;
   const tensors = hfOrder(specs).map((s): PlannedTensor => {
     const byteLength = specByteLength(s);
-    const t = { name: s.name, dtype: s.dtype, shape: [...s.shape], begin: offset, end: offset + byteLength, byteLength };
+    const t = {
+      name: s.name,
+      dtype: s.dtype,
+      shape: [...s.shape],
+      begin: offset,
+      end: offset + byteLength,
+      byteLength,
+    };
     offset += byteLength;
     return t;
   });
@@ -59,7 +67,9 @@ export function planHeader(specs: readonly TensorSpec[], metadata: Record<string
     parts.push(`"__metadata__":{${m.join(',')}}`);
   }
   for (const t of tensors) {
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${t.begin},${t.end}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${t.begin},${t.end}]}`,
+    );
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
@@ -79,7 +89,8 @@ export function tempPathFor(dest: string): string {
 
 /** A system error (ENOSPC, EIO...) says which file it hit: node's own message names only the call. */
 function naming(e: unknown, path: string): unknown {
-  if (e instanceof Error && (e as NodeJS.ErrnoException).syscall && !e.message.includes(path)) e.message = `${path}: ${e.message}`;
+  if (e instanceof Error && (e as NodeJS.ErrnoException).syscall && !e.message.includes(path))
+    e.message = `${path}: ${e.message}`;
   return e;
 }
 
@@ -99,7 +110,11 @@ export class SafetensorsWriter implements ModelWriter {
   private readonly hash: Hash = createHash('sha256');
   private digest: string | null = null;
 
-  constructor(readonly dest: string, specs: readonly TensorSpec[], metadata: Record<string, string> = {}) {
+  constructor(
+    readonly dest: string,
+    specs: readonly TensorSpec[],
+    metadata: Record<string, string> = {},
+  ) {
     this.plan = planHeader(specs, metadata);
     this.order = this.plan.tensors.map((t) => t.name);
     this.tempPath = tempPathFor(dest);
@@ -126,10 +141,13 @@ export class SafetensorsWriter implements ModelWriter {
     const t = this.plan.tensors[this.next];
     if (!t || t.name !== name) {
       const known = this.order.includes(name);
-      throw new Error(`${this.dest}: tensor ${name} written out of order${known ? '' : ' (not in the specs)'}; expected ${t ? t.name : 'no more tensors'}`);
+      throw new Error(
+        `${this.dest}: tensor ${name} written out of order${known ? '' : ' (not in the specs)'}; expected ${t ? t.name : 'no more tensors'}`,
+      );
     }
     if (data instanceof Float32Array) {
-      if (!FLOAT_DTYPES.has(t.dtype)) throw new Error(`${this.dest}: tensor ${name} is ${t.dtype}; float32 data can only be written to float dtypes`);
+      if (!FLOAT_DTYPES.has(t.dtype))
+        throw new Error(`${this.dest}: tensor ${name} is ${t.dtype}; float32 data can only be written to float dtypes`);
       const n = t.byteLength / dtypeSize(t.dtype);
       if (data.length !== n) throw new Error(`${this.dest}: tensor ${name} has ${data.length} elements, expected ${n}`);
     }
@@ -175,7 +193,9 @@ export class SafetensorsWriter implements ModelWriter {
     if (this.state === 'finished') return;
     if (this.state !== 'open' || this.fd === null) throw new Error(`${this.dest}: writer is ${this.state}`);
     if (this.next < this.order.length) {
-      throw new Error(`${this.dest}: ${this.order.length - this.next} tensors not written yet (next: ${this.order[this.next]})`);
+      throw new Error(
+        `${this.dest}: ${this.order.length - this.next} tensors not written yet (next: ${this.order[this.next]})`,
+      );
     }
     try {
       fsyncSync(this.fd);
@@ -208,7 +228,9 @@ export class SafetensorsWriter implements ModelWriter {
     if (this.fd !== null) {
       try {
         closeSync(this.fd);
-      } catch { /* already unusable; removing the file is what matters */ }
+      } catch {
+        /* already unusable; removing the file is what matters */
+      }
       this.fd = null;
     }
     try {

@@ -13,7 +13,10 @@ const KILL_GRACE_MS = 2000;
  * exit code 0. Never throws.
  */
 export function commandAttempt(
-  cfg: CommandNotifierConfig, ctx: NotifyContext, timeoutMs: number, signal?: AbortSignal,
+  cfg: CommandNotifierConfig,
+  ctx: NotifyContext,
+  timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<AttemptResult> {
   return new Promise((resolve) => {
     if (!cfg.argv?.length) return resolve({ ok: false, detail: 'command notifier needs a non-empty argv' });
@@ -74,8 +77,13 @@ export function commandAttempt(
       setImmediate(() => {
         child.stderr?.destroy();
         const err = stderr.toString().trim();
-        const why = timedOut ? `timed out after ${timeoutMs / 1000} s` : aborted ? 'aborted (shutdown)'
-          : sig ? `killed by ${sig}` : `exit ${code}`;
+        const why = timedOut
+          ? `timed out after ${timeoutMs / 1000} s`
+          : aborted
+            ? 'aborted (shutdown)'
+            : sig
+              ? `killed by ${sig}`
+              : `exit ${code}`;
         finish({ ok: code === 0 && !timedOut, exitCode: code, detail: err ? `${why}; stderr: ${err}` : why });
       });
     });

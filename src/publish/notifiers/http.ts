@@ -21,7 +21,10 @@ export function httpSteps(cfg: HttpNotifierConfig): HttpStep[] {
  * Never throws. Header values are kept out of `detail`: they often carry tokens.
  */
 export async function httpAttempt(
-  cfg: HttpNotifierConfig, ctx: NotifyContext, timeoutMs: number, signal?: AbortSignal,
+  cfg: HttpNotifierConfig,
+  ctx: NotifyContext,
+  timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<AttemptResult> {
   let steps: HttpStep[];
   try {
@@ -42,12 +45,15 @@ export async function httpAttempt(
       body = renderTemplate(step.body, ctx);
     } else if (step.body !== undefined) {
       body = JSON.stringify(renderDeep(step.body, ctx));
-      if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+      if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type'))
+        headers['content-type'] = 'application/json';
     }
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
       const res = await fetch(url, {
-        method, headers, body,
+        method,
+        headers,
+        body,
         signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
         redirect: 'follow',
       });
@@ -59,9 +65,11 @@ export async function httpAttempt(
       done.push(`${label} -> ${res.status}`);
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      const why = timeout.aborted ? `timed out after ${timeoutMs / 1000} s`
-        : signal?.aborted ? 'aborted (shutdown)'
-        : `${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`;
+      const why = timeout.aborted
+        ? `timed out after ${timeoutMs / 1000} s`
+        : signal?.aborted
+          ? 'aborted (shutdown)'
+          : `${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`;
       return { ok: false, status, detail: [...done, `${label}: ${why}`].join('; ') };
     }
   }

@@ -1,5 +1,11 @@
 export type {
-  CommandNotifierConfig, HttpNotifierConfig, HttpStep, NotifierConfig, NotifierOutcome, NotifyContext, SseNotifierConfig,
+  CommandNotifierConfig,
+  HttpNotifierConfig,
+  HttpStep,
+  NotifierConfig,
+  NotifierOutcome,
+  NotifyContext,
+  SseNotifierConfig,
 } from './types.js';
 export { runNotifiers, type RunNotifiersOptions } from './run.js';
 export { SseHub, SseHubs, type SseHubOptions, type VersionEvent } from './sse-hub.js';

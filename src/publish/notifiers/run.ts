@@ -20,7 +20,9 @@ export interface RunNotifiersOptions {
  * Never rejects. Returns one outcome per attempt.
  */
 export async function runNotifiers(
-  configs: readonly NotifierConfig[], ctx: NotifyContext, opts: RunNotifiersOptions = {},
+  configs: readonly NotifierConfig[],
+  ctx: NotifyContext,
+  opts: RunNotifiersOptions = {},
 ): Promise<NotifierOutcome[]> {
   const out: NotifierOutcome[] = [];
   const record = (o: NotifierOutcome) => {
@@ -36,24 +38,49 @@ export async function runNotifiers(
     try {
       await runOne(cfg, name, ctx, opts, record);
     } catch (err) {
-      record({ notifier: name, type: cfg.type, attempt: 1, ok: false, detail: `internal error: ${(err as Error).message}`, durationMs: 0 });
+      record({
+        notifier: name,
+        type: cfg.type,
+        attempt: 1,
+        ok: false,
+        detail: `internal error: ${(err as Error).message}`,
+        durationMs: 0,
+      });
     }
   }
   return out;
 }
 
 async function runOne(
-  cfg: NotifierConfig, name: string, ctx: NotifyContext, opts: RunNotifiersOptions, record: (o: NotifierOutcome) => void,
+  cfg: NotifierConfig,
+  name: string,
+  ctx: NotifyContext,
+  opts: RunNotifiersOptions,
+  record: (o: NotifierOutcome) => void,
 ): Promise<void> {
   if (cfg.type === 'sse') {
     const t0 = performance.now();
     if (!opts.sse) {
-      record({ notifier: name, type: 'sse', attempt: 1, ok: false, detail: 'no SSE hub registry was given to runNotifiers', durationMs: 0 });
+      record({
+        notifier: name,
+        type: 'sse',
+        attempt: 1,
+        ok: false,
+        detail: 'no SSE hub registry was given to runNotifiers',
+        durationMs: 0,
+      });
       return;
     }
     const hub = await opts.sse.get(cfg.port, cfg.host);
     const n = hub.broadcast({ pipeline: ctx.pipeline, version: ctx.version, path: ctx.path });
-    record({ notifier: name, type: 'sse', attempt: 1, ok: true, detail: `sent to ${n} client(s) on ${hub.host}:${hub.port}`, durationMs: performance.now() - t0 });
+    record({
+      notifier: name,
+      type: 'sse',
+      attempt: 1,
+      ok: true,
+      detail: `sent to ${n} client(s) on ${hub.host}:${hub.port}`,
+      durationMs: performance.now() - t0,
+    });
     return;
   }
   const timeoutMs = (cfg.timeout_s ?? DEFAULT_TIMEOUT_S) * 1000;
@@ -63,9 +90,10 @@ async function runOne(
     if (attempt > 1 && !(await sleep(backoffMs(backoffS, attempt - 1), opts.signal))) return;
     if (opts.signal?.aborted) return;
     const t0 = performance.now();
-    const r: AttemptResult = cfg.type === 'http'
-      ? await httpAttempt(cfg, ctx, timeoutMs, opts.signal)
-      : await commandAttempt(cfg, ctx, timeoutMs, opts.signal);
+    const r: AttemptResult =
+      cfg.type === 'http'
+        ? await httpAttempt(cfg, ctx, timeoutMs, opts.signal)
+        : await commandAttempt(cfg, ctx, timeoutMs, opts.signal);
     record({ notifier: name, type: cfg.type, attempt, ...r, durationMs: Math.round(performance.now() - t0) });
     if (r.ok) return;
   }

@@ -4,10 +4,14 @@ const PLACEHOLDER = /\{(version|path|pipeline|model_file)\}/g;
 
 function value(ctx: NotifyContext, key: string): string {
   switch (key) {
-    case 'version': return String(ctx.version);
-    case 'path': return ctx.path;
-    case 'pipeline': return ctx.pipeline;
-    default: return ctx.modelFile;
+    case 'version':
+      return String(ctx.version);
+    case 'path':
+      return ctx.path;
+    case 'pipeline':
+      return ctx.pipeline;
+    default:
+      return ctx.modelFile;
   }
 }
 

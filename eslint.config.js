@@ -1,0 +1,82 @@
+// ESLint flat config. The import rules encode the dependency direction of docs/architecture.md:
+// cli → daemon → merge → methods → engine, with config, io, store, publish and util beside.
+import js from '@eslint/js';
+import prettier from 'eslint-config-prettier';
+import tseslint from 'typescript-eslint';
+
+/** Layers each folder of src/ must not import from (a later stage, or one it should not know). */
+const forbidden = {
+  util: ['cli', 'daemon', 'merge', 'methods', 'engine', 'io', 'store', 'publish', 'config', 'demo'],
+  engine: ['cli', 'daemon', 'merge', 'methods', 'io', 'store', 'publish', 'config', 'demo'],
+  methods: ['cli', 'daemon', 'merge', 'io', 'store', 'publish', 'config', 'demo'],
+  merge: ['cli', 'daemon', 'store', 'publish', 'config', 'demo'],
+  io: ['cli', 'daemon', 'merge', 'methods', 'engine', 'store', 'publish', 'config', 'demo'],
+  store: ['cli', 'daemon', 'merge', 'methods', 'engine', 'io', 'publish', 'config', 'demo'],
+  publish: ['cli', 'daemon', 'merge', 'methods', 'engine', 'store', 'config', 'demo'],
+  config: ['cli', 'daemon', 'merge', 'io', 'store', 'publish', 'demo'],
+  demo: ['cli', 'daemon', 'merge', 'methods', 'engine', 'store', 'publish', 'config'],
+  daemon: ['cli'],
+};
+
+const layerRules = Object.entries(forbidden).map(([layer, layers]) => ({
+  files: [`src/${layer}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          {
+            regex: `^(\\.\\./)+(${layers.join('|')})/`,
+            message: `src/${layer} must not depend on this layer (see docs/architecture.md, "Dependencies")`,
+          },
+        ],
+      },
+    ],
+  },
+}));
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'state/**', '.gpu/**', 'bench/results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        setImmediate: 'readonly',
+        URL: 'readonly',
+        AbortController: 'readonly',
+        AbortSignal: 'readonly',
+        fetch: 'readonly',
+        performance: 'readonly',
+        TextDecoder: 'readonly',
+        TextEncoder: 'readonly',
+        queueMicrotask: 'readonly',
+        structuredClone: 'readonly',
+      },
+    },
+    rules: {
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      // a function longer than a screen hides its steps; split it into named ones
+      'max-lines-per-function': ['error', { max: 60, skipBlankLines: true, skipComments: true }],
+    },
+  },
+  ...layerRules,
+  prettier,
+);
