@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseBytes } from '../config/index.js';
-import { createEngine, type EngineChoice, type EngineOptions } from '../engine/index.js';
+import { createEngine, ENGINE_CHOICES, type EngineChoice, type EngineOptions } from '../engine/index.js';
 import { methodNames } from '../methods/registry.js';
 import { runMerge, type MergeReport } from '../merge/runner.js';
 import { configureLog } from '../util/log.js';
@@ -109,11 +109,10 @@ export function registerMerge(program: Command): void {
     });
 }
 
-const ENGINES: readonly EngineChoice[] = ['auto', 'native', 'portable', 'cuda'];
 
 function engineChoice(o: MergeOpts): EngineChoice {
-  if (!ENGINES.includes(o.engine as EngineChoice))
-    throw new UsageError(`--engine must be ${ENGINES.join(', ')}, not "${o.engine}"`);
+  if (!(ENGINE_CHOICES as readonly string[]).includes(o.engine))
+    throw new UsageError(`--engine must be ${ENGINE_CHOICES.join(', ')}, not "${o.engine}"`);
   const gpuFlags = [
     o.device !== undefined && '--device',
     o.maxDeviceMemory !== undefined && '--max-device-memory',

@@ -3,7 +3,6 @@ export { loadConfig, parseConfig, DB_FILE_NAME, type Config, type PipelineConfig
 export {
   PIPELINE_NAME,
   type CommandNotifierConfig,
-  type EngineChoice,
   type EngineConfig,
   type EvaluatorConfig,
   type HttpNotifierConfig,

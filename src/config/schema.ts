@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { ENGINE_CHOICES } from '../engine/index.js';
 import { METHOD_NAMES, paramSchemas, type MethodName } from './params.js';
 import { parseBytes } from './units.js';
 
@@ -45,7 +46,7 @@ const seconds = z.number().positive();
  * normalised to the object (EngineConfig). device, max_memory and tf32 apply to the cuda engine
  * (and to auto when it picks cuda); the GPU is shared with the model server, hence max_memory.
  */
-const engineName = z.enum(['auto', 'native', 'portable', 'cuda']);
+const engineName = z.enum(ENGINE_CHOICES);
 const engineObject = z.strictObject({
   name: engineName,
   /** CUDA device ordinal */
@@ -241,5 +242,4 @@ export type SseNotifierConfig = z.output<typeof sseNotifier> & { name: string };
 export type NotifierConfig = HttpNotifierConfig | CommandNotifierConfig | SseNotifierConfig;
 export type EvaluatorConfig = NonNullable<z.output<typeof pipelineSchema>['evaluator']>;
 export type LogLevel = RawConfig['log_level'];
-export type EngineChoice = z.output<typeof engineName>;
 export type EngineConfig = z.output<typeof engine>;

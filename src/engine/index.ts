@@ -20,7 +20,9 @@ export type {
 } from './types.js';
 export { EngineFatalError, EngineUnavailableError } from './errors.js';
 
-export type EngineChoice = 'auto' | 'native' | 'portable' | 'cuda';
+/** What an operator may ask for: a named engine, or `auto` (cuda where a GPU answers, else native, else portable). */
+export const ENGINE_CHOICES = ['auto', 'native', 'portable', 'cuda'] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 
 export interface CudaOptions {
   /** CUDA device ordinal (default 0) */
