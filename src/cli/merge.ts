@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseBytes } from '../config/index.js';
 import { createEngine, ENGINE_CHOICES, type EngineChoice, type EngineOptions } from '../engine/index.js';
-import { methodNames } from '../methods/registry.js';
+import { METHOD_NAMES } from '../methods/registry.js';
 import { runMerge, type MergeReport } from '../merge/runner.js';
 import { configureLog } from '../util/log.js';
 import { UsageError } from './errors.js';
@@ -35,7 +35,7 @@ export function registerMerge(program: Command): void {
     .description('merge checkpoints into a merge state, continuing its sequence, and write the merged model')
     .requiredOption('--base <path>', 'base (pretrained) model: .safetensors file or model folder')
     .requiredOption('--state <dir>', 'merge-state directory (created on first use; later calls continue it)')
-    .requiredOption('--method <name>', `one of ${methodNames.join(', ')}`)
+    .requiredOption('--method <name>', `one of ${METHOD_NAMES.join(', ')}`)
     .option('--param <key=value>', 'method parameter (repeatable)', collect, [])
     .option(
       '--engine <engine>',
@@ -58,83 +58,98 @@ export function registerMerge(program: Command): void {
     .option('--threads <n>', 'BLAS threads (default: all cores)')
     .option('--json', 'print a JSON summary on stdout')
     .argument('<checkpoints...>', 'fine-tuned checkpoints, merged in this order')
-    .action(async (checkpoints: string[], o: MergeOpts) => {
-      configureLog({ stream: 'stderr', level: process.stderr.isTTY ? 'info' : 'warn' });
-      const params: Record<string, string> = {};
-      for (const kv of o.param) {
-        const i = kv.indexOf('=');
-        if (i <= 0) throw new UsageError(`--param expects key=value, got "${kv}"`);
-        params[kv.slice(0, i)] = kv.slice(i + 1);
-      }
-      // before anything is read or written: `--engine cuda` without a GPU exits 1 with one line
-      const engine = createEngine(engineChoice(o), engineOpts(o));
-      const progress = mergeProgress();
-      let report: MergeReport;
-      try {
-        report = await runMerge({
-          base: o.base,
-          stateDir: o.state,
-          method: o.method,
-          params,
-          checkpoints,
-          out: o.out,
-          engine,
-          rules: { include: o.include, exclude: o.exclude, linearInclude: o.linear, linearExclude: o.notLinear },
-          maxShardBytes: positiveInt(o.maxShardBytes, '--max-shard-bytes'),
-          maxTaskNormRatio: positiveNumber(o.maxTaskNormRatio, '--max-task-norm-ratio'),
-          onProgress: progress.onProgress,
-        });
-      } finally {
-        progress.stop();
-        engine.close();
-      }
-      const peakRssBytes = process.resourceUsage().maxRSS * 1024;
-      if (o.json) {
-        process.stdout.write(JSON.stringify({ ...report, peak_rss_bytes: peakRssBytes }, null, 1) + '\n');
-      } else if (process.stdout.isTTY) {
-        for (const s of report.steps) {
-          const lam = typeof s.scalars.lambda === 'number' ? ` λ=${s.scalars.lambda.toFixed(4)}` : '';
-          process.stdout.write(
-            `step ${s.t}: ${s.checkpoint} ‖τ‖=${s.task_vector_norm.toFixed(4)}${lam} (${(s.seconds.analysis + s.seconds.update).toFixed(2)} s)\n`,
-          );
-        }
-        const device = report.engine_info.device ? ` on ${report.engine_info.device}` : '';
-        const gpu = report.gpu
-          ? `, GPU ${report.gpu.gpu_seconds.toFixed(2)} s, peak device memory ${(report.gpu.peak_device_bytes / 2 ** 20).toFixed(0)} MiB`
-          : '';
-        process.stdout.write(
-          `wrote ${report.out_files.join(', ')} with ${report.engine} engine${device} in ${report.seconds.total.toFixed(2)} s, peak RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB${gpu}\n`,
-        );
-      }
+    .action(mergeAction);
+}
+
+async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void> {
+  configureLog({ stream: 'stderr', level: process.stderr.isTTY ? 'info' : 'warn' });
+  const params = paramOptions(opts.param);
+  // before anything is read or written: `--engine cuda` without a GPU exits 1 with one line
+  const engine = createEngine(engineChoice(opts), engineOpts(opts));
+  const progress = mergeProgress();
+  let report: MergeReport;
+  try {
+    report = await runMerge({
+      base: opts.base,
+      stateDir: opts.state,
+      method: opts.method,
+      params,
+      checkpoints,
+      out: opts.out,
+      engine,
+      rules: {
+        include: opts.include,
+        exclude: opts.exclude,
+        linearInclude: opts.linear,
+        linearExclude: opts.notLinear,
+      },
+      maxShardBytes: positiveInt(opts.maxShardBytes, '--max-shard-bytes'),
+      maxTaskNormRatio: positiveNumber(opts.maxTaskNormRatio, '--max-task-norm-ratio'),
+      onProgress: progress.onProgress,
     });
+  } finally {
+    progress.stop();
+    engine.close();
+  }
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  if (opts.json) process.stdout.write(JSON.stringify({ ...report, peak_rss_bytes: peakRssBytes }, null, 1) + '\n');
+  else if (process.stdout.isTTY) process.stdout.write(summaryLines(report, peakRssBytes));
 }
 
+/** `--param key=value` options as raw params (the method's schema reads the values; see parseMethodParams). */
+function paramOptions(pairs: readonly string[]): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (const kv of pairs) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new UsageError(`--param expects key=value, got "${kv}"`);
+    params[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return params;
+}
 
-function engineChoice(o: MergeOpts): EngineChoice {
-  if (!(ENGINE_CHOICES as readonly string[]).includes(o.engine))
-    throw new UsageError(`--engine must be ${ENGINE_CHOICES.join(', ')}, not "${o.engine}"`);
+/** The human summary: a line per step, then what was written. */
+function summaryLines(report: MergeReport, peakRssBytes: number): string {
+  let text = '';
+  for (const s of report.steps) {
+    const lam = typeof s.scalars.lambda === 'number' ? ` λ=${s.scalars.lambda.toFixed(4)}` : '';
+    text += `step ${s.t}: ${s.checkpoint} ‖τ‖=${s.task_vector_norm.toFixed(4)}${lam} (${(s.seconds.analysis + s.seconds.update).toFixed(2)} s)\n`;
+  }
+  const device = report.engine_info.device ? ` on ${report.engine_info.device}` : '';
+  const gpu = report.gpu
+    ? `, GPU ${report.gpu.gpu_seconds.toFixed(2)} s, peak device memory ${(report.gpu.peak_device_bytes / 2 ** 20).toFixed(0)} MiB`
+    : '';
+  text += `wrote ${report.out_files.join(', ')} with ${report.engine} engine${device} in ${report.seconds.total.toFixed(2)} s, peak RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB${gpu}\n`;
+  return text;
+}
+
+function engineChoice(opts: MergeOpts): EngineChoice {
+  if (!(ENGINE_CHOICES as readonly string[]).includes(opts.engine))
+    throw new UsageError(`--engine must be ${ENGINE_CHOICES.join(', ')}, not "${opts.engine}"`);
   const gpuFlags = [
-    o.device !== undefined && '--device',
-    o.maxDeviceMemory !== undefined && '--max-device-memory',
-    o.tf32 && '--tf32',
+    opts.device !== undefined && '--device',
+    opts.maxDeviceMemory !== undefined && '--max-device-memory',
+    opts.tf32 && '--tf32',
   ].filter(Boolean);
-  if (gpuFlags.length && o.engine !== 'cuda' && o.engine !== 'auto')
-    throw new UsageError(`${gpuFlags.join(', ')}: only with --engine cuda or auto, not ${o.engine}`);
-  return o.engine as EngineChoice;
+  if (gpuFlags.length && opts.engine !== 'cuda' && opts.engine !== 'auto')
+    throw new UsageError(`${gpuFlags.join(', ')}: only with --engine cuda or auto, not ${opts.engine}`);
+  return opts.engine as EngineChoice;
 }
 
-function engineOpts(o: MergeOpts): EngineOptions {
+function engineOpts(opts: MergeOpts): EngineOptions {
   let maxMemoryBytes: number | undefined;
-  if (o.maxDeviceMemory !== undefined) {
-    const n = parseBytes(o.maxDeviceMemory);
+  if (opts.maxDeviceMemory !== undefined) {
+    const n = parseBytes(opts.maxDeviceMemory);
     if (n === null || n <= 0)
-      throw new UsageError(`--max-device-memory expects a byte size such as 8GiB, got "${o.maxDeviceMemory}"`);
+      throw new UsageError(`--max-device-memory expects a byte size such as 8GiB, got "${opts.maxDeviceMemory}"`);
     maxMemoryBytes = n;
   }
-  const device = o.device === undefined ? undefined : /^[0-9]+$/.test(o.device) ? Number(o.device) : NaN;
+  const device = opts.device === undefined ? undefined : /^[0-9]+$/.test(opts.device) ? Number(opts.device) : NaN;
   if (device !== undefined && !Number.isSafeInteger(device))
-    throw new UsageError(`--device expects a device ordinal (0, 1, ...), got "${o.device}"`);
-  return { threads: positiveInt(o.threads, '--threads'), cuda: { device, maxMemoryBytes, tf32: o.tf32 === true } };
+    throw new UsageError(`--device expects a device ordinal (0, 1, ...), got "${opts.device}"`);
+  return {
+    threads: positiveInt(opts.threads, '--threads'),
+    cuda: { device, maxMemoryBytes, tf32: opts.tf32 === true },
+  };
 }
 
 function positiveNumber(v: string, flag: string): number {

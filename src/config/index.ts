@@ -11,16 +11,5 @@ export {
   type SseNotifierConfig,
   type TensorRulesConfig,
 } from './schema.js';
-export {
-  METHOD_NAMES,
-  parseParams,
-  type DopParams,
-  type MagmaxParams,
-  type MethodName,
-  type MethodParams,
-  type OpcmParams,
-  type TiesParams,
-  type TaskArithmeticParams,
-  type WeightAverageParams,
-} from './params.js';
+export { parseParams } from './params.js';
 export { parseBytes } from './units.js';

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from './errors.js';
 import { toConfigIssues } from './issues.js';
-import type { MethodName, MethodParams } from './params.js';
+import type { MethodName, MethodParams } from '../methods/registry.js';
 import {
   configSchema,
   type CommandNotifierConfig,

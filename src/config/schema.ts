@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ENGINE_CHOICES } from '../engine/index.js';
-import { METHOD_NAMES, paramSchemas, type MethodName } from './params.js';
+import { METHOD_NAMES, methods, type MethodName } from '../methods/registry.js';
 import { parseBytes } from './units.js';
 
 /**
@@ -176,29 +176,23 @@ const pipelineCommon = {
   engine,
 };
 
-/** One object schema per method, so `params` is checked against the chosen method's keys. */
+/**
+ * One object schema per method of the registry (src/methods/registry.ts), so `params` is checked
+ * against the chosen method's own schema: its keys (unknown ones are rejected), types and defaults.
+ */
 function pipelineFor<M extends MethodName>(method: M) {
   return z.strictObject({
     ...pipelineCommon,
     method: z.literal(method),
-    params: z.preprocess((v) => v ?? {}, paramSchemas[method]),
+    params: z.preprocess((v) => v ?? {}, methods[method].params),
   });
 }
 
-export const pipelineSchema = z.discriminatedUnion(
-  'method',
-  [
-    pipelineFor('opcm'),
-    pipelineFor('dop'),
-    pipelineFor('task_arithmetic'),
-    pipelineFor('ties'),
-    pipelineFor('magmax'),
-    pipelineFor('weight_average'),
-  ],
-  {
-    error: (iss) => (iss.code === 'invalid_union' ? `expected method: ${METHOD_NAMES.join(' | ')}` : undefined),
-  },
-);
+const [firstPipeline, ...otherPipelines] = METHOD_NAMES.map(pipelineFor);
+
+export const pipelineSchema = z.discriminatedUnion('method', [firstPipeline, ...otherPipelines], {
+  error: (iss) => (iss.code === 'invalid_union' ? `expected method: ${METHOD_NAMES.join(' | ')}` : undefined),
+});
 
 export const configSchema = z
   .strictObject({

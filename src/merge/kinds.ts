@@ -3,7 +3,7 @@ import { FLOAT_DTYPES, type TensorInfo } from '../io/types.js';
 import type { TensorKind } from '../methods/types.js';
 
 /**
- * Which tensors are merged and how (design.md §2, "Tensor kinds"). Patterns are globs over tensor
+ * Which tensors are merged and how (docs/methods.md#tensor-kinds). Patterns are globs over tensor
  * names; names have dots, not slashes, so `*` matches across dots (`*.fc1.weight`).
  */
 export interface TensorRules {

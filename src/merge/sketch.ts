@@ -2,7 +2,7 @@ import { createModelWriter } from '../io/model.js';
 import type { ModelReader } from '../io/types.js';
 
 /**
- * CountSketch of a model-sized vector (design.md §6): element j of tensor `name` goes to bucket
+ * CountSketch of a model-sized vector (docs/architecture.md#metrics): element j of tensor `name` goes to bucket
  * h(name, j) mod B with sign s(name, j), from a seeded hash, so ⟨sk(x), sk(y)⟩ is an unbiased
  * estimate of ⟨x, y⟩ with standard deviation about ‖x‖‖y‖/√B. Fixed size per task whatever the
  * model size: it lets the retention ρ[t][i] = ⟨M_t − θ0, τ_i⟩ / ‖τ_i‖² be estimated without

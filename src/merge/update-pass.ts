@@ -1,6 +1,6 @@
 import type { Engine } from '../engine/types.js';
 import type { ModelReader } from '../io/types.js';
-import type { MethodStep, TaskSource, TensorJob } from '../methods/types.js';
+import type { MethodStep, StepUpdate, TaskSource, TensorJob } from '../methods/types.js';
 import type { BufferPool } from './buffers.js';
 import type { CountSketch } from './sketch.js';
 import { assertFinite } from './validate.js';
@@ -8,18 +8,42 @@ import { assertFinite } from './validate.js';
 /** element-wise tensors waiting behind linear ones, at most (they are small; this bounds memory) */
 const MAX_IN_FLIGHT = 16;
 
-export type Update = Awaited<ReturnType<MethodStep['update']>>;
-
 /** A tensor's base, previous state (null at t = 1) and checkpoint values, decoded; the checkpoint checked finite. */
 export function readTensors(
   base: ModelReader,
   prev: ModelReader | null,
   ckpt: ModelReader,
   name: string,
-): { b: Float32Array; p: Float32Array | null; c: Float32Array } {
-  const c = ckpt.readF32(name);
-  assertFinite(ckpt.path, name, c);
-  return { b: base.readF32(name), p: prev ? prev.readF32(name) : null, c };
+): { base: Float32Array; prev: Float32Array | null; ckpt: Float32Array } {
+  const ckptValues = ckpt.readF32(name);
+  assertFinite(ckpt.path, name, ckptValues);
+  return { base: base.readF32(name), prev: prev ? prev.readF32(name) : null, ckpt: ckptValues };
+}
+
+/** Squared norms of one tensor's task vector and base, summed in float64. */
+export interface TauSums {
+  tauSq: number;
+  baseSq: number;
+}
+
+/**
+ * The merge's one ‖τ‖² formula: τ = ckpt − base as the float32 tensor it is stored as, squared and
+ * summed in float64 in element order (chunks of a tensor continue one running sum); ‖θ0‖² beside.
+ * Stores τ into `out` when given (it may alias `ckpt`).
+ */
+export function addTauChunk(ckpt: Float32Array, base: Float32Array, out: Float32Array | null, sums: TauSums): void {
+  // sums in locals: a field updated in a hot loop costs a store per element
+  let tauSq = sums.tauSq;
+  let baseSq = 0;
+  for (let i = 0; i < base.length; i++) {
+    const x = base[i];
+    const tau = Math.fround(ckpt[i] - x);
+    if (out !== null) out[i] = tau;
+    tauSq += tau * tau;
+    baseSq += x * x;
+  }
+  sums.tauSq = tauSq;
+  sums.baseSq += baseSq;
 }
 
 export interface UpdatePassInput {
@@ -33,127 +57,127 @@ export interface UpdatePassInput {
   jobs: readonly TensorJob[];
   pool: BufferPool;
   sketch: CountSketch | null;
-  /** each tensor's new state, in job order; `r.state` may be a pooled buffer, valid during the call */
-  record(job: TensorJob, r: Update, tauSq: number): void;
+  /** each tensor's new state, in job order; `update.state` may be a pooled buffer, valid during the call */
+  record(job: TensorJob, update: StepUpdate, tauSq: number): void;
 }
 
 /**
- * The update pass of one step: every tensor through the method, results recorded strictly in job
- * order. Returns ‖θ0‖² over the merged tensors.
+ * One tensor's TaskSource: prev and τ decoded into `buffer`, the base and (for addPrev) the
+ * previous state streamed in chunks; or, through tensors(), the checkpoint into `buffer` and the
+ * base and previous state whole. ‖τ‖² and ‖θ0‖² land in `sums` when the checkpoint is read.
+ */
+class TensorInputs implements TaskSource {
+  readonly sums: TauSums = { tauSq: 0, baseSq: 0 };
+  ckptRead = false;
+
+  constructor(
+    private readonly pass: UpdatePassInput,
+    private readonly name: string,
+    private readonly buffer: Float32Array,
+  ) {}
+
+  prev(): Float32Array | null {
+    return this.pass.prev ? this.pass.prev.readF32Into(this.name, this.buffer) : null;
+  }
+
+  tau(): { tau: Float32Array; sq: number } {
+    const tau = this.readCkpt();
+    this.pass.base.readF32Chunks(this.name, (off, chunk) => {
+      const view = tau.subarray(off, off + chunk.length);
+      addTauChunk(view, chunk, view, this.sums);
+    });
+    this.pass.sketch?.addDiff(this.name, tau);
+    return { tau, sq: this.sums.tauSq };
+  }
+
+  addPrev(out: Float32Array): Float32Array {
+    const { prev, method } = this.pass;
+    if (!prev) throw new Error(`${method}: no previous state at step 1`);
+    prev.readF32Chunks(this.name, (off, chunk) => {
+      const dst = out.subarray(off, off + chunk.length);
+      for (let i = 0; i < chunk.length; i++) dst[i] += chunk[i];
+    });
+    return out;
+  }
+
+  tensors(): { base: Float32Array; prev: Float32Array | null; ckpt: Float32Array } {
+    const ckpt = this.readCkpt();
+    const base = this.pass.base.readF32(this.name);
+    // before the method may overwrite the checkpoint
+    addTauChunk(ckpt, base, null, this.sums);
+    this.pass.sketch?.addDiff(this.name, ckpt, base);
+    return { base, prev: this.pass.prev ? this.pass.prev.readF32(this.name) : null, ckpt };
+  }
+
+  private readCkpt(): Float32Array {
+    const { ckpt, method } = this.pass;
+    if (this.ckptRead) throw new Error(`${method}: checkpoint tensor ${this.name} read twice`);
+    this.ckptRead = true;
+    const values = ckpt.readF32Into(this.name, this.buffer);
+    assertFinite(ckpt.path, this.name, values);
+    return values;
+  }
+}
+
+/** A tensor's update under way. */
+interface InFlight {
+  job: TensorJob;
+  linear: boolean;
+  /** the pooled buffer to give back once recorded (null: a fresh one, left to the GC) */
+  pooled: Float32Array | null;
+  done: Promise<{ update: StepUpdate; sums: TauSums }>;
+}
+
+/**
+ * Starts the method's update of one tensor on `buffer`. Starting it from its own frame keeps the
+ * decoded tensors referenced only by the method while it awaits (it may drop them early).
+ */
+function startUpdate(pass: UpdatePassInput, job: TensorJob, buffer: Float32Array): InFlight['done'] {
+  const inputs = new TensorInputs(pass, job.name, buffer);
+  return pass.step.updateTask(job, inputs).then((update) => {
+    if (!inputs.ckptRead) throw new Error(`${pass.method}: updateTask did not read the checkpoint for ${job.name}`);
+    return { update, sums: inputs.sums };
+  });
+}
+
+/**
+ * The update pass of one step: every tensor through the method's updateTask, results recorded
+ * strictly in job order. Returns ‖θ0‖² over the merged tensors.
  *
  * Tensors the engine runs side by side (`engine.concurrencyFor`: every ViT-B/32 tensor; each in
  * flight holds ~6 tensor-sized buffers) are kept in flight so that that many linear ones (the SVDs
  * and products) overlap; element-wise tensors between them (biases, norms) do not count, since
  * file order interleaves them. Tensors whose jobs run alone go one at a time, which is also what
- * keeps a 1.1B model under 1 GB.
- * Methods with `updateTask` (OPCM) get a pooled buffer per linear tensor and read prev, τ and the
- * base through a TaskSource on it; the others get freshly decoded tensors.
+ * keeps a 1.1B model under 1 GB. Linear tensors in flight and tensors that run alone get a pooled
+ * buffer (see BufferPool); the small element-wise ones in flight a fresh one.
  */
-export async function runUpdatePass(u: UpdatePassInput): Promise<number> {
-  const { step, base, prev, ckpt, sketch } = u;
-  let baseSq = 0;
-
-  // Loads and starts update from its own frame, so the buffers are referenced only by the method
-  // while it awaits (the method may drop the base early). ‖τ‖² is taken before the method may
-  // overwrite the checkpoint buffer.
-  const startUpdate = (job: TensorJob) => {
-    const { b, p, c } = readTensors(base, prev, ckpt, job.name);
-    // sums in locals: a captured `let` updated in a hot loop is a boxed double (an allocation per store)
-    let tq = 0;
-    let bq = 0;
-    for (let i = 0; i < c.length; i++) {
-      const d = c[i] - b[i];
-      tq += d * d;
-      bq += b[i] * b[i];
-    }
-    baseSq += bq;
-    sketch?.addDiff(job.name, c, b);
-    return step.update(job, b, p, c).then((r) => ({ r, tq }));
-  };
-
-  // prev and τ in one buffer; the base and (for addPrev) prev stream in chunks
-  const startTask = (job: TensorJob, buf: Float32Array) => {
-    const name = job.name;
-    let tq = 0;
-    let loaded = false;
-    const src: TaskSource = {
-      prev: () => (prev ? prev.readF32Into(name, buf) : null),
-      tau: () => {
-        if (loaded) throw new Error(`${u.method}: τ of ${name} loaded twice`);
-        loaded = true;
-        const tau = ckpt.readF32Into(name, buf);
-        assertFinite(ckpt.path, name, tau);
-        base.readF32Chunks(name, (off, chunk) => {
-          const dst = tau.subarray(off, off + chunk.length);
-          let t = tq; // one running sum in element order, as a single pass over τ would take
-          let bq = 0;
-          for (let i = 0; i < chunk.length; i++) {
-            const x = chunk[i];
-            const d = Math.fround(dst[i] - x); // the stored τ, so ‖τ‖² is that of the float32 tensor
-            t += d * d;
-            bq += x * x;
-            dst[i] = d;
-          }
-          tq = t;
-          baseSq += bq;
-        });
-        sketch?.addDiff(name, tau);
-        return { tau, sq: tq };
-      },
-      addPrev: (out) => {
-        if (!prev) throw new Error(`${u.method}: no previous state at step 1`);
-        prev.readF32Chunks(name, (off, chunk) => {
-          const dst = out.subarray(off, off + chunk.length);
-          for (let i = 0; i < chunk.length; i++) dst[i] += chunk[i];
-        });
-        return out;
-      },
-    };
-    return step.updateTask!(job, src).then((r) => {
-      if (!loaded) throw new Error(`${u.method}: updateTask did not read the checkpoint for ${name}`);
-      return { r, tq };
-    });
-  };
-
-  const inflight: {
-    job: TensorJob;
-    linear: boolean;
-    buf: Float32Array | null;
-    done: Promise<{ r: Update; tq: number }>;
-  }[] = [];
+export async function runUpdatePass(pass: UpdatePassInput): Promise<number> {
+  const inflight: InFlight[] = [];
   let linearInFlight = 0;
-  const finishOne = async () => {
-    const f = inflight.shift()!;
-    if (f.linear) linearInFlight--;
-    const { r, tq } = await f.done;
-    u.record(f.job, r, tq);
-    if (f.buf) u.pool.release(f.buf);
+  let baseSq = 0;
+  const finishOldest = async () => {
+    const oldest = inflight.shift()!;
+    if (oldest.linear) linearInFlight--;
+    const { update, sums } = await oldest.done;
+    baseSq += sums.baseSq;
+    pass.record(oldest.job, update, sums.tauSq);
+    if (oldest.pooled) pass.pool.release(oldest.pooled);
   };
-  const lean = step.updateTask !== undefined;
-  for (const job of u.jobs) {
-    const lanes = u.engine.concurrencyFor(job.size);
+  for (const job of pass.jobs) {
+    const lanes = pass.engine.concurrencyFor(job.size);
+    const linear = job.kind === 'linear';
     if (lanes > 1) {
-      const linear = job.kind === 'linear';
-      while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= lanes)) await finishOne();
-      // pooled buffers for the linear tensors (at most `concurrency` at once), fresh small ones otherwise
-      const buf = lean && linear ? u.pool.acquire(job.size) : null;
-      const done = lean ? startTask(job, buf ?? new Float32Array(job.size)) : startUpdate(job);
-      done.catch(() => undefined); // surfaced by finishOne; never an unhandled rejection
-      inflight.push({ job, linear, buf, done });
+      while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= lanes)) await finishOldest();
       if (linear) linearInFlight++;
-      continue;
-    }
-    while (inflight.length) await finishOne();
-    if (lean) {
-      const buf = u.pool.acquire(job.size);
-      const { r, tq } = await startTask(job, buf);
-      u.record(job, r, tq);
-      u.pool.release(buf);
     } else {
-      const { r, tq } = await startUpdate(job);
-      u.record(job, r, tq);
+      while (inflight.length) await finishOldest();
     }
+    const pooled = lanes === 1 || linear ? pass.pool.acquire(job.size) : null;
+    const done = startUpdate(pass, job, pooled ?? new Float32Array(job.size));
+    done.catch(() => undefined); // surfaced by finishOldest; never an unhandled rejection
+    inflight.push({ job, linear, pooled, done });
+    if (lanes === 1) await finishOldest();
   }
-  while (inflight.length) await finishOne();
+  while (inflight.length) await finishOldest();
   return baseSq;
 }

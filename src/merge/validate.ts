@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto';
 import { InputError, type ModelReader } from '../io/types.js';
 
-/** Tensor-set checks of a checkpoint against the base (design.md §7): names, shapes, dtypes. */
+/** Tensor-set checks of a checkpoint against the base: names, shapes, dtypes. */
 export function validateAgainstBase(base: ModelReader, ckpt: ModelReader): void {
   const missing = [...base.tensors.keys()].filter((n) => !ckpt.tensors.has(n));
   if (missing.length) throw new InputError(ckpt.path, `tensor missing against the base: ${list(missing)}`);
   const extra = [...ckpt.tensors.keys()].filter((n) => !base.tensors.has(n));
   if (extra.length) throw new InputError(ckpt.path, `tensor not in the base: ${list(extra)}`);
-  for (const [name, b] of base.tensors) {
-    const c = ckpt.tensors.get(name)!;
-    if (c.shape.length !== b.shape.length || c.shape.some((d, i) => d !== b.shape[i])) {
-      throw new InputError(ckpt.path, `shape mismatch for ${name}: [${c.shape}] vs base [${b.shape}]`);
+  for (const [name, want] of base.tensors) {
+    const got = ckpt.tensors.get(name)!;
+    if (got.shape.length !== want.shape.length || got.shape.some((dim, i) => dim !== want.shape[i])) {
+      throw new InputError(ckpt.path, `shape mismatch for ${name}: [${got.shape}] vs base [${want.shape}]`);
     }
-    if (c.dtype !== b.dtype)
-      throw new InputError(ckpt.path, `dtype mismatch for ${name}: ${c.dtype} vs base ${b.dtype}`);
+    if (got.dtype !== want.dtype)
+      throw new InputError(ckpt.path, `dtype mismatch for ${name}: ${got.dtype} vs base ${want.dtype}`);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Exact k-th smallest |x| over a stream of float32 chunks, without holding the stream:
  * non-negative float32 values order like their bit patterns, so two histogram passes over the
- * high and low 16 bits find the exact value (design.md §2, TIES).
+ * high and low 16 bits find the exact value (docs/methods.md#ties).
  */
 export class MagnitudeSelector {
   private readonly hist = new Float64Array(65536);

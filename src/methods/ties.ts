@@ -1,23 +1,21 @@
 import { z } from 'zod';
-import { parseWith } from './params.js';
+import { elementwise } from './elementwise.js';
 import { MagnitudeSelector } from './radix-select.js';
 import type { Method, MethodStep, StepContext, TensorJob } from './types.js';
 
 /**
- * Continual TIES (design.md §2). State: M. t = 1: M = θ0 + s·τ1. t ≥ 2: a = M − θ0, b = τ_t, each
- * trimmed to its top entries by a global magnitude quantile over all merged tensors, signs elected,
- * disjoint merge; M_t = M_{t−1} + s·merged.
+ * Continual TIES (docs/methods.md). State: M. t = 1: M = θ0 + s·τ1. t ≥ 2: a = M − θ0, b = τ_t,
+ * each trimmed to its top entries by a global magnitude quantile over all merged tensors, signs
+ * elected, disjoint merge; M_t = M_{t−1} + s·merged.
  * Passes: 0, 1 find both quantiles exactly (radix selection); 2 sums the elected signs (the sign
  * given to elements whose elected sign is 0); then the update pass.
  */
-export const tiesParams = z
-  .object({
-    scaling_factor: z.number().finite().default(0.5),
-    threshold: z.number().gt(0).max(100).default(20),
-    merge_func: z.enum(['sum', 'mean', 'max']).default('sum'),
-  })
-  .strict();
-export type TiesParams = z.infer<typeof tiesParams>;
+const params = z.strictObject({
+  scaling_factor: z.number().finite().default(0.5),
+  threshold: z.number().gt(0).max(100).default(20),
+  merge_func: z.enum(['sum', 'mean', 'max']).default('sum'),
+});
+export type TiesParams = z.output<typeof params>;
 
 function sign(x: number): number {
   return x > 0 ? 1 : x < 0 ? -1 : 0;
@@ -35,13 +33,13 @@ class TiesStep implements MethodStep {
   constructor(private readonly ctx: StepContext<TiesParams>) {
     this.analysisPasses = ctx.t === 1 ? 0 : 3;
     if (ctx.t > 1) {
-      const d = ctx.tensors.reduce((acc, j) => acc + j.size, 0);
-      const th = ctx.params.threshold;
-      const K = th > 1 ? th / 100 : th;
-      // K = 1 would ask for the 0th value: keep every entry instead
-      const k = Math.max(1, d - Math.floor(d * K));
-      this.selA = new MagnitudeSelector(k);
-      this.selB = new MagnitudeSelector(k);
+      const elements = ctx.tensors.reduce((acc, j) => acc + j.size, 0);
+      const threshold = ctx.params.threshold;
+      const keepShare = threshold > 1 ? threshold / 100 : threshold;
+      // a keep share of 1 would ask for the 0th value: keep every entry instead
+      const rank = Math.max(1, elements - Math.floor(elements * keepShare));
+      this.selA = new MagnitudeSelector(rank);
+      this.selB = new MagnitudeSelector(rank);
     }
   }
 
@@ -75,11 +73,14 @@ class TiesStep implements MethodStep {
     }
   }
 
-  async update(_job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array) {
+  readonly updateTask = elementwise((base, prev, ckpt) => this.merge(base, prev, ckpt));
+
+  /** the new state M_t, into the checkpoint's buffer */
+  private merge(base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): Float32Array {
     const s = this.ctx.params.scaling_factor;
     if (prev === null) {
       for (let i = 0; i < ckpt.length; i++) ckpt[i] = base[i] + s * Math.fround(ckpt[i] - base[i]);
-      return { state: ckpt };
+      return ckpt;
     }
     const { thA, thB, fallbackSign } = this;
     const func = this.ctx.params.merge_func;
@@ -101,7 +102,7 @@ class TiesStep implements MethodStep {
       else merged = Math.max(Math.abs(sa), Math.abs(sb)) * sg;
       ckpt[i] = prev[i] + s * Math.fround(merged);
     }
-    return { state: ckpt };
+    return ckpt;
   }
 
   finish() {
@@ -117,8 +118,7 @@ function diff(x: Float32Array, base: Float32Array): Float32Array {
 
 export const ties: Method<TiesParams> = {
   name: 'ties',
-  defaults: { scaling_factor: 0.5, threshold: 20, merge_func: 'sum' },
-  parseParams: (raw) => parseWith('ties', tiesParams, raw),
+  params,
   begin: (ctx) => new TiesStep(ctx),
   output: (_job, _base, state) => state,
 };

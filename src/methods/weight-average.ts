@@ -1,25 +1,20 @@
 import { z } from 'zod';
-import { parseWith } from './params.js';
-import type { Method, MethodStep } from './types.js';
+import { elementwiseStep } from './elementwise.js';
+import type { Method } from './types.js';
 
-/** Continual weight average: M_t = ((t−1)·M_{t−1} + θ_t) / t. State: M. */
-export const weightAverageParams = z.object({}).strict();
-export type WeightAverageParams = z.infer<typeof weightAverageParams>;
+/** Continual weight average (docs/methods.md): M_t = ((t−1)·M_{t−1} + θ_t) / t. State: M. */
+const params = z.strictObject({});
+export type WeightAverageParams = z.output<typeof params>;
 
 export const weightAverage: Method<WeightAverageParams> = {
   name: 'weight_average',
-  defaults: {},
-  parseParams: (raw) => parseWith('weight_average', weightAverageParams, raw),
-  begin({ t }): MethodStep {
-    return {
-      analysisPasses: 0,
-      async update(_job, _base, prev, ckpt) {
-        if (prev === null) return { state: ckpt };
-        for (let i = 0; i < ckpt.length; i++) ckpt[i] = (prev[i] * (t - 1) + ckpt[i]) / t;
-        return { state: ckpt };
-      },
-      finish: () => ({ scalars: {}, summary: {} }),
-    };
+  params,
+  begin({ t }) {
+    return elementwiseStep((_base, prev, ckpt) => {
+      if (prev === null) return ckpt;
+      for (let i = 0; i < ckpt.length; i++) ckpt[i] = (prev[i] * (t - 1) + ckpt[i]) / t;
+      return ckpt;
+    });
   },
   output: (_job, _base, state) => state,
 };

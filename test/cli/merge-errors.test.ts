@@ -38,7 +38,7 @@ function cliOnlyKinds(): BadKind[] {
     const bytes = readFileSync(good);
     const n = Number(bytes.readBigUInt64LE(0));
     return {
-      header: JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, any>,
+      header: JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, Record<string, unknown>>,
       data: bytes.subarray(8 + n),
     };
   };

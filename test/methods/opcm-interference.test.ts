@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PortableEngine } from '../../src/engine/portable.js';
 import { openModel } from '../../src/io/model.js';
+import type { MergeReport } from '../../src/merge/runner.js';
 import { cmerge } from '../helpers/cli.js';
 import { fixturesDir, tempDir } from '../helpers/paths.js';
 
 /**
- * The interference OPCM reports (design.md §6: ‖U_kᵀ Δ V_k‖ / ‖Δ‖, Δ = M_t − M_{t−1}, U_k V_k the
+ * The interference OPCM reports (docs/methods.md: ‖U_kᵀ Δ V_k‖ / ‖Δ‖, Δ = M_t − M_{t−1}, U_k V_k the
  * leading k pairs of M_{t−1} − θ0) against that definition evaluated literally on the published
  * models: each step a separate `cmerge merge`, the SVD of M_{t−1} − θ0 from the portable engine,
  * the projection in float64.
@@ -20,7 +21,6 @@ test('OPCM interference per tensor and per model equals ‖U_kᵀ Δ V_k‖ / �
     const c = join(fixturesDir, 'parity', 'clip-f32');
     const base = openModel(join(c, 'base.safetensors'));
     const outs: string[] = [];
-    let report: any = null;
     for (let t = 0; t < 3; t++) {
       outs.push(join(dir, `m${t + 1}.safetensors`));
       const r = cmerge([
@@ -37,7 +37,7 @@ test('OPCM interference per tensor and per model equals ‖U_kᵀ Δ V_k‖ / �
         join(c, `task_${t}.safetensors`),
       ]);
       assert.equal(r.status, 0, r.stderr);
-      report = JSON.parse(r.stdout);
+      const report = JSON.parse(r.stdout) as MergeReport;
       const step = report.steps[0];
       if (t === 0) {
         assert.equal(step.summary.interference, undefined, 'no previous merged model at t = 1');
