@@ -1,4 +1,37 @@
-/** Wait before retry number `failures` (1, 2, ...) of work that failed for reasons outside it: 5 s doubling, at most 10 min. */
-export function retryDelayMs(failures: number): number {
-  return Math.min(600_000, 5_000 * 2 ** (failures - 1));
+/**
+ * Time in the daemon: retry delays for work that failed for reasons outside it, and the clock the
+ * waits run on (the system's, or a test's that moves only when told).
+ */
+export interface BackoffOptions {
+  /** wait before the first retry, ms (default 5 s); doubles with each further failure */
+  initialMs: number;
+  /** the longest wait, ms (default 10 min) */
+  maxMs: number;
 }
+
+export const DEFAULT_BACKOFF: Readonly<BackoffOptions> = { initialMs: 5_000, maxMs: 600_000 };
+
+/** Wait before retry number `failures` (1, 2, ...): 5 s doubling, at most 10 min, unless `options` say otherwise. */
+export function retryDelayMs(failures: number, options: BackoffOptions = DEFAULT_BACKOFF): number {
+  return Math.min(options.maxMs, options.initialMs * 2 ** (failures - 1));
+}
+
+/** What waits and timestamps read: injectable, so that a test can move time instead of sleeping. */
+export interface Clock {
+  /** milliseconds since the epoch */
+  now(): number;
+  /**
+   * Calls `fn` once, `ms` from now; returns a function that cancels it. A `weak` timer does not
+   * keep the process alive on its own (Node's unref).
+   */
+  setTimer(fn: () => void, ms: number, opts?: { weak?: boolean }): () => void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimer(fn, ms, opts) {
+    const timer = setTimeout(fn, ms);
+    if (opts?.weak) timer.unref();
+    return () => clearTimeout(timer);
+  },
+};

@@ -7,10 +7,11 @@ import { openStore, type Store } from '../store/index.js';
 import { configureLog, log } from '../util/log.js';
 import { checkpointSha256 } from './checkpoint-hash.js';
 import { checkEngines } from './engine-check.js';
-import { Intake } from './intake.js';
+import { Intake } from './intake/index.js';
+import type { Clock } from './backoff.js';
 import { Limiter } from './limiter.js';
 import { DaemonMetrics, type PipelineGauges } from './metrics-server.js';
-import { PipelineRunner } from './pipeline.js';
+import { PipelineRunner, type RunnerTimings } from './pipeline.js';
 
 /**
  * The daemon: one store, and per pipeline an intake (drop folder → queue) and a runner
@@ -23,11 +24,18 @@ interface Pipeline {
   runner: PipelineRunner;
 }
 
+/** How long a checkpoint may stay incomplete before it is rejected, unless DaemonOptions say otherwise. */
+export const DEFAULT_INCOMPLETE_TIMEOUT_MS = 600_000;
+
 export interface DaemonOptions {
   /** how long a checkpoint may stay incomplete before it is rejected (default 10 min) */
   incompleteTimeoutMs?: number;
   /** a merge hit EngineFatalError (the device is lost for this process): the daemon must exit */
   onFatal?: (e: Error) => void;
+  /** the pipeline runners' waits (default DEFAULT_RUNNER_TIMINGS) */
+  runnerTimings?: Partial<RunnerTimings>;
+  /** the pipeline runners' clock (default: the system clock) */
+  clock?: Clock;
 }
 
 export class Daemon {
@@ -83,6 +91,8 @@ export class Daemon {
         baseSha256,
         metrics: this.metrics,
         onFatal,
+        clock: this.opts.clock,
+        timings: this.opts.runnerTimings,
       });
       const engine = this.store.lastEngine(cfg.name);
       if (engine) this.metrics?.setEngine(cfg.name, engine.info);
@@ -93,7 +103,7 @@ export class Daemon {
         store: this.store,
         base,
         log: plog,
-        incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? 600_000,
+        incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? DEFAULT_INCOMPLETE_TIMEOUT_MS,
         onQueued: () => runner.kick(),
         onRejected: () => this.metrics?.countRejection(cfg.name),
       });
@@ -143,13 +153,13 @@ export class Daemon {
   /** One line for systemd's STATUS: queue lengths and the running merges with progress. */
   statusLine(): string {
     const parts = this.pipelines.map((p) => {
-      const q = this.store.queued(p.cfg.name).length;
-      const cur = p.runner.status;
-      if (!cur) return `${p.cfg.name}: ${q} queued`;
-      const pr = cur.progress
-        ? ` ${cur.progress.phase} ${Math.round((100 * (cur.progress.index + 1)) / cur.progress.total)}%`
+      const queued = this.store.queued(p.cfg.name).length;
+      const current = p.runner.status;
+      if (!current) return `${p.cfg.name}: ${queued} queued`;
+      const progress = current.progress
+        ? ` ${current.progress.phase} ${Math.round((100 * (current.progress.index + 1)) / current.progress.total)}%`
         : '';
-      return `${p.cfg.name}: merging ${cur.checkpoint} (step ${cur.step}${pr}), ${q} queued`;
+      return `${p.cfg.name}: merging ${current.checkpoint} (step ${current.step}${progress}), ${queued} queued`;
     });
     return parts.join('; ');
   }
@@ -157,11 +167,15 @@ export class Daemon {
   private gauges(): Record<string, PipelineGauges> {
     const out: Record<string, PipelineGauges> = {};
     for (const p of this.pipelines) {
-      const cur = p.runner.status;
+      const current = p.runner.status;
       out[p.cfg.name] = {
         queued: this.store.queued(p.cfg.name).length,
         currentVersion: this.store.latestVersion(p.cfg.name)?.number ?? null,
-        mergingProgress: cur ? (cur.progress ? (cur.progress.index + 1) / cur.progress.total : 0) : null,
+        mergingProgress: current
+          ? current.progress
+            ? (current.progress.index + 1) / current.progress.total
+            : 0
+          : null,
       };
     }
     return out;

@@ -16,10 +16,12 @@ export function runEvaluator(cfg: EvaluatorConfig, versionDir: string): Promise<
         if (err)
           return reject(new Error(`evaluator failed: ${err.message.split('\n')[0]} ${String(stderr).slice(-500)}`));
         try {
-          const v = JSON.parse(String(stdout).trim().split('\n').pop() ?? '');
-          if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+          const parsed: unknown = JSON.parse(String(stdout).trim().split('\n').pop() ?? '');
+          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+            throw new Error('not a JSON object');
           const scores: Record<string, number> = {};
-          for (const [k, x] of Object.entries(v)) if (typeof x === 'number' && Number.isFinite(x)) scores[k] = x;
+          for (const [task, score] of Object.entries(parsed))
+            if (typeof score === 'number' && Number.isFinite(score)) scores[task] = score;
           resolve(scores);
         } catch (e) {
           reject(new Error(`evaluator output is not a JSON object of scores: ${(e as Error).message}`));

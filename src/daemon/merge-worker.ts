@@ -2,8 +2,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { EngineConfig } from '../config/index.js';
 import { createEngine, EngineFatalError, type Engine } from '../engine/index.js';
 import { InputError } from '../io/types.js';
-import { runMerge, type MergeRequest } from '../merge/runner.js';
+import { runMerge, type MergeProgress, type MergeRequest } from '../merge/runner.js';
 import { engineOptions } from './engine-check.js';
+import { DEFAULT_PROGRESS_MESSAGE_MS } from './worker-client.js';
 
 /**
  * Worker-thread entry: one merge per worker, so the main event loop stays responsive and the
@@ -14,15 +15,17 @@ export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & {
   threads?: number;
   /** Int32 flag set by the daemon to stop the merge at the next tensor (a clean, cooperative stop) */
   abortFlag?: SharedArrayBuffer;
+  /** least time between two progress messages, ms (default DEFAULT_PROGRESS_MESSAGE_MS); a pass's last tensor is always reported */
+  progressMessageMs?: number;
 };
 
 export type WorkerMessage =
-  | { type: 'progress'; t: number; phase: string; index: number; total: number; tensor: string }
+  | { type: 'progress'; progress: MergeProgress }
   | { type: 'done'; report: Awaited<ReturnType<typeof runMerge>>; peakRssBytes: number }
   // fatal: the engine's device is lost for the whole process (EngineFatalError): the daemon must exit
   | { type: 'error'; input: boolean; fatal?: boolean; file?: string; reason?: string; message: string; stack?: string };
 
-const { abortFlag, ...req } = workerData as WorkerRequest;
+const { abortFlag, progressMessageMs = DEFAULT_PROGRESS_MESSAGE_MS, ...req } = workerData as WorkerRequest;
 const aborted = abortFlag ? new Int32Array(abortFlag) : null;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 let engine: Engine | null = null;
@@ -32,16 +35,15 @@ try {
   const report = await runMerge({
     ...req,
     engine,
-    onProgress: (p) => {
+    onProgress: (progress) => {
       // Throwing here unwinds runMerge like any failure (pending generation and output discarded).
       // Worker.terminate() instead would tear the worker down under a running native job, whose
       // completion then aborts the whole process.
       if (aborted && Atomics.load(aborted, 0) !== 0) throw new Error('merge aborted: the daemon is stopping');
-      // a few updates a second are plenty for STATUS lines and logs
       const now = Date.now();
-      if (now - lastPost > 200 || p.index + 1 === p.total) {
+      if (now - lastPost > progressMessageMs || progress.index + 1 === progress.total) {
         lastPost = now;
-        post({ type: 'progress', ...p });
+        post({ type: 'progress', progress });
       }
     },
   });

@@ -2,7 +2,7 @@ import type { MergeReport, StepReport } from '../merge/runner.js';
 import type { TensorMetric } from '../store/index.js';
 
 /**
- * The figures recorded for one merge (design.md §6): per tensor ‖τ‖, ‖M_t − θ0‖ and the method's
+ * The figures recorded for one merge (docs/architecture.md): per tensor ‖τ‖, ‖M_t − θ0‖ and the method's
  * own (OPCM split rank and removed share, DOP losses and weights); per model the norm-weighted
  * aggregates and the method's scalars (λ ...).
  */
@@ -14,8 +14,8 @@ export function mergeMetrics(
   let removedSq = 0,
     tauSq = 0,
     mergedSq = 0;
-  for (const [tensor, m] of Object.entries(step.tensors)) {
-    const { task_norm, split_rank, removed_share, interference, ...extra } = m;
+  for (const [tensor, figures] of Object.entries(step.tensors)) {
+    const { task_norm, split_rank, removed_share, interference, ...extra } = figures;
     const merged = report.merged_norms[tensor] ?? null;
     tensors.push({
       tensor,
@@ -32,7 +32,7 @@ export function mergeMetrics(
     if (merged !== null) mergedSq += merged ** 2;
   }
   const scalars: Record<string, number> = {};
-  for (const [k, v] of Object.entries(step.scalars)) if (typeof v === 'number') scalars[k] = v;
+  for (const [name, value] of Object.entries(step.scalars)) if (typeof value === 'number') scalars[name] = value;
   const model: Record<string, number | null> = {
     task_vector_norm: step.task_vector_norm,
     merged_task_vector_norm: Object.keys(report.merged_norms).length ? Math.sqrt(mergedSq) : null,

@@ -7,7 +7,7 @@ import { EngineFatalError } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
 import type { TensorRules } from '../merge/kinds.js';
-import type { MergeReport } from '../merge/runner.js';
+import type { MergeProgress } from '../merge/runner.js';
 import {
   applyRetention,
   beginVersion,
@@ -18,20 +18,27 @@ import {
   runNotifiers,
   sha256File,
   swapCurrent,
+  type PublishedVersion,
   type SseHubs,
+  type Staging,
 } from '../publish/index.js';
 import { SHUTDOWN_REASON, type Checkpoint, type Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
-import { retryDelayMs } from './backoff.js';
+import { DEFAULT_BACKOFF, retryDelayMs, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { runEvaluator } from './evaluator.js';
 import type { Limiter } from './limiter.js';
 import type { DaemonMetrics } from './metrics-server.js';
 import { mergeMetrics } from './metrics.js';
-import { moveToQuarantine, quarantineTarget } from './quarantine.js';
-import { startMergeWorker, type MergeProgressInfo, type RunningMerge } from './worker-client.js';
+import { moveToQuarantine, quarantineTarget } from './intake/quarantine.js';
+import {
+  DEFAULT_PROGRESS_MESSAGE_MS,
+  startMergeWorker,
+  type RunningMerge,
+  type WorkerResult,
+} from './worker-client.js';
 
 /**
- * One pipeline's merges, one at a time, in queue order. Per checkpoint (design.md §4–5):
+ * One pipeline's merges, one at a time, in queue order (docs/architecture.md). Per checkpoint:
  * mark merging → merge in a worker into a new state generation and a staging version folder →
  * finish the version (manifest last, rename) → ONE SQLite transaction commits the merge, its
  * metrics, the state generation and the version → swap `current` → move the state's CURRENT →
@@ -50,49 +57,156 @@ export interface PipelineDeps {
   metrics: DaemonMetrics | null;
   /** the engine's device is lost for the process (EngineFatalError): the daemon must exit */
   onFatal: (e: Error) => void;
+  /** what waits and timestamps read (default: the system clock) */
+  clock?: Clock;
+  /** default: DEFAULT_RUNNER_TIMINGS */
+  timings?: Partial<RunnerTimings>;
+  /** called with every phase the runner enters (diagnostics and tests) */
+  onPhase?: (phase: RunnerPhase) => void;
 }
+
+/** The runner's waits, all in ms. */
+export interface RunnerTimings {
+  /** wait before retrying after a failed merge or a failed recovery (default 5 s doubling, at most 10 min) */
+  backoff: BackoffOptions;
+  /** least time between two progress records in SQLite, what `cmerge status` shows (default 1 s); a pass's end is always recorded */
+  progressRecordMs: number;
+  /** least time between two progress messages from the merge worker (default 200 ms) */
+  progressMessageMs: number;
+  /** once the shutdown budget is spent and the merge is asked to abort: how long it may ignore that before its worker is terminated (default 10 s) */
+  terminateAfterAbortMs: number;
+}
+
+export const DEFAULT_RUNNER_TIMINGS: Readonly<RunnerTimings> = {
+  backoff: DEFAULT_BACKOFF,
+  progressRecordMs: 1_000,
+  progressMessageMs: DEFAULT_PROGRESS_MESSAGE_MS,
+  terminateAfterAbortMs: 10_000,
+};
 
 /** The config's tensor patterns as the merge runner's rules (one classifier: src/merge/kinds.ts). */
-export function tensorRulesOf(t: PipelineConfig['tensors']): TensorRules {
-  return { include: t.include, exclude: t.exclude, linearInclude: t.linear_include, linearExclude: t.linear_exclude };
+export function tensorRulesOf(tensors: PipelineConfig['tensors']): TensorRules {
+  return {
+    include: tensors.include,
+    exclude: tensors.exclude,
+    linearInclude: tensors.linear_include,
+    linearExclude: tensors.linear_exclude,
+  };
 }
 
+/** The merge in flight as `cmerge daemon`'s STATUS line and /metrics show it. */
 export interface CurrentMerge {
   checkpoint: string;
   step: number;
   started_at: string;
-  progress: MergeProgressInfo | null;
+  progress: MergeProgress | null;
+}
+
+/** A merge in flight: what status shows, and its worker once started. */
+export interface ActiveMerge {
+  readonly status: CurrentMerge;
+  worker: RunningMerge | null;
+}
+
+/**
+ * Where a runner is. `failures` counts the attempts that failed in a row (the backoff grows with
+ * it; a published merge resets it). Stopping is final: a runner is not started again.
+ */
+export type RunnerPhase =
+  /** nothing running: the queue was empty when last looked at */
+  | { kind: 'idle' }
+  /** one checkpoint being merged and published */
+  | { kind: 'merging'; active: ActiveMerge; failures: number }
+  /** an attempt failed (`reason`): it is recorded as interrupted and the files are reconciled with SQLite */
+  | { kind: 'recovering'; failures: number; reason: string }
+  /** waiting until `until` before the next attempt; not `recovered`: the recovery is tried again first */
+  | { kind: 'backoff'; until: number; failures: number; reason: string; recovered: boolean }
+  /** stop() was called or the engine's device is lost: no new work; `active`, a merge still finishing */
+  | { kind: 'stopping'; active: ActiveMerge | null };
+
+/** One attempt at merging and publishing a checkpoint, as its steps pass it on. */
+interface MergeAttempt {
+  checkpoint: Checkpoint;
+  mergeId: number;
+  /** merge step t, also the version number */
+  step: number;
+  startedAt: number;
+  staging: Staging;
+  active: ActiveMerge;
+}
+
+/** What the worker made, the figures recorded for it, and how long the merge took until then (s). */
+interface MergeOutcome extends WorkerResult {
+  metrics: ReturnType<typeof mergeMetrics>;
+  mergeSeconds: number;
+}
+
+/** The drain loop in progress, and whether work was signalled while it ran (it then runs again). */
+interface Drain {
+  done: Promise<void>;
+  kickedAgain: boolean;
 }
 
 export class PipelineRunner {
-  private running: RunningMerge | null = null;
-  private current: CurrentMerge | null = null;
-  private loop: Promise<void> | null = null;
-  private wake = false;
-  private stopping = false;
-  private retryAt = 0;
-  private failures = 0;
-  /** A merge or its publication failed part-way: files must be reconciled with SQLite before the next one. */
-  private needsRecovery = false;
-  private failure = '';
+  private state: RunnerPhase = { kind: 'idle' };
+  private drainer: Drain | null = null;
+  /** cancels the timer that ends the current backoff (set and cleared by enter() only) */
+  private cancelBackoffTimer: (() => void) | null = null;
+  /** aborted when the shutdown budget is spent: notifiers and the merge worker stop */
   private readonly abort = new AbortController();
+  private readonly clock: Clock;
+  private readonly timings: RunnerTimings;
 
   constructor(
     public cfg: PipelineConfig,
-    private readonly d: PipelineDeps,
-  ) {}
-
-  get stateDir(): string {
-    return join(this.d.stateRoot, 'pipelines', this.cfg.name, 'state');
+    private readonly deps: PipelineDeps,
+  ) {
+    this.clock = deps.clock ?? systemClock;
+    this.timings = { ...DEFAULT_RUNNER_TIMINGS, ...deps.timings };
   }
 
+  get stateDir(): string {
+    return join(this.deps.stateRoot, 'pipelines', this.cfg.name, 'state');
+  }
+
+  get phase(): RunnerPhase {
+    return this.state;
+  }
+
+  /** The merge in flight, null when none. */
   get status(): CurrentMerge | null {
-    return this.current;
+    return this.activeMerge?.status ?? null;
+  }
+
+  private get activeMerge(): ActiveMerge | null {
+    const phase = this.state;
+    return phase.kind === 'merging' || phase.kind === 'stopping' ? phase.active : null;
+  }
+
+  /**
+   * Every phase change goes through here. Stopping is final: nothing leaves it (a merge finishing
+   * during a stop only clears `active`). A backoff's timer is set on entry and cleared on exit.
+   */
+  private enter(next: RunnerPhase): void {
+    if (this.state.kind === 'stopping' && next.kind !== 'stopping') return;
+    this.cancelBackoffTimer?.();
+    this.cancelBackoffTimer = null;
+    this.state = next;
+    if (next.kind === 'backoff')
+      this.cancelBackoffTimer = this.clock.setTimer(() => this.kick(), Math.max(0, next.until - this.clock.now()), {
+        weak: true,
+      });
+    this.deps.onPhase?.(next);
+  }
+
+  /** The merge in flight is over (published, rejected or given up): idle, or stopping without it. */
+  private mergeOver(): void {
+    this.enter(this.state.kind === 'stopping' ? { kind: 'stopping', active: null } : { kind: 'idle' });
   }
 
   /** Reconcile files with SQLite after any stop, clean or not. */
   async recover(): Promise<void> {
-    const { store, log } = this.d;
+    const { store, log } = this.deps;
     const name = this.cfg.name;
     const committed = store.currentStateGeneration(name)?.generation ?? 0;
     // state generations written by merges that never committed
@@ -103,12 +217,12 @@ export class PipelineRunner {
       if (currentStep(this.stateDir) !== committed) commitGeneration(this.stateDir, committed);
       await pruneGenerations(this.stateDir, [committed]);
     }
-    const rec = await recoverRepository(this.cfg.repository, name, { quick: true });
-    if (rec.removed.length) log.info(`removed leftovers: ${rec.removed.join(', ')}`, { pipeline: name });
+    const report = await recoverRepository(this.cfg.repository, name, { quick: true });
+    if (report.removed.length) log.info(`removed leftovers: ${report.removed.join(', ')}`, { pipeline: name });
     const latest = store.latestVersion(name)?.number ?? 0;
     // numbered folders above the recorded version were published by a merge that did not commit
-    for (const v of await discardVersionsAbove(this.cfg.repository, name, latest))
-      log.warn(`removed version ${v}: its merge was not committed (it will be redone)`, { pipeline: name });
+    for (const version of await discardVersionsAbove(this.cfg.repository, name, latest))
+      log.warn(`removed version ${version}: its merge was not committed (it will be redone)`, { pipeline: name });
     const current = await readCurrent(this.cfg.repository, name);
     if (latest > 0 && current !== latest) await swapCurrent(this.cfg.repository, name, latest);
     // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above
@@ -119,55 +233,63 @@ export class PipelineRunner {
     }
   }
 
-  /** Something was queued: run the queue unless already running. */
+  /** Something was queued (or a backoff ended): run the queue unless already running. */
   kick(): void {
-    this.wake = true;
-    if (!this.loop && !this.stopping) {
-      this.loop = this.drain().finally(() => {
-        this.loop = null;
-        if (this.wake && !this.stopping) this.kick();
-      });
+    if (this.state.kind === 'stopping') return;
+    if (this.drainer) {
+      this.drainer.kickedAgain = true;
+      return;
     }
+    const drainer: Drain = { done: Promise.resolve(), kickedAgain: false };
+    this.drainer = drainer;
+    drainer.done = this.drain().finally(() => {
+      this.drainer = null;
+      if (drainer.kickedAgain) this.kick();
+    });
   }
 
   private async drain(): Promise<void> {
-    this.wake = false;
-    while (!this.stopping) {
-      if (Date.now() < this.retryAt) {
-        setTimeout(() => this.kick(), this.retryAt - Date.now()).unref();
-        return;
-      }
-      if (this.needsRecovery) {
-        const err = await this.recoverAfterFailure();
-        if (err) {
-          this.retryLater('recording the failed merge failed', err);
-          continue;
-        }
-      }
-      const next = this.d.store.nextQueued(this.cfg.name);
-      if (!next) return;
-      const release = await this.d.limiter.acquire();
-      try {
-        if (this.stopping) return;
-        await this.mergeOne(next);
-        this.failures = 0;
-      } catch (e) {
-        this.mergeFailed(e as Error);
-        // at once: a full disk should not keep holding our partial files until the retry
-        const err = await this.recoverAfterFailure();
-        if (err)
-          this.d.log.error(`recording the failed merge failed (tried again before the next merge): ${err.message}`, {
-            pipeline: this.cfg.name,
-          });
-        // after the attempt is recorded as interrupted: the checkpoint is queued for the next start
-        if (e instanceof EngineFatalError) {
-          this.d.onFatal(e);
-          return;
-        }
-      } finally {
-        release();
-      }
+    while (await this.advance());
+  }
+
+  /**
+   * The next move from the current phase. False when there is nothing to do until the next kick
+   * (a new checkpoint, or the backoff's timer).
+   */
+  private async advance(): Promise<boolean> {
+    const phase = this.state;
+    switch (phase.kind) {
+      case 'idle':
+        return this.attemptNext(0);
+      case 'backoff':
+        if (this.clock.now() < phase.until) return false;
+        if (!phase.recovered && !(await this.recoverAgain(phase))) return true;
+        return this.attemptNext(phase.failures);
+      case 'stopping':
+        return false;
+      case 'merging':
+      case 'recovering':
+        throw new Error(`pipeline ${this.cfg.name}: the drain loop found the runner ${phase.kind}`);
     }
+  }
+
+  /** Merge the head of the queue, if any; `failures`: attempts that failed in a row before this one. */
+  private async attemptNext(failures: number): Promise<boolean> {
+    const next = this.deps.store.nextQueued(this.cfg.name);
+    if (!next) {
+      if (this.state.kind !== 'idle') this.enter({ kind: 'idle' });
+      return false;
+    }
+    const release = await this.deps.limiter.acquire();
+    try {
+      if (this.state.kind === 'stopping') return false;
+      await this.mergeOne(next, failures);
+    } catch (e) {
+      await this.mergeFailed(e as Error, failures);
+    } finally {
+      release();
+    }
+    return this.state.kind !== 'stopping';
   }
 
   /**
@@ -175,182 +297,277 @@ export class PipelineRunner {
    * engine) leaves the checkpoint at the head of the queue: the attempt is recorded as interrupted,
    * the files are reconciled with SQLite as after a crash, and the merge is retried with backoff.
    */
-  private mergeFailed(e: Error): void {
-    const what = this.current ? `merge ${this.current.step} (${this.current.checkpoint})` : 'the next merge';
-    this.current = null;
-    this.running = null;
-    this.needsRecovery = true;
-    this.failure = this.stopping ? SHUTDOWN_REASON : e.message;
-    if (this.stopping) {
-      this.d.log.warn(`${what} abandoned for shutdown: the checkpoint stays queued`, { pipeline: this.cfg.name });
+  private async mergeFailed(e: Error, failures: number): Promise<void> {
+    const { log, metrics } = this.deps;
+    const pipeline = this.cfg.name;
+    const active = this.activeMerge;
+    const what = active ? `merge ${active.status.step} (${active.status.checkpoint})` : 'the next merge';
+    if (this.state.kind === 'stopping') {
+      this.mergeOver();
+      log.warn(`${what} abandoned for shutdown: the checkpoint stays queued`, { pipeline });
+      await this.recoverOnce(SHUTDOWN_REASON);
+      // the device was lost during the stop: the exit status must say so
+      if (e instanceof EngineFatalError) this.deps.onFatal(e);
       return;
     }
-    this.d.metrics?.countFailure(this.cfg.name);
+    metrics?.countFailure(pipeline);
     if (e instanceof EngineFatalError) {
       // every later merge in this process would fail too: no retry here, the daemon exits
-      this.stopping = true;
-      this.d.log.error(
-        `${what} failed, the engine's device is lost: the checkpoint stays queued for the restart: ${e.message}`,
-        { pipeline: this.cfg.name },
-      );
+      this.enter({ kind: 'stopping', active: null });
+      const lost = `${what} failed, the engine's device is lost`;
+      log.error(`${lost}: the checkpoint stays queued for the restart: ${e.message}`, { pipeline });
+      // after the attempt is recorded as interrupted: the checkpoint is queued for the next start
+      await this.recoverOnce(e.message);
+      this.deps.onFatal(e);
       return;
     }
-    this.retryLater(`${what} failed`, e);
+    const delay = retryDelayMs(failures + 1, this.timings.backoff);
+    const until = this.clock.now() + delay;
+    log.error(`${what} failed, retrying in ${delay / 1000} s: ${e.message}`, { pipeline });
+    this.enter({ kind: 'recovering', failures: failures + 1, reason: e.message });
+    // at once: a full disk should not keep holding our partial files until the retry
+    const recovered = await this.recoverOnce(e.message);
+    this.enter({ kind: 'backoff', until, failures: failures + 1, reason: e.message, recovered });
   }
 
-  private retryLater(what: string, e: Error): void {
-    this.failures++;
-    const delay = retryDelayMs(this.failures);
-    this.retryAt = Date.now() + delay;
-    this.d.log.error(`${what}, retrying in ${delay / 1000} s: ${e.message}`, { pipeline: this.cfg.name });
+  /** A backoff ended whose recovery had failed: try it again; when it fails again, back off longer. */
+  private async recoverAgain(phase: Extract<RunnerPhase, { kind: 'backoff' }>): Promise<boolean> {
+    this.enter({ kind: 'recovering', failures: phase.failures, reason: phase.reason });
+    const error = await this.recoverAfterFailure(phase.reason);
+    if (!error) return true;
+    const failures = phase.failures + 1;
+    const delay = retryDelayMs(failures, this.timings.backoff);
+    this.deps.log.error(`recording the failed merge failed, retrying in ${delay / 1000} s: ${error.message}`, {
+      pipeline: this.cfg.name,
+    });
+    this.enter({ kind: 'backoff', until: this.clock.now() + delay, failures, reason: phase.reason, recovered: false });
+    return false;
+  }
+
+  /** recoverAfterFailure right after the failure; true when it worked, else logged (it is tried again before the next merge). */
+  private async recoverOnce(reason: string): Promise<boolean> {
+    const error = await this.recoverAfterFailure(reason);
+    if (error)
+      this.deps.log.error(`recording the failed merge failed (tried again before the next merge): ${error.message}`, {
+        pipeline: this.cfg.name,
+      });
+    return !error;
   }
 
   /**
-   * After a failed merge: the attempt recorded as interrupted (its checkpoint back at the head of
-   * the queue) and the files reconciled with SQLite. The error when that fails too (SQLite's own
-   * disk full...), else null; needsRecovery stays set and it is tried again before the next merge.
+   * After a failed merge: the attempt recorded as interrupted with `reason` (its checkpoint back at
+   * the head of the queue) and the files reconciled with SQLite. The error when that fails too
+   * (SQLite's own disk full...), else null.
    */
-  private async recoverAfterFailure(): Promise<Error | null> {
+  private async recoverAfterFailure(reason: string): Promise<Error | null> {
     try {
-      const open = this.d.store.currentMerge(this.cfg.name);
-      if (open) this.d.store.abandonMerge(open.id, this.failure);
+      const open = this.deps.store.currentMerge(this.cfg.name);
+      if (open) this.deps.store.abandonMerge(open.id, reason);
       await this.recover();
-      this.needsRecovery = false;
       return null;
     } catch (e) {
       return e as Error;
     }
   }
 
-  private async mergeOne(c: Checkpoint): Promise<void> {
-    const { store, log } = this.d;
+  /** Merge, publish and announce one checkpoint; a rejected checkpoint goes to quarantine. */
+  private async mergeOne(checkpoint: Checkpoint, failures: number): Promise<void> {
+    const attempt = await this.beginMerge(checkpoint, failures);
+    const result = await this.runWorker(attempt);
+    if (!result) return;
+    const published = await this.publishVersion(attempt, result);
+    this.commit(attempt, result, published, await sha256File(join(published.dir, 'manifest.json')));
+    await this.activate(attempt, result);
+    await this.notify(attempt.step, published.dir);
+    await this.evaluate(attempt.step, published.dir);
+    await this.retain();
+  }
+
+  /** The checkpoint marked merging in SQLite (its step t assigned) and an empty staging folder for version t. */
+  private async beginMerge(checkpoint: Checkpoint, failures: number): Promise<MergeAttempt> {
     const cfg = this.cfg;
-    const { merge } = store.markMerging(c.id, { method: cfg.method, params: cfg.params, engine: cfg.engine.name });
-    const t = merge.step;
-    const started = Date.now();
-    this.current = { checkpoint: c.name, step: t, started_at: new Date(started).toISOString(), progress: null };
-    log.info(`merge ${t} started: ${c.name}`, { pipeline: cfg.name, step: t, method: cfg.method });
-    const staging = await beginVersion(cfg.repository, cfg.name, t);
-    let report: MergeReport;
-    let peakRssBytes: number;
-    let progressWritten = 0;
+    const { merge } = this.deps.store.markMerging(checkpoint.id, {
+      method: cfg.method,
+      params: cfg.params,
+      engine: cfg.engine.name,
+    });
+    const step = merge.step;
+    const startedAt = this.clock.now();
+    const status = { checkpoint: checkpoint.name, step, started_at: new Date(startedAt).toISOString(), progress: null };
+    const active: ActiveMerge = { status, worker: null };
+    this.enter({ kind: 'merging', active, failures });
+    this.deps.log.info(`merge ${step} started: ${checkpoint.name}`, { pipeline: cfg.name, step, method: cfg.method });
+    const staging = await beginVersion(cfg.repository, cfg.name, step);
+    return { checkpoint, mergeId: merge.id, step, startedAt, staging, active };
+  }
+
+  /**
+   * The merge in a worker thread, into a new state generation and the staging folder. null when
+   * the checkpoint turned out bad (quarantined); any other failure is thrown, the staging folder removed.
+   */
+  private async runWorker(attempt: MergeAttempt): Promise<MergeOutcome | null> {
+    const cfg = this.cfg;
+    const { checkpoint } = attempt;
     try {
-      this.running = startMergeWorker(
+      const worker = startMergeWorker(
         {
           base: cfg.base,
           stateDir: this.stateDir,
           method: cfg.method,
           params: cfg.params,
-          checkpoints: [c.path],
-          out: staging.dir,
-          fromStep: t - 1,
+          checkpoints: [checkpoint.path],
+          out: attempt.staging.dir,
+          fromStep: attempt.step - 1,
           commit: false,
           rules: tensorRulesOf(cfg.tensors),
           maxShardBytes: cfg.max_shard_bytes,
           maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
-          sha256: { [c.path]: c.sha256 ?? '' },
+          sha256: { [checkpoint.path]: checkpoint.sha256 ?? '' },
           sketch: true,
           engine: cfg.engine,
-          threads: this.d.threads,
+          threads: this.deps.threads,
+          progressMessageMs: this.timings.progressMessageMs,
         },
-        (p) => {
-          if (this.current) this.current.progress = p;
-          // for `cmerge status`: at most about once a second, and at the end of each pass
-          const now = Date.now();
-          if (now - progressWritten >= 1000 || p.index + 1 === p.total) {
-            progressWritten = now;
-            try {
-              store.setMergeProgress(merge.id, {
-                phase: p.phase,
-                done: p.index + 1,
-                total: p.total,
-                at: new Date(now).toISOString(),
-              });
-            } catch (e) {
-              log.warn(`merge ${t}: progress not recorded: ${(e as Error).message}`, { pipeline: cfg.name });
-            }
-          }
-          if (p.index + 1 === p.total)
-            log.info(`merge ${t}: ${p.phase} pass done (${p.total} tensors)`, {
-              pipeline: cfg.name,
-              step: t,
-              seconds: (Date.now() - started) / 1000,
-            });
-        },
+        this.progressHandler(attempt),
       );
-      ({ report, peakRssBytes } = await this.running.result);
+      attempt.active.worker = worker;
+      // the shutdown budget ran out before the worker started
+      if (this.abort.signal.aborted) worker.abort();
+      const result = await worker.result;
+      const mergeSeconds = (this.clock.now() - attempt.startedAt) / 1000;
+      return { ...result, metrics: mergeMetrics(result.report, result.report.steps[0]), mergeSeconds };
     } catch (e) {
       // asynchronously: a partial output can be hundreds of MB
-      await rm(staging.dir, { recursive: true, force: true });
+      await rm(attempt.staging.dir, { recursive: true, force: true });
       if (!(e instanceof InputError)) throw e;
-      this.current = null;
-      this.running = null;
-      const target = quarantineTarget(cfg.drop, c.path);
-      store.failMerge(merge.id, e.reason, target);
-      moveToQuarantine(c.path, target, e.reason);
-      log.warn(`rejected ${c.name} during merge ${t}: ${e.reason}`, { pipeline: cfg.name, quarantine: target });
-      this.d.metrics?.countRejection(cfg.name);
-      return;
+      this.reject(attempt, e);
+      return null;
+    } finally {
+      attempt.active.worker = null;
     }
-    this.running = null;
-    this.d.metrics?.setEngine(cfg.name, report.engine_info);
-    const mergeSeconds = (Date.now() - started) / 1000;
-    const step = report.steps[0];
-    const metrics = mergeMetrics(report, step);
-    const merged = store
+  }
+
+  /** The checkpoint is bad (found during the merge): rejected in SQLite, moved to quarantine. */
+  private reject(attempt: MergeAttempt, e: InputError): void {
+    const { checkpoint, step } = attempt;
+    const target = quarantineTarget(this.cfg.drop, checkpoint.path);
+    this.mergeOver();
+    this.deps.store.failMerge(attempt.mergeId, e.reason, target);
+    moveToQuarantine(checkpoint.path, target, e.reason);
+    this.deps.log.warn(`rejected ${checkpoint.name} during merge ${step}: ${e.reason}`, {
+      pipeline: this.cfg.name,
+      quarantine: target,
+    });
+    this.deps.metrics?.countRejection(this.cfg.name);
+  }
+
+  /** The worker's progress: kept for status, recorded in SQLite for `cmerge status` now and then, each pass's end logged. */
+  private progressHandler(attempt: MergeAttempt): (progress: MergeProgress) => void {
+    const { store, log } = this.deps;
+    const pipeline = this.cfg.name;
+    let recordedAt = -Infinity;
+    return (progress) => {
+      attempt.active.status.progress = progress;
+      const now = this.clock.now();
+      const passDone = progress.index + 1 === progress.total;
+      if (now - recordedAt >= this.timings.progressRecordMs || passDone) {
+        recordedAt = now;
+        try {
+          store.setMergeProgress(attempt.mergeId, {
+            phase: progress.phase,
+            done: progress.index + 1,
+            total: progress.total,
+            at: new Date(now).toISOString(),
+          });
+        } catch (e) {
+          log.warn(`merge ${attempt.step}: progress not recorded: ${(e as Error).message}`, { pipeline });
+        }
+      }
+      if (passDone)
+        log.info(`merge ${attempt.step}: ${progress.phase} pass done (${progress.total} tensors)`, {
+          pipeline,
+          step: attempt.step,
+          seconds: (now - attempt.startedAt) / 1000,
+        });
+    };
+  }
+
+  /** The staging folder completed (base files, card, manifest last) and renamed to version t. */
+  private async publishVersion(attempt: MergeAttempt, { report, metrics }: MergeOutcome): Promise<PublishedVersion> {
+    const cfg = this.cfg;
+    const { checkpoint, step, staging } = attempt;
+    this.deps.metrics?.setEngine(cfg.name, report.engine_info);
+    const merged = this.deps.store
       .mergedCheckpoints(cfg.name)
-      .map((x) => ({ name: x.name, sha256: x.sha256 ?? '', merged_at: x.merged_at ?? '' }));
-    const published = await finishVersion(staging, {
-      parent: t > 1 ? t - 1 : null,
+      .map((c) => ({ name: c.name, sha256: c.sha256 ?? '', merged_at: c.merged_at ?? '' }));
+    const mergedAt = new Date(this.clock.now()).toISOString();
+    return finishVersion(staging, {
+      parent: step > 1 ? step - 1 : null,
       method: cfg.method,
       params: cfg.params,
-      base: { path: cfg.base, sha256: this.d.baseSha256 },
-      checkpoints: [...merged, { name: c.name, sha256: c.sha256 ?? '', merged_at: new Date().toISOString() }],
+      base: { path: cfg.base, sha256: this.deps.baseSha256 },
+      checkpoints: [...merged, { name: checkpoint.name, sha256: checkpoint.sha256 ?? '', merged_at: mergedAt }],
       engine: report.engine,
       metrics: metrics.model,
       cmergeVersion: cmergeVersion(),
-      knownSha256: Object.fromEntries(Object.entries(report.out_sha256).map(([p, h]) => [relative(staging.dir, p), h])),
+      knownSha256: Object.fromEntries(
+        Object.entries(report.out_sha256).map(([path, hash]) => [relative(staging.dir, path), hash]),
+      ),
     });
-    const genDir = generationDir(this.stateDir, t);
-    const stateSha = step.state_sha256;
-    const manifestSha = await sha256File(join(published.dir, 'manifest.json'));
-    store.db
-      .transaction(() => {
-        store.commitMerge({
-          merge_id: merge.id,
-          state: { generation: t, path: genDir, sha256: stateSha },
-          engine: report.engine,
-          engine_info: report.engine_info,
-          gpu: report.gpu,
-          timings: {
-            merge_s: mergeSeconds,
-            update_s: step.seconds.update,
-            analysis_s: step.seconds.analysis,
-            output_s: report.seconds.output,
-            total_s: (Date.now() - started) / 1000,
-          },
-          peak_rss: peakRssBytes,
-          scalars: metrics.scalars,
-          tensor_metrics: metrics.tensors,
-          model_metrics: metrics.model,
-          retention: report.retention,
-        });
-        store.recordVersion({
-          pipeline: cfg.name,
-          number: t,
-          parent: t > 1 ? t - 1 : null,
-          merge_id: merge.id,
-          path: published.dir,
-          files: published.manifest.files,
-          manifest_sha256: manifestSha,
-        });
-      })
-      .immediate();
-    await swapCurrent(cfg.repository, cfg.name, t);
-    commitGeneration(this.stateDir, t);
-    await pruneGenerations(this.stateDir, [t]);
-    this.current = null;
-    this.d.metrics?.observeMerge(cfg.name, (Date.now() - started) / 1000);
+  }
+
+  /** The merge, its metrics, its state generation and version t: committed in SQLite in one transaction. */
+  private commit(
+    attempt: MergeAttempt,
+    { report, peakRssBytes, metrics, mergeSeconds }: MergeOutcome,
+    published: PublishedVersion,
+    manifestSha256: string,
+  ): void {
+    const { step, mergeId } = attempt;
+    const stepReport = report.steps[0];
+    const elapsed = (this.clock.now() - attempt.startedAt) / 1000;
+    this.deps.store.commitMergeAndVersion(
+      {
+        merge_id: mergeId,
+        state: { generation: step, path: generationDir(this.stateDir, step), sha256: stepReport.state_sha256 },
+        engine: report.engine,
+        engine_info: report.engine_info,
+        gpu: report.gpu,
+        timings: {
+          merge_s: mergeSeconds,
+          update_s: stepReport.seconds.update,
+          analysis_s: stepReport.seconds.analysis,
+          output_s: report.seconds.output,
+          total_s: elapsed,
+        },
+        peak_rss: peakRssBytes,
+        scalars: metrics.scalars,
+        tensor_metrics: metrics.tensors,
+        model_metrics: metrics.model,
+        retention: report.retention,
+      },
+      {
+        pipeline: this.cfg.name,
+        number: step,
+        parent: step > 1 ? step - 1 : null,
+        path: published.dir,
+        files: published.manifest.files,
+        manifest_sha256: manifestSha256,
+      },
+    );
+  }
+
+  /** Version t becomes `current`, state generation t the state's CURRENT; the merge is over. */
+  private async activate(attempt: MergeAttempt, outcome: MergeOutcome): Promise<void> {
+    const cfg = this.cfg;
+    const { step } = attempt;
+    const { report, peakRssBytes, metrics, mergeSeconds } = outcome;
+    await swapCurrent(cfg.repository, cfg.name, step);
+    commitGeneration(this.stateDir, step);
+    await pruneGenerations(this.stateDir, [step]);
+    this.mergeOver();
+    const totalSeconds = (this.clock.now() - attempt.startedAt) / 1000;
+    this.deps.metrics?.observeMerge(cfg.name, totalSeconds);
     const gpu = report.gpu
       ? {
           gpu_s: report.gpu.gpu_seconds,
@@ -358,24 +575,21 @@ export class PipelineRunner {
           cpu_fallbacks: report.gpu.cpu_fallbacks,
         }
       : {};
-    log.info(`published version ${t}: ${c.name}`, {
+    this.deps.log.info(`published version ${step}: ${attempt.checkpoint.name}`, {
       pipeline: cfg.name,
-      step: t,
+      step,
       engine: report.engine,
       merge_s: mergeSeconds,
-      total_s: (Date.now() - started) / 1000,
+      total_s: totalSeconds,
       peak_rss_mib: Math.round(peakRssBytes / 2 ** 20),
       ...gpu,
       ...metrics.scalars,
     });
-    await this.notify(t, published.dir);
-    await this.evaluate(t, published.dir);
-    await this.retain();
   }
 
   private async notify(version: number, dir: string): Promise<void> {
     if (this.cfg.notifiers.length === 0) return;
-    const { store, log } = this.d;
+    const { store, log } = this.deps;
     const modelFile = existsSync(join(dir, 'model.safetensors'))
       ? join(dir, 'model.safetensors')
       : join(dir, 'model.safetensors.index.json');
@@ -383,19 +597,19 @@ export class PipelineRunner {
       this.cfg.notifiers,
       { pipeline: this.cfg.name, version, path: dir, modelFile },
       {
-        sse: this.d.sse,
+        sse: this.deps.sse,
         signal: this.abort.signal,
-        onOutcome: (o) => {
+        onOutcome: (outcome) => {
           store.recordNotification(this.cfg.name, version, {
-            notifier: o.notifier,
-            attempt: o.attempt,
-            ok: o.ok,
-            detail: o.detail,
-            duration_ms: o.durationMs,
+            notifier: outcome.notifier,
+            attempt: outcome.attempt,
+            ok: outcome.ok,
+            detail: outcome.detail,
+            duration_ms: outcome.durationMs,
           });
           log.log(
-            o.ok ? 'info' : 'warn',
-            `notifier ${o.notifier} attempt ${o.attempt}: ${o.ok ? 'ok' : 'failed'} ${o.detail}`,
+            outcome.ok ? 'info' : 'warn',
+            `notifier ${outcome.notifier} attempt ${outcome.attempt}: ${outcome.ok ? 'ok' : 'failed'} ${outcome.detail}`,
             { pipeline: this.cfg.name, version },
           );
         },
@@ -407,10 +621,12 @@ export class PipelineRunner {
     if (!this.cfg.evaluator) return;
     try {
       const scores = await runEvaluator(this.cfg.evaluator, dir);
-      this.d.store.recordEvaluation(this.cfg.name, version, scores);
-      this.d.log.info(`evaluated version ${version}`, { pipeline: this.cfg.name, scores });
+      this.deps.store.recordEvaluation(this.cfg.name, version, scores);
+      this.deps.log.info(`evaluated version ${version}`, { pipeline: this.cfg.name, scores });
     } catch (e) {
-      this.d.log.warn(`evaluation of version ${version} failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
+      this.deps.log.warn(`evaluation of version ${version} failed: ${(e as Error).message}`, {
+        pipeline: this.cfg.name,
+      });
     }
   }
 
@@ -418,45 +634,54 @@ export class PipelineRunner {
     try {
       const removed = await applyRetention(this.cfg.repository, this.cfg.name, {
         keep: this.cfg.retention.keep,
-        pinned: this.d.store.pinnedVersions(this.cfg.name),
+        pinned: this.deps.store.pinnedVersions(this.cfg.name),
       });
-      for (const v of removed) this.d.store.markRemoved(this.cfg.name, v);
+      for (const version of removed) this.deps.store.markRemoved(this.cfg.name, version);
       if (removed.length)
-        this.d.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
+        this.deps.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
     } catch (e) {
       // the version is published; retention runs again after the next merge
-      this.d.log.warn(`retention failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
+      this.deps.log.warn(`retention failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
     }
   }
 
   /**
    * Stop taking work; let a running merge finish within `budgetMs`, else abort it at its next
    * tensor (the checkpoint goes back to the head of the queue; the partial state is discarded).
-   * Only a merge that ignores the abort for 10 s more has its worker terminated.
+   * Only a merge that ignores the abort for `terminateAfterAbortMs` more has its worker terminated.
    */
   async stop(budgetMs: number): Promise<void> {
-    this.stopping = true;
-    const loop = this.loop;
-    if (!loop) return;
-    let hard: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      this.d.log.warn(`shutdown budget of ${budgetMs / 1000} s used up: abandoning the running merge`, {
-        pipeline: this.cfg.name,
-      });
-      this.abort.abort();
-      this.running?.abort();
-      hard = setTimeout(() => {
-        this.d.log.warn('the running merge did not stop within 10 s of the abort: terminating its worker', {
-          pipeline: this.cfg.name,
-        });
-        void this.running?.terminate();
-      }, 10_000);
-    }, budgetMs);
+    this.enter({ kind: 'stopping', active: this.activeMerge });
+    const drainer = this.drainer;
+    if (!drainer) return;
+    const cancelTimers = this.abortAfter(budgetMs);
     try {
-      await loop;
+      await drainer.done;
     } finally {
-      clearTimeout(timer);
-      clearTimeout(hard);
+      cancelTimers();
     }
+  }
+
+  /** Timers that abort the running merge once `budgetMs` is spent, and terminate its worker later; returns their cancel. */
+  private abortAfter(budgetMs: number): () => void {
+    const pipeline = this.cfg.name;
+    let cancelTerminate = (): void => undefined;
+    const cancelAbort = this.clock.setTimer(() => {
+      this.deps.log.warn(`shutdown budget of ${budgetMs / 1000} s used up: abandoning the running merge`, { pipeline });
+      this.abort.abort();
+      this.activeMerge?.worker?.abort();
+      const graceMs = this.timings.terminateAfterAbortMs;
+      cancelTerminate = this.clock.setTimer(() => {
+        this.deps.log.warn(
+          `the running merge did not stop within ${graceMs / 1000} s of the abort: terminating its worker`,
+          { pipeline },
+        );
+        void this.activeMerge?.worker?.terminate();
+      }, graceMs);
+    }, budgetMs);
+    return () => {
+      cancelAbort();
+      cancelTerminate();
+    };
   }
 }

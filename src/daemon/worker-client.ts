@@ -1,19 +1,21 @@
 import { Worker } from 'node:worker_threads';
 import { EngineFatalError } from '../engine/index.js';
 import { InputError } from '../io/types.js';
-import type { MergeReport } from '../merge/runner.js';
+import type { MergeProgress, MergeReport } from '../merge/runner.js';
 import type { WorkerMessage, WorkerRequest } from './merge-worker.js';
 
-export interface MergeProgressInfo {
-  t: number;
-  phase: string;
-  index: number;
-  total: number;
-  tensor: string;
+/** Least time between two progress messages from a merge worker (default): a few a second are plenty for STATUS lines and logs. */
+export const DEFAULT_PROGRESS_MESSAGE_MS = 200;
+
+/** What a merge in the worker resolves with. */
+export interface WorkerResult {
+  report: MergeReport;
+  /** the worker's peak resident set (the whole process's, as Node reports it), bytes */
+  peakRssBytes: number;
 }
 
 export interface RunningMerge {
-  result: Promise<{ report: MergeReport; peakRssBytes: number }>;
+  result: Promise<WorkerResult>;
   /**
    * Ask the merge to stop at its next tensor: `result` then rejects and the worker exits on its own
    * (the partial state generation and output are discarded by the runner).
@@ -26,23 +28,24 @@ export interface RunningMerge {
   terminate(): Promise<void>;
 }
 
-/** Runs one merge in a worker thread; InputError and EngineFatalError from the worker are rebuilt as such. */
-export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgressInfo) => void): RunningMerge {
+/** The error a worker's `error` message stands for: InputError and EngineFatalError are rebuilt as such. */
+function errorOf(message: Extract<WorkerMessage, { type: 'error' }>): Error {
+  if (message.input) return new InputError(message.file!, message.reason!);
+  const error = message.fatal ? new EngineFatalError(message.message) : new Error(message.message);
+  return Object.assign(error, { stack: message.stack });
+}
+
+/** Runs one merge in a worker thread; its progress reports go to `onProgress` (the merge runner's type, as is). */
+export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgress) => void): RunningMerge {
   const abortFlag = new SharedArrayBuffer(4);
   const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: { ...req, abortFlag } });
   let settled = false;
-  const result = new Promise<{ report: MergeReport; peakRssBytes: number }>((resolve, reject) => {
-    worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'progress') onProgress(m);
-      else if (m.type === 'done') {
-        settled = true;
-        resolve({ report: m.report, peakRssBytes: m.peakRssBytes });
-      } else {
-        settled = true;
-        if (m.input) reject(new InputError(m.file!, m.reason!));
-        else
-          reject(Object.assign(m.fatal ? new EngineFatalError(m.message) : new Error(m.message), { stack: m.stack }));
-      }
+  const result = new Promise<WorkerResult>((resolve, reject) => {
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.type === 'progress') return onProgress(message.progress);
+      settled = true;
+      if (message.type === 'done') resolve({ report: message.report, peakRssBytes: message.peakRssBytes });
+      else reject(errorOf(message));
     });
     worker.on('error', (e) => {
       settled = true;

@@ -17,7 +17,7 @@ export interface OpenOptions {
 }
 
 /**
- * Open the database with the durability settings design §4 requires and bring its schema up to
+ * Open the database with the durability settings docs/architecture.md requires and bring its schema up to
  * date. WAL lets `cmerge status` read while the daemon writes; synchronous=FULL makes a commit
  * durable before it returns (the daemon acts on commits: renames, notifications).
  */

@@ -10,7 +10,7 @@ import type {
   Evaluation,
   GpuFigures,
   Merge,
-  MergeProgress,
+  ProgressRecord,
   Notification,
   TensorMetric,
   Version,
@@ -28,7 +28,7 @@ export interface PipelineStatus {
     step: number;
     method: string;
     started_at: string;
-    progress: MergeProgress | null;
+    progress: ProgressRecord | null;
   } | null;
   /** the next step's attempts that ended in an error (disk full, a crash...): the daemon retries them */
   retrying: Retrying | null;

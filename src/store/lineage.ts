@@ -1,4 +1,4 @@
-/** Published versions: recorded after the version folder and `current` are in place (design §5). */
+/** Published versions: recorded after the version folder and `current` are in place (docs/architecture.md). */
 import { json, now, sql, StoreError, type Db } from './db.js';
 import { requirePipeline, pipelineId } from './pipelines.js';
 import { VERSION_COLS, VERSION_FROM, toVersion } from './rows.js';

@@ -1,6 +1,6 @@
 /**
  * Merge lifecycle: markMerging (queued → merging, `running` merge row), then exactly one of
- * commitMerge (→ merged), failMerge (→ rejected) or abandonMerge (→ queued again). Each is one
+ * commitMerge (→ merged; commitMergeAndVersion with its version), failMerge (→ rejected) or abandonMerge (→ queued again). Each is one
  * IMMEDIATE transaction that re-checks its preconditions under the write lock; see queue.ts for
  * the exactly-once argument.
  */
@@ -8,15 +8,17 @@ import { json, now, sql, StoreError, type Db } from './db.js';
 import { pipelineId } from './pipelines.js';
 import { checkpoint } from './queue.js';
 import { MERGE_COLS, MERGE_FROM, toMerge } from './rows.js';
+import { recordVersion, type VersionInput } from './lineage.js';
 import type {
   Checkpoint,
   EngineRecord,
   GpuFigures,
   Merge,
-  MergeProgress,
+  ProgressRecord,
   RetentionEntry,
   StateRef,
   TensorMetric,
+  Version,
 } from './types.js';
 
 export interface MergeStart {
@@ -85,91 +87,147 @@ export interface CommitMergeInput {
   scalars?: Record<string, number>;
   tensor_metrics?: readonly TensorMetric[];
   model_metrics?: Readonly<Record<string, number | null>>;
-  /** ρ[t][i] for the tasks i ≤ t (design §6) */
+  /** ρ[t][i] for the tasks i ≤ t (docs/architecture.md) */
   retention?: readonly RetentionEntry[];
 }
 
+/** The merge row commitMerge works on, with the pipeline it belongs to. */
+interface RunningMergeRow {
+  id: number;
+  checkpoint_id: number;
+  pipeline_id: number;
+  step: number;
+}
+
 /**
- * Design §4 in one transaction: the merge row with its metrics, the checkpoint marked merged at
- * step t, and the pipeline's current merge-state generation. If anything fails, nothing changes
- * (the checkpoint stays `merging` and the merge is redone after recoverInterrupted).
+ * One transaction (docs/architecture.md): the merge row with its metrics, the checkpoint marked
+ * merged at step t, and the pipeline's current merge-state generation. If anything fails, nothing
+ * changes (the checkpoint stays `merging` and the merge is redone after recoverInterrupted).
  */
 export function commitMerge(db: Db, input: CommitMergeInput): Merge {
   return db
     .transaction(() => {
-      const m = sql(db, 'SELECT id, checkpoint_id, pipeline_id, step, status FROM merges WHERE id = ?').get(
-        input.merge_id,
-      ) as { id: number; checkpoint_id: number; pipeline_id: number; step: number; status: string } | undefined;
-      if (!m) throw new StoreError(`no merge ${input.merge_id}`);
-      if (m.status !== 'running') throw new StoreError(`merge ${m.id} is ${m.status}, not running`);
-      const p = sql(db, 'SELECT merged_count, state_generation FROM pipelines WHERE id = ?').get(m.pipeline_id) as {
-        merged_count: number;
-        state_generation: number | null;
-      };
-      if (m.step !== p.merged_count + 1)
-        throw new StoreError(`merge ${m.id} is step ${m.step} but the pipeline has ${p.merged_count} merges`);
-      const g = input.state.generation;
-      if (!Number.isSafeInteger(g) || (p.state_generation !== null && g <= p.state_generation)) {
-        throw new StoreError(`state generation ${g} must be an integer above the current ${p.state_generation}`);
-      }
+      const row = runningMergeToCommit(db, input);
       const at = now();
-      const r = sql(
-        db,
-        `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ? WHERE id = ? AND status = 'merging'`,
-      ).run(m.step, at, m.checkpoint_id);
-      if (r.changes !== 1) throw new StoreError(`checkpoint ${m.checkpoint_id} of merge ${m.id} is not merging`);
-      sql(
-        db,
-        `UPDATE merges SET status = 'committed', finished_at = ?, engine = COALESCE(?, engine), timings = ?, peak_rss = ?,
-      scalars = ?, state_generation = ?, state_path = ?, state_sha256 = ?, engine_info = ?, gpu_seconds = ?, peak_device_bytes = ?,
-      cpu_fallbacks = ? WHERE id = ?`,
-      ).run(
-        at,
-        input.engine ?? input.engine_info?.name ?? null,
-        json(input.timings),
-        input.peak_rss ?? null,
-        json(input.scalars),
-        g,
-        input.state.path,
-        input.state.sha256 ?? null,
-        json(input.engine_info),
-        input.gpu?.gpu_seconds ?? null,
-        input.gpu?.peak_device_bytes ?? null,
-        input.gpu?.cpu_fallbacks ?? null,
-        m.id,
-      );
-      const tm = sql(
-        db,
-        `INSERT INTO tensor_metrics (merge_id, tensor, kind, tv_norm, merged_norm, removed_share, interference, split_rank, extra)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      );
-      for (const t of input.tensor_metrics ?? []) {
-        tm.run(
-          m.id,
-          t.tensor,
-          t.kind ?? null,
-          t.tv_norm ?? null,
-          t.merged_norm ?? null,
-          t.removed_share ?? null,
-          t.interference ?? null,
-          t.split_rank ?? null,
-          json(t.extra),
-        );
-      }
-      const mm = sql(db, 'INSERT INTO model_metrics (merge_id, name, value) VALUES (?, ?, ?)');
-      for (const [name, value] of Object.entries(input.model_metrics ?? {})) mm.run(m.id, name, value);
-      const rt = sql(db, 'INSERT INTO retention (pipeline_id, merge_id, step, task, rho) VALUES (?, ?, ?, ?, ?)');
-      for (const e of input.retention ?? []) {
-        if (!(e.task >= 1 && e.task <= m.step)) throw new StoreError(`retention task ${e.task} outside 1..${m.step}`);
-        rt.run(m.pipeline_id, m.id, m.step, e.task, e.rho);
-      }
-      sql(
-        db,
-        `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ? WHERE id = ?`,
-      ).run(m.step, g, input.state.path, input.state.sha256 ?? null, m.pipeline_id);
-      return merge(db, m.id)!;
+      markCheckpointMerged(db, row, at);
+      recordMergeOutcome(db, row, input, at);
+      recordMergeMetrics(db, row, input);
+      advancePipelineState(db, row, input.state);
+      return merge(db, row.id)!;
     })
     .immediate();
+}
+
+/**
+ * commitMerge, then recordVersion of the version that holds its model, in ONE transaction: the
+ * merge is committed together with its version or not at all (a crash between the two would leave
+ * a committed merge without a version). The version's merge_id is the committed merge's.
+ */
+export function commitMergeAndVersion(
+  db: Db,
+  input: CommitMergeInput,
+  version: Omit<VersionInput, 'merge_id'>,
+): { merge: Merge; version: Version } {
+  return db
+    .transaction(() => {
+      const committed = commitMerge(db, input);
+      return { merge: committed, version: recordVersion(db, { ...version, merge_id: committed.id }) };
+    })
+    .immediate();
+}
+
+/** The merge to commit, checked under the write lock: running, the pipeline's next step, a newer state generation. */
+function runningMergeToCommit(db: Db, input: CommitMergeInput): RunningMergeRow {
+  const row = sql(db, 'SELECT id, checkpoint_id, pipeline_id, step, status FROM merges WHERE id = ?').get(
+    input.merge_id,
+  ) as (RunningMergeRow & { status: string }) | undefined;
+  if (!row) throw new StoreError(`no merge ${input.merge_id}`);
+  if (row.status !== 'running') throw new StoreError(`merge ${row.id} is ${row.status}, not running`);
+  const pipeline = sql(db, 'SELECT merged_count, state_generation FROM pipelines WHERE id = ?').get(
+    row.pipeline_id,
+  ) as { merged_count: number; state_generation: number | null };
+  if (row.step !== pipeline.merged_count + 1)
+    throw new StoreError(`merge ${row.id} is step ${row.step} but the pipeline has ${pipeline.merged_count} merges`);
+  const generation = input.state.generation;
+  if (
+    !Number.isSafeInteger(generation) ||
+    (pipeline.state_generation !== null && generation <= pipeline.state_generation)
+  ) {
+    throw new StoreError(
+      `state generation ${generation} must be an integer above the current ${pipeline.state_generation}`,
+    );
+  }
+  return { id: row.id, checkpoint_id: row.checkpoint_id, pipeline_id: row.pipeline_id, step: row.step };
+}
+
+function markCheckpointMerged(db: Db, row: RunningMergeRow, at: string): void {
+  const changed = sql(
+    db,
+    `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ? WHERE id = ? AND status = 'merging'`,
+  ).run(row.step, at, row.checkpoint_id);
+  if (changed.changes !== 1) throw new StoreError(`checkpoint ${row.checkpoint_id} of merge ${row.id} is not merging`);
+}
+
+/** The merge row: committed, with its engine, timings, scalars and state. */
+function recordMergeOutcome(db: Db, row: RunningMergeRow, input: CommitMergeInput, at: string): void {
+  sql(
+    db,
+    `UPDATE merges SET status = 'committed', finished_at = ?, engine = COALESCE(?, engine), timings = ?, peak_rss = ?,
+      scalars = ?, state_generation = ?, state_path = ?, state_sha256 = ?, engine_info = ?, gpu_seconds = ?, peak_device_bytes = ?,
+      cpu_fallbacks = ? WHERE id = ?`,
+  ).run(
+    at,
+    input.engine ?? input.engine_info?.name ?? null,
+    json(input.timings),
+    input.peak_rss ?? null,
+    json(input.scalars),
+    input.state.generation,
+    input.state.path,
+    input.state.sha256 ?? null,
+    json(input.engine_info),
+    input.gpu?.gpu_seconds ?? null,
+    input.gpu?.peak_device_bytes ?? null,
+    input.gpu?.cpu_fallbacks ?? null,
+    row.id,
+  );
+}
+
+/** Per-tensor and per-model metrics and the retention row ρ[t][·] of the merge. */
+function recordMergeMetrics(db: Db, row: RunningMergeRow, input: CommitMergeInput): void {
+  const tensorRow = sql(
+    db,
+    `INSERT INTO tensor_metrics (merge_id, tensor, kind, tv_norm, merged_norm, removed_share, interference, split_rank, extra)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  for (const t of input.tensor_metrics ?? []) {
+    tensorRow.run(
+      row.id,
+      t.tensor,
+      t.kind ?? null,
+      t.tv_norm ?? null,
+      t.merged_norm ?? null,
+      t.removed_share ?? null,
+      t.interference ?? null,
+      t.split_rank ?? null,
+      json(t.extra),
+    );
+  }
+  const modelRow = sql(db, 'INSERT INTO model_metrics (merge_id, name, value) VALUES (?, ?, ?)');
+  for (const [name, value] of Object.entries(input.model_metrics ?? {})) modelRow.run(row.id, name, value);
+  const retentionRow = sql(db, 'INSERT INTO retention (pipeline_id, merge_id, step, task, rho) VALUES (?, ?, ?, ?, ?)');
+  for (const entry of input.retention ?? []) {
+    if (!(entry.task >= 1 && entry.task <= row.step))
+      throw new StoreError(`retention task ${entry.task} outside 1..${row.step}`);
+    retentionRow.run(row.pipeline_id, row.id, row.step, entry.task, entry.rho);
+  }
+}
+
+/** The pipeline has merged one more checkpoint and resumes from the merge's state generation. */
+function advancePipelineState(db: Db, row: RunningMergeRow, state: CommitMergeInput['state']): void {
+  sql(
+    db,
+    `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ? WHERE id = ?`,
+  ).run(row.step, state.generation, state.path, state.sha256 ?? null, row.pipeline_id);
 }
 
 function finishWithout(
@@ -227,7 +285,7 @@ export function merge(db: Db, id: number): Merge | null {
  * ext4's ordered journal, an fsync while the merge writes its output waits for those pages too,
  * which stalled the daemon's event loop for up to 194 ms per report.
  */
-export function setMergeProgress(db: Db, mergeId: number, progress: MergeProgress): void {
+export function setMergeProgress(db: Db, mergeId: number, progress: ProgressRecord): void {
   const level = db.pragma('synchronous', { simple: true }) as number;
   db.pragma('synchronous = NORMAL');
   try {

@@ -1,4 +1,4 @@
-/** Per-merge metrics (written by commitMerge), notifier outcomes and evaluator scores (design §5, §6). */
+/** Per-merge metrics (written by commitMerge), notifier outcomes and evaluator scores (docs/architecture.md). */
 import { now, parseJson, sql, StoreError, type Db } from './db.js';
 import { pipelineId } from './pipelines.js';
 import { mergedCheckpoints } from './queue.js';
@@ -125,7 +125,7 @@ export interface AccuracySummary {
   matrix: (number | null)[][];
   /** mean over the merged tasks of the last row */
   average_accuracy: number | null;
-  /** mean_i<T (R[T][i] − R[i][i]) over tasks matched to merged checkpoints (design §6) */
+  /** mean_i<T (R[T][i] − R[i][i]) over tasks matched to merged checkpoints (docs/architecture.md) */
   bwt: number | null;
   /** mean_i<T (max_{t<T} R[t][i] − R[T][i]) */
   forgetting: number | null;

@@ -23,7 +23,7 @@ CREATE TABLE pipelines (
   created_at       TEXT NOT NULL,
   -- step t of the last committed merge (0: nothing merged yet)
   merged_count     INTEGER NOT NULL DEFAULT 0,
-  -- the merge-state generation the daemon resumes from (design §4); NULL: start from the base
+  -- the merge-state generation the daemon resumes from (docs/architecture.md#durable-state); NULL: start from the base
   state_generation INTEGER,
   state_path       TEXT,
   state_sha256     TEXT
@@ -113,7 +113,7 @@ CREATE TABLE model_metrics (
   PRIMARY KEY (merge_id, name)
 ) WITHOUT ROWID;
 
--- design §6: ρ[t][i] = <M_t − θ0, τi> / ‖τi‖², estimated from sketches, for every task i ≤ t
+-- docs/architecture.md#metrics: ρ[t][i] = <M_t − θ0, τi> / ‖τi‖², estimated from sketches, for every task i ≤ t
 CREATE TABLE retention (
   pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
   merge_id    INTEGER NOT NULL REFERENCES merges(id),

@@ -9,7 +9,7 @@ import type {
   Checkpoint,
   Evaluation,
   Merge,
-  MergeProgress,
+  ProgressRecord,
   Notification,
   StateRef,
   TensorMetric,
@@ -63,6 +63,13 @@ export class Store {
   commitMerge(input: merges.CommitMergeInput): Merge {
     return merges.commitMerge(this.db, input);
   }
+  /** The merge committed and its version recorded in one transaction (what the daemon publishes). */
+  commitMergeAndVersion(
+    input: merges.CommitMergeInput,
+    version: Omit<lineage.VersionInput, 'merge_id'>,
+  ): { merge: Merge; version: Version } {
+    return merges.commitMergeAndVersion(this.db, input, version);
+  }
   failMerge(mergeId: number, reason: string, quarantinePath: string | null): Merge {
     return merges.failMerge(this.db, mergeId, reason, quarantinePath);
   }
@@ -78,7 +85,7 @@ export class Store {
   currentMerge(pipeline: string): Merge | null {
     return merges.currentMerge(this.db, pipeline);
   }
-  setMergeProgress(mergeId: number, progress: MergeProgress): void {
+  setMergeProgress(mergeId: number, progress: ProgressRecord): void {
     merges.setMergeProgress(this.db, mergeId, progress);
   }
   currentStateGeneration(pipeline: string): StateRef | null {

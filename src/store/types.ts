@@ -43,7 +43,7 @@ export interface Merge {
   state_path: string | null;
   state_sha256: string | null;
   /** where the running merge was at its last report */
-  progress: MergeProgress | null;
+  progress: ProgressRecord | null;
   /** the engine that made the merge (committed merges) */
   engine_info: EngineRecord | null;
   /** device figures of the merge; null for the CPU engines */
@@ -69,8 +69,12 @@ export interface GpuFigures {
   cpu_fallbacks: number;
 }
 
-/** A merge's position: tensor `done` of `total` in pass `phase` (analysis, update, output). */
-export interface MergeProgress {
+/**
+ * A running merge's position as recorded for `cmerge status` (another process): tensor `done` of
+ * `total` in pass `phase` (analysis, update, output). The live report it is made from is the
+ * merge runner's MergeProgress.
+ */
+export interface ProgressRecord {
   phase: string;
   done: number;
   total: number;
@@ -97,7 +101,7 @@ export interface Version {
   engine: EngineRecord | null;
 }
 
-/** The merge state a pipeline resumes from (design §4). */
+/** The merge state a pipeline resumes from (docs/architecture.md). */
 export interface StateRef {
   generation: number;
   /** as given to commitMerge (the store does not interpret it) */
