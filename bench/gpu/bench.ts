@@ -181,8 +181,34 @@ function sh(c: string): string {
 // ---------------------------------------------------------------------------------------------
 // cmerge and peer steps
 
+/** The parts of the `cmerge merge --json` report this script reads; the rest is kept as it is. */
+interface MergeReport {
+  engine_info?: { name: string; device?: string | null; versions?: Record<string, string>; tf32?: boolean };
+  gpu?: { gpu_seconds: number; peak_device_bytes: number; cpu_fallbacks: number } | null;
+  seconds: { total: number; output: number };
+  steps: { task_vector_norm: number; scalars: Record<string, number>; seconds?: { update?: number } }[];
+  [key: string]: unknown;
+}
+
 interface CmergeRun extends Run {
-  report: any | null;
+  report: MergeReport | null;
+}
+
+/** The peer's state JSON (peer_step.py reads it and writes it back). */
+interface PeerState {
+  prev_lambda?: number;
+  norms?: number[];
+  [key: string]: unknown;
+}
+
+interface PeerRun extends Run {
+  state: PeerState | null;
+}
+
+/** A run as recorded in gpu-summary.json: without its stdout, report or peer state. */
+function runRecord(r: Run & { report?: unknown; state?: unknown }): Run {
+  const { stdout: _stdout, report: _report, state: _state, ...record } = r;
+  return record as Run;
 }
 
 function cmergeMerge(
@@ -218,10 +244,10 @@ function cmergeMerge(
     {},
     capS,
   );
-  let report: any = null;
+  let report: MergeReport | null = null;
   if (r.ok) {
     try {
-      report = JSON.parse(r.stdout);
+      report = JSON.parse(r.stdout) as MergeReport;
     } catch {
       r.ok = false;
       r.stderrTail += '\n(stdout is not the JSON report)';
@@ -283,7 +309,7 @@ function peerStep(
   scratch: string,
   stateJson: object,
   capS = Infinity,
-): Run & { state: any } {
+): PeerRun {
   const sj = join(scratch, `${label.replace(/\W+/g, '-')}-state.json`);
   writeFileSync(sj, JSON.stringify(stateJson));
   const out = join(scratch, 'peer.safetensors');
@@ -303,9 +329,9 @@ function peerStep(
     { PEER_DEVICE: process.env.BENCH_PEER_DEVICE ?? 'cuda' },
     capS,
   );
-  let state: any = null;
+  let state: PeerState | null = null;
   try {
-    state = JSON.parse(readFileSync(sj, 'utf8'));
+    state = JSON.parse(readFileSync(sj, 'utf8')) as PeerState;
   } catch {
     /* the peer did not finish */
   }
@@ -352,19 +378,18 @@ function device(): Device {
   return deviceCache;
 }
 
-function engineLine(reps: (any | null)[]): string {
-  const r = reps.find((x) => x?.engine_info);
-  if (!r) return '| engine | (no successful cmerge run) |';
-  const i = r.engine_info;
-  const versions = i.versions
-    ? Object.entries(i.versions)
-        .map(([k, v]) => `${k} ${v}`)
+function engineLine(reps: (MergeReport | null)[]): string {
+  const info = reps.find((rep) => rep?.engine_info)?.engine_info;
+  if (!info) return '| engine | (no successful cmerge run) |';
+  const versions = info.versions
+    ? Object.entries(info.versions)
+        .map(([library, version]) => `${library} ${version}`)
         .join(', ')
     : '';
-  return `| engine | ${i.name}${i.device ? ` on ${i.device}` : ''}${versions ? ` (${versions})` : ''}, tf32 ${i.tf32 ? 'on' : 'off'} |`;
+  return `| engine | ${info.name}${info.device ? ` on ${info.device}` : ''}${versions ? ` (${versions})` : ''}, tf32 ${info.tf32 ? 'on' : 'off'} |`;
 }
 
-function header(title: string, reps: (any | null)[], extra: string): string {
+function header(title: string, reps: (MergeReport | null)[], extra: string): string {
   const d = device();
   return `# ${title}
 
@@ -384,7 +409,7 @@ ${engineLine(reps)}
 `;
 }
 
-function runTable(runs: Run[], reps: Map<Run, any | null> = new Map()): string {
+function runTable(runs: Run[], reps: Map<Run, MergeReport | null> = new Map()): string {
   const rows = runs.map((r) => {
     const rep = reps.get(r);
     const gpu = rep?.gpu
@@ -422,15 +447,15 @@ function writeMd(name: string, text: string): void {
 function summary(key: string, value: unknown): void {
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, 'gpu-summary.json');
-  let s: any = {};
+  let doc: { device?: Device; stages?: Record<string, unknown> } = {};
   try {
-    s = JSON.parse(readFileSync(path, 'utf8'));
+    doc = JSON.parse(readFileSync(path, 'utf8')) as typeof doc;
   } catch {
     /* first stage */
   }
-  s.device = device();
-  s.stages = { ...(s.stages ?? {}), [key]: { ...(value as object), date: new Date().toISOString() } };
-  writeFileSync(path, JSON.stringify(s, null, 1) + '\n');
+  doc.device = device();
+  doc.stages = { ...(doc.stages ?? {}), [key]: { ...(value as object), date: new Date().toISOString() } };
+  writeFileSync(path, JSON.stringify(doc, null, 1) + '\n');
 }
 
 const best = (rs: Run[]) => {
@@ -447,7 +472,7 @@ const exp = (x: number | null | undefined) =>
   x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toExponential(2);
 const goal = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? 'met' : 'NOT met');
 /** the cmerge report without its bulky per-tensor part (kept for the projection and the record) */
-const slim = (rep: any | null) => (rep ? { ...rep, merged_norms: undefined, out_sha256: undefined } : null);
+const slim = (rep: MergeReport | null) => (rep ? { ...rep, merged_norms: undefined, out_sha256: undefined } : null);
 
 function diff(a: string, b: string): { max: number; tensor: string } | null {
   if (!existsSync(a) || !existsSync(b) || secondsLeft() < 20) return null;
@@ -483,18 +508,18 @@ function vsPeer(method: 'opcm' | 'dop'): void {
   if (!prep.report) throw new Error(`step 1 failed: ${prep.stderrTail}`);
   const n1 = prep.report.steps[0].task_vector_norm as number;
   const cm: CmergeRun[] = [];
-  const peers: (Run & { state: any })[] = [];
+  const peers: PeerRun[] = [];
   const ours = join(scratch, 'cmerge.safetensors'),
     theirs = join(scratch, 'peer.safetensors');
   let d: { max: number; tensor: string } | null = null;
   let f64: { text: string; cmerge: number | null; peer: number | null; tensor: string | null } | null = null;
 
   const write = () => {
-    const reps = new Map<Run, any>(cm.map((r) => [r, r.report]));
+    const reps = new Map<Run, MergeReport | null>(cm.map((r) => [r, r.report]));
     const bc = best(cm),
       bp = best(peers);
     const ratio = bc !== null && bp !== null ? bc / bp : null;
-    const lamC = cm.find((r) => r.report)?.report.steps[0].scalars.lambda as number | undefined;
+    const lamC = cm.find((r) => r.report)?.report?.steps[0].scalars.lambda as number | undefined;
     const lamP = peers.find((r) => r.state)?.state?.prev_lambda as number | undefined;
     const bound = method === 'opcm' ? 0.5 : 0.25;
     const f64ok = f64?.cmerge === null || f64?.cmerge === undefined ? null : f64.cmerge <= 1e-5;
@@ -532,7 +557,7 @@ ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} $
       rel_diff_vs_peer: d,
       lambda: { cmerge: lamC ?? null, peer: lamP ?? null },
       f64: f64 ? { cmerge: f64.cmerge, peer: f64.peer, tensor: f64.tensor, goal: 1e-5 } : null,
-      runs: [prep, ...cm, ...peers].map(({ stdout: _s, report: _r, state: _st, ...r }: any) => r),
+      runs: [prep, ...cm, ...peers].map(runRecord),
       reports: cm.map((r) => slim(r.report)),
     });
   };
@@ -628,7 +653,7 @@ function llama(shape: 'llama1b' | 'llama7b-l2' | 'llama7b-l4'): void {
   const rssBound = shape === 'llama1b' ? 1024 : 2048;
   const isL = shape.startsWith('llama7b');
   const write = () => {
-    const reps = new Map<Run, any>(cm.map((r) => [r, r.report]));
+    const reps = new Map<Run, MergeReport | null>(cm.map((r) => [r, r.report]));
     const warm = cm[1]?.ok ? cm[1] : null;
     const rss = maxRss(cm);
     let projection = '';
@@ -668,10 +693,7 @@ Projected whole Llama-2-7B step (32 decoder layers; embed_tokens and lm_head onc
 - projection O + G·rF + (T − G)·rP = **${fmt(mid, 1)} s** (goal ≤ 180 s: ${goal(mid <= 180)}); bounds O + T·min(rP, rF) … O + T·max(rP, rF) = ${fmt(lo, 1)} … ${fmt(hi, 1)} s
 `;
     }
-    const peakDev = Math.max(
-      0,
-      ...cm.filter((r) => r.report?.gpu).map((r) => r.report.gpu.peak_device_bytes as number),
-    );
+    const peakDev = Math.max(0, ...cm.flatMap((r) => (r.report?.gpu ? [r.report.gpu.peak_device_bytes] : [])));
     const text = `${header(`OPCM step 2, ${shape} shapes BF16, cmerge --engine cuda`, [prep.report, ...cm.map((r) => r.report)], `Data: \`${data.command}\` (bench/gpu/synth_gpu.py: synth.py's shapes and kind of data, drawn on the GPU). Step 1 (M1 = θ1) once, then step 2 twice from copies (hard links) of the same state: ${shape === 'llama1b' ? 'the second run is the warm-page-cache figure' : 'both with the data in the page cache'}.`)}
 ${runTable([prep, ...cm], new Map([[prep, prep.report], ...reps]))}
 
@@ -699,7 +721,7 @@ ${failures([prep, ...cm])}`;
       rss_goal_mib: rssBound,
       peak_device_bytes: peakDev || null,
       projection: proj,
-      runs: [prep, ...cm].map(({ stdout: _s, report: _r, ...r }: any) => r),
+      runs: [prep, ...cm].map(runRecord),
       reports: [prep, ...cm].map((r) => slim(r.report)),
     });
   };
@@ -768,7 +790,7 @@ function peerLlama1b(): void {
   const r = peerStep('peer', 'opcm', data.dir, scratch, { prev_lambda: 1.0, norms: n1 });
   const ours = join(scratch, 'cmerge.safetensors');
   const d = r.ok ? diff(ours, join(scratch, 'peer.safetensors')) : null;
-  let prev: any = {};
+  let prev: { warm_wall_s?: number | null } = {};
   try {
     prev = JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama1b'] ?? {};
   } catch {

@@ -9,6 +9,7 @@ import {
   shortSha,
   table,
   withInspection,
+  type Inspection,
 } from './inspect-common.js';
 
 /** One merge attempt (failed and interrupted ones too) and the version it became, if any. */
@@ -21,6 +22,12 @@ export interface HistoryEntry extends HistoryRow {
   created_at: string | null;
 }
 
+interface HistoryOptions {
+  config: string;
+  pipeline?: string;
+  json?: boolean;
+}
+
 export function registerHistory(program: Command): void {
   program
     .command('history')
@@ -30,65 +37,71 @@ export function registerHistory(program: Command): void {
     .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--pipeline <name>', 'only this pipeline')
     .option('--json', 'print {history: [...]} on stdout')
-    .action(async (o: { config: string; pipeline?: string; json?: boolean }) => {
-      await withInspection(o.config, (i) => {
-        const { store } = i;
-        const names = pipelineNames(i);
-        if (o.pipeline !== undefined && !names.includes(o.pipeline)) {
-          throw new Error(`unknown pipeline "${o.pipeline}" (known: ${names.join(', ') || 'none'})`);
-        }
-        // The history rows lack timings and publication times; join them here from the same store.
-        const merges = new Map<number, Merge>(store.merges(o.pipeline).map((m) => [m.id, m]));
-        const versions = new Map<number, Version>();
-        for (const p of o.pipeline === undefined ? names : [o.pipeline]) {
-          for (const v of store.versions(p, { includeRemoved: true })) versions.set(v.merge_id, v);
-        }
-        const entries: HistoryEntry[] = store.history(o.pipeline).map((r) => {
-          const m = merges.get(r.merge_id);
-          return {
-            ...r,
-            params: m?.params ?? {},
-            timings: m?.timings ?? null,
-            peak_rss: m?.peak_rss ?? null,
-            created_at: versions.get(r.merge_id)?.created_at ?? null,
-          };
-        });
-        if (o.json) return printJson({ history: entries });
+    .action(async (opts: HistoryOptions) => {
+      await withInspection(opts.config, (inspection) => {
+        const entries = historyEntries(inspection, opts.pipeline);
+        if (opts.json) return printJson({ history: entries });
         if (!entries.length) return void process.stdout.write('no merges recorded\n');
-        process.stdout.write(
-          table(
-            [
-              'PIPELINE',
-              'STEP',
-              'VERSION',
-              'STATUS',
-              'CHECKPOINT',
-              'SHA256',
-              'METHOD',
-              'ENGINE',
-              'GPU',
-              'SCALARS',
-              'DURATION',
-              'CREATED_AT',
-            ],
-            entries.map((e) => [
-              e.pipeline,
-              String(e.step),
-              e.version === null ? '-' : String(e.version),
-              e.status,
-              e.checkpoint,
-              shortSha(e.sha256),
-              e.method,
-              engineCell(e),
-              e.gpu ? `${fmtMs(e.gpu.gpu_seconds * 1000)}, ${fmtBytes(e.gpu.peak_device_bytes)}` : '-',
-              fmtScalars(e.scalars),
-              fmtMs(e.duration_ms),
-              e.created_at ?? (e.error ? `(${e.error})` : '-'),
-            ]),
-          ),
-        );
+        process.stdout.write(historyTable(entries));
       });
     });
+}
+
+/** The store's history rows, joined with their merges' timings and their versions' publication times. */
+function historyEntries(inspection: Inspection, pipeline: string | undefined): HistoryEntry[] {
+  const { store } = inspection;
+  const names = pipelineNames(inspection);
+  if (pipeline !== undefined && !names.includes(pipeline)) {
+    throw new Error(`unknown pipeline "${pipeline}" (known: ${names.join(', ') || 'none'})`);
+  }
+  const merges = new Map<number, Merge>(store.merges(pipeline).map((merge) => [merge.id, merge]));
+  const versions = new Map<number, Version>();
+  for (const name of pipeline === undefined ? names : [pipeline]) {
+    for (const version of store.versions(name, { includeRemoved: true })) versions.set(version.merge_id, version);
+  }
+  return store.history(pipeline).map((row) => {
+    const merge = merges.get(row.merge_id);
+    return {
+      ...row,
+      params: merge?.params ?? {},
+      timings: merge?.timings ?? null,
+      peak_rss: merge?.peak_rss ?? null,
+      created_at: versions.get(row.merge_id)?.created_at ?? null,
+    };
+  });
+}
+
+function historyTable(entries: HistoryEntry[]): string {
+  return table(
+    [
+      'PIPELINE',
+      'STEP',
+      'VERSION',
+      'STATUS',
+      'CHECKPOINT',
+      'SHA256',
+      'METHOD',
+      'ENGINE',
+      'GPU',
+      'SCALARS',
+      'DURATION',
+      'CREATED_AT',
+    ],
+    entries.map((e) => [
+      e.pipeline,
+      String(e.step),
+      e.version === null ? '-' : String(e.version),
+      e.status,
+      e.checkpoint,
+      shortSha(e.sha256),
+      e.method,
+      engineCell(e),
+      e.gpu ? `${fmtMs(e.gpu.gpu_seconds * 1000)}, ${fmtBytes(e.gpu.peak_device_bytes)}` : '-',
+      fmtScalars(e.scalars),
+      fmtMs(e.duration_ms),
+      e.created_at ?? (e.error ? `(${e.error})` : '-'),
+    ]),
+  );
 }
 
 /** "cuda:0", "native": the device ordinal only (`show` has the whole device line). */

@@ -28,17 +28,17 @@ export function openInspection(configPath: string): Inspection {
 
 /** Run fn with an open inspection, closing the database whatever happens. */
 export async function withInspection<T>(configPath: string, fn: (i: Inspection) => T | Promise<T>): Promise<T> {
-  const i = openInspection(configPath);
+  const inspection = openInspection(configPath);
   try {
-    return await fn(i);
+    return await fn(inspection);
   } finally {
-    i.store.close();
+    inspection.store.close();
   }
 }
 
 /** Pipelines to report: configured ones first (even if never used), then any only the database knows. */
-export function pipelineNames(i: Inspection): string[] {
-  return [...new Set([...i.config.pipelines.map((p) => p.name), ...i.store.pipelines()])];
+export function pipelineNames({ config, store }: Inspection): string[] {
+  return [...new Set([...config.pipelines.map((p) => p.name), ...store.pipelines()])];
 }
 
 export function printJson(v: unknown): void {
@@ -82,9 +82,12 @@ export function fmtScalars(s: Record<string, number> | null | undefined): string
 export function fmtBytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '-';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) ((n /= 1024), i++);
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+  let unit = 0;
+  while (n >= 1024 && unit < units.length - 1) {
+    n /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${n.toFixed(1)} ${units[unit]}`;
 }
 
 /** "cuda on 0: NVIDIA H200 (...), TF32" or "native". */
@@ -96,8 +99,8 @@ export function fmtEngine(e: EngineRecord | null | undefined): string {
 /** "GPU 3.21 s, peak device memory 7.9 GiB" (+ CPU fallbacks when any); '' for the CPU engines. */
 export function fmtGpu(g: GpuFigures | null | undefined): string {
   if (!g) return '';
-  const fb = g.cpu_fallbacks ? `, ${g.cpu_fallbacks} operations on the CPU (device memory)` : '';
-  return `GPU ${fmtMs(g.gpu_seconds * 1000)}, peak device memory ${fmtBytes(g.peak_device_bytes)}${fb}`;
+  const fallbacks = g.cpu_fallbacks ? `, ${g.cpu_fallbacks} operations on the CPU (device memory)` : '';
+  return `GPU ${fmtMs(g.gpu_seconds * 1000)}, peak device memory ${fmtBytes(g.peak_device_bytes)}${fallbacks}`;
 }
 
 /** Positive integer argument, or a usage error naming it. */

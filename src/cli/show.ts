@@ -59,74 +59,83 @@ export function registerShow(program: Command): void {
     .option('--json', 'print the version as JSON on stdout')
     .argument('<pipeline>', 'pipeline name')
     .argument('<version>', 'version number')
-    .action(async (pipeline: string, versionArg: string, o: { config: string; json?: boolean }) => {
-      const number = positiveInt(versionArg, 'version', (m) => new UsageError(m));
-      await withInspection(o.config, async ({ store }) => {
-        const d = store.show(pipeline, number);
-        if (!d) throw new Error(`no version ${number} of pipeline "${pipeline}" is recorded`);
-        const { manifest, manifest_error } = await manifestSummary(d);
-        const out = {
-          pipeline,
-          version: d.version.number,
-          parent: d.version.parent,
-          step: d.version.step,
-          path: d.version.path,
-          created_at: d.version.created_at,
-          pinned: d.version.pinned,
-          removed_at: d.version.removed_at,
-          manifest_sha256: d.version.manifest_sha256,
-          // the engine the version was made with: name, device, library versions, TF32
-          engine: d.version.engine,
-          manifest,
-          manifest_error,
-          merge: {
-            id: d.merge.id,
-            method: d.merge.method,
-            params: d.merge.params,
-            engine: d.merge.engine,
-            started_at: d.merge.started_at,
-            finished_at: d.merge.finished_at,
-            timings: d.merge.timings,
-            peak_rss: d.merge.peak_rss,
-            scalars: d.merge.scalars,
-            state_generation: d.merge.state_generation,
-            gpu: gpuFigures(d.merge),
-          },
-          checkpoints: d.checkpoints,
-          model_metrics: d.model_metrics,
-          tensor_summary: summarize(d.tensor_metrics),
-          tensor_metrics: d.tensor_metrics,
-          retention: d.retention,
-          notifications: d.notifications,
-          evaluations: d.evaluations,
-        };
-        if (o.json) return printJson(out);
-        printText(out);
+    .action(async (pipeline: string, versionArg: string, opts: { config: string; json?: boolean }) => {
+      const number = positiveInt(versionArg, 'version', (msg) => new UsageError(msg));
+      await withInspection(opts.config, async ({ store }) => {
+        const detail = store.show(pipeline, number);
+        if (!detail) throw new Error(`no version ${number} of pipeline "${pipeline}" is recorded`);
+        const shown = showOutput(pipeline, detail, await manifestSummary(detail));
+        if (opts.json) return printJson(shown);
+        printText(shown);
       });
     });
 }
 
+/** `cmerge show --json`: the version's row, its manifest in brief, its merge and everything recorded. */
+function showOutput(
+  pipeline: string,
+  detail: VersionDetail,
+  { manifest, manifest_error }: { manifest: ManifestSummary | null; manifest_error: string | null },
+) {
+  const { version, merge } = detail;
+  return {
+    pipeline,
+    version: version.number,
+    parent: version.parent,
+    step: version.step,
+    path: version.path,
+    created_at: version.created_at,
+    pinned: version.pinned,
+    removed_at: version.removed_at,
+    manifest_sha256: version.manifest_sha256,
+    // the engine the version was made with: name, device, library versions, TF32
+    engine: version.engine,
+    manifest,
+    manifest_error,
+    merge: {
+      id: merge.id,
+      method: merge.method,
+      params: merge.params,
+      engine: merge.engine,
+      started_at: merge.started_at,
+      finished_at: merge.finished_at,
+      timings: merge.timings,
+      peak_rss: merge.peak_rss,
+      scalars: merge.scalars,
+      state_generation: merge.state_generation,
+      gpu: gpuFigures(merge),
+    },
+    checkpoints: detail.checkpoints,
+    model_metrics: detail.model_metrics,
+    tensor_summary: summarize(detail.tensor_metrics),
+    tensor_metrics: detail.tensor_metrics,
+    retention: detail.retention,
+    notifications: detail.notifications,
+    evaluations: detail.evaluations,
+  };
+}
+
 async function manifestSummary(
-  d: VersionDetail,
+  detail: VersionDetail,
 ): Promise<{ manifest: ManifestSummary | null; manifest_error: string | null }> {
-  if (d.version.removed_at)
-    return { manifest: null, manifest_error: `version folder removed by retention at ${d.version.removed_at}` };
+  if (detail.version.removed_at)
+    return { manifest: null, manifest_error: `version folder removed by retention at ${detail.version.removed_at}` };
   try {
-    const m = await readManifest(d.version.path);
-    const sizes = Object.values(m.file_sizes ?? {});
+    const manifest = await readManifest(detail.version.path);
+    const sizes = Object.values(manifest.file_sizes ?? {});
     return {
       manifest: {
-        format: m.format,
-        method: m.method,
-        params: m.params,
-        engine: m.engine,
-        cmerge_version: m.cmerge_version,
-        base: m.base,
-        created_at: m.created_at,
-        checkpoints: m.checkpoints.length,
-        files: Object.keys(m.files).length,
+        format: manifest.format,
+        method: manifest.method,
+        params: manifest.params,
+        engine: manifest.engine,
+        cmerge_version: manifest.cmerge_version,
+        base: manifest.base,
+        created_at: manifest.created_at,
+        checkpoints: manifest.checkpoints.length,
+        files: Object.keys(manifest.files).length,
         total_bytes: sizes.length ? sizes.reduce((a, b) => a + b, 0) : null,
-        metrics: m.metrics,
+        metrics: manifest.metrics,
       },
       manifest_error: null,
     };
@@ -135,22 +144,29 @@ async function manifestSummary(
   }
 }
 
-export function summarize(ts: readonly Required<TensorMetric>[]): TensorSummary {
+export function summarize(tensors: readonly Required<TensorMetric>[]): TensorSummary {
   const kinds: Record<string, number> = {};
-  for (const t of ts) kinds[t.kind ?? 'unknown'] = (kinds[t.kind ?? 'unknown'] ?? 0) + 1;
+  for (const t of tensors) kinds[t.kind ?? 'unknown'] = (kinds[t.kind ?? 'unknown'] ?? 0) + 1;
   const stats = {} as TensorSummary['stats'];
-  for (const k of NUMERIC) {
-    const xs = ts.map((t) => t[k]).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
-    stats[k] = xs.length
-      ? { n: xs.length, min: Math.min(...xs), mean: xs.reduce((a, b) => a + b, 0) / xs.length, max: Math.max(...xs) }
+  for (const metric of NUMERIC) {
+    const values = tensors
+      .map((t) => t[metric])
+      .filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+    stats[metric] = values.length
+      ? {
+          n: values.length,
+          min: Math.min(...values),
+          mean: values.reduce((a, b) => a + b, 0) / values.length,
+          max: Math.max(...values),
+        }
       : null;
   }
-  const most_interference = ts
+  const most_interference = tensors
     .filter((t): t is Required<TensorMetric> & { interference: number } => typeof t.interference === 'number')
     .sort((a, b) => b.interference - a.interference)
     .slice(0, 5)
     .map((t) => ({ tensor: t.tensor, interference: t.interference }));
-  return { tensors: ts.length, kinds, stats, most_interference };
+  return { tensors: tensors.length, kinds, stats, most_interference };
 }
 
 type ShowOut = {
@@ -183,84 +199,99 @@ type ShowOut = {
   evaluations: VersionDetail['evaluations'];
 };
 
-function printText(o: ShowOut): void {
-  const w = (s: string) => process.stdout.write(s);
-  w(
-    `${o.pipeline} version ${o.version} (step ${o.step}, parent ${o.parent ?? '-'})${o.pinned ? ' pinned' : ''}${o.removed_at ? ` removed ${o.removed_at}` : ''}\n`,
-  );
-  w(`  path        ${o.path}\n  created_at  ${o.created_at}\n`);
-  w(`  method      ${o.merge.method} ${JSON.stringify(o.merge.params)}\n`);
-  const versions = Object.entries(o.engine?.versions ?? {})
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
-  w(`  engine      ${o.engine ? fmtEngine(o.engine) : (o.merge.engine ?? '-')}${versions ? ` (${versions})` : ''}\n`);
-  if (o.merge.gpu) w(`  gpu         ${fmtGpu(o.merge.gpu)}\n`);
-  w(`  scalars     ${fmtScalars(o.merge.scalars)}\n`);
-  const total = o.merge.finished_at ? Date.parse(o.merge.finished_at) - Date.parse(o.merge.started_at) : null;
-  // the daemon records seconds under *_s keys; other keys are milliseconds (the store's convention)
-  const phases = Object.entries(o.merge.timings ?? {})
-    .map(([k, v]) => `${k.replace(/_(m?s)$/, '')} ${fmtMs(/_s$/.test(k) ? v * 1000 : v)}`)
-    .join(', ');
-  w(`  merge time  ${fmtMs(total)}${phases ? ` (${phases})` : ''}\n`);
-  if (o.manifest) {
-    const m = o.manifest;
-    w(
-      `  manifest    ${m.files} files${m.total_bytes === null ? '' : `, ${m.total_bytes} bytes`}, base ${m.base.path} (${shortSha(m.base.sha256)}), cmerge ${m.cmerge_version}\n`,
-    );
-  } else {
-    w(`  manifest    unavailable: ${o.manifest_error}\n`);
-  }
+const write = (text: string): void => void process.stdout.write(text);
 
-  w('\ncheckpoints (merge order)\n');
-  w(
+function printText(shown: ShowOut): void {
+  printHeader(shown);
+  write('\ncheckpoints (merge order)\n');
+  write(
     table(
       ['STEP', 'NAME', 'SHA256', 'MERGED_AT'],
-      o.checkpoints.map((c) => [String(c.step), c.name, shortSha(c.sha256), c.merged_at ?? '-']),
+      shown.checkpoints.map((c) => [String(c.step), c.name, shortSha(c.sha256), c.merged_at ?? '-']),
     ),
   );
+  printMetrics(shown);
+  printRecords(shown);
+}
 
-  const mm = Object.entries(o.model_metrics);
-  if (mm.length) {
-    w('\nmodel metrics\n');
-    for (const [k, v] of mm) w(`  ${k.padEnd(28)} ${fmtNum(v, 6)}\n`);
+/** The version line, then path, method, engine, GPU, scalars, merge time and manifest. */
+function printHeader(shown: ShowOut): void {
+  const { merge } = shown;
+  write(
+    `${shown.pipeline} version ${shown.version} (step ${shown.step}, parent ${shown.parent ?? '-'})${shown.pinned ? ' pinned' : ''}${shown.removed_at ? ` removed ${shown.removed_at}` : ''}\n`,
+  );
+  write(`  path        ${shown.path}\n  created_at  ${shown.created_at}\n`);
+  write(`  method      ${merge.method} ${JSON.stringify(merge.params)}\n`);
+  const versions = Object.entries(shown.engine?.versions ?? {})
+    .map(([library, version]) => `${library} ${version}`)
+    .join(', ');
+  write(
+    `  engine      ${shown.engine ? fmtEngine(shown.engine) : (merge.engine ?? '-')}${versions ? ` (${versions})` : ''}\n`,
+  );
+  if (merge.gpu) write(`  gpu         ${fmtGpu(merge.gpu)}\n`);
+  write(`  scalars     ${fmtScalars(merge.scalars)}\n`);
+  const total = merge.finished_at ? Date.parse(merge.finished_at) - Date.parse(merge.started_at) : null;
+  // the daemon records seconds under *_s keys; other keys are milliseconds (the store's convention)
+  const phases = Object.entries(merge.timings ?? {})
+    .map(([key, value]) => `${key.replace(/_(m?s)$/, '')} ${fmtMs(/_s$/.test(key) ? value * 1000 : value)}`)
+    .join(', ');
+  write(`  merge time  ${fmtMs(total)}${phases ? ` (${phases})` : ''}\n`);
+  const { manifest } = shown;
+  if (manifest) {
+    write(
+      `  manifest    ${manifest.files} files${manifest.total_bytes === null ? '' : `, ${manifest.total_bytes} bytes`}, base ${manifest.base.path} (${shortSha(manifest.base.sha256)}), cmerge ${manifest.cmerge_version}\n`,
+    );
+  } else {
+    write(`  manifest    unavailable: ${shown.manifest_error}\n`);
+  }
+}
+
+/** Model metrics, then the per-tensor summary. */
+function printMetrics(shown: ShowOut): void {
+  const modelMetrics = Object.entries(shown.model_metrics);
+  if (modelMetrics.length) {
+    write('\nmodel metrics\n');
+    for (const [name, value] of modelMetrics) write(`  ${name.padEnd(28)} ${fmtNum(value, 6)}\n`);
   }
 
-  const ts = o.tensor_summary;
-  if (ts.tensors) {
-    w(
-      `\nper-tensor metrics: ${ts.tensors} tensors (${Object.entries(ts.kinds)
-        .map(([k, n]) => `${n} ${k}`)
-        .join(', ')})\n`,
+  const summary = shown.tensor_summary;
+  if (!summary.tensors) return;
+  write(
+    `\nper-tensor metrics: ${summary.tensors} tensors (${Object.entries(summary.kinds)
+      .map(([kind, count]) => `${count} ${kind}`)
+      .join(', ')})\n`,
+  );
+  write(
+    table(
+      ['METRIC', 'N', 'MIN', 'MEAN', 'MAX'],
+      Object.entries(summary.stats)
+        .filter(([, stat]) => stat)
+        .map(([metric, stat]) => [metric, String(stat!.n), fmtNum(stat!.min), fmtNum(stat!.mean), fmtNum(stat!.max)]),
+    ),
+  );
+  if (summary.most_interference.length)
+    write(
+      `  most interference: ${summary.most_interference.map((t) => `${t.tensor} ${fmtNum(t.interference, 3)}`).join(', ')}\n`,
     );
-    w(
-      table(
-        ['METRIC', 'N', 'MIN', 'MEAN', 'MAX'],
-        Object.entries(ts.stats)
-          .filter(([, s]) => s)
-          .map(([k, s]) => [k, String(s!.n), fmtNum(s!.min), fmtNum(s!.mean), fmtNum(s!.max)]),
-      ),
-    );
-    if (ts.most_interference.length)
-      w(
-        `  most interference: ${ts.most_interference.map((t) => `${t.tensor} ${fmtNum(t.interference, 3)}`).join(', ')}\n`,
-      );
-  }
+}
 
-  if (o.retention.length) {
-    w(`\nretention ρ[${o.step}][i] (share of task i kept)\n`);
-    w(
+/** Retention row, notification attempts and evaluations, each only when there are any. */
+function printRecords(shown: ShowOut): void {
+  if (shown.retention.length) {
+    write(`\nretention ρ[${shown.step}][i] (share of task i kept)\n`);
+    write(
       table(
         ['TASK', 'RHO'],
-        o.retention.map((r) => [String(r.task), fmtNum(r.rho)]),
+        shown.retention.map((r) => [String(r.task), fmtNum(r.rho)]),
       ),
     );
   }
-  if (o.notifications.length) {
-    w('\nnotifications\n');
-    w(
+  if (shown.notifications.length) {
+    write('\nnotifications\n');
+    write(
       table(
         ['NOTIFIER', 'ATTEMPT', 'OUTCOME', 'DURATION', 'AT', 'DETAIL'],
-        o.notifications.map((n) => [
+        shown.notifications.map((n) => [
           n.notifier,
           String(n.attempt),
           n.outcome,
@@ -271,12 +302,12 @@ function printText(o: ShowOut): void {
       ),
     );
   }
-  if (o.evaluations.length) {
-    w('\nevaluations\n');
-    w(
+  if (shown.evaluations.length) {
+    write('\nevaluations\n');
+    write(
       table(
         ['TASK', 'SCORE', 'EVALUATED_AT'],
-        o.evaluations.map((e) => [e.task, fmtNum(e.score), e.evaluated_at]),
+        shown.evaluations.map((e) => [e.task, fmtNum(e.score), e.evaluated_at]),
       ),
     );
   }

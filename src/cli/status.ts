@@ -1,13 +1,21 @@
 import type { Command } from 'commander';
-import type { MergeProgress, PipelineStatus } from '../store/index.js';
-import { fmtEngine, fmtGpu, pipelineNames, printJson, table, withInspection } from './inspect-common.js';
+import type { PipelineStatus, ProgressRecord } from '../store/index.js';
+import {
+  fmtEngine,
+  fmtGpu,
+  pipelineNames,
+  printJson,
+  table,
+  withInspection,
+  type Inspection,
+} from './inspect-common.js';
 
 /** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them). */
 export interface StatusEntry {
   name: string;
   current_version: number | null;
   queued: number;
-  current_merge: { checkpoint: string; step: number; started_at: string; progress: MergeProgress | null } | null;
+  current_merge: { checkpoint: string; step: number; started_at: string; progress: ProgressRecord | null } | null;
   retrying: PipelineStatus['retrying'];
   rejected: { name: string; reason: string }[];
   /** the engine of the last merge (step, engine info, GPU figures or null); null before the first */
@@ -15,7 +23,7 @@ export interface StatusEntry {
 }
 
 /** ", update 45 %" */
-function progressText(p: MergeProgress | null): string {
+function progressText(p: ProgressRecord | null): string {
   return p && p.total > 0 ? `, ${p.phase} ${Math.floor((100 * p.done) / p.total)} %` : '';
 }
 
@@ -35,57 +43,64 @@ export function registerStatus(program: Command): void {
     )
     .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--json', 'print {pipelines: [...]} on stdout')
-    .action(async (o: { config: string; json?: boolean }) => {
-      await withInspection(o.config, (i) => {
-        const { store } = i;
-        const names = pipelineNames(i);
-        const rows = store.status(names);
-        const entries: StatusEntry[] = rows.map((s) => ({
-          name: s.name,
-          current_version: s.current_version,
-          queued: s.queued,
-          current_merge: s.current_merge && {
-            checkpoint: s.current_merge.checkpoint,
-            step: s.current_merge.step,
-            started_at: s.current_merge.started_at,
-            progress: s.current_merge.progress,
-          },
-          retrying: s.retrying,
-          rejected: s.rejected.map((r) => ({ name: r.name, reason: r.reason })),
-          engine: s.engine,
-        }));
-        if (o.json) return printJson({ pipelines: entries });
-
-        const configured = new Map(i.config.pipelines.map((p) => [p.name, p.engine.name]));
-        const queuedNames = new Map(names.map((n) => [n, store.queued(n).map((c) => c.name)]));
-        process.stdout.write(
-          table(
-            ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
-            entries.map((e) => [
-              e.name,
-              e.current_version === null ? '-' : String(e.current_version),
-              String(e.queued),
-              e.current_merge
-                ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})`
-                : '-',
-              String(e.rejected.length),
-            ]),
-          ),
-        );
-        for (const e of entries) {
-          process.stdout.write(`\n${e.name}: ${engineLine(e.engine, configured.get(e.name))}\n`);
-          const q = queuedNames.get(e.name) ?? [];
-          if (q.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${q.join(', ')}\n`);
-          const f = e.retrying;
-          if (f)
-            process.stdout.write(
-              `\n${e.name}: merge ${f.step} (${f.checkpoint}) failed ${f.attempts}× (retried with backoff), last at ${f.last_at}: ${f.last_error}\n`,
-            );
-          if (e.rejected.length) {
-            process.stdout.write(`\n${e.name}: rejected\n`);
-            for (const r of e.rejected) process.stdout.write(`  ${r.name}: ${r.reason}\n`);
-          }
-        }
+    .action(async (opts: { config: string; json?: boolean }) => {
+      await withInspection(opts.config, (inspection) => {
+        const names = pipelineNames(inspection);
+        const entries = statusEntries(inspection.store.status(names));
+        if (opts.json) return printJson({ pipelines: entries });
+        printStatusText(inspection, names, entries);
       });
     });
+}
+
+/** The store's rows reduced to the documented keys of `status --json`. */
+function statusEntries(rows: PipelineStatus[]): StatusEntry[] {
+  return rows.map((row) => ({
+    name: row.name,
+    current_version: row.current_version,
+    queued: row.queued,
+    current_merge: row.current_merge && {
+      checkpoint: row.current_merge.checkpoint,
+      step: row.current_merge.step,
+      started_at: row.current_merge.started_at,
+      progress: row.current_merge.progress,
+    },
+    retrying: row.retrying,
+    rejected: row.rejected.map((r) => ({ name: r.name, reason: r.reason })),
+    engine: row.engine,
+  }));
+}
+
+/** The table, then per pipeline its engine, queue, retried merge and rejected checkpoints. */
+function printStatusText({ config, store }: Inspection, names: string[], entries: StatusEntry[]): void {
+  const configured = new Map(config.pipelines.map((p) => [p.name, p.engine.name]));
+  const queuedNames = new Map(names.map((name) => [name, store.queued(name).map((c) => c.name)]));
+  process.stdout.write(
+    table(
+      ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
+      entries.map((e) => [
+        e.name,
+        e.current_version === null ? '-' : String(e.current_version),
+        String(e.queued),
+        e.current_merge
+          ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})`
+          : '-',
+        String(e.rejected.length),
+      ]),
+    ),
+  );
+  for (const e of entries) {
+    process.stdout.write(`\n${e.name}: ${engineLine(e.engine, configured.get(e.name))}\n`);
+    const queued = queuedNames.get(e.name) ?? [];
+    if (queued.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${queued.join(', ')}\n`);
+    const failing = e.retrying;
+    if (failing)
+      process.stdout.write(
+        `\n${e.name}: merge ${failing.step} (${failing.checkpoint}) failed ${failing.attempts}× (retried with backoff), last at ${failing.last_at}: ${failing.last_error}\n`,
+      );
+    if (e.rejected.length) {
+      process.stdout.write(`\n${e.name}: rejected\n`);
+      for (const r of e.rejected) process.stdout.write(`  ${r.name}: ${r.reason}\n`);
+    }
+  }
 }

@@ -37,112 +37,148 @@ export function registerVerify(program: Command): void {
     )
     .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--json', 'print {ok, problems, notes, checked} on stdout')
-    .action(async (o: { config: string; json?: boolean }) => {
-      const report = await withInspection(o.config, verifyAll);
-      if (o.json) printJson(report);
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const report = await withInspection(opts.config, verifyAll);
+      if (opts.json) printJson(report);
       else printText(report);
       if (!report.ok) process.exitCode = 1;
     });
 }
 
-export async function verifyAll(i: Inspection): Promise<VerifyReport> {
-  const r: VerifyReport = {
+export async function verifyAll(inspection: Inspection): Promise<VerifyReport> {
+  const report: VerifyReport = {
     ok: true,
     problems: [],
     notes: [],
     checked: { pipelines: 0, versions: 0, files: 0, states: 0 },
   };
-  for (const name of pipelineNames(i)) {
-    r.checked.pipelines++;
-    await verifyVersions(i, name, r);
-    await verifyState(i, name, r);
+  for (const name of pipelineNames(inspection)) {
+    report.checked.pipelines++;
+    await verifyVersions(inspection, name, report);
+    await verifyState(inspection, name, report);
   }
-  for (const message of i.store.integrityCheck()) {
-    r.problems.push({
+  for (const message of inspection.store.integrityCheck()) {
+    report.problems.push({
       pipeline: null,
       version: null,
       kind: 'database',
       file: null,
-      path: i.config.db_path,
+      path: inspection.config.db_path,
       message: `SQLite: ${message}`,
     });
   }
-  r.ok = r.problems.length === 0;
-  return r;
+  report.ok = report.problems.length === 0;
+  return report;
 }
 
-async function verifyVersions(i: Inspection, name: string, r: VerifyReport): Promise<void> {
-  const { store } = i;
-  const all = store.versions(name, { includeRemoved: true });
-  const live = all.filter((v) => !v.removed_at);
+/** One pipeline's versions being checked: where findings go, and how they are labelled. */
+interface VersionCheck {
+  inspection: Inspection;
+  name: string;
+  report: VerifyReport;
+  /** every recorded version, removed ones too, oldest first */
+  all: Version[];
+  /** a finding about version `v` of this pipeline */
+  at: (v: Version | number, f: Omit<Finding, 'pipeline' | 'version'>) => Finding;
+}
+
+async function verifyVersions(inspection: Inspection, name: string, report: VerifyReport): Promise<void> {
+  const all = inspection.store.versions(name, { includeRemoved: true });
   // An unconfigured pipeline (removed from the config) is still checked where it was published.
   const repo =
-    i.config.pipelines.find((p) => p.name === name)?.repository ??
+    inspection.config.pipelines.find((p) => p.name === name)?.repository ??
     (all.length ? dirname(dirname(all.at(-1)!.path)) : null);
-  const at = (v: Version | number, f: Omit<Finding, 'pipeline' | 'version'>) => ({
+  const at = (v: Version | number, f: Omit<Finding, 'pipeline' | 'version'>): Finding => ({
     pipeline: name,
     version: typeof v === 'number' ? v : v.number,
     ...f,
   });
+  const check: VersionCheck = { inspection, name, report, all, at };
 
-  for (const v of live) {
-    r.checked.versions++;
-    r.checked.files += Object.keys(v.files).length;
-    const found: Finding[] = existsSync(v.path)
-      ? (await verifyVersion(v.path)).map((p) =>
-          at(v, { kind: p.kind, file: p.file, path: v.path, message: p.message }),
-        )
-      : [at(v, { kind: 'missing', file: null, path: v.path, message: `version folder ${v.path} is missing` })];
-    // The manifest itself: files can match a rewritten manifest, so compare it with the publication record.
-    const manifest = join(v.path, 'manifest.json');
-    if (existsSync(manifest)) {
-      const sha = await sha256File(manifest);
-      if (sha !== v.manifest_sha256) {
-        found.push(
-          at(v, {
-            kind: 'manifest',
-            file: 'manifest.json',
-            path: v.path,
-            message: `manifest.json: sha256 ${sha}, recorded at publication ${v.manifest_sha256}`,
-          }),
-        );
-      }
-    }
-    if (!found.length) continue;
-    // Retention may have removed it while we hashed (the daemon deletes, then records).
-    const now = store.version(name, v.number);
-    if (now?.removed_at)
-      r.notes.push(
-        at(v, { kind: 'missing', file: null, path: v.path, message: `removed by retention during the check` }),
-      );
-    else r.problems.push(...found);
-  }
+  for (const version of all.filter((v) => !v.removed_at)) await verifyLiveVersion(check, version);
   if (repo === null) return;
+  const unrecorded = await checkUnrecordedFolders(check, repo);
+  const current = await checkCurrent(inspection, name, repo, unrecorded);
+  if (current) (current.note ? report.notes : report.problems).push(current.finding);
+}
 
-  // Numbered folders on disk that the database does not know.
-  const recorded = new Set(all.map((v) => v.number));
-  const newestRecorded = all.at(-1)?.number ?? 0;
-  const unrecorded = new Map<number, boolean>();
-  for (const n of await listVersions(repo, name)) {
-    const dir = join(repo, name, String(n));
-    const v = all.find((x) => x.number === n);
-    if (v?.removed_at) {
-      r.notes.push(
-        at(n, {
-          kind: 'extra',
+/** Re-hashes one live version's files and its manifest against the publication record. */
+async function verifyLiveVersion({ inspection, name, report, at }: VersionCheck, version: Version): Promise<void> {
+  report.checked.versions++;
+  report.checked.files += Object.keys(version.files).length;
+  const found: Finding[] = existsSync(version.path)
+    ? (await verifyVersion(version.path)).map((p) =>
+        at(version, { kind: p.kind, file: p.file, path: version.path, message: p.message }),
+      )
+    : [
+        at(version, {
+          kind: 'missing',
           file: null,
-          path: dir,
-          message: `recorded as removed at ${v.removed_at} but still on disk`,
+          path: version.path,
+          message: `version folder ${version.path} is missing`,
+        }),
+      ];
+  // The manifest itself: files can match a rewritten manifest, so compare it with the publication record.
+  const manifest = join(version.path, 'manifest.json');
+  if (existsSync(manifest)) {
+    const sha = await sha256File(manifest);
+    if (sha !== version.manifest_sha256) {
+      found.push(
+        at(version, {
+          kind: 'manifest',
+          file: 'manifest.json',
+          path: version.path,
+          message: `manifest.json: sha256 ${sha}, recorded at publication ${version.manifest_sha256}`,
         }),
       );
     }
-    if (recorded.has(n)) continue;
+  }
+  if (!found.length) return;
+  // Retention may have removed it while we hashed (the daemon deletes, then records).
+  const now = inspection.store.version(name, version.number);
+  if (now?.removed_at)
+    report.notes.push(
+      at(version, {
+        kind: 'missing',
+        file: null,
+        path: version.path,
+        message: `removed by retention during the check`,
+      }),
+    );
+  else report.problems.push(...found);
+}
+
+/**
+ * Numbered folders on disk that the database does not know (and removed ones still there).
+ * Returns the unrecorded version numbers, each with whether its folder verifies.
+ */
+async function checkUnrecordedFolders(
+  { name, report, all, at }: VersionCheck,
+  repo: string,
+): Promise<Map<number, boolean>> {
+  const recorded = new Set(all.map((v) => v.number));
+  const newestRecorded = all.at(-1)?.number ?? 0;
+  const unrecorded = new Map<number, boolean>();
+  for (const number of await listVersions(repo, name)) {
+    const dir = join(repo, name, String(number));
+    const version = all.find((v) => v.number === number);
+    if (version?.removed_at) {
+      report.notes.push(
+        at(number, {
+          kind: 'extra',
+          file: null,
+          path: dir,
+          message: `recorded as removed at ${version.removed_at} but still on disk`,
+        }),
+      );
+    }
+    if (recorded.has(number)) continue;
     const intact = (await verifyVersion(dir)).length === 0;
-    unrecorded.set(n, intact);
+    unrecorded.set(number, intact);
     // Newer and intact: renamed into place, the SQLite record follows (or is adopted at the next start).
-    if (intact && n > newestRecorded) {
-      r.notes.push(
-        at(n, {
+    if (intact && number > newestRecorded) {
+      report.notes.push(
+        at(number, {
           kind: 'unrecorded',
           file: null,
           path: dir,
@@ -150,8 +186,8 @@ async function verifyVersions(i: Inspection, name: string, r: VerifyReport): Pro
         }),
       );
     } else {
-      r.problems.push(
-        at(n, {
+      report.problems.push(
+        at(number, {
           kind: 'unrecorded',
           file: null,
           path: dir,
@@ -162,9 +198,7 @@ async function verifyVersions(i: Inspection, name: string, r: VerifyReport): Pro
       );
     }
   }
-
-  const c = await checkCurrent(i, name, repo, unrecorded);
-  if (c) (c.note ? r.notes : r.problems).push(c.finding);
+  return unrecorded;
 }
 
 /**
@@ -173,14 +207,14 @@ async function verifyVersions(i: Inspection, name: string, r: VerifyReport): Pro
  * instant, so a mismatch counts only if it is still there after a few short waits.
  */
 async function checkCurrent(
-  i: Inspection,
+  inspection: Inspection,
   name: string,
   repo: string,
   unrecorded: ReadonlyMap<number, boolean>,
 ): Promise<{ finding: Finding; note: boolean } | null> {
   const link = join(repo, name, 'current');
   for (let attempt = 0; ; attempt++) {
-    const newest = i.store.versions(name).at(-1)?.number ?? null;
+    const newest = inspection.store.versions(name).at(-1)?.number ?? null;
     const linkExists = (() => {
       try {
         lstatSync(link);
@@ -189,20 +223,23 @@ async function checkCurrent(
         return false;
       }
     })();
-    const cur = await readCurrent(repo, name);
-    const where = { pipeline: name, version: cur, kind: 'current' as const, file: null, path: link };
-    if (cur === newest && !(linkExists && cur === null)) return null;
-    if (cur !== null && unrecorded.get(cur) === true && cur > (newest ?? 0)) {
+    const target = await readCurrent(repo, name);
+    const where = { pipeline: name, version: target, kind: 'current' as const, file: null, path: link };
+    if (target === newest && !(linkExists && target === null)) return null;
+    if (target !== null && unrecorded.get(target) === true && target > (newest ?? 0)) {
       return {
         note: true,
-        finding: { ...where, message: `current -> ${cur}, not recorded yet; newest recorded is ${newest ?? 'none'}` },
+        finding: {
+          ...where,
+          message: `current -> ${target}, not recorded yet; newest recorded is ${newest ?? 'none'}`,
+        },
       };
     }
     if (attempt < CURRENT_RETRIES) {
       await new Promise((res) => setTimeout(res, CURRENT_RETRY_MS));
       continue;
     }
-    if (linkExists && cur === null) {
+    if (linkExists && target === null) {
       return {
         note: false,
         finding: {
@@ -215,7 +252,7 @@ async function checkCurrent(
       note: false,
       finding: {
         ...where,
-        message: `current -> ${cur ?? 'nothing'}, but the newest recorded live version is ${newest ?? 'none'}`,
+        message: `current -> ${target ?? 'nothing'}, but the newest recorded live version is ${newest ?? 'none'}`,
       },
     };
   }
@@ -224,20 +261,20 @@ async function checkCurrent(
 const CURRENT_RETRIES = 3;
 const CURRENT_RETRY_MS = 500;
 
-async function verifyState(i: Inspection, name: string, r: VerifyReport): Promise<void> {
-  let ref = i.store.currentStateGeneration(name);
+async function verifyState(inspection: Inspection, name: string, report: VerifyReport): Promise<void> {
+  let ref = inspection.store.currentStateGeneration(name);
   if (!ref) return; // nothing committed: the next merge starts from the base
-  r.checked.states++;
-  let found = await checkState(i, name, ref);
+  report.checked.states++;
+  let found = await checkState(inspection, name, ref);
   // The daemon may commit a newer generation (and drop the old one) while we hash: check that one.
-  const again = i.store.currentStateGeneration(name);
+  const again = inspection.store.currentStateGeneration(name);
   if (found.length && again && again.generation !== ref.generation) {
     ref = again;
-    found = await checkState(i, name, ref);
+    found = await checkState(inspection, name, ref);
   }
-  r.problems.push(...found);
+  report.problems.push(...found);
   if (!found.length && !ref.sha256) {
-    r.notes.push({
+    report.notes.push({
       pipeline: name,
       version: null,
       kind: 'state',
@@ -248,8 +285,8 @@ async function verifyState(i: Inspection, name: string, r: VerifyReport): Promis
   }
 }
 
-async function checkState(i: Inspection, name: string, ref: StateRef): Promise<Finding[]> {
-  const dir = isAbsolute(ref.path) ? ref.path : resolve(i.config.state_dir, ref.path);
+async function checkState(inspection: Inspection, name: string, ref: StateRef): Promise<Finding[]> {
+  const dir = isAbsolute(ref.path) ? ref.path : resolve(inspection.config.state_dir, ref.path);
   // The daemon records the generation folder; a path to the file itself is accepted too.
   const isFile = dir.endsWith('.safetensors');
   const file = isFile ? dir : join(dir, 'state.safetensors');
@@ -285,15 +322,15 @@ async function checkState(i: Inspection, name: string, ref: StateRef): Promise<F
   return out;
 }
 
-function printText(r: VerifyReport): void {
+function printText(report: VerifyReport): void {
   const label = (f: Finding) => `${f.pipeline ?? 'database'}${f.version === null ? '' : ` v${f.version}`}`;
-  for (const f of r.problems)
+  for (const f of report.problems)
     process.stdout.write(
       `problem  ${label(f)}: ${f.message}${f.kind !== 'state' && f.kind !== 'database' ? `  [${f.path}]` : ''}\n`,
     );
-  for (const f of r.notes) process.stdout.write(`note     ${label(f)}: ${f.message}\n`);
-  const c = r.checked;
+  for (const f of report.notes) process.stdout.write(`note     ${label(f)}: ${f.message}\n`);
+  const checked = report.checked;
   process.stdout.write(
-    `${r.ok ? 'ok' : 'FAILED'}: ${c.pipelines} pipelines, ${c.versions} versions (${c.files} files re-hashed), ${c.states} merge states, database integrity; ${r.problems.length} problems, ${r.notes.length} notes\n`,
+    `${report.ok ? 'ok' : 'FAILED'}: ${checked.pipelines} pipelines, ${checked.versions} versions (${checked.files} files re-hashed), ${checked.states} merge states, database integrity; ${report.problems.length} problems, ${report.notes.length} notes\n`,
   );
 }

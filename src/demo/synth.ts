@@ -21,30 +21,30 @@ function rng(seed: number): () => number {
 }
 
 export function demoShapes(d = 64, layers = 2): TensorSpec[] {
-  const s: TensorSpec[] = [];
-  const add = (name: string, shape: number[]) => s.push({ name, dtype: 'F32', shape });
+  const specs: TensorSpec[] = [];
+  const add = (name: string, shape: number[]) => specs.push({ name, dtype: 'F32', shape });
   add('vision_model.embeddings.class_embedding', [d]);
   add('vision_model.embeddings.patch_embedding.weight', [d, 3, 4, 4]);
   add('vision_model.embeddings.position_embedding.weight', [17, d]);
   for (let i = 0; i < layers; i++) {
-    const p = `vision_model.encoder.layers.${i}.`;
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
-      add(`${p}self_attn.${n}.weight`, [d, d]);
-      add(`${p}self_attn.${n}.bias`, [d]);
+    const layer = `vision_model.encoder.layers.${i}.`;
+    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      add(`${layer}self_attn.${proj}.weight`, [d, d]);
+      add(`${layer}self_attn.${proj}.bias`, [d]);
     }
-    for (const n of ['layer_norm1', 'layer_norm2']) {
-      add(`${p}${n}.weight`, [d]);
-      add(`${p}${n}.bias`, [d]);
+    for (const norm of ['layer_norm1', 'layer_norm2']) {
+      add(`${layer}${norm}.weight`, [d]);
+      add(`${layer}${norm}.bias`, [d]);
     }
-    add(`${p}mlp.fc1.weight`, [4 * d, d]);
-    add(`${p}mlp.fc1.bias`, [4 * d]);
-    add(`${p}mlp.fc2.weight`, [d, 4 * d]);
-    add(`${p}mlp.fc2.bias`, [d]);
+    add(`${layer}mlp.fc1.weight`, [4 * d, d]);
+    add(`${layer}mlp.fc1.bias`, [4 * d]);
+    add(`${layer}mlp.fc2.weight`, [d, 4 * d]);
+    add(`${layer}mlp.fc2.bias`, [d]);
   }
   add('vision_model.post_layernorm.weight', [d]);
   add('vision_model.post_layernorm.bias', [d]);
   add('visual_projection.weight', [d / 2, d]);
-  return s;
+  return specs;
 }
 
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
@@ -87,12 +87,12 @@ export function writeDemoModels(
     );
   }
   const write = (path: string, values: (name: string) => Float32Array) => {
-    const w = createModelWriter(path, specs, { metadata: { format: 'pt' } });
-    for (const name of w.order) w.write(name, values(name));
-    w.commit();
+    const writer = createModelWriter(path, specs, { metadata: { format: 'pt' } });
+    for (const name of writer.order) writer.write(name, values(name));
+    writer.commit();
     return path;
   };
-  const basePath = write(join(dir, 'base.safetensors'), (n) => base.get(n)!);
+  const basePath = write(join(dir, 'base.safetensors'), (name) => base.get(name)!);
   const taskPaths: string[] = [];
   for (let t = 0; t < tasks; t++) {
     taskPaths.push(

@@ -15,11 +15,26 @@ export function svdGram(a: Float32Array, m: number, n: number): Svd {
   const S = tall ? n : m;
   const L = tall ? m : n;
 
-  // P: A viewed as L×S (A itself if tall, Aᵀ if wide), in float64 so the Gram products are exact.
-  const p = new Float64Array(L * S);
+  const p = longSideView(a, m, n, tall);
+  const { vectors: vs } = symmetricEigen(gramOfShortSide(p, L, S), S);
+  const cols = projectedColumns(p, vs, L, S);
+  const split = classifyColumns(cols);
+  const { q, sigma } = orthonormalColumns(cols, split, L);
+  const { long, s, short } = sortedFactors(q, sigma, vs, split.order, L, S);
+  return tall ? { u: long, s, v: short } : { u: short, s, v: long };
+}
+
+/** P: A viewed as L×S (A itself if tall, Aᵀ if wide), in float64 so the Gram products are exact. */
+function longSideView(a: Float32Array, m: number, n: number, tall: boolean): Float64Array {
+  const S = tall ? n : m;
+  const p = new Float64Array(m * n);
   if (tall) p.set(a);
   else for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) p[j * S + i] = a[i * n + j];
+  return p;
+}
 
+/** G = PᵀP (S×S), the upper triangle accumulated row by row of P, then mirrored. */
+function gramOfShortSide(p: Float64Array, L: number, S: number): Float64Array {
   const g = new Float64Array(S * S);
   for (let r = 0; r < L; r++) {
     const row = r * S;
@@ -31,10 +46,11 @@ export function svdGram(a: Float32Array, m: number, n: number): Svd {
     }
   }
   for (let i = 0; i < S; i++) for (let j = 0; j < i; j++) g[i * S + j] = g[j * S + i];
+  return g;
+}
 
-  const { vectors: vs } = symmetricEigen(g, S);
-
-  // Columns of X = P·V, stored as rows of xt (S×L) so column operations are contiguous.
+/** The columns of X = P·V, each as its own contiguous vector of length L. */
+function projectedColumns(p: Float64Array, vs: Float64Array, L: number, S: number): Float64Array[] {
   const x = new Float64Array(L * S);
   for (let r = 0; r < L; r++) {
     const row = r * S;
@@ -51,16 +67,46 @@ export function svdGram(a: Float32Array, m: number, n: number): Svd {
     for (let r = 0; r < L; r++) col[r] = x[r * S + k];
     cols.push(col);
   }
+  return cols;
+}
 
+/** How the columns of X split: well-conditioned head, small (re-orthogonalized), null. */
+interface ColumnSplit {
+  /** ‖X_k‖ per column k */
+  norms: number[];
+  /** the largest of `norms` (0 when A = 0) */
+  nmax: number;
+  /** column indices: head first, then small, then null; each group in index order */
+  order: number[];
+  /** number of head columns */
+  head: number;
+  /** number of head + small columns */
+  good: number;
+}
+
+function classifyColumns(cols: Float64Array[]): ColumnSplit {
   const norms = cols.map(norm2);
   const nmax = Math.max(0, ...norms);
   // 0 head, 1 small, 2 null (all null when A = 0).
   const cls = (k: number): number =>
     !(norms[k] > NULL_TOLERANCE * nmax) ? 2 : norms[k] >= ORTHO_TOLERANCE * nmax ? 0 : 1;
-  const order = Array.from({ length: S }, (_, k) => k).sort((i, j) => cls(i) - cls(j) || i - j);
+  const order = Array.from({ length: cols.length }, (_, k) => k).sort((i, j) => cls(i) - cls(j) || i - j);
   const head = order.filter((k) => cls(k) === 0).length;
   const good = head + order.filter((k) => cls(k) === 1).length;
+  return { norms, nmax, order, head, good };
+}
 
+/**
+ * Normalizes the head columns, Gram–Schmidts the small ones, and completes null (or numerically
+ * dependent) ones with random vectors; q[c] is the c-th column in `order`, σ_c its norm (0 when
+ * completed). Normalizes the columns of `cols` in place.
+ */
+function orthonormalColumns(
+  cols: Float64Array[],
+  { norms, nmax, order, head, good }: ColumnSplit,
+  L: number,
+): { q: Float64Array[]; sigma: Float64Array } {
+  const S = cols.length;
   const rand = prng(0x9e3779b9);
   const q: Float64Array[] = [];
   const sigma = new Float64Array(S);
@@ -86,19 +132,32 @@ export function svdGram(a: Float32Array, m: number, n: number): Svd {
     }
     q.push(col);
   }
+  return { q, sigma };
+}
 
-  // σ_k from the projected norms can swap nearly equal neighbours: sort, moving u and v together.
+/**
+ * σ_k from the projected norms can swap nearly equal neighbours: sorts descending, moving the
+ * long-side vectors (u when tall) and short-side vectors (v when tall) together, into float32.
+ */
+function sortedFactors(
+  q: Float64Array[],
+  sigma: Float64Array,
+  vs: Float64Array,
+  order: number[],
+  L: number,
+  S: number,
+): { long: Float32Array; s: Float64Array; short: Float32Array } {
   const perm = Array.from({ length: S }, (_, c) => c).sort((i, j) => sigma[j] - sigma[i] || i - j);
   const s = Float64Array.from(perm, (c) => sigma[c]);
-  const longF = new Float32Array(L * S);
-  const shortF = new Float32Array(S * S);
+  const long = new Float32Array(L * S);
+  const short = new Float32Array(S * S);
   perm.forEach((c, out) => {
     const qc = q[c];
-    for (let r = 0; r < L; r++) longF[r * S + out] = qc[r];
+    for (let r = 0; r < L; r++) long[r * S + out] = qc[r];
     const k = order[c];
-    for (let i = 0; i < S; i++) shortF[i * S + out] = vs[i * S + k];
+    for (let i = 0; i < S; i++) short[i * S + out] = vs[i * S + k];
   });
-  return tall ? { u: longF, s, v: shortF } : { u: shortF, s, v: longF };
+  return { long, s, short };
 }
 
 function norm2(x: Float64Array): number {

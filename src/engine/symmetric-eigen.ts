@@ -39,56 +39,73 @@ function transpose(x: Float64Array, n: number): Float64Array {
 /** Reduces V (in: the matrix) to tridiagonal d, e; V out: the accumulated orthogonal transform. */
 function tred2(V: Float64Array, d: Float64Array, e: Float64Array, n: number): void {
   for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j];
-  for (let i = n - 1; i > 0; i--) {
-    let scale = 0;
-    let h = 0;
-    for (let k = 0; k < i; k++) scale += Math.abs(d[k]);
-    if (scale === 0) {
-      e[i] = d[i - 1];
-      for (let j = 0; j < i; j++) {
-        d[j] = V[(i - 1) * n + j];
-        V[i * n + j] = 0;
-        V[j * n + i] = 0;
-      }
-    } else {
-      for (let k = 0; k < i; k++) {
-        d[k] /= scale;
-        h += d[k] * d[k];
-      }
-      let f = d[i - 1];
-      let g = Math.sqrt(h);
-      if (f > 0) g = -g;
-      e[i] = scale * g;
-      h -= f * g;
-      d[i - 1] = f - g;
-      for (let j = 0; j < i; j++) e[j] = 0;
-      for (let j = 0; j < i; j++) {
-        f = d[j];
-        V[j * n + i] = f;
-        g = e[j] + V[j * n + j] * f;
-        for (let k = j + 1; k <= i - 1; k++) {
-          g += V[k * n + j] * d[k];
-          e[k] += V[k * n + j] * f;
-        }
-        e[j] = g;
-      }
-      f = 0;
-      for (let j = 0; j < i; j++) {
-        e[j] /= h;
-        f += e[j] * d[j];
-      }
-      const hh = f / (h + h);
-      for (let j = 0; j < i; j++) e[j] -= hh * d[j];
-      for (let j = 0; j < i; j++) {
-        f = d[j];
-        g = e[j];
-        for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k] + g * d[k];
-        d[j] = V[(i - 1) * n + j];
-        V[i * n + j] = 0;
-      }
-    }
-    d[i] = h;
+  for (let i = n - 1; i > 0; i--) d[i] = householderRow(V, d, e, n, i);
+  accumulateTransforms(V, d, n);
+  for (let j = 0; j < n; j++) {
+    d[j] = V[(n - 1) * n + j];
+    V[(n - 1) * n + j] = 0;
   }
+  V[(n - 1) * n + n - 1] = 1;
+  e[0] = 0;
+}
+
+/**
+ * One Householder step of tred2: annihilates row i left of the subdiagonal (d holds that row,
+ * scaled), updates the leading i×i block of V; returns h = ‖scaled row‖² − f·g (0 if the row is 0).
+ */
+function householderRow(V: Float64Array, d: Float64Array, e: Float64Array, n: number, i: number): number {
+  let scale = 0;
+  for (let k = 0; k < i; k++) scale += Math.abs(d[k]);
+  if (scale === 0) {
+    e[i] = d[i - 1];
+    for (let j = 0; j < i; j++) {
+      d[j] = V[(i - 1) * n + j];
+      V[i * n + j] = 0;
+      V[j * n + i] = 0;
+    }
+    return 0;
+  }
+  let h = 0;
+  for (let k = 0; k < i; k++) {
+    d[k] /= scale;
+    h += d[k] * d[k];
+  }
+  let f = d[i - 1];
+  let g = Math.sqrt(h);
+  if (f > 0) g = -g;
+  e[i] = scale * g;
+  h -= f * g;
+  d[i - 1] = f - g;
+  for (let j = 0; j < i; j++) e[j] = 0;
+  for (let j = 0; j < i; j++) {
+    f = d[j];
+    V[j * n + i] = f;
+    g = e[j] + V[j * n + j] * f;
+    for (let k = j + 1; k <= i - 1; k++) {
+      g += V[k * n + j] * d[k];
+      e[k] += V[k * n + j] * f;
+    }
+    e[j] = g;
+  }
+  f = 0;
+  for (let j = 0; j < i; j++) {
+    e[j] /= h;
+    f += e[j] * d[j];
+  }
+  const hh = f / (h + h);
+  for (let j = 0; j < i; j++) e[j] -= hh * d[j];
+  for (let j = 0; j < i; j++) {
+    f = d[j];
+    g = e[j];
+    for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k] + g * d[k];
+    d[j] = V[(i - 1) * n + j];
+    V[i * n + j] = 0;
+  }
+  return h;
+}
+
+/** Second half of tred2: builds the orthogonal transform in V from the stored Householder vectors. */
+function accumulateTransforms(V: Float64Array, d: Float64Array, n: number): void {
   for (let i = 0; i < n - 1; i++) {
     V[(n - 1) * n + i] = V[i * n + i];
     V[i * n + i] = 1;
@@ -103,12 +120,6 @@ function tred2(V: Float64Array, d: Float64Array, e: Float64Array, n: number): vo
     }
     for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
   }
-  for (let j = 0; j < n; j++) {
-    d[j] = V[(n - 1) * n + j];
-    V[(n - 1) * n + j] = 0;
-  }
-  V[(n - 1) * n + n - 1] = 1;
-  e[0] = 0;
 }
 
 /** Implicit QL on the tridiagonal d, e; W (rows = vectors) accumulates the rotations. */

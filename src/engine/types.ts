@@ -43,7 +43,7 @@ export interface Cleaning {
   leadSq: number;
 }
 
-/** DOP's parameters for one tensor's optimisation (design.md §2). */
+/** DOP's parameters for one tensor's optimisation (docs/methods.md#dop). */
 export interface DopOptions {
   lr: number;
   num_steps: number;
@@ -103,7 +103,7 @@ export interface Engine {
    */
   svd(a: Float32Array, m: number, n: number): Promise<Svd>;
   /**
-   * OPCM's cleaning of one m×n linear tensor against the previous state `prev` (design.md §2).
+   * OPCM's cleaning of one m×n linear tensor against the previous state `prev` (docs/methods.md#opcm).
    * `loadTau` is called once, after prev is no longer needed (it may reuse prev's buffer); the
    * cleaned tensor is written over the τ it returns.
    */

@@ -25,7 +25,7 @@ class SafetensorsModel implements ModelReader {
     private readonly parts: readonly SafetensorsFile[],
   ) {
     const where = new Map<string, SafetensorsFile>();
-    for (const p of parts) for (const name of p.tensors.keys()) where.set(name, p);
+    for (const part of parts) for (const name of part.tensors.keys()) where.set(name, part);
     const names = [...where.keys()].sort(compareNames);
     this.where = new Map(names.map((n) => [n, where.get(n)!]));
     this.tensors = new Map(names.map((n) => [n, tensorInfo(where.get(n)!.info(n))]));
@@ -39,9 +39,9 @@ class SafetensorsModel implements ModelReader {
   }
 
   private file(name: string): SafetensorsFile {
-    const f = this.where.get(name);
-    if (!f) throw new InputError(this.path, `no tensor named ${JSON.stringify(name)}`);
-    return f;
+    const file = this.where.get(name);
+    if (!file) throw new InputError(this.path, `no tensor named ${JSON.stringify(name)}`);
+    return file;
   }
 
   readF32(name: string): Float32Array {
@@ -61,7 +61,7 @@ class SafetensorsModel implements ModelReader {
   }
 
   close(): void {
-    for (const p of this.parts) p.close();
+    for (const part of this.parts) part.close();
   }
 }
 
@@ -75,8 +75,8 @@ export function openModel(path: string): ModelReader & { readonly bytesRead: num
     );
   }
   if (layout.kind === 'file') {
-    const f = SafetensorsFile.open(layout.file);
-    return new SafetensorsModel(path, [layout.file], [f]);
+    const file = SafetensorsFile.open(layout.file);
+    return new SafetensorsModel(path, [layout.file], [file]);
   }
   const parts = openShards(layout.index);
   return new SafetensorsModel(path, [layout.index.path, ...parts.map((p) => p.path)], parts);
@@ -93,26 +93,26 @@ function openShards(index: ShardIndex): SafetensorsFile[] {
     checkAgainstIndex(index, parts);
     return parts;
   } catch (e) {
-    for (const p of parts) p.close();
+    for (const part of parts) part.close();
     throw e;
   }
 }
 
 function checkAgainstIndex(index: ShardIndex, parts: readonly SafetensorsFile[]): void {
   const owner = new Map<string, SafetensorsFile>();
-  for (const p of parts) {
-    for (const name of p.tensors.keys()) {
+  for (const part of parts) {
+    for (const name of part.tensors.keys()) {
       const other = owner.get(name);
-      if (other) throw new InputError(p.path, `tensor ${JSON.stringify(name)} is also in shard ${other.path}`);
-      owner.set(name, p);
+      if (other) throw new InputError(part.path, `tensor ${JSON.stringify(name)} is also in shard ${other.path}`);
+      owner.set(name, part);
       if (!index.weightMap.has(name))
-        throw new InputError(p.path, `tensor ${JSON.stringify(name)} is not in the index ${index.path}`);
+        throw new InputError(part.path, `tensor ${JSON.stringify(name)} is not in the index ${index.path}`);
     }
   }
-  const byShard = new Map(parts.map((p, i) => [index.shards[i]!, p]));
+  const byShard = new Map(parts.map((part, i) => [index.shards[i]!, part]));
   for (const [name, shard] of index.weightMap) {
-    const p = byShard.get(shard)!;
-    if (!p.tensors.has(name))
-      throw new InputError(p.path, `shard lacks tensor ${JSON.stringify(name)} that the index maps to it`);
+    const part = byShard.get(shard)!;
+    if (!part.tensors.has(name))
+      throw new InputError(part.path, `shard lacks tensor ${JSON.stringify(name)} that the index maps to it`);
   }
 }

@@ -12,18 +12,18 @@ export async function removeVersions(repoRoot: string, pipeline: string, version
   if (!versions.length) return;
   const parent = pipelineDir(repoRoot, pipeline);
   const doomed: string[] = [];
-  for (const v of versions) {
-    const tmp = join(parent, `${DELETING_PREFIX}${v}-${randomBytes(4).toString('hex')}`);
-    await rename(versionDir(repoRoot, pipeline, v), tmp);
-    doomed.push(tmp);
+  for (const version of versions) {
+    const deleting = join(parent, `${DELETING_PREFIX}${version}-${randomBytes(4).toString('hex')}`);
+    await rename(versionDir(repoRoot, pipeline, version), deleting);
+    doomed.push(deleting);
   }
   await fsyncDir(parent);
-  for (const d of doomed) await rm(d, { recursive: true, force: true });
+  for (const path of doomed) await rm(path, { recursive: true, force: true });
 }
 
 /** Removes the numbered folders above `latest` (published by merges that never committed). */
 export async function discardVersionsAbove(repoRoot: string, pipeline: string, latest: number): Promise<number[]> {
-  const above = (await listVersions(repoRoot, pipeline)).filter((v) => v > latest);
+  const above = (await listVersions(repoRoot, pipeline)).filter((version) => version > latest);
   await removeVersions(repoRoot, pipeline, above);
   return above;
 }

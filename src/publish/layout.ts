@@ -34,8 +34,8 @@ export function assertVersion(version: number): void {
 /** "12" -> 12; "012", "1a", "0", ".staging-3" -> null (leading zeros are not versions here). */
 export function parseVersionName(name: string): number | null {
   if (!/^[1-9][0-9]*$/.test(name)) return null;
-  const n = Number(name);
-  return Number.isSafeInteger(n) ? n : null;
+  const version = Number(name);
+  return Number.isSafeInteger(version) ? version : null;
 }
 
 /** Numbered version folders present on disk, ascending. Missing pipeline folder -> []. */
@@ -47,12 +47,12 @@ export async function listVersions(repoRoot: string, pipeline: string): Promise<
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  const out: number[] = [];
-  for (const e of entries) {
-    const n = parseVersionName(e.name);
-    if (n !== null && e.isDirectory()) out.push(n);
+  const versions: number[] = [];
+  for (const entry of entries) {
+    const version = parseVersionName(entry.name);
+    if (version !== null && entry.isDirectory()) versions.push(version);
   }
-  return out.sort((a, b) => a - b);
+  return versions.sort((a, b) => a - b);
 }
 
 /** The version `current` points to, or null when there is no link or it is not `N`. */

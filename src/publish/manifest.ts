@@ -37,29 +37,33 @@ export interface Manifest {
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Reasons a parsed manifest.json is not a usable Manifest; [] when it is. */
-export function manifestProblems(m: unknown): string[] {
-  if (typeof m !== 'object' || m === null || Array.isArray(m)) return ['not a JSON object'];
-  const o = m as Record<string, unknown>;
-  const p: string[] = [];
-  if (!Number.isSafeInteger(o.version) || (o.version as number) < 1) p.push('version is not a positive integer');
-  if (o.parent !== null && !Number.isSafeInteger(o.parent)) p.push('parent is neither an integer nor null');
-  for (const k of ['pipeline', 'method', 'created_at', 'cmerge_version', 'engine'] as const) {
-    if (typeof o[k] !== 'string') p.push(`${k} is not a string`);
+export function manifestProblems(parsed: unknown): string[] {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return ['not a JSON object'];
+  const manifest = parsed as Record<string, unknown>;
+  const problems: string[] = [];
+  if (!Number.isSafeInteger(manifest.version) || (manifest.version as number) < 1)
+    problems.push('version is not a positive integer');
+  if (manifest.parent !== null && !Number.isSafeInteger(manifest.parent))
+    problems.push('parent is neither an integer nor null');
+  for (const key of ['pipeline', 'method', 'created_at', 'cmerge_version', 'engine'] as const) {
+    if (typeof manifest[key] !== 'string') problems.push(`${key} is not a string`);
   }
-  for (const k of ['params', 'metrics', 'base'] as const) {
-    if (typeof o[k] !== 'object' || o[k] === null || Array.isArray(o[k])) p.push(`${k} is not an object`);
+  for (const key of ['params', 'metrics', 'base'] as const) {
+    const value = manifest[key];
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) problems.push(`${key} is not an object`);
   }
-  if (!Array.isArray(o.checkpoints)) p.push('checkpoints is not an array');
-  const files = o.files;
+  if (!Array.isArray(manifest.checkpoints)) problems.push('checkpoints is not an array');
+  const files = manifest.files;
   if (typeof files !== 'object' || files === null || Array.isArray(files)) {
-    p.push('files is not an object');
+    problems.push('files is not an object');
   } else {
-    for (const [f, h] of Object.entries(files)) {
-      if (typeof h !== 'string' || !HEX64.test(h)) p.push(`files["${f}"] is not a sha256`);
-      if (f.startsWith('/') || f.split('/').includes('..')) p.push(`files["${f}"] leaves the version folder`);
+    for (const [file, hash] of Object.entries(files)) {
+      if (typeof hash !== 'string' || !HEX64.test(hash)) problems.push(`files["${file}"] is not a sha256`);
+      if (file.startsWith('/') || file.split('/').includes('..'))
+        problems.push(`files["${file}"] leaves the version folder`);
     }
   }
-  return p;
+  return problems;
 }
 
 /** Read and check `<dir>/manifest.json`; throws with a readable reason when unusable. */

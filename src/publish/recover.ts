@@ -70,7 +70,11 @@ export async function recoverRepository(
   }
   const removed: string[] = [];
   for (const name of names) {
-    if ([STAGING_PREFIX, DELETING_PREFIX, LINK_TMP_PREFIX, LEGACY_UNCOMMITTED_PREFIX].some((p) => name.startsWith(p))) {
+    if (
+      [STAGING_PREFIX, DELETING_PREFIX, LINK_TMP_PREFIX, LEGACY_UNCOMMITTED_PREFIX].some((prefix) =>
+        name.startsWith(prefix),
+      )
+    ) {
       await rm(join(dir, name), { recursive: true, force: true });
       removed.push(name);
     }
@@ -78,18 +82,18 @@ export async function recoverRepository(
 
   const broken: BrokenVersion[] = [];
   const intact: number[] = [];
-  for (const v of await listVersions(repoRoot, pipeline)) {
-    const problems = await verifyVersion(versionDir(repoRoot, pipeline, v), { quick: opts.quick });
+  for (const version of await listVersions(repoRoot, pipeline)) {
+    const problems = await verifyVersion(versionDir(repoRoot, pipeline, version), { quick: opts.quick });
     if (!problems.length) {
-      intact.push(v);
+      intact.push(version);
       continue;
     }
     let movedTo: string | null = null;
-    if (problems.some((p) => p.kind === 'manifest')) {
-      movedTo = join(dir, `${BROKEN_PREFIX}${v}-${Date.now()}`);
-      await rename(versionDir(repoRoot, pipeline, v), movedTo);
+    if (problems.some((problem) => problem.kind === 'manifest')) {
+      movedTo = join(dir, `${BROKEN_PREFIX}${version}-${Date.now()}`);
+      await rename(versionDir(repoRoot, pipeline, version), movedTo);
     }
-    broken.push({ version: v, problems, movedTo });
+    broken.push({ version, problems, movedTo });
   }
   if (removed.length || broken.some((b) => b.movedTo)) await fsyncDir(dir);
 

@@ -1,7 +1,7 @@
 /**
  * Version repository: `<repository>/<pipeline>/{1,2,...}`, `current -> N`, `.staging-N/`.
  *
- * Publication of version N (design.md §5):
+ * Publication of version N (docs/architecture.md#publication-and-hot-swap):
  *   const s = await beginVersion(repo, pipeline, N);   // empty .staging-N/
  *   ... merge runner writes model.safetensors (or shards + index) into s.dir ...
  *   const v = await finishVersion(s, {...});           // base files, README, manifest, fsync, rename
@@ -146,16 +146,16 @@ export async function finishVersion(staging: Staging, input: FinishInput): Promi
   const { files, dirs } = await listVersionFiles(dir);
   const hashes: Record<string, string> = {};
   const sizes: Record<string, number> = {};
-  for (const f of files) {
-    hashes[f] = input.knownSha256?.[f] ?? (await sha256File(join(dir, f)));
-    sizes[f] = (await stat(join(dir, f))).size;
+  for (const file of files) {
+    hashes[file] = input.knownSha256?.[file] ?? (await sha256File(join(dir, file)));
+    sizes[file] = (await stat(join(dir, file))).size;
   }
   const manifest: Manifest = { ...head, files: hashes, file_sizes: sizes };
   // Key order of `head` first, then files: the manifest reads top-down like the card.
   await writeFile(join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
 
-  for (const f of [...files, MANIFEST]) await fsyncFile(join(dir, f));
-  for (const d of dirs.reverse()) await fsyncDir(join(dir, d));
+  for (const file of [...files, MANIFEST]) await fsyncFile(join(dir, file));
+  for (const subdir of dirs.reverse()) await fsyncDir(join(dir, subdir));
   await fsyncDir(dir);
 
   const final = versionDir(repoRoot, pipeline, version);

@@ -33,12 +33,12 @@ export async function verifyVersion(dir: string, opts: VerifyOptions = {}): Prom
     return [{ kind: 'manifest', file: null, message: missing ? 'manifest.json is missing' : (err as Error).message }];
   }
   const problems: VersionProblem[] = [];
-  const n = parseVersionName(basename(dir));
-  if (n !== null && manifest.version !== n) {
+  const folderVersion = parseVersionName(basename(dir));
+  if (folderVersion !== null && manifest.version !== folderVersion) {
     problems.push({
       kind: 'manifest',
       file: null,
-      message: `manifest says version ${manifest.version}, folder is ${n}`,
+      message: `manifest says version ${manifest.version}, folder is ${folderVersion}`,
     });
   }
   let present: string[];
@@ -48,27 +48,27 @@ export async function verifyVersion(dir: string, opts: VerifyOptions = {}): Prom
     return [...problems, { kind: 'unreadable', file: null, message: (err as Error).message }];
   }
   const listed = new Set(Object.keys(manifest.files));
-  for (const f of present) {
-    if (!listed.has(f)) problems.push({ kind: 'extra', file: f, message: `${f} is not in the manifest` });
+  for (const file of present) {
+    if (!listed.has(file)) problems.push({ kind: 'extra', file, message: `${file} is not in the manifest` });
   }
   const onDisk = new Set(present);
-  for (const [f, expected] of Object.entries(manifest.files)) {
-    if (!onDisk.has(f)) {
-      problems.push({ kind: 'missing', file: f, message: `${f} is missing` });
+  for (const [file, expected] of Object.entries(manifest.files)) {
+    if (!onDisk.has(file)) {
+      problems.push({ kind: 'missing', file, message: `${file} is missing` });
       continue;
     }
-    const size = manifest.file_sizes?.[f];
+    const size = manifest.file_sizes?.[file];
     if (size !== undefined) {
-      const actual = (await stat(join(dir, f))).size;
+      const actual = (await stat(join(dir, file))).size;
       if (actual !== size) {
-        problems.push({ kind: 'size', file: f, message: `${f}: ${actual} bytes, manifest says ${size}` });
+        problems.push({ kind: 'size', file, message: `${file}: ${actual} bytes, manifest says ${size}` });
         continue;
       }
     }
     if (opts.quick) continue;
-    const actual = await sha256File(join(dir, f));
+    const actual = await sha256File(join(dir, file));
     if (actual !== expected)
-      problems.push({ kind: 'hash', file: f, message: `${f}: sha256 ${actual}, manifest says ${expected}` });
+      problems.push({ kind: 'hash', file, message: `${file}: sha256 ${actual}, manifest says ${expected}` });
   }
   return problems;
 }

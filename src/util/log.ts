@@ -11,8 +11,8 @@ export interface LogOptions {
   level?: string;
 }
 
-function build(o: LogOptions): winston.transport[] {
-  const stream = o.stream ?? 'stdout';
+function build(opts: LogOptions): winston.transport[] {
+  const stream = opts.stream ?? 'stdout';
   const isTty = (stream === 'stdout' ? process.stdout : process.stderr).isTTY === true;
   const text = process.env.CMERGE_LOG_FORMAT ? process.env.CMERGE_LOG_FORMAT === 'text' : isTty;
   const format = text
@@ -30,12 +30,12 @@ function build(o: LogOptions): winston.transport[] {
 }
 
 // A closed log reader (journald restarting, a pipe closed) must not kill the daemon: drop the lines.
-for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
+for (const output of [process.stdout, process.stderr]) output.on('error', () => {});
 
 export const log = winston.createLogger({ level: process.env.CMERGE_LOG_LEVEL ?? 'info', transports: build({}) });
 
-export function configureLog(o: LogOptions): void {
+export function configureLog(opts: LogOptions): void {
   log.clear();
-  for (const t of build(o)) log.add(t);
-  log.level = process.env.CMERGE_LOG_LEVEL ?? o.level ?? 'info';
+  for (const transport of build(opts)) log.add(transport);
+  log.level = process.env.CMERGE_LOG_LEVEL ?? opts.level ?? 'info';
 }

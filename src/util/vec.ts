@@ -12,12 +12,6 @@ export function dot(a: Float32Array, b: Float32Array): number {
   return s;
 }
 
-/** out[i] = a[i] − b[i] (out may alias a or b) */
-export function sub(a: Float32Array, b: Float32Array, out: Float32Array = new Float32Array(a.length)): Float32Array {
-  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
-  return out;
-}
-
 /** a[i] −= b[i] in place; returns Σ b² and Σ (a − b)² over the stored float32 results */
 export function subtractInPlace(a: Float32Array, b: Float32Array): { subtrahendSq: number; resultSq: number } {
   let bs = 0;
@@ -65,15 +59,15 @@ export function addColumnDots(
   d: Float64Array,
 ): void {
   for (let i = 0; i < rows; i++) {
-    const o = i * width;
-    for (let j = from; j < width; j++) d[j] += a[o + j] * b[o + j];
+    const row = i * width;
+    for (let j = from; j < width; j++) d[j] += a[row + j] * b[row + j];
   }
 }
 
 /** a[i·width + j] *= s[j] for columns j in [from, width) of a rows×width matrix */
 export function scaleColumns(a: Float32Array, rows: number, width: number, from: number, s: Float64Array): void {
   for (let i = 0; i < rows; i++) {
-    const o = i * width;
-    for (let j = from; j < width; j++) a[o + j] *= s[j];
+    const row = i * width;
+    for (let j = from; j < width; j++) a[row + j] *= s[j];
   }
 }

@@ -390,7 +390,7 @@ test('verify: a corrupted version file exits 1 naming the version and the file',
     r.out.problems.map((p) => [p.pipeline, p.version, p.kind, p.file]),
     [['clip', 1, 'hash', 'model.safetensors']],
   );
-  assert.match(r.text, /^problem  clip v1: model\.safetensors: sha256 [0-9a-f]{64}, manifest says/m);
+  assert.match(r.text, /^problem {2}clip v1: model\.safetensors: sha256 [0-9a-f]{64}, manifest says/m);
   assert.match(r.text, /^FAILED: /m);
 
   const truncated = damaged(() => appendFileSync(model, 'x'), restore);

@@ -19,7 +19,7 @@ import {
 } from './support.js';
 
 /**
- * Every bad-input kind of design.md §7, plus a duplicate of a merged checkpoint and a symlink out
+ * Every bad-input kind of docs/architecture.md#bad-input, plus a duplicate of a merged checkpoint and a symlink out
  * of the drop folder, renamed into the drop folder of a running daemon between good checkpoints.
  * Each ends in <drop>/.quarantine/ with its .reason.txt and in `status --json` with a fitting
  * reason; the good ones become versions; the daemon keeps running.

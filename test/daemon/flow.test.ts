@@ -95,7 +95,7 @@ test('20 checkpoints (5 at once, 15 one by one) become versions 1..20 equal to c
     assert.equal(rho.size, 20, 'ρ[20][i] for i = 1..20');
     assert.ok(rho.get(20)! > rho.get(1)!, `ρ[20][20] ${rho.get(20)} > ρ[20][1] ${rho.get(1)}`);
     assert.ok(typeof detail.model_metrics.lambda === 'number' && detail.model_metrics.lambda > 1);
-    // interference (design §6) is recorded per model and for every linear tensor
+    // interference (docs/architecture.md#metrics) is recorded per model and for every linear tensor
     const interference = detail.model_metrics.interference;
     assert.ok(typeof interference === 'number' && interference > 0 && interference < 1, `interference ${interference}`);
     const ts = detail.tensor_summary;

@@ -1,5 +1,5 @@
 /**
- * Bad checkpoints of every kind of design.md §7, made from a real base and a good checkpoint of it
+ * Bad checkpoints of every kind of docs/architecture.md#bad-input, made from a real base and a good checkpoint of it
  * (any models sharing the base's tensor layout, e.g. writeDemoModels). Each kind writes its file or
  * folder under a directory and names a pattern its rejection reason must match. Kinds that need a
  * running daemon's context (duplicate, symlink out of the drop folder) are left to the tests.

@@ -160,10 +160,27 @@ before(() => {
   assert.equal(r.status, 0, `driver build failed:\n${r.stderr}`);
 });
 
-function run(mode: string, env: Record<string, string> = {}): any {
+/** What the kernels and sticky modes print first: module load, function lookups, two launches. */
+interface KernelsOutput {
+  load: number;
+  get: number[];
+  launch: number[];
+}
+
+/** The sticky mode's error state after the failed launch. */
+interface StickyOutput {
+  sync: number;
+  lastError: number;
+  name: string;
+  cublas: number;
+  cusolver: number;
+}
+
+/** Runs the driver in one mode; T: the JSON object that mode prints. */
+function run<T>(mode: string, env: Record<string, string> = {}): T {
   const r = spawnSync(driver, [lib, mode], { encoding: 'utf8', env: { ...process.env, ...env } });
   assert.equal(r.status, 0, `driver ${mode} exited ${r.status}:\n${r.stderr}`);
-  return JSON.parse(r.stdout);
+  return JSON.parse(r.stdout) as T;
 }
 
 /** Exported names of the Api struct in cuda_api.h: the field name, or the `_v2` symbol its comment gives. */
@@ -188,14 +205,14 @@ test('exports every entry point cuda_api.h resolves', () => {
 });
 
 test('cublasSgemm_v2 N/T gives the column-major product; a bad lda is CUBLAS_STATUS_INVALID_VALUE', () => {
-  const out = run('gemm');
+  const out = run<{ C: number[]; status: number; badLda: number }>('gemm');
   assert.equal(out.status, 0);
   assert.deepEqual(out.C, [50, 122, 68, 167]); // (50 68; 122 167)
   assert.equal(out.badLda, 7);
 });
 
 test('cusolverDnDsyevd: ascending eigenvalues and eigenvectors of the lower triangle', () => {
-  const out = run('syevd');
+  const out = run<{ W: number[]; V: number[]; lwork: number; status: number[]; info: number }>('syevd');
   assert.deepEqual(out.status, [0, 0]);
   assert.equal(out.info, 0);
   assert.ok(out.lwork > 0);
@@ -204,7 +221,7 @@ test('cusolverDnDsyevd: ascending eigenvalues and eigenvectors of the lower tria
 });
 
 test('kernels run through cuModuleGetFunction/cuLaunchKernel; dot_f32 adds to its output', () => {
-  const out = run('kernels');
+  const out = run<KernelsOutput & { diff: number[]; dot: number }>('kernels');
   assert.equal(out.load, 0);
   assert.deepEqual(out.get, [0, 0, 500]);
   assert.deepEqual(out.launch, [0, 0]);
@@ -213,7 +230,7 @@ test('kernels run through cuModuleGetFunction/cuLaunchKernel; dot_f32 adds to it
 });
 
 test('FAKE_CUDA_STICKY_AFTER=2: the second launch fails with 700 and the device stays lost', () => {
-  const out = run('sticky', { FAKE_CUDA_STICKY_AFTER: '2' });
+  const out = run<KernelsOutput & StickyOutput>('sticky', { FAKE_CUDA_STICKY_AFTER: '2' });
   assert.deepEqual(out.launch, [0, 700]);
   assert.equal(out.sync, 700);
   assert.equal(out.lastError, 700);

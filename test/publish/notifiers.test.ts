@@ -336,7 +336,7 @@ interface SseEvent {
 function sseClient(url: string): Promise<{ events: SseEvent[]; next: () => Promise<SseEvent>; close: () => void }> {
   return new Promise((resolve, reject) => {
     const events: SseEvent[] = [];
-    let waiters: ((e: SseEvent) => void)[] = [];
+    const waiters: ((e: SseEvent) => void)[] = [];
     let taken = 0;
     const req = get(url, (res) => {
       assert.equal(res.statusCode, 200);

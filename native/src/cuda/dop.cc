@@ -1,5 +1,5 @@
 // DOP's optimisation of one tensor on the device: the arithmetic of src/engine/ops/dop-optimize.ts
-// (design.md §2) with the tensors resident; per Adam step the host only reads seven dot products
+// (docs/methods.md#dop) with the tensors resident; per Adam step the host only reads seven dot products
 // (two losses, three gradient products) to form the MGDA weights.
 #include <cmath>
 

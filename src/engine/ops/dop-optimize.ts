@@ -113,7 +113,7 @@ function minNormGamma(v11: number, v12: number, v22: number): number {
 }
 
 /**
- * The DOP optimisation for one linear tensor on a CPU engine (design.md §2): Adam on W against two quadratic
+ * The DOP optimisation for one linear tensor on a CPU engine (docs/methods.md#dop): Adam on W against two quadratic
  * losses loss_i(W) = ‖diag(σ_i) U_iᵀ Δ_i‖² + ‖Δ_i V_i diag(σ_i)‖², Δ_i = W − W_i, with MGDA
  * weighting and EMA. Gradients in closed form: ∇loss_i = 2 A_i Δ_i + 2 Δ_i B_i,
  * A_i = U_i diag(σ_i²) U_iᵀ, B_i = V_i diag(σ_i²) V_iᵀ.
@@ -125,10 +125,10 @@ export async function dopOptimize(
   wb: Float32Array,
   m: number,
   n: number,
-  o: DopOptions,
+  opts: DopOptions,
 ): Promise<DopResult> {
-  const pa = await project(engine, wa, base, m, n, o.svd_epsilon, o.svd_proj_space);
-  const pb = await project(engine, wb, base, m, n, o.svd_epsilon, o.svd_proj_space);
+  const pa = await project(engine, wa, base, m, n, opts.svd_epsilon, opts.svd_proj_space);
+  const pb = await project(engine, wb, base, m, n, opts.svd_epsilon, opts.svd_proj_space);
   const w = new Float32Array(wa.length);
   for (let i = 0; i < w.length; i++) w[i] = (wa[i] + wb[i]) / 2;
   const mAvg = new Float32Array(w.length);
@@ -136,32 +136,35 @@ export async function dopOptimize(
   const beta1 = 0.9,
     beta2 = 0.999,
     adamEps = 1e-8;
-  let ema: [number, number] = [o.alpha, 1 - o.alpha];
+  let ema: [number, number] = [opts.alpha, 1 - opts.alpha];
   let lossA = 0,
     lossB = 0;
-  for (let step = 1; step <= o.num_steps; step++) {
+  for (let step = 1; step <= opts.num_steps; step++) {
     const a = await gradLoss(engine, pa, w, m, n);
     const b = await gradLoss(engine, pb, w, m, n);
     lossA = a.loss;
     lossB = b.loss;
     let sol: [number, number];
-    if (o.mgda) {
+    if (opts.mgda) {
       // ĝ_i = g_i / loss_i; a zero loss (nothing to keep on that side) gives a zero direction
       const ia = a.loss > 0 ? 1 / a.loss : 0;
       const ib = b.loss > 0 ? 1 / b.loss : 0;
       const gamma = minNormGamma(dot(a.g, a.g) * ia * ia, dot(a.g, b.g) * ia * ib, dot(b.g, b.g) * ib * ib);
       sol = [gamma, 1 - gamma];
-      if (o.ema) {
-        ema = [o.ema_beta * ema[0] + (1 - o.ema_beta) * sol[0], o.ema_beta * ema[1] + (1 - o.ema_beta) * sol[1]];
+      if (opts.ema) {
+        ema = [
+          opts.ema_beta * ema[0] + (1 - opts.ema_beta) * sol[0],
+          opts.ema_beta * ema[1] + (1 - opts.ema_beta) * sol[1],
+        ];
         sol = ema;
       }
     } else {
-      sol = [o.alpha, 1 - o.alpha];
+      sol = [opts.alpha, 1 - opts.alpha];
     }
     // Adam exactly as torch.optim.Adam (no weight decay, no amsgrad)
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2sqrt = Math.sqrt(1 - Math.pow(beta2, step));
-    const stepSize = o.lr / bc1;
+    const stepSize = opts.lr / bc1;
     const ga = a.g,
       gb = b.g,
       wa0 = sol[0],
@@ -172,7 +175,7 @@ export async function dopOptimize(
       const vi = (vAvg[i] = beta2 * vAvg[i] + (1 - beta2) * g * g);
       w[i] -= (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + adamEps);
     }
-    if (step === o.num_steps) ema = o.mgda ? sol : ema;
+    if (step === opts.num_steps) ema = opts.mgda ? sol : ema;
   }
-  return { w, lossA, lossB, weights: o.mgda ? ema : [o.alpha, 1 - o.alpha], rankA: pa.rank, rankB: pb.rank };
+  return { w, lossA, lossB, weights: opts.mgda ? ema : [opts.alpha, 1 - opts.alpha], rankA: pa.rank, rankB: pb.rank };
 }

@@ -30,7 +30,7 @@ function leadingColumns(a: Float32Array, rows: number, width: number, k: number)
 }
 
 /**
- * OPCM's cleaning on a CPU engine (design.md §2). cleaned = τ − U Q Vᵀ, where Q keeps the leading k×k block and the diagonal of P = UᵀτV:
+ * OPCM's cleaning on a CPU engine (docs/methods.md#opcm). cleaned = τ − U Q Vᵀ, where Q keeps the leading k×k block and the diagonal of P = UᵀτV:
  * the reference's full-matrices form U P Vᵀ with those entries zeroed, using only the r leading
  * singular vectors. Returns cleaned (written over τ) and the split rank k.
  *
@@ -53,7 +53,7 @@ export async function opcmClean(
   alpha: number,
 ): Promise<Cleaning> {
   const r = Math.min(m, n);
-  let { u, s, v } = await engine.svd(prev, m, n);
+  const { u, s, v } = await engine.svd(prev, m, n);
   const { k, prevSq, leadSq } = opcmSplit(s, alpha);
   const tau = loadTau();
   const rows = blockRows(m, Math.max(n, r));
@@ -89,6 +89,5 @@ export async function opcmClean(
     removedSq += sq.subtrahendSq;
     cleanedSq += sq.resultSq;
   }
-  u = v = new Float32Array(0);
   return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
 }

@@ -10,7 +10,7 @@ export interface RunNotifiersOptions {
   /** shutdown: stops waiting, kills running commands, aborts requests, skips retries */
   signal?: AbortSignal;
   /** called after each attempt, e.g. to record it in SQLite as it happens */
-  onOutcome?: (o: NotifierOutcome) => void;
+  onOutcome?: (outcome: NotifierOutcome) => void;
 }
 
 /**
@@ -25,10 +25,10 @@ export async function runNotifiers(
   opts: RunNotifiersOptions = {},
 ): Promise<NotifierOutcome[]> {
   const out: NotifierOutcome[] = [];
-  const record = (o: NotifierOutcome) => {
-    out.push(o);
+  const record = (outcome: NotifierOutcome) => {
+    out.push(outcome);
     try {
-      opts.onOutcome?.(o);
+      opts.onOutcome?.(outcome);
     } catch {
       /* a recording failure must not stop the notifications */
     }
@@ -56,7 +56,7 @@ async function runOne(
   name: string,
   ctx: NotifyContext,
   opts: RunNotifiersOptions,
-  record: (o: NotifierOutcome) => void,
+  record: (outcome: NotifierOutcome) => void,
 ): Promise<void> {
   if (cfg.type === 'sse') {
     const t0 = performance.now();
@@ -72,13 +72,13 @@ async function runOne(
       return;
     }
     const hub = await opts.sse.get(cfg.port, cfg.host);
-    const n = hub.broadcast({ pipeline: ctx.pipeline, version: ctx.version, path: ctx.path });
+    const clients = hub.broadcast({ pipeline: ctx.pipeline, version: ctx.version, path: ctx.path });
     record({
       notifier: name,
       type: 'sse',
       attempt: 1,
       ok: true,
-      detail: `sent to ${n} client(s) on ${hub.host}:${hub.port}`,
+      detail: `sent to ${clients} client(s) on ${hub.host}:${hub.port}`,
       durationMs: performance.now() - t0,
     });
     return;
@@ -90,11 +90,11 @@ async function runOne(
     if (attempt > 1 && !(await sleep(backoffMs(backoffS, attempt - 1), opts.signal))) return;
     if (opts.signal?.aborted) return;
     const t0 = performance.now();
-    const r: AttemptResult =
+    const result: AttemptResult =
       cfg.type === 'http'
         ? await httpAttempt(cfg, ctx, timeoutMs, opts.signal)
         : await commandAttempt(cfg, ctx, timeoutMs, opts.signal);
-    record({ notifier: name, type: cfg.type, attempt, ...r, durationMs: Math.round(performance.now() - t0) });
-    if (r.ok) return;
+    record({ notifier: name, type: cfg.type, attempt, ...result, durationMs: Math.round(performance.now() - t0) });
+    if (result.ok) return;
   }
 }

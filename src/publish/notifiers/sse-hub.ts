@@ -55,7 +55,7 @@ export class SseHub {
     this.server = server;
     this.boundPort = (server.address() as AddressInfo).port;
     this.heartbeat = setInterval(() => {
-      for (const c of this.clients) c.res.write(': ping\n\n');
+      for (const client of this.clients) client.res.write(': ping\n\n');
     }, this.opts.heartbeatMs ?? 15_000);
     this.heartbeat.unref();
   }
@@ -63,19 +63,19 @@ export class SseHub {
   /** Send to every connected client (of that pipeline); returns how many were sent the event. */
   broadcast(ev: VersionEvent): number {
     this.latest.set(ev.pipeline, ev);
-    let n = 0;
-    for (const c of this.clients) {
-      if (c.pipeline === null || c.pipeline === ev.pipeline) {
-        c.res.write(frame(ev));
-        n++;
+    let sent = 0;
+    for (const client of this.clients) {
+      if (client.pipeline === null || client.pipeline === ev.pipeline) {
+        client.res.write(frame(ev));
+        sent++;
       }
     }
-    return n;
+    return sent;
   }
 
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
-    for (const c of this.clients) c.res.end();
+    for (const client of this.clients) client.res.end();
     this.clients.clear();
     const server = this.server;
     this.server = null;
@@ -123,24 +123,24 @@ export class SseHubs {
 
   get(port: number, host = '127.0.0.1'): Promise<SseHub> {
     const key = `${host}:${port}`;
-    let p = this.hubs.get(key);
-    if (!p) {
+    let started = this.hubs.get(key);
+    if (!started) {
       const hub = new SseHub({ port, host });
-      p = hub.start().then(() => {
+      started = hub.start().then(() => {
         // Port 0 binds a free port: make the hub findable under the port it got, too.
         if (port === 0) this.hubs.set(`${host}:${hub.port}`, Promise.resolve(hub));
         return hub;
       });
-      p.catch(() => this.hubs.delete(key)); // a failed bind may be retried later
-      this.hubs.set(key, p);
+      started.catch(() => this.hubs.delete(key)); // a failed bind may be retried later
+      this.hubs.set(key, started);
     }
-    return p;
+    return started;
   }
 
   async closeAll(): Promise<void> {
     const all = [...this.hubs.values()];
     this.hubs.clear();
-    const hubs = new Set(await Promise.all(all.map((p) => p.catch(() => null))));
-    await Promise.all([...hubs].map((h) => h?.close()));
+    const hubs = new Set(await Promise.all(all.map((started) => started.catch(() => null))));
+    await Promise.all([...hubs].map((hub) => hub?.close()));
   }
 }
