@@ -28,3 +28,8 @@ export function tempDir(prefix = 'cmerge-test-'): string {
   made.push(dir);
   return dir;
 }
+
+/** A folder of test/fixtures/lora (made with PEFT by test/fixtures/lora/make_lora_fixtures.py). */
+export function loraFixture(name: string): string {
+  return join(fixturesDir, 'lora', name);
+}
