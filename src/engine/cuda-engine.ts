@@ -2,7 +2,7 @@ import { log } from '../util/log.js';
 import type { CudaAddon, CudaAvailability, CudaSession } from './cuda.js';
 import { libraryVersion } from './cuda.js';
 import { EngineFatalError } from './errors.js';
-import { opcmSplit } from './ops/opcm-clean.js';
+import { opcmSplit, uncleaned } from './ops/opcm-clean.js';
 import { SerialQueue } from './serial.js';
 import type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineStats, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkMatrix, checkSvdArgs } from './validate.js';
@@ -89,10 +89,11 @@ export class CudaEngine implements Engine {
       checkSvdArgs(prev, m, n);
       const { handle, s } = await this.addon.svdResident(session, prev, m, n);
       try {
-        const { k, prevSq, leadSq } = opcmSplit(s, alpha);
+        const { k, rank, prevSq, leadSq } = opcmSplit(s, alpha, m, n);
         const tau = loadTau();
         checkMatrix(tau, m, n, 'tau');
-        const { removedSq, cleanedSq } = await this.addon.opcmApply(handle, tau, k);
+        if (rank === 0) return uncleaned(tau, prevSq);
+        const { removedSq, cleanedSq } = await this.addon.opcmApply(handle, tau, k, rank);
         return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
       } finally {
         await this.addon.freeResident(handle).catch(() => undefined);

@@ -41,7 +41,12 @@ export interface CudaAddon {
   ): Promise<Float32Array>;
   svd(s: CudaSession, a: Float32Array, m: number, n: number): Promise<Svd>;
   svdResident(s: CudaSession, a: Float32Array, m: number, n: number): Promise<{ handle: ResidentSvd; s: Float64Array }>;
-  opcmApply(handle: ResidentSvd, tau: Float32Array, k: number): Promise<{ removedSq: number; cleanedSq: number }>;
+  opcmApply(
+    handle: ResidentSvd,
+    tau: Float32Array,
+    k: number,
+    rank: number,
+  ): Promise<{ removedSq: number; cleanedSq: number }>;
   freeResident(handle: ResidentSvd): Promise<void>;
   dopOptimize(
     s: CudaSession,

@@ -30,6 +30,8 @@ class DopStep implements MethodStep {
       for (let i = 0; i < ckpt.length; i++) ckpt[i] = (prev[i] + ckpt[i]) / 2;
       return { state: ckpt };
     }
+    const kept = oneSidedMinimizer(base, prev, ckpt);
+    if (kept !== null) return this.keep(job, kept === 'merged' ? prev : ckpt, kept);
     const [m, n] = job.shape;
     const opt = await this.ctx.engine.dopOptimize(base, prev, ckpt, m, n, this.ctx.params);
     this.losses[job.name] = [opt.lossA, opt.lossB];
@@ -46,12 +48,41 @@ class DopStep implements MethodStep {
     };
   }
 
+  /** The objective's exact minimizer when one side's task vector is zero (docs/methods.md#dop). */
+  private keep(job: TensorJob, state: Float32Array, side: 'merged' | 'new'): StepUpdate {
+    const weights: [number, number] = side === 'merged' ? [1, 0] : [0, 1];
+    this.losses[job.name] = [0, 0];
+    this.weights[job.name] = weights;
+    this.ranks[job.name] = [0, 0];
+    return {
+      state,
+      metrics: { loss_merged: 0, loss_new: 0, weight_merged: weights[0], weight_new: weights[1] },
+    };
+  }
+
   finish() {
     return {
       scalars: {},
       summary: this.ctx.t > 1 ? { losses: this.losses, weights: this.weights, split_rank: this.ranks } : {},
     };
   }
+}
+
+/**
+ * DOP's loss of each side is relative to that side's task vector, so it is undefined when one is
+ * zero (the reference divides by zero there). The minimizer is then exact: τ_new = 0 (a tensor the
+ * new checkpoint left unchanged: a frozen layer, a module an adapter does not target) keeps
+ * M_{t−1}; M_{t−1} − θ0 = 0 takes θ_t. Exact comparison: a frozen tensor is bit-identical to θ0.
+ */
+function oneSidedMinimizer(base: Float32Array, prev: Float32Array, ckpt: Float32Array): 'merged' | 'new' | null {
+  if (equal(ckpt, base)) return 'merged';
+  if (equal(prev, base)) return 'new';
+  return null;
+}
+
+function equal(a: Float32Array, b: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 export const dop: Method<DopParams> = {

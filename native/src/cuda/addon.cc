@@ -189,14 +189,14 @@ class SvdResidentJob : public Job {
 
 class OpcmApplyJob : public Job {
  public:
-  OpcmApplyJob(Napi::Env env, Resident* r, Napi::Object handle, Napi::Float32Array tau, int k)
-      : Job(env, r->session), r_(r), tau_(tau.Data()), k_(k) {
+  OpcmApplyJob(Napi::Env env, Resident* r, Napi::Object handle, Napi::Float32Array tau, int k, int rank)
+      : Job(env, r->session), r_(r), tau_(tau.Data()), k_(k), rank_(rank) {
     pin_.Add(tau);
     handleRef_ = Napi::Persistent(handle);
   }
   void Run() override {
     if (!r_->svd) throw CudaError("resident SVD already freed", "error");
-    sums_ = OpcmApply(*s_, *r_->svd, tau_, k_);
+    sums_ = OpcmApply(*s_, *r_->svd, tau_, k_, rank_);
   }
   void OnOK() override {
     auto o = Napi::Object::New(Env());
@@ -208,6 +208,7 @@ class OpcmApplyJob : public Job {
   Resident* r_;
   float* tau_;
   int k_;
+  int rank_;
   std::pair<double, double> sums_;
   Napi::ObjectReference handleRef_;
   Pin pin_;
@@ -380,14 +381,16 @@ Resident* GetResident(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::External<Resident>>().Data();
 }
 
-// opcmApply(handle, tau, k): tau overwritten with the cleaned tensor; { removedSq, cleanedSq }
+// opcmApply(handle, tau, k, rank): tau overwritten with the cleaned tensor; { removedSq, cleanedSq }
 Napi::Value OpcmApplyFn(const Napi::CallbackInfo& info) {
   Resident* r = GetResident(info, 0);
   if (!r->svd) throw Napi::Error::New(info.Env(), "resident SVD already freed");
   auto tau = F32(info, 1, "tau", static_cast<double>(r->svd->m) * r->svd->n);
   const int k = Int(info, 2, "k", 0);
-  if (k > r->svd->r) throw Napi::RangeError::New(info.Env(), "k exceeds the rank");
-  auto* j = new OpcmApplyJob(info.Env(), r, info[0].As<Napi::Object>(), tau, k);
+  const int rank = Int(info, 3, "rank", 1);
+  if (rank > r->svd->r) throw Napi::RangeError::New(info.Env(), "rank exceeds min(m, n)");
+  if (k >= rank) throw Napi::RangeError::New(info.Env(), "k must be below the rank");
+  auto* j = new OpcmApplyJob(info.Env(), r, info[0].As<Napi::Object>(), tau, k, rank);
   j->Queue();
   return j->Promise();
 }

@@ -49,7 +49,7 @@ void SvdToHost(Session& s, const float* a, int m, int n, float* u, double* sv, f
   std::copy(r.s.begin(), r.s.end(), sv);
 }
 
-std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k) {
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k, int rank) {
   Device& dev = s.dev;
   const int m = svd.m, n = svd.n, r = svd.r;
   const size_t mn = static_cast<size_t>(m) * n, mr = static_cast<size_t>(m) * r;
@@ -74,17 +74,17 @@ std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, i
     Gemm(s, false, false, m, k, k, svd.u.get(), m, pkk.get(), k, tv.get(), m);
     dev.Sync();
   }
-  if (r > k) {
+  if (rank > k) {
     const float* src = svd.u.get() + static_cast<size_t>(k) * m;
     const double* dp = d.get() + k;
     float* dst = tv.get() + static_cast<size_t>(k) * m;
     int ld = m, rows = m, squared = 0;
     void* args[] = {&src, &ld, &rows, &dp, &squared, &dst, &ld};
-    dev.Launch(kScaleColsF32, static_cast<unsigned>(r - k), args);
+    dev.Launch(kScaleColsF32, static_cast<unsigned>(rank - k), args);
   }
-  // removedᵀ = V Wᵀ (n×m); cleanedᵀ = τᵀ − removedᵀ with both squared norms.
+  // removedᵀ = V Wᵀ (n×m) over W's first `rank` columns; cleanedᵀ = τᵀ − removedᵀ, both squared norms.
   Buf<float> rem(s, mn);
-  Gemm(s, false, true, n, m, r, svd.v.get(), n, tv.get(), m, rem.get(), n);
+  Gemm(s, false, true, n, m, rank, svd.v.get(), n, tv.get(), m, rem.get(), n);
   tv.reset();
   Buf<double> sums(s, 2);
   dev.Check(dev.api.cudaMemsetAsync(sums.get(), 0, 2 * sizeof(double), dev.stream()), "cudaMemsetAsync");

@@ -33,8 +33,10 @@ void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, i
 void SvdToHost(Session& s, const float* a, int m, int n, float* u, double* sv, float* v);
 
 // OPCM cleaning with prev's SVD resident: tau (row-major m×n, host) is overwritten with
-// τ − U Q Vᵀ (Q: leading k×k block and diagonal of UᵀτV). Returns {‖UQVᵀ‖², ‖cleaned‖²}.
-std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k);
+// τ − U Q Vᵀ (Q: leading k×k block and the diagonal terms i < rank of UᵀτV; singular vectors
+// past `rank`, prev's effective rank, are not removed: docs/methods.md#opcm).
+// Returns {‖UQVᵀ‖², ‖cleaned‖²}.
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k, int rank);
 
 struct DopOpts {
   double lr = 1e-4;

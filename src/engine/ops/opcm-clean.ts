@@ -2,19 +2,45 @@ import { addColumnDots, firstCumulativeIndex, scaleColumns, subtractInPlace } fr
 import type { Cleaning, Linalg } from '../types.js';
 
 /**
- * OPCM's split of prev's spectrum s (descending): k, the leading block kept in Q (argmax of
- * cumsum/sum > α, 0 when nothing exceeds α), and ‖prev‖² = Σ σ_i², Σ_{i<k} σ_i². Every engine's
- * cleaning takes it from here.
+ * OPCM's split of prev's spectrum s (descending), rank-aware (docs/methods.md#opcm): `rank`, the
+ * number of singular values above σ_max · max(m, n) · 2⁻²³ (the others count as zero: their
+ * singular vectors are an arbitrary basis, not part of the old tasks' subspace); k, the leading
+ * block kept in Q, the first i < rank with cumsum/sum > α over those values (0 when none); and
+ * ‖prev‖² = Σ σ_i², Σ_{i<k} σ_i². Every engine's cleaning takes it from here. For a full-rank prev
+ * this is the reference's split.
  */
-export function opcmSplit(s: Float64Array, alpha: number): { k: number; prevSq: number; leadSq: number } {
-  const k = firstCumulativeIndex(s, (ratio) => ratio > alpha, 0);
+export function opcmSplit(
+  s: Float64Array,
+  alpha: number,
+  m: number,
+  n: number,
+): { k: number; rank: number; prevSq: number; leadSq: number } {
+  const rank = effectiveRank(s, m, n);
+  const k = firstCumulativeIndex(s.subarray(0, rank), (ratio) => ratio > alpha, 0);
   let prevSq = 0;
   let leadSq = 0;
   for (let i = 0; i < s.length; i++) {
     prevSq += s[i] * s[i];
     if (i < k) leadSq += s[i] * s[i];
   }
-  return { k, prevSq, leadSq };
+  return { k, rank, prevSq, leadSq };
+}
+
+/** Singular values above σ_max · max(m, n) · 2⁻²³ (float32's epsilon); 0 for a zero matrix. */
+export function effectiveRank(s: Float64Array, m: number, n: number): number {
+  const max = s.length ? s[0] : 0;
+  if (!(max > 0)) return 0;
+  const cut = max * Math.max(m, n) * 2 ** -23;
+  let rank = 0;
+  for (let i = 0; i < s.length; i++) if (s[i] > cut) rank++;
+  return rank;
+}
+
+/** A zero prev removes nothing: cleaned = τ, its ‖τ‖² summed in float64. */
+export function uncleaned(tau: Float32Array, prevSq: number): Cleaning {
+  let cleanedSq = 0;
+  for (let i = 0; i < tau.length; i++) cleanedSq += tau[i] * tau[i];
+  return { cleaned: tau, split: 0, removedSq: 0, cleanedSq, prevSq, leadSq: 0 };
 }
 
 /** Rows per block of the τ-side products: blocks of ~4 Mi elements (16 MB of float32). */
@@ -54,8 +80,9 @@ export async function opcmClean(
 ): Promise<Cleaning> {
   const r = Math.min(m, n);
   const { u, s, v } = await engine.svd(prev, m, n);
-  const { k, prevSq, leadSq } = opcmSplit(s, alpha);
+  const { k, rank, prevSq, leadSq } = opcmSplit(s, alpha, m, n);
   const tau = loadTau();
+  if (rank === 0) return uncleaned(tau, prevSq);
   const rows = blockRows(m, Math.max(n, r));
   const d = new Float64Array(r);
   let pkk: Float32Array | null = k > 0 ? new Float32Array(k * k) : null;
@@ -71,6 +98,7 @@ export async function opcmClean(
       for (let i = 0; i < block.length; i++) pkk[i] += block[i];
     }
   }
+  d.fill(0, rank); // only the diagonal terms i < rank are removed
   // W = U Q in place: leading k columns U_k P_kk (P_kk already holds its diagonal), others d_i u_i
   for (let i0 = 0; i0 < m; i0 += rows) {
     const b = Math.min(rows, m - i0);
