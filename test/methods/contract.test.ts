@@ -3,10 +3,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createEngine } from '../../src/engine/index.js';
-import { openModel } from '../../src/io/model.js';
 import type { DType, ModelReader } from '../../src/io/types.js';
 import { runMerge, type MergeReport } from '../../src/merge/runner.js';
 import { METHOD_NAMES, methods, type MethodName } from '../../src/methods/registry.js';
+import { withModels } from '../helpers/models.js';
 import { tempDir } from '../helpers/paths.js';
 import { TINY_LINEAR, TINY_SPECS, writeTinyModel } from './tiny-model.js';
 
@@ -35,15 +35,6 @@ async function merge(
   const out = join(tempDir('cmerge-contract-out-'), 'merged.safetensors');
   const report = await runMerge({ base: model.base, stateDir, method, params, checkpoints, out, engine });
   return { report, out, stateDir };
-}
-
-function withModels<T>(paths: string[], fn: (models: ModelReader[]) => T): T {
-  const models = paths.map((p) => openModel(p));
-  try {
-    return fn(models);
-  } finally {
-    for (const m of models) m.close();
-  }
 }
 
 /** the spacing of the output dtype's values near 1, for tolerances of outputs rounded to it */

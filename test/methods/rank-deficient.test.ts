@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Engine } from '../../src/engine/types.js';
 import { opcmSplit } from '../../src/engine/ops/opcm-clean.js';
-import { openModel } from '../../src/io/model.js';
-import type { ModelReader } from '../../src/io/types.js';
 import { runMerge, type MergeReport } from '../../src/merge/runner.js';
 import { engineCases } from '../engine/engines.js';
+import { withModels } from '../helpers/models.js';
 import { loraFixture, tempDir } from '../helpers/paths.js';
 
 /**
@@ -34,15 +33,6 @@ async function mergeSteps(engine: Engine, method: string): Promise<{ outs: strin
     outs.push(out);
   }
   return { outs, reports };
-}
-
-function withModels<T>(paths: string[], fn: (models: ModelReader[]) => T): T {
-  const models = paths.map((p) => openModel(p));
-  try {
-    return fn(models);
-  } finally {
-    for (const m of models) m.close();
-  }
 }
 
 function relDistance(a: Float32Array, b: Float32Array | Float64Array): number {
