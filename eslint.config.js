@@ -12,11 +12,14 @@ const forbidden = {
   merge: ['cli', 'daemon', 'store', 'publish', 'config', 'demo'],
   io: ['cli', 'daemon', 'merge', 'methods', 'engine', 'store', 'publish', 'config', 'demo'],
   store: ['cli', 'daemon', 'merge', 'methods', 'engine', 'io', 'publish', 'config', 'demo'],
-  publish: ['cli', 'daemon', 'merge', 'methods', 'engine', 'store', 'config', 'demo'],
+  publish: ['cli', 'daemon', 'merge', 'methods', 'engine', 'config', 'demo'],
   config: ['cli', 'daemon', 'merge', 'io', 'store', 'publish', 'demo'],
   demo: ['cli', 'daemon', 'merge', 'methods', 'engine', 'store', 'publish', 'config'],
   daemon: ['cli'],
 };
+
+/** Layers a folder may take types from but no code (the record shapes the store keeps). */
+const typesOnly = { publish: ['store'] };
 
 const layerRules = Object.entries(forbidden).map(([layer, layers]) => ({
   files: [`src/${layer}/**/*.ts`],
@@ -29,6 +32,11 @@ const layerRules = Object.entries(forbidden).map(([layer, layers]) => ({
             regex: `^(\\.\\./)+(${layers.join('|')})/`,
             message: `src/${layer} must not depend on this layer (see docs/architecture.md, "Dependencies")`,
           },
+          ...(typesOnly[layer] ?? []).map((other) => ({
+            regex: `^(\\.\\./)+${other}/`,
+            allowTypeImports: true,
+            message: `src/${layer} may import only types from src/${other} (docs/architecture.md, "Dependencies")`,
+          })),
         ],
       },
     ],

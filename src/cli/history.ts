@@ -32,7 +32,7 @@ export function registerHistory(program: Command): void {
   program
     .command('history')
     .description(
-      'every merge in order: checkpoint, sha256, step, method, λ and other scalars, timings, published version',
+      'every merge in order: checkpoint (and what it was, if a LoRA adapter), sha256, step, method, λ and other scalars, timings, published version',
     )
     .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--pipeline <name>', 'only this pipeline')
@@ -92,7 +92,7 @@ function historyTable(entries: HistoryEntry[]): string {
       String(e.step),
       e.version === null ? '-' : String(e.version),
       e.status,
-      e.checkpoint,
+      e.adapter ? `${e.checkpoint} (lora r=${e.adapter.r})` : e.checkpoint,
       shortSha(e.sha256),
       e.method,
       engineCell(e),

@@ -206,8 +206,14 @@ function printText(shown: ShowOut): void {
   write('\ncheckpoints (merge order)\n');
   write(
     table(
-      ['STEP', 'NAME', 'SHA256', 'MERGED_AT'],
-      shown.checkpoints.map((c) => [String(c.step), c.name, shortSha(c.sha256), c.merged_at ?? '-']),
+      ['STEP', 'NAME', 'SHA256', 'ADAPTER', 'MERGED_AT'],
+      shown.checkpoints.map((c) => [
+        String(c.step),
+        c.name,
+        shortSha(c.sha256),
+        c.adapter ? `lora r=${c.adapter.r} alpha=${c.adapter.alpha}, ${c.adapter.target_tensors} tensors` : '-',
+        c.merged_at ?? '-',
+      ]),
     ),
   );
   printMetrics(shown);

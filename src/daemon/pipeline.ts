@@ -18,6 +18,7 @@ import {
   runNotifiers,
   sha256File,
   swapCurrent,
+  type ManifestCheckpoint,
   type PublishedVersion,
   type SseHubs,
   type Staging,
@@ -92,6 +93,13 @@ export function tensorRulesOf(tensors: PipelineConfig['tensors']): TensorRules {
     linearInclude: tensors.linear_include,
     linearExclude: tensors.linear_exclude,
   };
+}
+
+/** A merged checkpoint as the version's manifest and model card list it (an adapter's record included). */
+function lineageOf(c: Checkpoint, mergedAt: string): ManifestCheckpoint {
+  const entry: ManifestCheckpoint = { name: c.name, sha256: c.sha256 ?? '', merged_at: mergedAt };
+  if (c.adapter) entry.adapter = c.adapter;
+  return entry;
 }
 
 /** The merge in flight as `cmerge daemon`'s STATUS line and /metrics show it. */
@@ -497,16 +505,14 @@ export class PipelineRunner {
     const cfg = this.cfg;
     const { checkpoint, step, staging } = attempt;
     this.deps.metrics?.setEngine(cfg.name, report.engine_info);
-    const merged = this.deps.store
-      .mergedCheckpoints(cfg.name)
-      .map((c) => ({ name: c.name, sha256: c.sha256 ?? '', merged_at: c.merged_at ?? '' }));
+    const merged = this.deps.store.mergedCheckpoints(cfg.name).map((c) => lineageOf(c, c.merged_at ?? ''));
     const mergedAt = new Date(this.clock.now()).toISOString();
     return finishVersion(staging, {
       parent: step > 1 ? step - 1 : null,
       method: cfg.method,
       params: cfg.params,
       base: { path: cfg.base, sha256: this.deps.baseSha256 },
-      checkpoints: [...merged, { name: checkpoint.name, sha256: checkpoint.sha256 ?? '', merged_at: mergedAt }],
+      checkpoints: [...merged, lineageOf(checkpoint, mergedAt)],
       engine: report.engine,
       metrics: metrics.model,
       cmergeVersion: cmergeVersion(),

@@ -1,11 +1,13 @@
 /**
- * What a checkpoint path consists of: a .safetensors file, a folder with model.safetensors, or a
- * folder with a HF shard index (model.safetensors.index.json) and the shards it names.
+ * What a checkpoint path consists of: a .safetensors file, a folder with model.safetensors, a
+ * folder with a HF shard index (model.safetensors.index.json) and the shards it names, or a PEFT
+ * LoRA adapter folder (adapter_config.json and adapter_model.safetensors, docs/lora.md).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from './types.js';
 import { compareNames } from './safetensors/order.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_WEIGHTS_BIN } from './lora/config.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -100,12 +102,29 @@ export function resolveCheckpoint(path: string): CheckpointLayout | null {
  * The weight files a checkpoint consists of (for hashing and completeness checks), or null when
  * the path is not a recognizable checkpoint. For a sharded checkpoint: the index, then every shard
  * it names, whether or not that shard exists yet (an intake waiting for completeness needs them).
- * Other files of a folder (config, tokenizer) are not included. A malformed index (possibly still
- * being written) is an InputError.
+ * For an adapter folder: adapter_config.json, then adapter_model.safetensors, whether or not it
+ * exists yet (adapter_model.bin instead when only that is there: it is refused, with its reason, when
+ * opened). Other files of a folder (config, tokenizer, README) are not included. A malformed index
+ * (possibly still being written), or a folder that is both a model and an adapter, is an InputError.
  */
 export function findCheckpointFiles(path: string): string[] | null {
+  const adapter = adapterCheckpointFiles(path);
+  if (adapter) return adapter;
   const layout = resolveCheckpoint(path);
   if (!layout) return null;
   if (layout.kind === 'file') return [layout.file];
   return [layout.index.path, ...layout.index.shards.map((s) => join(layout.index.dir, s))];
+}
+
+/** The files of an adapter folder (see findCheckpointFiles), null when `path` is not one. */
+function adapterCheckpointFiles(path: string): string[] | null {
+  const config = join(path, ADAPTER_CONFIG);
+  if (!existsSync(config)) return null;
+  for (const model of [SINGLE_FILE, INDEX_FILE]) {
+    if (existsSync(join(path, model)))
+      throw new InputError(path, `ambiguous checkpoint: both ${ADAPTER_CONFIG} and ${model}`);
+  }
+  const weights = join(path, ADAPTER_WEIGHTS);
+  const bin = join(path, ADAPTER_WEIGHTS_BIN);
+  return [config, !existsSync(weights) && existsSync(bin) ? bin : weights];
 }

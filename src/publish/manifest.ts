@@ -1,13 +1,27 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MANIFEST } from './layout.js';
+import type { AdapterRecord } from '../store/types.js';
 
 /** One merged checkpoint, in merge order. */
 export interface ManifestCheckpoint {
   name: string;
+  /** for a folder, the hash of its files' names and hashes (for an adapter: both files) */
   sha256: string;
   /** ISO 8601 */
   merged_at: string;
+  /** present only when the checkpoint was a PEFT LoRA adapter folder (docs/lora.md) */
+  adapter?: ManifestAdapter;
+}
+
+/** What an adapter checkpoint was: the store's record of it (docs/lora.md). */
+export type ManifestAdapter = AdapterRecord;
+
+/** A checkpoint's manifest entry: its fields in the manifest's order, `adapter` only for adapters. */
+export function manifestCheckpoint(c: ManifestCheckpoint): ManifestCheckpoint {
+  const entry: ManifestCheckpoint = { name: c.name, sha256: c.sha256, merged_at: c.merged_at };
+  if (c.adapter) entry.adapter = c.adapter;
+  return entry;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { stringify } from 'yaml';
-import type { Manifest } from './manifest.js';
+import type { Manifest, ManifestCheckpoint } from './manifest.js';
 
 export interface ModelCardOptions {
   /** Hub ids (or paths) of the base model; default: the base path. */
@@ -57,6 +57,7 @@ export function renderModelCard(
     '|---|---|---|---|',
     ...m.checkpoints.map((c, i) => `| ${i + 1} | ${cell(basename(c.name))} | \`${c.sha256}\` | ${c.merged_at} |`),
     '',
+    ...adapterSection(m.checkpoints),
     '## Metrics',
     '',
     ...(Object.keys(m.metrics).length
@@ -67,6 +68,34 @@ export function renderModelCard(
     '',
   ];
   return lines.join('\n');
+}
+
+/**
+ * The merged checkpoints that were PEFT LoRA adapters (docs/lora.md): rank, alpha, what they
+ * target, their files' hashes. Nothing when none was.
+ */
+function adapterSection(checkpoints: readonly ManifestCheckpoint[]): string[] {
+  const rows = checkpoints.flatMap((c, i) => {
+    const a = c.adapter;
+    if (!a) return [];
+    const modules = Array.isArray(a.target_modules) ? a.target_modules.join(', ') : (a.target_modules ?? '-');
+    const saved = a.modules_to_save.length ? a.modules_to_save.join(', ') : '-';
+    return [
+      `| ${i + 1} | ${cell(basename(c.name))} | ${a.r} | ${a.alpha}${a.use_rslora ? ' (rsLoRA)' : ''} | ` +
+        `${cell(modules)} | ${cell(saved)} | ${a.target_tensors} | \`${a.config_sha256}\` | \`${a.weights_sha256}\` |`,
+    ];
+  });
+  if (!rows.length) return [];
+  return [
+    `## LoRA adapters (${rows.length})`,
+    '',
+    'These checkpoints were PEFT LoRA adapters: each was merged as θ0 + scaling · B A on the base.',
+    '',
+    '| # | adapter | r | alpha | target modules | modules to save | base tensors | adapter_config.json sha256 | adapter_model.safetensors sha256 |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+  ];
 }
 
 /** Keep a table cell on one line and its pipes literal. */

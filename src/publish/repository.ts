@@ -30,7 +30,7 @@ import {
   stagingDir,
   versionDir,
 } from './layout.js';
-import type { Manifest, ManifestCheckpoint } from './manifest.js';
+import { manifestCheckpoint, type Manifest, type ManifestCheckpoint } from './manifest.js';
 import { renderModelCard, type ModelCardOptions } from './model-card.js';
 
 /** A version being written. `dir` is where the merge runner puts the weight files. */
@@ -134,7 +134,7 @@ export async function finishVersion(staging: Staging, input: FinishInput): Promi
     method: input.method,
     params: input.params,
     base: { path: input.base.path, sha256: input.base.sha256 },
-    checkpoints: input.checkpoints.map((c) => ({ name: c.name, sha256: c.sha256, merged_at: c.merged_at })),
+    checkpoints: input.checkpoints.map(manifestCheckpoint),
     created_at: (input.createdAt ?? new Date()).toISOString(),
     cmerge_version: input.cmergeVersion ?? cmergeVersion(),
     engine: input.engine,

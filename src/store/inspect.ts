@@ -6,6 +6,7 @@ import { evaluations, modelMetrics, notifications, tensorMetrics } from './metri
 import { pipelineId, pipelineNames } from './pipelines.js';
 import { mergedCheckpoints, queued, rejected } from './queue.js';
 import type {
+  AdapterRecord,
   EngineRecord,
   Evaluation,
   GpuFigures,
@@ -142,6 +143,8 @@ export interface HistoryRow {
   status: Merge['status'];
   checkpoint: string;
   sha256: string | null;
+  /** what the checkpoint was when it was a LoRA adapter folder, else null */
+  adapter: AdapterRecord | null;
   method: string;
   engine: string | null;
   /** device and library versions of the engine (committed merges) */
@@ -161,7 +164,7 @@ export interface HistoryRow {
 export function history(db: Db, pipeline?: string): HistoryRow[] {
   const rows = sql(
     db,
-    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, m.method, m.engine,
+    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, c.adapter, m.method, m.engine,
       m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
     FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
     LEFT JOIN versions v ON v.merge_id = m.id
@@ -174,6 +177,7 @@ export function history(db: Db, pipeline?: string): HistoryRow[] {
     status: r.status as Merge['status'],
     checkpoint: r.checkpoint as string,
     sha256: r.sha256 as string | null,
+    adapter: typeof r.adapter === 'string' ? (JSON.parse(r.adapter) as AdapterRecord) : null,
     method: r.method as string,
     engine: r.engine as string | null,
     engine_info: typeof r.engine_info === 'string' ? (JSON.parse(r.engine_info) as EngineRecord) : null,
@@ -191,7 +195,15 @@ export interface VersionDetail {
   version: Version;
   merge: Merge;
   /** every checkpoint in this version's model, in merge order */
-  checkpoints: { step: number; name: string; sha256: string | null; path: string; merged_at: string | null }[];
+  checkpoints: {
+    step: number;
+    name: string;
+    sha256: string | null;
+    path: string;
+    merged_at: string | null;
+    /** what the checkpoint was when it was a LoRA adapter folder, else null */
+    adapter: AdapterRecord | null;
+  }[];
   model_metrics: Record<string, number | null>;
   tensor_metrics: Required<TensorMetric>[];
   /** ρ[t][i] of this version's step t */
@@ -209,7 +221,14 @@ export function show(db: Db, pipeline: string, number: number): VersionDetail | 
     merge: m,
     checkpoints: mergedCheckpoints(db, pipeline)
       .filter((c) => c.step! <= v.step)
-      .map((c) => ({ step: c.step!, name: c.name, sha256: c.sha256, path: c.path, merged_at: c.merged_at })),
+      .map((c) => ({
+        step: c.step!,
+        name: c.name,
+        sha256: c.sha256,
+        path: c.path,
+        merged_at: c.merged_at,
+        adapter: c.adapter,
+      })),
     model_metrics: modelMetrics(db, m.id),
     tensor_metrics: tensorMetrics(db, m.id),
     retention: sql(db, 'SELECT task, rho FROM retention WHERE merge_id = ? ORDER BY task').all(m.id) as {

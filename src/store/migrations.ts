@@ -171,6 +171,16 @@ UPDATE merges SET engine_info = json_object('name', engine) WHERE status = 'comm
 UPDATE versions SET engine = (SELECT engine_info FROM merges m WHERE m.id = versions.merge_id);
 `,
   },
+  {
+    version: 4,
+    name: 'checkpoints that were LoRA adapters',
+    sql: `
+-- JSON {r, alpha, use_rslora, target_tensors, target_modules, modules_to_save, config_sha256,
+-- weights_sha256} (types.ts AdapterRecord) when the checkpoint was a PEFT LoRA adapter folder
+-- (docs/lora.md), recorded at intake; NULL for full checkpoints and for rejected entries
+ALTER TABLE checkpoints ADD COLUMN adapter TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

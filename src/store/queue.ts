@@ -23,7 +23,7 @@
 import { now, sql, StoreError, type Db } from './db.js';
 import { ensurePipeline, pipelineId } from './pipelines.js';
 import { CHECKPOINT_COLS, CHECKPOINT_FROM, toCheckpoint } from './rows.js';
-import type { Checkpoint } from './types.js';
+import type { AdapterRecord, Checkpoint } from './types.js';
 
 export interface Arrival {
   name: string;
@@ -33,6 +33,8 @@ export interface Arrival {
   size: number;
   /** default: now */
   arrived_at?: string;
+  /** when the checkpoint is a PEFT LoRA adapter folder: what it is (default: none) */
+  adapter?: AdapterRecord | null;
 }
 
 export type EnqueueResult =
@@ -61,9 +63,9 @@ export function enqueue(db: Db, pipeline: string, a: Arrival): EnqueueResult {
       if (dup) return { outcome: 'duplicate', checkpoint: toCheckpoint(dup) };
       const { lastInsertRowid } = sql(
         db,
-        `INSERT INTO checkpoints (pipeline_id, name, path, sha256, size, arrived_at, status)
-      VALUES (?, ?, ?, ?, ?, ?, 'queued')`,
-      ).run(pid, a.name, a.path, a.sha256, a.size, a.arrived_at ?? now());
+        `INSERT INTO checkpoints (pipeline_id, name, path, sha256, size, arrived_at, status, adapter)
+      VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)`,
+      ).run(pid, a.name, a.path, a.sha256, a.size, a.arrived_at ?? now(), a.adapter ? JSON.stringify(a.adapter) : null);
       return { outcome: 'queued', checkpoint: checkpoint(db, Number(lastInsertRowid))! };
     })
     .immediate();

@@ -3,7 +3,7 @@ import type { Checkpoint, Merge, Version } from './types.js';
 
 /** Column lists and row mappers shared by the query files; every query joins the pipeline name. */
 export const CHECKPOINT_COLS = `c.id, p.name AS pipeline, c.name, c.path, c.quarantine_path, c.sha256, c.size,
-  c.arrived_at, c.status, c.reason, c.step, c.merged_at`;
+  c.arrived_at, c.status, c.reason, c.step, c.merged_at, c.adapter`;
 export const CHECKPOINT_FROM = `checkpoints c JOIN pipelines p ON p.id = c.pipeline_id`;
 
 export const MERGE_COLS = `m.id, m.checkpoint_id, p.name AS pipeline, m.step, m.method, m.params, m.engine,
@@ -16,7 +16,10 @@ export const VERSION_COLS = `v.id, p.name AS pipeline, v.number, v.parent, v.mer
   v.manifest_sha256, v.created_at, v.pinned, v.removed_at, v.engine`;
 export const VERSION_FROM = `versions v JOIN pipelines p ON p.id = v.pipeline_id JOIN merges m ON m.id = v.merge_id`;
 
-export const toCheckpoint = (r: unknown): Checkpoint => r as Checkpoint;
+export function toCheckpoint(r: unknown): Checkpoint {
+  const row = r as Record<string, unknown>;
+  return { ...(row as unknown as Checkpoint), adapter: parseJson(row.adapter) };
+}
 
 export function toMerge(r: unknown): Merge {
   const row = r as Record<string, unknown>;

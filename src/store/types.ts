@@ -22,6 +22,29 @@ export interface Checkpoint {
   /** merge step t once merged */
   step: number | null;
   merged_at: string | null;
+  /** what the adapter was, when the checkpoint was a PEFT LoRA adapter folder; null otherwise */
+  adapter: AdapterRecord | null;
+}
+
+/**
+ * A checkpoint that was a PEFT LoRA adapter folder (docs/lora.md), as recorded at intake. Its
+ * checkpoint sha256 covers both files (src/daemon/checkpoint-hash.ts); each file's own is here.
+ */
+export interface AdapterRecord {
+  /** lora_r as configured (rank_pattern may give some modules another) */
+  r: number;
+  /** lora_alpha as configured (alpha_pattern may give some modules another) */
+  alpha: number;
+  use_rslora: boolean;
+  /** how many base tensors the adapter changes (low-rank factors or saved modules) */
+  target_tensors: number;
+  /** adapter_config.json's target_modules as written: a list, PEFT's regular expression, or null */
+  target_modules: string[] | string | null;
+  modules_to_save: string[];
+  /** sha256 of adapter_config.json */
+  config_sha256: string;
+  /** sha256 of adapter_model.safetensors */
+  weights_sha256: string;
 }
 
 export interface Merge {

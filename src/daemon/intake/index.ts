@@ -1,6 +1,6 @@
 import { mkdirSync, realpathSync } from 'node:fs';
 import { systemClock, type Clock } from '../backoff.js';
-import { quickSignature } from './entry-stats.js';
+import { quickSignature, safeStat } from './entry-stats.js';
 import { intakeTimings, type IntakeOptions, type IntakeTimings } from './options.js';
 import { moveToQuarantine, quarantineEntry, type RejectedEntry } from './quarantine.js';
 import { Candidates, type ReadyEntry } from './readiness.js';
@@ -107,7 +107,9 @@ export class Intake {
 
   private async take(path: string, rejectReason: string | null): Promise<void> {
     const { store, pipeline, base } = this.options;
-    const verdict = await validateEntry({ store, pipeline: pipeline.name, base }, path, rejectReason);
+    // an adapter's base_model_name_or_path is compared with the base folder's config.json
+    const baseDir = safeStat(pipeline.base)?.isDirectory() ? pipeline.base : null;
+    const verdict = await validateEntry({ store, pipeline: pipeline.name, base, baseDir }, path, rejectReason);
     this.act(verdict);
   }
 
@@ -121,12 +123,16 @@ export class Intake {
       case 'reject':
         return this.reject(verdict.entry, verdict.reason);
       case 'queued': {
-        const { name, sha256, size } = verdict.entry;
+        const { name, sha256, size, adapter } = verdict.entry;
+        for (const warning of verdict.warnings) log.warn(warning, { pipeline: pipeline.name, checkpoint: name });
         log.info(`queued ${name}`, {
           pipeline: pipeline.name,
           sha256,
           bytes: size,
           queue_position: verdict.queuePosition,
+          ...(adapter
+            ? { adapter: { r: adapter.r, alpha: adapter.alpha, target_tensors: adapter.target_tensors } }
+            : {}),
         });
         this.options.onQueued();
       }

@@ -7,7 +7,9 @@ import { safeLstat, safeStat } from './entry-stats.js';
 
 /**
  * Readiness: when is a drop-folder entry written completely? A candidate is taken once it is
- * complete (size = 8 + header + last offset; every shard of an index present and complete) and
+ * complete (size = 8 + header + last offset; every shard of an index present and complete; a LoRA
+ * adapter folder's adapter_config.json and adapter_model.safetensors both present, the latter
+ * complete) and
  * its size signature has not changed for the settle window; one that stays incomplete is taken
  * (to be rejected) after the incomplete timeout. A symlink that leads out of the drop folder is
  * rejected at once. Only cheap synchronous reads: prefix, header, sizes.
@@ -140,7 +142,8 @@ function inspectFolder(path: string, stats: Stats, realDrop: string): Readiness 
     }
     const escape = symlinkEscape(f, fileLink, realDrop);
     if (escape) return { kind: 'reject', reason: `${basename(f)}: ${escape}`, signature: 'link' };
-    if (f.endsWith('.json')) {
+    // an index or adapter_config.json (or a refused adapter_model.bin): its size only
+    if (!f.endsWith('.safetensors')) {
       sizes.push(`${fileLink.size}`);
       continue;
     }

@@ -1,9 +1,11 @@
 import { basename } from 'node:path';
+import { isAdapterFolder } from '../../io/lora/adapter.js';
 import { openModel } from '../../io/model.js';
 import { InputError, type ModelReader } from '../../io/types.js';
 import { validateAgainstBase } from '../../merge/validate.js';
-import type { Store } from '../../store/index.js';
-import { checkpointSha256 } from '../checkpoint-hash.js';
+import type { AdapterRecord, Store } from '../../store/index.js';
+import { checkpointHashes, type CheckpointHashes } from '../checkpoint-hash.js';
+import { adapterReason, adapterRecord, checkAdapter, type AdapterSummary } from './adapter-check.js';
 import { entrySize, safeFiles, safeLstat } from './entry-stats.js';
 import type { RejectedEntry } from './quarantine.js';
 
@@ -16,10 +18,12 @@ export interface ValidationContext {
   store: Store;
   pipeline: string;
   base: ModelReader;
+  /** the base's folder, which an adapter's base_model_name_or_path is compared with; null or absent: a single-file base */
+  baseDir?: string | null;
 }
 
-/** An entry hashed and valid: what is queued. */
-export type CheckedEntry = Required<RejectedEntry>;
+/** An entry hashed and valid: what is queued (`adapter` when it is a LoRA adapter folder, else null). */
+export type CheckedEntry = Required<RejectedEntry> & { adapter: AdapterRecord | null };
 
 export type Verdict =
   /** nothing to do: recorded before a restart, or removed by its producer meanwhile */
@@ -27,7 +31,11 @@ export type Verdict =
   /** a rejection recorded before a crash whose move to quarantine did not happen yet */
   | { kind: 'unmoved-rejection'; path: string; target: string; reason: string }
   | { kind: 'reject'; entry: RejectedEntry; reason: string }
-  | { kind: 'queued'; entry: CheckedEntry; queuePosition: number };
+  /** `warnings`: what the checks could not verify (an adapter's base they could not compare), to be logged */
+  | { kind: 'queued'; entry: CheckedEntry; queuePosition: number; warnings: readonly string[] };
+
+/** What the checks against the base found: a reason to reject, or what the checkpoint is. */
+type BaseCheck = { reason: string } | { adapter: AdapterSummary | null };
 
 /**
  * Decides on the entry at `path`. `rejectReason` is readiness's, when it already knows the entry
@@ -47,17 +55,19 @@ export async function validateEntry(
   // checks against the base name the problem better, so the hash error is only the reason of
   // last resort.
   let unreadable: Error | null = null;
+  let hashes: CheckpointHashes | null = null;
   try {
-    entry.sha256 = await checkpointSha256(path, safeFiles(path));
+    hashes = await checkpointHashes(path, safeFiles(path));
+    entry.sha256 = hashes.sha256;
   } catch (e) {
     unreadable = e as Error;
   }
   if (!safeLstat(path)) return { kind: 'skip' };
-  const invalid = checkAgainstBase(ctx.base, path);
-  if (invalid) return { kind: 'reject', entry, reason: invalid };
-  if (entry.sha256 === undefined)
-    return { kind: 'reject', entry, reason: `cannot be read: ${unreadable?.message ?? 'unknown error'}` };
-  return enqueue(ctx, { ...entry, sha256: entry.sha256 });
+  const checked = checkAgainstBase(ctx, path);
+  if ('reason' in checked) return { kind: 'reject', entry, reason: checked.reason };
+  if (!hashes) return { kind: 'reject', entry, reason: `cannot be read: ${unreadable?.message ?? 'unknown error'}` };
+  const adapter = checked.adapter && adapterRecord(checked.adapter, hashes);
+  return enqueue(ctx, { ...entry, sha256: hashes.sha256, adapter }, checked.adapter?.warnings ?? []);
 }
 
 /** What the store recorded of this path before (a restart, a crash), if that settles it. */
@@ -75,23 +85,29 @@ function priorVerdict(ctx: ValidationContext, entry: RejectedEntry): Verdict | n
   return null;
 }
 
-/** Why the checkpoint at `path` cannot be merged onto `base`, or null when it can. */
-function checkAgainstBase(base: ModelReader, path: string): string | null {
+/**
+ * Why the checkpoint at `path` cannot be merged onto the base, or what it is when it can: a LoRA
+ * adapter folder (adapter_config.json) is opened as an adapter, anything else as a model.
+ */
+function checkAgainstBase(ctx: ValidationContext, path: string): BaseCheck {
+  const adapter = isAdapterFolder(path);
   try {
+    if (adapter) return { adapter: checkAdapter(path, ctx.base, ctx.baseDir ?? null) };
     const model = openModel(path);
     try {
-      validateAgainstBase(base, model);
+      validateAgainstBase(ctx.base, model);
     } finally {
       model.close();
     }
-    return null;
+    return { adapter: null };
   } catch (e) {
-    return e instanceof InputError ? e.reason : (e as Error).message;
+    if (!(e instanceof InputError)) return { reason: (e as Error).message };
+    return { reason: adapter ? adapterReason(path, e.file, e.reason) : e.reason };
   }
 }
 
 /** Queues a valid checkpoint; the same content already queued, merging or merged is a duplicate. */
-function enqueue(ctx: ValidationContext, entry: CheckedEntry): Verdict {
+function enqueue(ctx: ValidationContext, entry: CheckedEntry, warnings: readonly string[]): Verdict {
   const r = ctx.store.enqueue(ctx.pipeline, entry);
   if (r.outcome === 'duplicate')
     return {
@@ -100,5 +116,5 @@ function enqueue(ctx: ValidationContext, entry: CheckedEntry): Verdict {
       reason: `duplicate: same sha256 as ${r.checkpoint.name} (${r.checkpoint.status})`,
     };
   if (r.outcome === 'known') return { kind: 'skip' };
-  return { kind: 'queued', entry, queuePosition: ctx.store.queued(ctx.pipeline).length };
+  return { kind: 'queued', entry, queuePosition: ctx.store.queued(ctx.pipeline).length, warnings };
 }
