@@ -57,7 +57,10 @@ export function registerMerge(program: Command): void {
     .option('--max-task-norm-ratio <x>', 'reject a checkpoint whose ‖τ‖ exceeds this multiple of ‖θ0‖', '10')
     .option('--threads <n>', 'BLAS threads (default: all cores)')
     .option('--json', 'print a JSON summary on stdout')
-    .argument('<checkpoints...>', 'fine-tuned checkpoints, merged in this order')
+    .argument(
+      '<checkpoints...>',
+      'fine-tuned checkpoints, merged in this order: model files or folders, or PEFT LoRA adapter folders (docs/lora.md)',
+    )
     .action(mergeAction);
 }
 
@@ -86,6 +89,7 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
       maxShardBytes: positiveInt(opts.maxShardBytes, '--max-shard-bytes'),
       maxTaskNormRatio: positiveNumber(opts.maxTaskNormRatio, '--max-task-norm-ratio'),
       onProgress: progress.onProgress,
+      onWarning: (message) => process.stderr.write(`cmerge: warning: ${message}\n`),
     });
   } finally {
     progress.stop();
@@ -112,7 +116,8 @@ function summaryLines(report: MergeReport, peakRssBytes: number): string {
   let text = '';
   for (const s of report.steps) {
     const lam = typeof s.scalars.lambda === 'number' ? ` λ=${s.scalars.lambda.toFixed(4)}` : '';
-    text += `step ${s.t}: ${s.checkpoint} ‖τ‖=${s.task_vector_norm.toFixed(4)}${lam} (${(s.seconds.analysis + s.seconds.update).toFixed(2)} s)\n`;
+    const adapter = s.adapter ? ` (LoRA adapter r=${s.adapter.r}, ${s.adapter.targets.length} tensors)` : '';
+    text += `step ${s.t}: ${s.checkpoint}${adapter} ‖τ‖=${s.task_vector_norm.toFixed(4)}${lam} (${(s.seconds.analysis + s.seconds.update).toFixed(2)} s)\n`;
   }
   const device = report.engine_info.device ? ` on ${report.engine_info.device}` : '';
   const gpu = report.gpu

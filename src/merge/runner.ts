@@ -5,15 +5,17 @@ import { InputError, type ModelReader } from '../io/types.js';
 import { parseMethodParams } from '../methods/params.js';
 import { getMethod } from '../methods/registry.js';
 import type { Method, Params, TensorJob, TensorKind } from '../methods/types.js';
+import { log } from '../util/log.js';
 import { BufferPool } from './buffers.js';
+import { openCheckpoint, type MergeCheckpoint } from './checkpoint.js';
 import { classifier } from './kinds.js';
 import { writeOutput, type OutputResult } from './output.js';
 import { commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation } from './state.js';
 import { runStep } from './step.js';
 import type { MergeInputs, MergeReport, MergeRequest, StepReport } from './types.js';
-import { structureFingerprint, validateAgainstBase } from './validate.js';
+import { structureFingerprint } from './validate.js';
 
-export type { GpuReport, MergeProgress, MergeReport, MergeRequest, StepReport } from './types.js';
+export type { AdapterLineage, GpuReport, MergeProgress, MergeReport, MergeRequest, StepReport } from './types.js';
 
 /**
  * The merge runner: streams base, previous state and checkpoint tensor by tensor through a
@@ -27,7 +29,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
   req.engine.resetStats();
   const method = getMethod(req.method);
   const params = parseMethodParams(method, req.params ?? {});
-  const opened: ModelReader[] = [];
+  const opened: { close(): void }[] = [];
   const base = openModel(req.base);
   opened.push(base);
   let fromStep = 0;
@@ -38,7 +40,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     if (gen) checkCompatible(inputs, gen);
     fromStep = gen?.step ?? 0;
     // every checkpoint is checked before anything is written
-    const ckpts = openCheckpoints(base, req.checkpoints, opened);
+    const ckpts = await openCheckpoints(req, base, opened);
     discardAfter(req.stateDir, fromStep);
     stateTouched = true;
     const steps: StepReport[] = [];
@@ -82,14 +84,24 @@ function planMerge(req: MergeRequest, method: Method, params: Params, base: Mode
   return { pool, req, method, params, base, jobs, kinds, fingerprint: structureFingerprint(base) };
 }
 
-/** Opens every checkpoint (kept in `opened` for closing) and checks it against the base. */
-function openCheckpoints(base: ModelReader, paths: readonly string[], opened: ModelReader[]): ModelReader[] {
-  return paths.map((path) => {
-    const ckpt = openModel(path);
+/**
+ * Opens every checkpoint (kept in `opened` for closing) and checks it against the base: a full
+ * model's tensor set, or an adapter's targets and factor shapes. Warnings once all are accepted.
+ */
+async function openCheckpoints(
+  req: MergeRequest,
+  base: ModelReader,
+  opened: { close(): void }[],
+): Promise<MergeCheckpoint[]> {
+  const ckpts: MergeCheckpoint[] = [];
+  for (const path of req.checkpoints) {
+    const ckpt = await openCheckpoint(path, base, req.base, req.engine);
     opened.push(ckpt);
-    validateAgainstBase(base, ckpt);
-    return ckpt;
-  });
+    ckpts.push(ckpt);
+  }
+  const warn = req.onWarning ?? ((message: string) => log.warn(message));
+  for (const ckpt of ckpts) ckpt.warnings.forEach((w) => warn(w));
+  return ckpts;
 }
 
 function checkCompatible(inputs: MergeInputs, gen: Generation): void {

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { createModelWriter, openModel } from '../io/model.js';
 import { InputError, type ModelReader } from '../io/types.js';
 import type { MethodStep, Scalars, TensorMetrics } from '../methods/types.js';
+import type { MergeCheckpoint } from './checkpoint.js';
 import { CountSketch, SKETCH_FILE, writeTaskSketches } from './sketch.js';
 import { beginGeneration, type Generation, type PendingGeneration, type StateMeta } from './state.js';
 import type { MergeInputs, StepReport } from './types.js';
@@ -16,7 +17,7 @@ interface StepRun {
   prevGen: Generation | null;
   /** the previous generation's state tensors (null at t = 1) */
   prev: ModelReader | null;
-  ckpt: ModelReader;
+  ckpt: MergeCheckpoint;
   pending: PendingGeneration;
 }
 
@@ -35,7 +36,7 @@ interface WrittenState {
 export async function runStep(
   inputs: MergeInputs,
   prevGen: Generation | null,
-  ckpt: ModelReader,
+  ckpt: MergeCheckpoint,
 ): Promise<{ gen: Generation; report: StepReport }> {
   const { req, method, params, jobs } = inputs;
   const t = (prevGen?.step ?? 0) + 1;
@@ -46,7 +47,7 @@ export async function runStep(
     const step = method.begin({ t, params, scalars, engine: req.engine, tensors: jobs });
     const run: StepRun = { t, step, prevGen, prev, ckpt, pending };
     const analysisStart = performance.now();
-    runAnalysisPasses(inputs, run);
+    await runAnalysisPasses(inputs, run);
     const updateStart = performance.now();
     const written = await writeState(inputs, run);
     const result = step.finish();
@@ -55,6 +56,7 @@ export async function runStep(
     const report: StepReport = {
       t,
       checkpoint: ckpt.path,
+      adapter: ckpt.adapter,
       task_vector_norm: Math.sqrt(written.taskSq),
       scalars: result.scalars,
       summary: result.summary,
@@ -72,15 +74,15 @@ export async function runStep(
   }
 }
 
-function runAnalysisPasses(inputs: MergeInputs, run: StepRun): void {
+async function runAnalysisPasses(inputs: MergeInputs, run: StepRun): Promise<void> {
   const { req, base, jobs } = inputs;
   const { t, step, prev, ckpt } = run;
   for (let pass = 0; pass < step.analysisPasses; pass++) {
-    jobs.forEach((job, index) => {
-      const tensors = readTensors(base, prev, ckpt, job.name);
+    for (const [index, job] of jobs.entries()) {
+      const tensors = await readTensors(base, prev, ckpt, job.name);
       step.analyze!(pass, job, tensors.base, tensors.prev, tensors.ckpt);
       req.onProgress?.({ t, phase: 'analysis', index, total: jobs.length, tensor: job.name });
-    });
+    }
     step.endAnalysis?.(pass);
   }
 }

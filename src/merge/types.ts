@@ -35,11 +35,36 @@ export interface MergeRequest {
   sha256?: Record<string, string>;
   /** called after each tensor of each pass; throwing stops the merge (nothing is kept) */
   onProgress?: (p: MergeProgress) => void;
+  /**
+   * what is worth a warning but does not stop the merge (an adapter whose base model cmerge cannot
+   * compare), once every checkpoint was opened; default: the log's warn level
+   */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * A checkpoint that was a PEFT LoRA adapter folder (docs/lora.md), for lineage: the configured
+ * rank and alpha (rank_pattern / alpha_pattern may override them per module), the base tensors it
+ * changes, and each file's sha256.
+ */
+export interface AdapterLineage {
+  r: number;
+  alpha: number;
+  rslora: boolean;
+  /** base tensor names the adapter changes (low-rank factors or saved modules), sorted */
+  targets: string[];
+  modules_to_save: string[];
+  /** sha256 of adapter_config.json */
+  config_sha256: string;
+  /** sha256 of adapter_model.safetensors */
+  weights_sha256: string;
 }
 
 export interface StepReport {
   t: number;
   checkpoint: string;
+  /** what the checkpoint was when it was a LoRA adapter folder; null for a full checkpoint */
+  adapter: AdapterLineage | null;
   task_vector_norm: number;
   scalars: Scalars;
   summary: Record<string, unknown>;

@@ -2,22 +2,40 @@ import type { Engine } from '../engine/types.js';
 import type { ModelReader } from '../io/types.js';
 import type { MethodStep, StepUpdate, TaskSource, TensorJob } from '../methods/types.js';
 import type { BufferPool } from './buffers.js';
+import type { CheckpointTensor, MergeCheckpoint } from './checkpoint.js';
 import type { CountSketch } from './sketch.js';
 import { assertFinite } from './validate.js';
 
 /** element-wise tensors waiting behind linear ones, at most (they are small; this bounds memory) */
 const MAX_IN_FLIGHT = 16;
 
-/** A tensor's base, previous state (null at t = 1) and checkpoint values, decoded; the checkpoint checked finite. */
-export function readTensors(
+/**
+ * A tensor's base, previous state (null at t = 1) and checkpoint values, decoded; the checkpoint
+ * checked finite. For an adapter the checkpoint is θ0 + τ, tensor-sized (θ_t is never whole).
+ */
+export async function readTensors(
   base: ModelReader,
   prev: ModelReader | null,
-  ckpt: ModelReader,
+  ckpt: MergeCheckpoint,
   name: string,
-): { base: Float32Array; prev: Float32Array | null; ckpt: Float32Array } {
-  const ckptValues = ckpt.readF32(name);
-  assertFinite(ckpt.path, name, ckptValues);
-  return { base: base.readF32(name), prev: prev ? prev.readF32(name) : null, ckpt: ckptValues };
+): Promise<{ base: Float32Array; prev: Float32Array | null; ckpt: Float32Array }> {
+  const tensor = await ckpt.prepare(name);
+  const baseValues = base.readF32(name);
+  let ckptValues: Float32Array;
+  if (tensor.kind === 'stored') {
+    ckptValues = tensor.model.readF32(name);
+    assertFinite(ckpt.path, name, ckptValues);
+  } else {
+    ckptValues = thetaOf(baseValues, tensor.tau, new Float32Array(baseValues.length));
+  }
+  return { base: baseValues, prev: prev ? prev.readF32(name) : null, ckpt: ckptValues };
+}
+
+/** θ_t = θ0 + τ into `out` (float32; τ null: θ0). */
+function thetaOf(base: Float32Array, tau: Float32Array | null, out: Float32Array): Float32Array {
+  if (tau === null) out.set(base);
+  else for (let i = 0; i < base.length; i++) out[i] = base[i] + tau[i];
+  return out;
 }
 
 /** Squared norms of one tensor's task vector and base, summed in float64. */
@@ -27,9 +45,10 @@ export interface TauSums {
 }
 
 /**
- * The merge's one ‖τ‖² formula: τ = ckpt − base as the float32 tensor it is stored as, squared and
- * summed in float64 in element order (chunks of a tensor continue one running sum); ‖θ0‖² beside.
- * Stores τ into `out` when given (it may alias `ckpt`).
+ * The merge's one ‖τ‖² formula: τ as the float32 tensor it is (for a full checkpoint τ = ckpt − base
+ * rounded to float32; see addGivenTauChunk for an adapter's, formed directly), squared and summed in
+ * float64 in element order (chunks of a tensor continue one running sum); ‖θ0‖² beside. Stores τ
+ * into `out` when given (it may alias `ckpt`).
  */
 export function addTauChunk(ckpt: Float32Array, base: Float32Array, out: Float32Array | null, sums: TauSums): void {
   // sums in locals: a field updated in a hot loop costs a store per element
@@ -46,13 +65,31 @@ export function addTauChunk(ckpt: Float32Array, base: Float32Array, out: Float32
   sums.baseSq += baseSq;
 }
 
+/**
+ * addTauChunk's formula for a τ that is given, not a difference (an adapter's, formed in float32;
+ * null: τ = 0 over this chunk): Σ τ² in float64 in element order, and ‖θ0‖² beside.
+ */
+export function addGivenTauChunk(tau: Float32Array | null, base: Float32Array, sums: TauSums): void {
+  let tauSq = sums.tauSq;
+  let baseSq = 0;
+  for (let i = 0; i < base.length; i++) {
+    const x = base[i];
+    baseSq += x * x;
+  }
+  if (tau !== null) {
+    for (let i = 0; i < tau.length; i++) tauSq += tau[i] * tau[i];
+  }
+  sums.tauSq = tauSq;
+  sums.baseSq += baseSq;
+}
+
 export interface UpdatePassInput {
   step: MethodStep;
   method: string;
   engine: Engine;
   base: ModelReader;
   prev: ModelReader | null;
-  ckpt: ModelReader;
+  ckpt: MergeCheckpoint;
   /** in the order results are recorded (the state file's order) */
   jobs: readonly TensorJob[];
   pool: BufferPool;
@@ -65,15 +102,20 @@ export interface UpdatePassInput {
  * One tensor's TaskSource: prev and τ decoded into `buffer`, the base and (for addPrev) the
  * previous state streamed in chunks; or, through tensors(), the checkpoint into `buffer` and the
  * base and previous state whole. ‖τ‖² and ‖θ0‖² land in `sums` when the checkpoint is read.
+ * `tensor` is the checkpoint's side, prepared before the method runs: a full checkpoint's tensor
+ * is read here; an adapter's τ is given (null: 0) and θ_t = θ0 + τ formed only for tensors().
  */
 class TensorInputs implements TaskSource {
   readonly sums: TauSums = { tauSq: 0, baseSq: 0 };
   ckptRead = false;
+  /** the full checkpoint, once given() found the tensor stored */
+  private stored: ModelReader | null = null;
 
   constructor(
     private readonly pass: UpdatePassInput,
     private readonly name: string,
     private readonly buffer: Float32Array,
+    private tensor: CheckpointTensor | null,
   ) {}
 
   prev(): Float32Array | null {
@@ -81,12 +123,23 @@ class TensorInputs implements TaskSource {
   }
 
   tau(): { tau: Float32Array; sq: number } {
-    const tau = this.readCkpt();
-    this.pass.base.readF32Chunks(this.name, (off, chunk) => {
-      const view = tau.subarray(off, off + chunk.length);
-      addTauChunk(view, chunk, view, this.sums);
-    });
-    this.pass.sketch?.addDiff(this.name, tau);
+    const given = this.given();
+    if (given === undefined) {
+      const tau = this.readStored();
+      this.pass.base.readF32Chunks(this.name, (off, chunk) => {
+        const view = tau.subarray(off, off + chunk.length);
+        addTauChunk(view, chunk, view, this.sums);
+      });
+      this.pass.sketch?.addDiff(this.name, tau);
+      return { tau, sq: this.sums.tauSq };
+    }
+    const tau = this.buffer;
+    if (given === null) tau.fill(0);
+    else tau.set(given);
+    this.pass.base.readF32Chunks(this.name, (off, chunk) =>
+      addGivenTauChunk(given && given.subarray(off, off + chunk.length), chunk, this.sums),
+    );
+    if (given !== null) this.pass.sketch?.addDiff(this.name, tau);
     return { tau, sq: this.sums.tauSq };
   }
 
@@ -101,20 +154,37 @@ class TensorInputs implements TaskSource {
   }
 
   tensors(): { base: Float32Array; prev: Float32Array | null; ckpt: Float32Array } {
-    const ckpt = this.readCkpt();
+    const given = this.given();
     const base = this.pass.base.readF32(this.name);
-    // before the method may overwrite the checkpoint
-    addTauChunk(ckpt, base, null, this.sums);
-    this.pass.sketch?.addDiff(this.name, ckpt, base);
+    let ckpt: Float32Array;
+    if (given === undefined) {
+      ckpt = this.readStored();
+      // before the method may overwrite the checkpoint
+      addTauChunk(ckpt, base, null, this.sums);
+      this.pass.sketch?.addDiff(this.name, ckpt, base);
+    } else {
+      addGivenTauChunk(given, base, this.sums);
+      if (given !== null) this.pass.sketch?.addDiff(this.name, given);
+      ckpt = thetaOf(base, given, this.buffer);
+    }
     return { base, prev: this.pass.prev ? this.pass.prev.readF32(this.name) : null, ckpt };
   }
 
-  private readCkpt(): Float32Array {
-    const { ckpt, method } = this.pass;
+  /** An adapter's τ (null: 0), or undefined for a full checkpoint; marks the checkpoint read. */
+  private given(): Float32Array | null | undefined {
+    const { method } = this.pass;
     if (this.ckptRead) throw new Error(`${method}: checkpoint tensor ${this.name} read twice`);
     this.ckptRead = true;
-    const values = ckpt.readF32Into(this.name, this.buffer);
-    assertFinite(ckpt.path, this.name, values);
+    const tensor = this.tensor!;
+    this.tensor = null; // the method may drop τ once it is copied
+    if (tensor.kind === 'tau') return tensor.tau;
+    this.stored = tensor.model;
+    return undefined;
+  }
+
+  private readStored(): Float32Array {
+    const values = this.stored!.readF32Into(this.name, this.buffer);
+    assertFinite(this.pass.ckpt.path, this.name, values);
     return values;
   }
 }
@@ -133,10 +203,13 @@ interface InFlight {
  * decoded tensors referenced only by the method while it awaits (it may drop them early).
  */
 function startUpdate(pass: UpdatePassInput, job: TensorJob, buffer: Float32Array): InFlight['done'] {
-  const inputs = new TensorInputs(pass, job.name, buffer);
-  return pass.step.updateTask(job, inputs).then((update) => {
-    if (!inputs.ckptRead) throw new Error(`${pass.method}: updateTask did not read the checkpoint for ${job.name}`);
-    return { update, sums: inputs.sums };
+  // the checkpoint's side first (an adapter's τ takes the engine's matmul): the method stays synchronous about it
+  return pass.ckpt.prepare(job.name).then((tensor) => {
+    const inputs = new TensorInputs(pass, job.name, buffer, tensor);
+    return pass.step.updateTask(job, inputs).then((update) => {
+      if (!inputs.ckptRead) throw new Error(`${pass.method}: updateTask did not read the checkpoint for ${job.name}`);
+      return { update, sums: inputs.sums };
+    });
   });
 }
 

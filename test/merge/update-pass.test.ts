@@ -3,6 +3,7 @@ import { after, test } from 'node:test';
 import { PortableEngine } from '../../src/engine/portable.js';
 import { openModel } from '../../src/io/model.js';
 import { BufferPool } from '../../src/merge/buffers.js';
+import { storedCheckpoint } from '../../src/merge/checkpoint.js';
 import { addTauChunk, runUpdatePass, type UpdatePassInput } from '../../src/merge/update-pass.js';
 import { elementwiseStep } from '../../src/methods/elementwise.js';
 import type { MethodStep, TensorJob } from '../../src/methods/types.js';
@@ -48,7 +49,7 @@ async function pass(step: MethodStep): Promise<string[]> {
       engine,
       base,
       prev: null,
-      ckpt,
+      ckpt: storedCheckpoint(ckpt),
       jobs,
       pool: new BufferPool(Math.max(...jobs.map((j) => j.size))),
       sketch: null,
