@@ -18,178 +18,27 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import winston from 'winston';
-import { stringify } from 'yaml';
-import { parseConfig, type PipelineConfig } from '../../src/config/index.js';
-import type { Clock } from '../../src/daemon/backoff.js';
-import { Intake, type IntakeTimings } from '../../src/daemon/intake/index.js';
+import type { IntakeTimings } from '../../src/daemon/intake/index.js';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { createModelWriter, openModel } from '../../src/io/model.js';
-import type { ModelReader } from '../../src/io/types.js';
-import { openStore, type Store } from '../../src/store/index.js';
 import { tempDir } from '../helpers/paths.js';
+import { intakeRig, tickUntil, TICK, SETTLE, type Rig } from './intake-rig.js';
 import { dropFile, sleep, waitUntil } from './support.js';
 
-/** A clock that moves only when told; due timers fire in time order as it passes them. */
-class ManualClock implements Clock {
-  private time = Date.UTC(2030, 0, 1);
-  private timers: { at: number; seq: number; fn: () => void }[] = [];
-  private seq = 0;
-
-  now(): number {
-    return this.time;
-  }
-
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer = { at: this.time + ms, seq: this.seq++, fn };
-    this.timers.push(timer);
-    return () => {
-      this.timers = this.timers.filter((t) => t !== timer);
-    };
-  }
-
-  /** Moves to the earliest timer due by `until` and fires it; false (time at `until`) when none is. */
-  fireNext(until: number): boolean {
-    const next = this.timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-    if (!next) {
-      this.time = Math.max(this.time, until);
-      return false;
-    }
-    this.timers = this.timers.filter((t) => t !== next);
-    this.time = Math.max(this.time, next.at);
-    next.fn();
-    return true;
-  }
-}
-
-interface LogRecord {
-  level: string;
-  message: string;
-}
-
-const TICK = 100;
-const SETTLE = 1_000;
-
-interface Rig {
-  work: string;
-  drop: string;
-  models: { base: string; tasks: string[] };
-  pipeline: PipelineConfig;
-  dbPath: string;
-  store: Store;
-  base: ModelReader;
-  clock: ManualClock;
-  logs: LogRecord[];
-  queued: number;
-  rejected: number;
-  intake: Intake;
-  /** a new Intake on the same folder and store (a restart); the old one must be stopped first */
-  restart(): Promise<void>;
-  /** moves the clock by `ms`, tick by tick, letting each tick's intake work finish */
-  elapse(ms: number): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** A drop folder, demo models, a store and a started Intake on the manual clock. */
-async function rig(prefix: string, timings: Partial<IntakeTimings> = {}): Promise<Rig> {
-  const work = tempDir(prefix);
-  const models = writeDemoModels(join(work, 'models'), 3, { d: 16, layers: 1, seed: 7 });
-  const drop = join(work, 'drop');
-  mkdirSync(drop);
-  const yaml = stringify({
-    state_dir: join(work, 'state'),
-    pipelines: [
-      {
-        name: 'clip',
-        method: 'opcm',
-        params: { alpha: 0.5 },
-        base: models.base,
-        drop,
-        repository: join(work, 'repo'),
-        settle_ms: SETTLE,
-      },
-    ],
-  });
-  const config = parseConfig(yaml, join(work, 'cmerge.yaml'));
-  // no waiting for a busy writer: a locked database fails the intake at once
-  const store = openStore(config.db_path, { busyTimeoutMs: 0 });
-  const logs: LogRecord[] = [];
-  const log = winston.createLogger({
-    level: 'debug',
-    transports: [
-      new winston.transports.Stream({
-        stream: new Writable({
-          objectMode: true,
-          write(info: LogRecord, _enc, done) {
-            logs.push({ level: info.level, message: info.message });
-            done();
-          },
-        }),
-      }),
-    ],
-  });
-  const r: Rig = {
-    work,
-    drop,
-    models,
-    pipeline: config.pipelines[0],
-    dbPath: config.db_path,
-    store,
-    base: openModel(models.base),
-    clock: new ManualClock(),
-    logs,
-    queued: 0,
-    rejected: 0,
-    intake: undefined as unknown as Intake,
-    async restart() {
-      r.intake = new Intake({
-        pipeline: r.pipeline,
-        store,
-        base: r.base,
-        log,
-        clock: r.clock,
-        tickMs: TICK,
-        rescanMs: 1_000,
-        incompleteTimeoutMs: 60_000,
-        ...timings,
-        onQueued: () => r.queued++,
-        onRejected: () => r.rejected++,
-      });
-      await r.intake.start();
-    },
-    async elapse(ms) {
-      const until = r.clock.now() + ms;
-      while (r.clock.fireNext(until)) {
-        await r.intake.drained();
-        await new Promise<void>((resolve) => setImmediate(resolve)); // the log stream, file events
-      }
-    },
-    async close() {
-      await r.intake.stop();
-      r.base.close();
-      store.close();
-    },
-  };
-  await r.restart();
-  return r;
+/** The rig on demo models (a CLIP-like base and three fine-tuned checkpoints). */
+async function rig(
+  prefix: string,
+  timings: Partial<IntakeTimings> = {},
+): Promise<Rig & { models: { base: string; tasks: string[] } }> {
+  const models = writeDemoModels(join(tempDir(prefix), 'models'), 3, { d: 16, layers: 1, seed: 7 });
+  return Object.assign(await intakeRig(prefix, models.base, timings), { models });
 }
 
 /** every row the store holds for the pipeline: queued and rejected */
 function rows(r: Rig) {
   return [...r.store.queued('clip'), ...r.store.rejected('clip')];
-}
-
-/** ticks one at a time until `cond` holds; returns the clock's time then */
-async function tickUntil(r: Rig, cond: () => boolean, limitMs: number, what: string): Promise<number> {
-  const start = r.clock.now();
-  while (!cond()) {
-    if (r.clock.now() - start > limitMs) assert.fail(`not within ${limitMs} ms of clock time: ${what}`);
-    await r.elapse(TICK);
-  }
-  return r.clock.now();
 }
 
 test('a file still being written is taken once it is complete and unchanged for the settle window, exactly once', async () => {

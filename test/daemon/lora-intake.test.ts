@@ -19,157 +19,21 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import winston from 'winston';
-import { stringify } from 'yaml';
-import { parseConfig, type PipelineConfig } from '../../src/config/index.js';
-import type { Clock } from '../../src/daemon/backoff.js';
-import { Intake } from '../../src/daemon/intake/index.js';
 import { openModel } from '../../src/io/model.js';
 import { beginVersion, finishVersion, readManifest, verifyVersion } from '../../src/publish/index.js';
-import type { ModelReader } from '../../src/io/types.js';
-import { openStore, type AdapterRecord, type Checkpoint, type Store } from '../../src/store/index.js';
+import { openStore, type AdapterRecord, type Checkpoint } from '../../src/store/index.js';
 import { cmerge } from '../helpers/cli.js';
 import { loraFixture, tempDir } from '../helpers/paths.js';
+import { intakeRig, tickUntil, SETTLE, TICK, type Rig } from './intake-rig.js';
 import { DaemonProc, history, manifest, waitForVersion, waitUntil, writeConfig } from './support.js';
 
-/** A clock that moves only when told; due timers fire in time order as it passes them. */
-class ManualClock implements Clock {
-  private time = Date.UTC(2030, 0, 1);
-  private timers: { at: number; seq: number; fn: () => void }[] = [];
-  private seq = 0;
-
-  now(): number {
-    return this.time;
-  }
-
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer = { at: this.time + ms, seq: this.seq++, fn };
-    this.timers.push(timer);
-    return () => {
-      this.timers = this.timers.filter((t) => t !== timer);
-    };
-  }
-
-  fireNext(until: number): boolean {
-    const next = this.timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-    if (!next) {
-      this.time = Math.max(this.time, until);
-      return false;
-    }
-    this.timers = this.timers.filter((t) => t !== next);
-    this.time = Math.max(this.time, next.at);
-    next.fn();
-    return true;
-  }
-}
-
-const TICK = 100;
-const SETTLE = 1_000;
 const BASE = loraFixture('tiny-llama');
 const CONFIG = 'adapter_config.json';
 const WEIGHTS = 'adapter_model.safetensors';
 
-interface Rig {
-  work: string;
-  drop: string;
-  store: Store;
-  base: ModelReader;
-  clock: ManualClock;
-  logs: { level: string; message: string }[];
-  queued: number;
-  rejected: number;
-  intake: Intake;
-  elapse(ms: number): Promise<void>;
-  close(): Promise<void>;
-}
-
 /** A drop folder whose pipeline's base is the tiny Llama the adapter fixtures were trained on. */
-async function rig(prefix: string): Promise<Rig> {
-  const work = tempDir(prefix);
-  const drop = join(work, 'drop');
-  mkdirSync(drop);
-  const yaml = stringify({
-    state_dir: join(work, 'state'),
-    pipelines: [
-      {
-        name: 'clip',
-        method: 'opcm',
-        params: { alpha: 0.5 },
-        base: BASE,
-        drop,
-        repository: join(work, 'repo'),
-        settle_ms: SETTLE,
-      },
-    ],
-  });
-  const config = parseConfig(yaml, join(work, 'cmerge.yaml'));
-  const pipeline: PipelineConfig = config.pipelines[0];
-  const store = openStore(config.db_path);
-  const logs: Rig['logs'] = [];
-  const log = winston.createLogger({
-    level: 'debug',
-    transports: [
-      new winston.transports.Stream({
-        stream: new Writable({
-          objectMode: true,
-          write(info: { level: string; message: string }, _enc, done) {
-            logs.push({ level: info.level, message: info.message });
-            done();
-          },
-        }),
-      }),
-    ],
-  });
-  const clock = new ManualClock();
-  const base = openModel(BASE);
-  const r: Rig = {
-    work,
-    drop,
-    store,
-    base,
-    clock,
-    logs,
-    queued: 0,
-    rejected: 0,
-    intake: new Intake({
-      pipeline,
-      store,
-      base,
-      log,
-      clock,
-      tickMs: TICK,
-      rescanMs: 1_000,
-      incompleteTimeoutMs: 60_000,
-      onQueued: () => r.queued++,
-      onRejected: () => r.rejected++,
-    }),
-    async elapse(ms) {
-      const until = clock.now() + ms;
-      while (clock.fireNext(until)) {
-        await r.intake.drained();
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-    },
-    async close() {
-      await r.intake.stop();
-      base.close();
-      store.close();
-    },
-  };
-  await r.intake.start();
-  return r;
-}
-
-async function tickUntil(r: Rig, cond: () => boolean, limitMs: number, what: string): Promise<number> {
-  const start = r.clock.now();
-  while (!cond()) {
-    if (r.clock.now() - start > limitMs) assert.fail(`not within ${limitMs} ms of clock time: ${what}`);
-    await r.elapse(TICK);
-  }
-  return r.clock.now();
-}
+const rig = (prefix: string): Promise<Rig> => intakeRig(prefix, BASE);
 
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
 

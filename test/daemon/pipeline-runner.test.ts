@@ -5,7 +5,6 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import winston from 'winston';
 import { loadConfig } from '../../src/config/index.js';
-import type { Clock } from '../../src/daemon/backoff.js';
 import { checkpointSha256 } from '../../src/daemon/checkpoint-hash.js';
 import { Limiter } from '../../src/daemon/limiter.js';
 import { PipelineRunner, type RunnerPhase, type RunnerTimings } from '../../src/daemon/pipeline.js';
@@ -15,43 +14,13 @@ import { writeDemoModels } from '../../src/demo/synth.js';
 import { generationDir } from '../../src/merge/state.js';
 import { tempDir } from '../helpers/paths.js';
 import { currentVersion, manifest, sleep, waitUntil, writeConfig } from './support.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 /**
  * PipelineRunner in this process: a real SQLite store, real safetensors checkpoints, the real
  * merge worker and real version folders. The one fake is the clock: time moves only when the
  * test says, so a backoff is checked without waiting it out.
  */
-
-/** A clock whose time moves only by advance(); its timers fire then, in order. */
-class ManualClock implements Clock {
-  private time = Date.parse('2026-01-01T00:00:00.000Z');
-  private timers: { at: number; fn: () => void }[] = [];
-
-  now(): number {
-    return this.time;
-  }
-
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer = { at: this.time + ms, fn };
-    this.timers.push(timer);
-    return () => void (this.timers = this.timers.filter((t) => t !== timer));
-  }
-
-  /** when the pending timers are due */
-  get pending(): number[] {
-    return this.timers.map((t) => t.at).sort((a, b) => a - b);
-  }
-
-  advance(ms: number): void {
-    this.time += ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.at <= this.time).sort((a, b) => a.at - b.at)[0];
-      if (!due) return;
-      this.timers = this.timers.filter((t) => t !== due);
-      due.fn();
-    }
-  }
-}
 
 interface Harness {
   runner: PipelineRunner;
@@ -95,7 +64,7 @@ async function harness(prefix: string, timings: Partial<RunnerTimings> = {}, mod
       }),
     ],
   });
-  const clock = new ManualClock();
+  const clock = new ManualClock(Date.parse('2026-01-01T00:00:00.000Z'));
   const phases: RunnerPhase[] = [];
   const runner = new PipelineRunner(cfg, {
     store,
