@@ -4,13 +4,13 @@
  * Either way one tensor at a time: `prepare(name)` is awaited before the method reads tensor `name`,
  * and holds at most that tensor's τ.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Engine } from '../engine/types.js';
 import { isAdapterFolder, openAdapter, type LoraAdapter } from '../io/lora/adapter.js';
-import { openModel } from '../io/model.js';
-import { InputError, type ModelReader } from '../io/types.js';
+import { findCheckpointFiles, openModel } from '../io/model.js';
+import { sha256File } from '../util/hash.js';
+import type { ModelReader } from '../io/types.js';
 import { adapterTau } from './adapter-tau.js';
 import type { AdapterLineage } from './types.js';
 import { validateAgainstBase } from './validate.js';
@@ -92,10 +92,7 @@ export function openCheckpoint(
   engine: Engine,
 ): Promise<MergeCheckpoint> {
   if (isAdapterFolder(path)) {
-    for (const model of ['model.safetensors', 'model.safetensors.index.json']) {
-      if (existsSync(join(path, model)))
-        throw new InputError(path, `ambiguous checkpoint: both adapter_config.json and ${model}`);
-    }
+    findCheckpointFiles(path); // refuses a folder that is both a model and an adapter
     return adapterCheckpoint(path, base, baseFolder(basePath), engine);
   }
   return Promise.resolve(fullCheckpoint(path, base));
@@ -115,17 +112,7 @@ async function adapterLineage(adapter: LoraAdapter): Promise<AdapterLineage> {
     rslora: c.rslora,
     targets: [...adapter.targets.keys()].sort(),
     modules_to_save: [...c.modulesToSave],
-    config_sha256: await sha256Of(configFile),
-    weights_sha256: await sha256Of(weightsFile),
+    config_sha256: await sha256File(configFile),
+    weights_sha256: await sha256File(weightsFile),
   };
-}
-
-function sha256Of(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (chunk) => h.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
 }

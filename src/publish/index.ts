@@ -17,5 +17,5 @@ export { readManifest, manifestProblems, type Manifest, type ManifestCheckpoint 
 export { listVersions, readCurrent, versionDir, stagingDir, parseVersionName } from './layout.js';
 export { copyBaseFiles, isWeightFile } from './base-files.js';
 export { renderModelCard, type ModelCardOptions } from './model-card.js';
-export { sha256File } from './hash.js';
+export { sha256File } from '../util/hash.js';
 export * from './notifiers/index.js';

@@ -19,7 +19,7 @@ import { copyBaseFiles } from './base-files.js';
 import { cmergeVersion } from '../util/version.js';
 import { listVersionFiles } from './files.js';
 import { fsyncDir, fsyncFile } from '../util/fsync.js';
-import { sha256File } from './hash.js';
+import { sha256File } from '../util/hash.js';
 import {
   CURRENT,
   LINK_TMP_PREFIX,

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { listVersionFiles } from './files.js';
-import { sha256File } from './hash.js';
+import { sha256File } from '../util/hash.js';
 import { parseVersionName } from './layout.js';
 import { readManifest } from './manifest.js';
 
