@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import type { HistoryRow, Merge, Version } from '../store/index.js';
+import type { AccuracySummary, HistoryRow, Merge, Version } from '../store/index.js';
 import {
   fmtBytes,
   fmtMs,
+  fmtNum,
   fmtScalars,
   pipelineNames,
   printJson,
@@ -22,6 +23,22 @@ export interface HistoryEntry extends HistoryRow {
   created_at: string | null;
 }
 
+/**
+ * Per pipeline, the store's accuracy summary (`accuracySummary`, computed there, not here): the
+ * matrix R[t][i] of evaluator scores (rows: merge steps with evaluations; columns: tasks), and with
+ * T the last step,
+ * - average_accuracy (ACC): mean over the merged tasks of R[T][i];
+ * - bwt (backward transfer): mean over tasks i < T of (R[T][i] − R[i][i]), negative when merging
+ *   later tasks lost accuracy on earlier ones;
+ * - forgetting: mean over tasks i < T of (max_{t<T} R[t][i] − R[T][i]), the drop from each task's
+ *   best accuracy before the last step.
+ * Each is null when there is nothing to average.
+ */
+export interface PipelineAccuracy {
+  name: string;
+  accuracy: AccuracySummary;
+}
+
 interface HistoryOptions {
   config: string;
   pipeline?: string;
@@ -36,13 +53,14 @@ export function registerHistory(program: Command): void {
     )
     .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--pipeline <name>', 'only this pipeline')
-    .option('--json', 'print {history: [...]} on stdout')
+    .option('--json', 'print {history: [...], pipelines: [{name, accuracy}]} on stdout')
     .action(async (opts: HistoryOptions) => {
       await withInspection(opts.config, (inspection) => {
         const entries = historyEntries(inspection, opts.pipeline);
-        if (opts.json) return printJson({ history: entries });
+        const pipelines = accuracies(inspection, opts.pipeline);
+        if (opts.json) return printJson({ history: entries, pipelines });
         if (!entries.length) return void process.stdout.write('no merges recorded\n');
-        process.stdout.write(historyTable(entries));
+        process.stdout.write(historyTable(entries) + pipelines.map(accuracyText).join(''));
       });
     });
 }
@@ -69,6 +87,23 @@ function historyEntries(inspection: Inspection, pipeline: string | undefined): H
       created_at: versions.get(row.merge_id)?.created_at ?? null,
     };
   });
+}
+
+/** The accuracy summary of each pipeline shown (`pipeline` already checked by historyEntries). */
+function accuracies(inspection: Inspection, pipeline: string | undefined): PipelineAccuracy[] {
+  const names = pipeline === undefined ? pipelineNames(inspection) : [pipeline];
+  return names.map((name) => ({ name, accuracy: inspection.store.accuracySummary(name) }));
+}
+
+/** The accuracy matrix (rows: steps, columns: tasks) and ACC, BWT and forgetting, or a line saying there are none. */
+function accuracyText({ name, accuracy: a }: PipelineAccuracy): string {
+  if (!a.steps.length) return `\n${name}: no accuracies recorded\n`;
+  const matrix = table(
+    ['STEP', ...a.tasks],
+    a.steps.map((step, row) => [String(step), ...a.matrix[row]!.map((x) => fmtNum(x))]),
+  );
+  const figures = `ACC ${fmtNum(a.average_accuracy)}  BWT ${fmtNum(a.bwt)}  forgetting ${fmtNum(a.forgetting)}`;
+  return `\n${name}: accuracy (rows: merge step, columns: task)\n${matrix}${figures}\n`;
 }
 
 function historyTable(entries: HistoryEntry[]): string {

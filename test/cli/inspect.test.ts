@@ -253,7 +253,27 @@ test('history --json: merges in order with sha256, step, method, scalars, timing
     ],
   );
 
-  assert.deepEqual(json(['history', '--config', f.cfg, '--pipeline', 'idle', '--json']).out, { history: [] });
+  // ck-a scored 0.9 then 0.85, ck-b 0.8 twice (mergeAndPublish)
+  const clipAccuracy = out.pipelines[0].accuracy;
+  assert.deepEqual(out.pipelines[0].name, 'clip');
+  assert.deepEqual(clipAccuracy.steps, [1, 2]);
+  assert.deepEqual(clipAccuracy.tasks, ['ck-a', 'ck-b']);
+  assert.deepEqual(clipAccuracy.matrix, [
+    [0.9, 0.8],
+    [0.9 - 0.05, 0.8],
+  ]);
+  assert.ok(Math.abs(clipAccuracy.average_accuracy - 0.825) < 1e-12);
+  assert.ok(Math.abs(clipAccuracy.bwt - -0.05) < 1e-12);
+  assert.ok(Math.abs(clipAccuracy.forgetting - 0.05) < 1e-12);
+  assert.deepEqual(json(['history', '--config', f.cfg, '--pipeline', 'idle', '--json']).out, {
+    history: [],
+    pipelines: [
+      {
+        name: 'idle',
+        accuracy: { steps: [], tasks: [], matrix: [], average_accuracy: null, bwt: null, forgetting: null },
+      },
+    ],
+  });
   const text = cmerge(['history', '--config', f.cfg, '--pipeline', 'clip']);
   assert.equal(text.status, 0, text.stderr);
   assert.match(
@@ -263,6 +283,10 @@ test('history --json: merges in order with sha256, step, method, scalars, timing
     ),
   );
   assert.match(text.stdout, /ck-b\.safetensors\s+\S+\s+opcm\s+portable\s+-\s+λ=1\.2/);
+  assert.match(
+    text.stdout,
+    /^clip: accuracy \(rows: merge step, columns: task\)\nSTEP\s+ck-a\s+ck-b\n1\s+0\.9\s+0\.8\n2\s+0\.85\s+0\.8\nACC 0\.825 {2}BWT -0\.05 {2}forgetting 0\.05$/m,
+  );
   const unknown = cmerge(['history', '--config', f.cfg, '--pipeline', 'nope']);
   assert.equal(unknown.status, 1);
   assert.match(unknown.stderr, /^cmerge: unknown pipeline "nope".*\n$/);
