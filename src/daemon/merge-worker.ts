@@ -3,6 +3,7 @@ import type { EngineConfig } from '../config/index.js';
 import { createEngine, EngineFatalError, type Engine } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import { runMerge, type MergeProgress, type MergeRequest } from '../merge/runner.js';
+import { log } from '../util/log.js';
 import { engineOptions } from './engine-check.js';
 import { DEFAULT_PROGRESS_MESSAGE_MS } from './worker-client.js';
 
@@ -17,6 +18,8 @@ export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & {
   abortFlag?: SharedArrayBuffer;
   /** least time between two progress messages, ms (default DEFAULT_PROGRESS_MESSAGE_MS); a pass's last tensor is always reported */
   progressMessageMs?: number;
+  /** the daemon's log level: a worker thread has its own logger, at the default level otherwise */
+  logLevel?: string;
 };
 
 export type WorkerMessage =
@@ -25,7 +28,8 @@ export type WorkerMessage =
   // fatal: the engine's device is lost for the whole process (EngineFatalError): the daemon must exit
   | { type: 'error'; input: boolean; fatal?: boolean; file?: string; reason?: string; message: string; stack?: string };
 
-const { abortFlag, progressMessageMs = DEFAULT_PROGRESS_MESSAGE_MS, ...req } = workerData as WorkerRequest;
+const { abortFlag, progressMessageMs = DEFAULT_PROGRESS_MESSAGE_MS, logLevel, ...req } = workerData as WorkerRequest;
+if (logLevel) log.level = logLevel;
 const aborted = abortFlag ? new Int32Array(abortFlag) : null;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 let engine: Engine | null = null;

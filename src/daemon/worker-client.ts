@@ -3,6 +3,7 @@ import { EngineFatalError } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import type { MergeProgress, MergeReport } from '../merge/runner.js';
 import type { WorkerMessage, WorkerRequest } from './merge-worker.js';
+import { log } from '../util/log.js';
 
 /** Least time between two progress messages from a merge worker (default): a few a second are plenty for STATUS lines and logs. */
 export const DEFAULT_PROGRESS_MESSAGE_MS = 200;
@@ -38,7 +39,9 @@ function errorOf(message: Extract<WorkerMessage, { type: 'error' }>): Error {
 /** Runs one merge in a worker thread; its progress reports go to `onProgress` (the merge runner's type, as is). */
 export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgress) => void): RunningMerge {
   const abortFlag = new SharedArrayBuffer(4);
-  const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: { ...req, abortFlag } });
+  const worker = new Worker(new URL('./merge-worker.js', import.meta.url), {
+    workerData: { ...req, abortFlag, logLevel: log.level },
+  });
   let settled = false;
   const result = new Promise<WorkerResult>((resolve, reject) => {
     worker.on('message', (message: WorkerMessage) => {
