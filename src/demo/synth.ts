@@ -2,24 +2,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createModelWriter } from '../io/model.js';
 import type { TensorSpec } from '../io/types.js';
+import { normalRng } from './random.js';
 
 /**
- * A small CLIP-vision-shaped model and fine-tuned checkpoints made up on the spot, so the demo
- * needs no user data: task vectors are low rank plus a component shared by all tasks
- * (interference, which OPCM projects out) and a little noise, like real fine-tuning deltas.
+ * A small CLIP-vision-shaped model and fine-tuned checkpoints made up on the spot, for the daemon's
+ * tests, which need checkpoints of a known shape in milliseconds rather than trained ones. Task
+ * vectors are low rank plus a component shared by all tasks (interference, which OPCM projects
+ * out) and a little noise, like real fine-tuning deltas.
  */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform() + 1e-12)) * Math.cos(2 * Math.PI * uniform());
-}
-
 export function demoShapes(d = 64, layers = 2): TensorSpec[] {
   const specs: TensorSpec[] = [];
   const add = (name: string, shape: number[]) => specs.push({ name, dtype: 'F32', shape });
@@ -69,7 +59,7 @@ export function writeDemoModels(
 ): { base: string; tasks: string[] } {
   mkdirSync(dir, { recursive: true });
   const specs = demoShapes(opts.d ?? 64, opts.layers ?? 2);
-  const g = rng(opts.seed ?? 1);
+  const g = normalRng(opts.seed ?? 1);
   const base = new Map<string, Float32Array>();
   const shared = new Map<string, Float32Array>();
   for (const s of specs) {
