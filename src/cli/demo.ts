@@ -1,71 +1,150 @@
 import type { Command } from 'commander';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../config/index.js';
 import { Daemon } from '../daemon/daemon.js';
-import { writeDemoModels } from '../demo/synth.js';
-import { readCurrent } from '../publish/index.js';
-import { log } from '../util/log.js';
+import { demoZoo, SUITES } from '../demo/digits/presets.js';
+import { buildZoo, type Zoo } from '../demo/digits/zoo.js';
+import { isMethodName, METHOD_NAMES } from '../methods/registry.js';
+import { openStore, type AccuracySummary, type Store } from '../store/index.js';
+
+import { UsageError } from './errors.js';
+
+/** The evaluator program the demo's daemon runs (examples/evaluate-digits.ts, compiled). */
+const EVALUATOR = resolve(dirname(fileURLToPath(import.meta.url)), '../../examples/evaluate-digits.js');
+const PIPELINE = 'digits';
+const EVALUATOR_TIMEOUT_S = 120;
 
 /**
- * The embedded default: the daemon at work on made-up data. Makes a small base model and
- * fine-tuned checkpoints, writes a config, runs the daemon, drops the checkpoints one by one the
- * way a producer should (write a dot-named file, then rename), plus one broken file, and prints
- * the published versions.
+ * The embedded default: real models on real data, merged by the daemon as they arrive. Trains a
+ * small digits classifier (a base pretrained on MNIST digits and one fine-tuned model per task),
+ * runs the daemon with the example evaluator, drops the checkpoints one by one the way a producer
+ * should (a dot-named file, then a rename), plus one broken file, and prints after each version
+ * the per-task accuracy, ACC and BWT next to the base and the individual fine-tuned models.
  */
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run the daemon on made-up checkpoints of a small model and show what happens (needs no data)')
+    .description(
+      'merge small classifiers trained on real MNIST digits as they arrive, and show the accuracy of every version (needs no data)',
+    )
     .option('--dir <dir>', 'work folder (default: a new temporary folder)')
-    .option('--tasks <n>', 'number of fine-tuned checkpoints', '4')
-    .option('--method <name>', 'merge method', 'opcm')
-    .action(async (o: { dir?: string; tasks: string; method: string }) => {
-      const dir = resolve(o.dir ?? mkdtempSync(join(tmpdir(), 'cmerge-demo-')));
-      const { tasks } = writeDemoModels(join(dir, 'models'), Number(o.tasks));
-      const configPath = join(dir, 'cmerge.yaml');
-      writeFileSync(
-        configPath,
-        [
-          'state_dir: ./state',
-          'pipelines:',
-          '  - name: demo',
-          '    base: ./models/base.safetensors',
-          '    drop: ./drop',
-          '    repository: ./models-published',
-          `    method: ${o.method}`,
-          '    settle_ms: 200',
-          '    notifiers:',
-          '      - {type: command, argv: ["/bin/sh", "-c", "echo version {version} is at {path} >> notified.log"], cwd: "."}',
-          '',
-        ].join('\n'),
-      );
-      const daemon = new Daemon(configPath);
-      await daemon.start();
-      log.info(
-        `demo: made a base model and ${tasks.length} fine-tuned checkpoints in ${join(dir, 'models')}; config ${configPath}`,
-      );
-      const drop = join(dir, 'drop');
-      const repo = join(dir, 'models-published');
-      mkdirSync(drop, { recursive: true });
-      writeFileSync(join(drop, 'broken.safetensors'), 'not a model\n');
-      for (const [i, task] of tasks.entries()) {
-        const name = `task_${i}.safetensors`;
-        copyFileSync(task, join(drop, `.${name}.part`));
-        renameSync(join(drop, `.${name}.part`), join(drop, name));
-        while ((await readCurrent(repo, 'demo')) !== i + 1) await sleep(100);
-      }
-      await daemon.stop();
-      process.stdout.write(`\nversions published in ${join(repo, 'demo')}:\n`);
-      for (let v = 1; v <= tasks.length; v++) {
-        const m = JSON.parse(readFileSync(join(repo, 'demo', String(v), 'manifest.json'), 'utf8'));
-        const lam = typeof m.metrics?.lambda === 'number' ? `λ=${m.metrics.lambda.toFixed(3)}` : '';
-        process.stdout.write(
-          `  ${v}/  ${m.checkpoints.length} checkpoints (newest ${m.checkpoints.at(-1).name}), ‖τ‖=${Number(m.metrics?.task_vector_norm).toFixed(3)} ${lam}\n`,
-        );
-      }
-      process.stdout.write(`rejected: ${join(drop, '.quarantine')} (see the .reason.txt beside each file)\n`);
-      process.stdout.write(`inspect: cmerge status --config ${configPath}; cmerge history --config ${configPath}\n`);
+    .option('--tasks <n>', 'number of tasks, 2 to 8', '4')
+    .option('--method <name>', `merge method: ${METHOD_NAMES.join(', ')}`, 'opcm')
+    .action(async (opts: { dir?: string; tasks: string; method: string }) => {
+      const count = Number(opts.tasks);
+      if (!Number.isInteger(count) || count < 2 || count > SUITES['8']!.length)
+        throw new UsageError(`--tasks must be an integer from 2 to ${SUITES['8']!.length}`);
+      if (!isMethodName(opts.method))
+        throw new UsageError(`unknown method ${opts.method} (one of ${METHOD_NAMES.join(', ')})`);
+      const dir = resolve(opts.dir ?? mkdtempSync(join(tmpdir(), 'cmerge-demo-')));
+      const out = (line = '') => process.stdout.write(line + '\n');
+      out(`cmerge demo: ${opts.method} over ${count} tasks on real MNIST digits, in ${dir}`);
+      const zoo = await buildZoo(join(dir, 'models'), demoZoo(count), (line) => out(`  ${line}`));
+      const configPath = writeDemoConfig(dir, opts.method);
+      await runDaemon(configPath, dir, zoo, out);
     });
+}
+
+function writeDemoConfig(dir: string, method: string): string {
+  const configPath = join(dir, 'cmerge.yaml');
+  writeFileSync(
+    configPath,
+    [
+      'state_dir: ./state',
+      'log_level: warn',
+      'pipelines:',
+      `  - name: ${PIPELINE}`,
+      '    base: ./models/base.safetensors',
+      '    drop: ./drop',
+      '    repository: ./models-published',
+      `    method: ${method}`,
+      '    settle_ms: 200',
+      '    # the task heads are not merged: each task keeps its own (copied from the base)',
+      '    tensors: {exclude: ["heads.*"]}',
+      `    evaluator: {argv: [${JSON.stringify(process.execPath)}, ${JSON.stringify(EVALUATOR)}], timeout_s: ${EVALUATOR_TIMEOUT_S}}`,
+      '',
+    ].join('\n'),
+  );
+  return configPath;
+}
+
+async function runDaemon(configPath: string, dir: string, zoo: Zoo, out: (line?: string) => void): Promise<void> {
+  const tasks = zoo.checkpoints.map((c) => c.task);
+  const daemon = new Daemon(configPath);
+  await daemon.start();
+  const store = openStore(loadConfig(configPath).db_path, { readonly: true });
+  try {
+    const drop = join(dir, 'drop');
+    mkdirSync(drop, { recursive: true });
+    writeFileSync(join(drop, 'broken.safetensors'), 'not a model\n');
+    out();
+    out(accuracyHeader(tasks));
+    out(accuracyRow('base (lower bound)', tasks, tasks, zoo.baseAccuracy));
+    for (const [i, { task, path }] of zoo.checkpoints.entries()) {
+      const name = `${task}.safetensors`;
+      copyFileSync(path, join(drop, `.${name}.part`));
+      renameSync(join(drop, `.${name}.part`), join(drop, name));
+      const label = `v${i + 1} + ${task}`;
+      if (!(await waitForEvaluation(store, i + 1, EVALUATOR_TIMEOUT_S * 1000))) {
+        out(`${label.padEnd(LABEL_WIDTH)}(evaluation failed: see the daemon's log)`);
+        continue;
+      }
+      const summary = store.accuracySummary(PIPELINE);
+      const scores = Object.fromEntries(summary.tasks.map((t, k) => [t, summary.matrix.at(-1)![k] ?? null]));
+      out(accuracyRow(label, tasks, tasks.slice(0, i + 1), scores, summary));
+    }
+    out(accuracyRow('each fine-tuned', tasks, tasks, zoo.finetunedAccuracy));
+  } finally {
+    store.close();
+    await daemon.stop();
+  }
+  out();
+  out('rows v1, v2, …: the published versions, each evaluated by the daemon with examples/evaluate-digits;');
+  out('ACC: mean accuracy over the tasks merged so far; BWT: mean change of each earlier task since its own version;');
+  out('each fine-tuned: every task on its own fine-tuned model (the upper bound of a merge).');
+  out(`versions: ${join(dir, 'models-published', PIPELINE)}; rejected: ${join(dir, 'drop', '.quarantine')}`);
+  out(`inspect: cmerge history --config ${configPath}; cmerge show --config ${configPath} ${PIPELINE} ${tasks.length}`);
+}
+
+/**
+ * Waits until version `version` is published and then for its evaluation (the daemon evaluates
+ * right after publishing); false when the evaluator gave nothing within its timeout.
+ */
+async function waitForEvaluation(store: Store, version: number, evaluatorTimeoutMs: number): Promise<boolean> {
+  while (store.version(PIPELINE, version) === null) await sleep(100);
+  const deadline = Date.now() + evaluatorTimeoutMs + 5_000;
+  while (store.evaluations(PIPELINE, version).length === 0) {
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+  return true;
+}
+
+const LABEL_WIDTH = 18;
+const cellWidth = (task: string) => Math.max(task.length, 6) + 2;
+const pctCell = (x: number | null | undefined) => (x === null || x === undefined ? '·' : (100 * x).toFixed(1));
+const signed = (x: number | null) => (x === null ? '-' : `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}`);
+
+/** Header of the demo's table: one column per task (accuracy in %), then ACC and BWT. */
+function accuracyHeader(tasks: readonly string[]): string {
+  return 'model'.padEnd(LABEL_WIDTH) + tasks.map((t) => t.padStart(cellWidth(t))).join('') + '     ACC     BWT';
+}
+
+/** One row: the scores of `shown` tasks (the others as ·), with ACC and BWT when a summary is given. */
+function accuracyRow(
+  label: string,
+  tasks: readonly string[],
+  shown: readonly string[],
+  scores: Readonly<Record<string, number | null>>,
+  summary?: AccuracySummary,
+): string {
+  const cells = tasks.map((t) => (shown.includes(t) ? pctCell(scores[t]) : '·').padStart(cellWidth(t))).join('');
+  const mean = shown.reduce((a, t) => a + (scores[t] ?? 0), 0) / shown.length;
+  const acc = summary ? pctCell(summary.average_accuracy) : pctCell(mean);
+  const bwt = summary ? signed(summary.bwt) : '';
+  return label.padEnd(LABEL_WIDTH) + cells + acc.padStart(8) + bwt.padStart(8);
 }
