@@ -70,6 +70,8 @@ if [ -d "$NM/better-sqlite3" ]; then
 fi
 # headers only (used when the addon is compiled, not when it runs)
 rm -rf "$NM/node-addon-api"/*.h "$NM/node-addon-api/tools" "$NM/node-addon-api/doc" 2>/dev/null || true
+# the digits demo's TensorFlow.js and MNIST data (~200 MB) are not used on the GPU machine
+rm -rf "$NM/@tensorflow" "$NM/mnist" "$NM/core-js" 2>/dev/null || true
 find "$NM" -type f \( -name '*.md' -o -name '*.markdown' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.ts' -o -name 'CHANGELOG*' -o -name '*.gyp' -o -name '*.gypi' -o -name '*.c' -o -name '*.cc' -o -name '*.h' \) -delete
 find "$NM" -type d \( -name test -o -name tests -o -name __tests__ -o -name example -o -name examples -o -name '.github' \) -prune -exec rm -rf {} +
 tar -C "$STAGE" -cf - node_modules | xz -T0 -6 >"$GPU/node_modules.tar.xz.tmp"

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/index.js';
 import { Daemon } from '../daemon/daemon.js';
 import { demoZoo, SUITES } from '../demo/digits/presets.js';
-import { buildZoo, type Zoo } from '../demo/digits/zoo.js';
+import type { Zoo } from '../demo/digits/zoo.js';
 import { isMethodName, METHOD_NAMES } from '../methods/registry.js';
 import { openStore, type AccuracySummary, type Store } from '../store/index.js';
 
@@ -43,6 +43,8 @@ export function registerDemo(program: Command): void {
       const dir = resolve(opts.dir ?? mkdtempSync(join(tmpdir(), 'cmerge-demo-')));
       const out = (line = '') => process.stdout.write(line + '\n');
       out(`cmerge demo: ${opts.method} over ${count} tasks on real MNIST digits, in ${dir}`);
+      // loaded here: TensorFlow.js takes ~0.7 s to import, which no other command should pay
+      const { buildZoo } = await import('../demo/digits/zoo.js');
       const zoo = await buildZoo(join(dir, 'models'), demoZoo(count), (line) => out(`  ${line}`));
       const configPath = writeDemoConfig(dir, opts.method);
       await runDaemon(configPath, dir, zoo, out);
