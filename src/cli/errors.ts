@@ -1,10 +1,15 @@
+import { ConfigError } from '../config/index.js';
 import { InputError } from '../io/types.js';
 
 /** A usage error: bad flags or values. Exit code 2. */
 export class UsageError extends Error {}
 
-/** Prints one line on stderr and returns the exit code. */
+/** Prints one line on stderr (a config error: one per problem) and returns the exit code. */
 export function reportError(e: unknown): number {
+  if (e instanceof ConfigError) {
+    for (const line of e.message.split('\n')) process.stderr.write(`cmerge: ${line}\n`);
+    return 1;
+  }
   if (e instanceof InputError) {
     process.stderr.write(`cmerge: ${e.file}: ${e.reason}\n`);
     return 1;

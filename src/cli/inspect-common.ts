@@ -16,7 +16,8 @@ export interface Inspection {
 export function openInspection(configPath: string): Inspection {
   // stdout carries --json; anything logged goes to stderr
   configureLog({ stream: 'stderr', level: 'warn' });
-  const config = loadConfig(configPath);
+  // what the config says must exist (the bases) is reported before "no database yet"
+  const config = loadConfig(configPath, { paths: 'inspect' });
   // better-sqlite3's own message ("unable to open database file") does not say which file or why
   if (!existsSync(config.db_path)) {
     throw new Error(

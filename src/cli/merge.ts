@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parseBytes } from '../config/index.js';
 import { createEngine, ENGINE_CHOICES, type EngineChoice, type EngineOptions } from '../engine/index.js';
+import { floatDtype, type DType } from '../io/types.js';
 import { METHOD_NAMES } from '../methods/registry.js';
 import { runMerge, type MergeReport } from '../merge/runner.js';
 import { configureLog } from '../util/log.js';
@@ -17,6 +18,7 @@ interface MergeOpts {
   maxDeviceMemory?: string;
   tf32?: boolean;
   out: string;
+  outDtype?: string;
   include: string[];
   exclude: string[];
   linear: string[];
@@ -49,6 +51,7 @@ export function registerMerge(program: Command): void {
     )
     .option('--tf32', 'cuda: matrix products in TF32 (faster, ~1e-3 relative error)')
     .requiredOption('--out <path>', 'output: a .safetensors file, or a folder (sharded when large)')
+    .option('--out-dtype <dtype>', "float dtype of the output: F32, F16, BF16 or F64 (default: the base's)")
     .option('--include <glob>', 'merge only matching tensors (repeatable)', collect, [])
     .option('--exclude <glob>', 'do not merge matching tensors: copy them from the base (repeatable)', collect, [])
     .option('--linear <glob>', 'treat matching 2-D tensors as linear (repeatable)', collect, [])
@@ -67,6 +70,7 @@ export function registerMerge(program: Command): void {
 async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void> {
   configureLog({ stream: 'stderr', level: process.stderr.isTTY ? 'info' : 'warn' });
   const params = paramOptions(opts.param);
+  const outDtype = outDtypeOption(opts.outDtype);
   // before anything is read or written: `--engine cuda` without a GPU exits 1 with one line
   const engine = createEngine(engineChoice(opts), engineOpts(opts));
   const progress = mergeProgress();
@@ -79,6 +83,7 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
       params,
       checkpoints,
       out: opts.out,
+      outDtype,
       engine,
       rules: {
         include: opts.include,
@@ -155,6 +160,13 @@ function engineOpts(opts: MergeOpts): EngineOptions {
     threads: positiveInt(opts.threads, '--threads'),
     cuda: { device, maxMemoryBytes, tf32: opts.tf32 === true },
   };
+}
+
+function outDtypeOption(v: string | undefined): DType | undefined {
+  if (v === undefined) return undefined;
+  const dtype = floatDtype(v);
+  if (!dtype) throw new UsageError(`--out-dtype must be F32, F16, BF16 or F64, not "${v}"`);
+  return dtype;
 }
 
 function positiveNumber(v: string, flag: string): number {

@@ -206,11 +206,12 @@ function printText(shown: ShowOut): void {
   write('\ncheckpoints (merge order)\n');
   write(
     table(
-      ['STEP', 'NAME', 'SHA256', 'ADAPTER', 'MERGED_AT'],
+      ['STEP', 'NAME', 'SHA256', 'DTYPE', 'ADAPTER', 'MERGED_AT'],
       shown.checkpoints.map((c) => [
         String(c.step),
         c.name,
         shortSha(c.sha256),
+        c.dtype ?? '-',
         c.adapter ? `lora r=${c.adapter.r} alpha=${c.adapter.alpha}, ${c.adapter.target_tensors} tensors` : '-',
         c.merged_at ?? '-',
       ]),

@@ -5,7 +5,7 @@ export interface ConfigIssue {
 }
 
 /**
- * Every config problem surfaces as this one error type, so the CLI can print it and exit 2
+ * Every config problem surfaces as this one error type, so the CLI can print it and exit 1
  * without a stack trace. The message names the file and the key path of each issue, one per
  * line: `/etc/cmerge.yaml: pipelines[0].params.alpha: expected number, got string "x"`.
  */

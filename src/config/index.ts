@@ -1,5 +1,15 @@
 export { ConfigError, type ConfigIssue } from './errors.js';
-export { loadConfig, parseConfig, DB_FILE_NAME, type Config, type PipelineConfig } from './load.js';
+export {
+  loadConfig,
+  parseConfig,
+  readConfig,
+  readConfigText,
+  DB_FILE_NAME,
+  type Config,
+  type ConfigReading,
+  type PipelineConfig,
+} from './load.js';
+export { pathIssues, type ConfigTargets, type PathScope, type PortTarget } from './paths.js';
 export {
   PIPELINE_NAME,
   type CommandNotifierConfig,

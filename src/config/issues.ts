@@ -1,5 +1,47 @@
-import type { z } from 'zod';
+import { z } from 'zod';
+import { closest } from '../util/edit-distance.js';
 import { formatPath, type ConfigIssue } from './errors.js';
+
+/**
+ * The keys an object schema knows, by the `keys` array of its unknown-key issue: zod drops the
+ * schema from a finished issue, but its error map still sees it, and the array is carried over.
+ */
+const knownKeys = new WeakMap<readonly string[], string[]>();
+
+function rememberKnownKeys(iss: z.core.$ZodRawIssue): undefined {
+  if (iss.code === 'unrecognized_keys' && iss.inst instanceof z.ZodObject)
+    knownKeys.set(iss.keys, Object.keys(iss.inst.shape));
+  return undefined;
+}
+
+/** One issue per unknown key, at its own path, with the nearest key the object knows when one is close. */
+function unknownKeys(path: PropertyKey[], keys: string[]): ConfigIssue[] {
+  const known = knownKeys.get(keys) ?? [];
+  return keys.map((key) => {
+    const near = closest(key, known);
+    return { path: formatPath([...path, key]), message: near ? `unknown key (did you mean ${near}?)` : 'unknown key' };
+  });
+}
+
+/**
+ * Parse `value` with `schema`. On failure, zod's issues in the words of a config file: key path
+ * (under `prefix`) plus "expected X, got Y". Unknown keys become one issue each at their own path,
+ * so the message points at the offending line's key, with the nearest known key when one is close.
+ */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  prefix: PropertyKey[] = [],
+): { ok: true; data: z.output<S> } | { ok: false; issues: ConfigIssue[] } {
+  const r = schema.safeParse(value, { error: rememberKnownKeys });
+  if (r.success) return { ok: true, data: r.data };
+  const under = formatPath(prefix);
+  const issues = fromIssues(r.error.issues, value, []).map((i) => ({
+    ...i,
+    path: under && i.path ? `${under}${i.path.startsWith('[') ? '' : '.'}${i.path}` : under || i.path,
+  }));
+  return { ok: false, issues };
+}
 
 /** The value at a key path of the parsed YAML, to say what was found instead of what was expected. */
 function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
@@ -17,14 +59,6 @@ function describe(v: unknown): string {
   if (typeof v === 'object') return 'a mapping';
   const s = JSON.stringify(v);
   return `${typeof v} ${s.length > 60 ? s.slice(0, 57) + '...' : s}`;
-}
-
-/**
- * Zod's issues in the words of a config file: key path plus "expected X, got Y". Unknown keys
- * become one issue each at their own path, so the message points at the offending line's key.
- */
-export function toConfigIssues(error: z.ZodError, root: unknown): ConfigIssue[] {
-  return fromIssues(error.issues, root, []);
 }
 
 type Issue = z.ZodError['issues'][number];
@@ -52,7 +86,7 @@ function fromIssues(issues: readonly Issue[], root: unknown, prefix: PropertyKey
     const got = valueAt(root, path);
     switch (iss.code) {
       case 'unrecognized_keys':
-        for (const key of iss.keys) out.push({ path: formatPath([...path, key]), message: 'unknown key' });
+        out.push(...unknownKeys(path, iss.keys));
         break;
       case 'invalid_type':
         out.push({

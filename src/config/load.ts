@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from './errors.js';
-import { toConfigIssues } from './issues.js';
-import type { MethodName, MethodParams } from '../methods/registry.js';
+import { validate } from './issues.js';
+import { configTargets, pathIssues, resolveProgram, type ConfigTargets, type PathScope } from './paths.js';
+import { isMethodName, type MethodName, type MethodParams } from '../methods/registry.js';
 import {
   configSchema,
+  pipelineWithoutMethod,
   type CommandNotifierConfig,
   type HttpNotifierConfig,
   type SseNotifierConfig,
@@ -32,27 +34,60 @@ export type Config = Omit<RawConfig, 'pipelines'> & {
 
 export const DB_FILE_NAME = 'cmerge.sqlite';
 
-/** Read, validate and resolve a YAML config file. Throws ConfigError (file + key path) on any problem. */
-export function loadConfig(path: string): Config {
+/** A config file read and checked as far as it goes. */
+export interface ConfigReading {
+  /** absolute path of the file (or the label given to readConfigText) */
+  file: string;
+  /** null when there is any issue */
+  config: Config | null;
+  /** every problem of the file itself: YAML, schema, resolution (one drop folder twice); not yet its targets */
+  issues: ConfigIssue[];
+  /** the files, folders and ports it names, for pathIssues and the daemon's port check */
+  targets: ConfigTargets;
+}
+
+/**
+ * Read, validate and resolve a YAML config file. Throws ConfigError (file + key path) listing
+ * every problem; with `paths`, the files and folders that scope of command needs are checked too.
+ */
+export function loadConfig(path: string, opts: { paths?: PathScope } = {}): Config {
+  const r = readConfig(path);
+  const issues = [...r.issues, ...(opts.paths ? pathIssues(r.targets, opts.paths) : [])];
+  if (issues.length || !r.config) throw new ConfigError(r.file, issues);
+  return r.config;
+}
+
+/** loadConfig without throwing on content: the caller adds its own checks before reporting. */
+export function readConfig(path: string): ConfigReading {
   const file = resolve(path);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
+    return failed(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
   }
-  return parseConfig(text, file);
+  return readConfigText(text, file);
 }
 
 /**
  * Validate YAML text. `file` labels errors and, unless `baseDir` is given, its folder anchors
  * relative paths (for an embedded default config, pass a label and the folder to use).
  */
-export function parseConfig(text: string, file: string, baseDir: string = dirname(resolve(file))): Config {
+export function parseConfig(text: string, file: string, baseDir?: string): Config {
+  const r = readConfigText(text, file, baseDir);
+  if (!r.config) throw new ConfigError(file, r.issues);
+  return r.config;
+}
+
+function failed(file: string, issues: ConfigIssue[]): ConfigReading {
+  return { file, config: null, issues, targets: { paths: [], ports: [] } };
+}
+
+export function readConfigText(text: string, file: string, baseDir: string = dirname(resolve(file))): ConfigReading {
   const lines = new LineCounter();
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
+    return failed(
       file,
       doc.errors.map((e) => {
         const at = lines.linePos(e.pos[0]);
@@ -62,19 +97,40 @@ export function parseConfig(text: string, file: string, baseDir: string = dirnam
   }
   const raw: unknown = doc.toJS();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(file, [
+    return failed(file, [
       { path: '', message: 'expected a mapping of keys at the top level (state_dir, pipelines, ...)' },
     ]);
   }
-  const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(file, toConfigIssues(parsed.error, raw));
-  return resolveConfig(parsed.data, file, baseDir);
+  const targets = configTargets(raw, baseDir);
+  const parsed = validate(configSchema, raw);
+  if (!parsed.ok) return { ...failed(file, withMethodless(parsed.issues, raw)), targets };
+  const { config, issues } = resolveConfig(parsed.data, file, baseDir);
+  return { file, config: issues.length ? null : config, issues, targets };
 }
 
-function resolveConfig(cfg: RawConfig, file: string, baseDir: string): Config {
+/**
+ * The schema's issues, plus, for each pipeline without a known method, those of the keys every
+ * method shares (zod stops such a pipeline at `method`), placed before its `method` line.
+ */
+function withMethodless(issues: ConfigIssue[], raw: object): ConfigIssue[] {
+  const out = [...issues];
+  const pipelines: unknown = (raw as { pipelines?: unknown }).pipelines;
+  if (!Array.isArray(pipelines)) return out;
+  pipelines.forEach((p: unknown, i) => {
+    if (p === null || typeof p !== 'object' || Array.isArray(p)) return;
+    const method = (p as { method?: unknown }).method;
+    if (typeof method === 'string' && isMethodName(method)) return;
+    const r = validate(pipelineWithoutMethod, p, ['pipelines', i]);
+    if (r.ok) return;
+    const at = out.findIndex((x) => x.path === `pipelines[${i}].method`);
+    out.splice(at < 0 ? out.length : at, 0, ...r.issues);
+  });
+  return out;
+}
+
+function resolveConfig(cfg: RawConfig, file: string, baseDir: string): { config: Config; issues: ConfigIssue[] } {
   const abs = (p: string) => resolve(baseDir, p);
-  // argv[0] is a program looked up on PATH unless it is written as a relative path
-  const argv = (a: string[]) => (/^\.\.?\//.test(a[0]!) ? [abs(a[0]!), ...a.slice(1)] : a);
+  const argv = (a: string[]) => [resolveProgram(a[0]!, baseDir), ...a.slice(1)];
   const issues: ConfigIssue[] = [];
   const dropOwner = new Map<string, number>();
 
@@ -116,8 +172,6 @@ function resolveConfig(cfg: RawConfig, file: string, baseDir: string): Config {
       evaluator: p.evaluator && { ...p.evaluator, argv: argv(p.evaluator.argv) },
     } as PipelineConfig;
   });
-  if (issues.length) throw new ConfigError(file, issues);
-
   const state_dir = abs(cfg.state_dir);
-  return { ...cfg, file, state_dir, db_path: join(state_dir, DB_FILE_NAME), pipelines };
+  return { config: { ...cfg, file, state_dir, db_path: join(state_dir, DB_FILE_NAME), pipelines }, issues };
 }

@@ -1,5 +1,5 @@
 import { ConfigError } from './errors.js';
-import { toConfigIssues } from './issues.js';
+import { validate } from './issues.js';
 import { methods, type MethodName, type MethodParams } from '../methods/registry.js';
 
 /**
@@ -7,7 +7,7 @@ import { methods, type MethodName, type MethodParams } from '../methods/registry
  * (src/methods/registry.ts); `source` labels the ConfigError the way a file name would.
  */
 export function parseParams<M extends MethodName>(method: M, params: unknown, source = 'params'): MethodParams[M] {
-  const r = methods[method].params.safeParse(params ?? {});
-  if (!r.success) throw new ConfigError(source, toConfigIssues(r.error, params));
+  const r = validate(methods[method].params, params ?? {});
+  if (!r.ok) throw new ConfigError(source, r.issues);
   return r.data as MethodParams[M];
 }

@@ -171,6 +171,10 @@ const pipelineCommon = {
   settle_ms: z.number().int().min(0).default(500),
   /** published models larger than this are sharded (index + shards) */
   max_shard_bytes: bytes.default(5e9),
+  /** float dtype of the published model (any case); absent: each tensor keeps the base's */
+  out_dtype: z
+    .preprocess((v) => (typeof v === 'string' ? v.toUpperCase() : v), z.enum(['F32', 'F16', 'BF16', 'F64']))
+    .optional(),
   /** reject a checkpoint whose ‖τ‖ exceeds this multiple of the base model's norm */
   max_task_vector_norm_ratio: z.number().positive().default(10),
   engine,
@@ -192,6 +196,17 @@ const [firstPipeline, ...otherPipelines] = METHOD_NAMES.map(pipelineFor);
 
 export const pipelineSchema = z.discriminatedUnion('method', [firstPipeline, ...otherPipelines], {
   error: (iss) => (iss.code === 'invalid_union' ? `expected method: ${METHOD_NAMES.join(' | ')}` : undefined),
+});
+
+/**
+ * The union above stops at an unknown or missing `method`, since the method picks the schema.
+ * This checks the keys every method shares, so that load.ts can report a pipeline's other
+ * problems (a typo'd `methd:` first of all) in the same run.
+ */
+export const pipelineWithoutMethod = z.strictObject({
+  ...pipelineCommon,
+  method: z.unknown().optional(),
+  params: z.unknown().optional(),
 });
 
 export const configSchema = z

@@ -6,12 +6,13 @@ import { SseHubs } from '../publish/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { configureLog, log } from '../util/log.js';
 import { checkpointSha256 } from './checkpoint-hash.js';
-import { checkEngines } from './engine-check.js';
+import { checkEngines, EngineLines } from './engine-check.js';
 import { Intake } from './intake/index.js';
 import type { Clock } from './backoff.js';
 import { Limiter } from './limiter.js';
 import { DaemonMetrics, type PipelineGauges } from './metrics-server.js';
 import { PipelineRunner, type RunnerTimings } from './pipeline.js';
+import { loadDaemonConfig } from './preflight.js';
 
 /**
  * The daemon: one store, and per pipeline an intake (drop folder → queue) and a runner
@@ -45,6 +46,8 @@ export class Daemon {
   private readonly sse = new SseHubs();
   private pipelines: Pipeline[] = [];
   private metrics: DaemonMetrics | null = null;
+  /** the engine lines logged: once at start and when they change, not per merge */
+  private readonly engineLines = new EngineLines();
 
   constructor(
     private readonly configPath: string,
@@ -52,10 +55,11 @@ export class Daemon {
   ) {}
 
   async start(): Promise<void> {
-    this.config = loadConfig(this.configPath);
+    // before anything is created or opened: the whole config, then the engines (`engine: cuda`
+    // without a usable GPU refuses to start)
+    this.config = await loadDaemonConfig(this.configPath);
     configureLog({ stream: 'stdout', level: this.config.log_level });
-    // before anything is written: `engine: cuda` without a usable GPU refuses to start
-    checkEngines(this.config);
+    checkEngines(this.config, this.engineLines);
     mkdirSync(this.config.state_dir, { recursive: true });
     this.store = openStore(this.config.db_path);
     const requeued = this.store.recoverInterrupted();
@@ -91,6 +95,7 @@ export class Daemon {
         baseSha256,
         metrics: this.metrics,
         onFatal,
+        announceEngine: this.engineLines.announce,
         clock: this.opts.clock,
         timings: this.opts.runnerTimings,
       });
@@ -138,7 +143,7 @@ export class Daemon {
     try {
       next = loadConfig(this.configPath);
       checkBases(next);
-      checkEngines(next);
+      checkEngines(next, this.engineLines);
     } catch (e) {
       log.error(`reload refused, keeping the running config: ${(e as Error).message}`);
       return;

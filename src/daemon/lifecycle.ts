@@ -1,3 +1,4 @@
+import { ConfigError } from '../config/index.js';
 import { log } from '../util/log.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
 import { takeEarlySignals } from './early-signals.js';
@@ -38,8 +39,9 @@ export async function runDaemon(configPath: string, opts: RunDaemonOptions = {})
   try {
     await lifecycle.startedOrStopped();
   } catch (e) {
-    // start-up failed (bad base model, unreadable state...): nothing to stop
-    log.error(`cmerge daemon failed to start: ${(e as Error).message}`);
+    // start-up failed (bad config, unreadable state...): nothing to stop; one line per config problem
+    const lines = e instanceof ConfigError ? e.message.split('\n') : [(e as Error).message];
+    for (const line of lines) log.error(`cmerge daemon failed to start: ${line}`);
     return 1;
   }
   lifecycle.announceReady();

@@ -24,6 +24,8 @@ export type WorkerRequest = Omit<MergeRequest, 'engine' | 'onProgress'> & {
 
 export type WorkerMessage =
   | { type: 'progress'; progress: MergeProgress }
+  // the line naming the engine: the daemon logs it when it changes, not on every merge
+  | { type: 'engine'; line: string; level: 'info' | 'warn' }
   | { type: 'done'; report: Awaited<ReturnType<typeof runMerge>>; peakRssBytes: number }
   // fatal: the engine's device is lost for the whole process (EngineFatalError): the daemon must exit
   | { type: 'error'; input: boolean; fatal?: boolean; file?: string; reason?: string; message: string; stack?: string };
@@ -35,7 +37,10 @@ const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 let engine: Engine | null = null;
 let lastPost = 0;
 try {
-  engine = createEngine(req.engine.name, engineOptions(req.engine, req.threads));
+  engine = createEngine(req.engine.name, {
+    ...engineOptions(req.engine, req.threads),
+    announce: (line, level) => post({ type: 'engine', line, level }),
+  });
   const report = await runMerge({
     ...req,
     engine,

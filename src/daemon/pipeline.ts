@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Logger } from 'winston';
 import type { PipelineConfig } from '../config/index.js';
-import { EngineFatalError } from '../engine/index.js';
+import { EngineFatalError, type EngineAnnounce } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
 import type { TensorRules } from '../merge/kinds.js';
@@ -58,6 +58,8 @@ export interface PipelineDeps {
   metrics: DaemonMetrics | null;
   /** the engine's device is lost for the process (EngineFatalError): the daemon must exit */
   onFatal: (e: Error) => void;
+  /** the line naming each merge's engine (default: logged, on every merge) */
+  announceEngine?: EngineAnnounce;
   /** what waits and timestamps read (default: the system clock) */
   clock?: Clock;
   /** default: DEFAULT_RUNNER_TIMINGS */
@@ -98,6 +100,7 @@ export function tensorRulesOf(tensors: PipelineConfig['tensors']): TensorRules {
 /** A merged checkpoint as the version's manifest and model card list it (an adapter's record included). */
 function lineageOf(c: Checkpoint, mergedAt: string): ManifestCheckpoint {
   const entry: ManifestCheckpoint = { name: c.name, sha256: c.sha256 ?? '', merged_at: mergedAt };
+  if (c.dtype) entry.dtype = c.dtype;
   if (c.adapter) entry.adapter = c.adapter;
   return entry;
 }
@@ -429,6 +432,7 @@ export class PipelineRunner {
           commit: false,
           rules: tensorRulesOf(cfg.tensors),
           maxShardBytes: cfg.max_shard_bytes,
+          outDtype: cfg.out_dtype,
           maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
           sha256: { [checkpoint.path]: checkpoint.sha256 ?? '' },
           sketch: true,
@@ -437,6 +441,7 @@ export class PipelineRunner {
           progressMessageMs: this.timings.progressMessageMs,
         },
         this.progressHandler(attempt),
+        this.deps.announceEngine ?? ((line, level) => void this.deps.log.log(level, line)),
       );
       attempt.active.worker = worker;
       // the shutdown budget ran out before the worker started
@@ -512,7 +517,8 @@ export class PipelineRunner {
       method: cfg.method,
       params: cfg.params,
       base: { path: cfg.base, sha256: this.deps.baseSha256 },
-      checkpoints: [...merged, lineageOf(checkpoint, mergedAt)],
+      // the merge found the checkpoint's dtype; the store records it at commit, after this
+      checkpoints: [...merged, lineageOf({ ...checkpoint, dtype: report.steps[0].dtype }, mergedAt)],
       engine: report.engine,
       metrics: metrics.model,
       cmergeVersion: cmergeVersion(),
@@ -535,6 +541,7 @@ export class PipelineRunner {
     this.deps.store.commitMergeAndVersion(
       {
         merge_id: mergeId,
+        checkpoint_dtype: stepReport.dtype,
         state: { generation: step, path: generationDir(this.stateDir, step), sha256: stepReport.state_sha256 },
         engine: report.engine,
         engine_info: report.engine_info,

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { EngineFatalError } from '../engine/index.js';
+import { EngineFatalError, type EngineAnnounce } from '../engine/index.js';
 import { InputError } from '../io/types.js';
 import type { MergeProgress, MergeReport } from '../merge/runner.js';
 import type { WorkerMessage, WorkerRequest } from './merge-worker.js';
@@ -36,8 +36,15 @@ function errorOf(message: Extract<WorkerMessage, { type: 'error' }>): Error {
   return Object.assign(error, { stack: message.stack });
 }
 
-/** Runs one merge in a worker thread; its progress reports go to `onProgress` (the merge runner's type, as is). */
-export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgress) => void): RunningMerge {
+/**
+ * Runs one merge in a worker thread; its progress reports go to `onProgress` (the merge runner's
+ * type, as is), the line naming its engine to `onEngine`.
+ */
+export function startMergeWorker(
+  req: WorkerRequest,
+  onProgress: (p: MergeProgress) => void,
+  onEngine: EngineAnnounce,
+): RunningMerge {
   const abortFlag = new SharedArrayBuffer(4);
   const worker = new Worker(new URL('./merge-worker.js', import.meta.url), {
     workerData: { ...req, abortFlag, logLevel: log.level },
@@ -46,6 +53,7 @@ export function startMergeWorker(req: WorkerRequest, onProgress: (p: MergeProgre
   const result = new Promise<WorkerResult>((resolve, reject) => {
     worker.on('message', (message: WorkerMessage) => {
       if (message.type === 'progress') return onProgress(message.progress);
+      if (message.type === 'engine') return onEngine(message.line, message.level);
       settled = true;
       if (message.type === 'done') resolve({ report: message.report, peakRssBytes: message.peakRssBytes });
       else reject(errorOf(message));

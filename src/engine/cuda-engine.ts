@@ -192,20 +192,19 @@ export class CudaEngine implements Engine {
   }
 }
 
-let announced = false;
-
-/** The cuda engine, logging the GPU, driver and CUDA versions once per process. */
+/** The cuda engine; `announce` gets the line naming the GPU, driver and CUDA versions. */
 export function createCudaEngine(
   probe: CudaAvailability & { ok: true },
   opts: CudaEngineOptions,
   makeCpu: () => Engine,
   choice: string,
+  announce: (line: string, level: 'info') => void,
 ): Engine {
   const engine = new CudaEngine(probe.addon, probe, opts, makeCpu);
   const i = engine.info();
-  const line = `engine: cuda (${i.device}, driver ${i.versions?.driver}, CUDA runtime ${i.versions?.runtime}, cuBLAS ${i.versions?.cublas}, cuSOLVER ${i.versions?.cusolver}${i.tf32 ? ', TF32 products' : ''}), ${choice === 'cuda' ? 'as configured' : 'GPU found'}`;
-  if (!announced) log.info(line);
-  else log.debug(line);
-  announced = true;
+  announce(
+    `engine: cuda (${i.device}, driver ${i.versions?.driver}, CUDA runtime ${i.versions?.runtime}, cuBLAS ${i.versions?.cublas}, cuSOLVER ${i.versions?.cusolver}${i.tf32 ? ', TF32 products' : ''}), ${choice === 'cuda' ? 'as configured' : 'GPU found'}`,
+    'info',
+  );
   return engine;
 }

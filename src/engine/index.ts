@@ -39,10 +39,20 @@ export interface EngineOptions {
   /** native: jobs at once (default min(2, threads)); CMERGE_ENGINE_JOBS overrides */
   jobs?: number;
   cuda?: CudaOptions;
+  /**
+   * Receives the line naming the engine that runs and why, instead of the log (default: logged,
+   * at warn for the portable fallback): the daemon logs it once, not on every merge.
+   */
+  announce?: EngineAnnounce;
 }
+
+export type EngineAnnounce = (line: string, level: 'info' | 'warn') => void;
+
+const logAnnounce: EngineAnnounce = (line, level) => void log.log(level, line);
 
 /** The best CPU engine: native when its addon loaded, else portable (with a warning). */
 function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
+  const announce = opts.announce ?? logAnnounce;
   const load = loadLinalg();
   if (load.addon) {
     const envJobs = Number(process.env.CMERGE_ENGINE_JOBS);
@@ -51,31 +61,39 @@ function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
       engine.concurrency > 1
         ? `${engine.concurrency} jobs at once, 1 BLAS thread each`
         : `${engine.threads} BLAS threads`;
-    log.info(
+    announce(
       `engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'native' ? 'as configured' : 'addon loaded'}`,
+      'info',
     );
     return engine;
   }
   if (choice === 'native') throw new EngineUnavailableError(`native engine unavailable: ${load.error.message}`);
-  log.warn(`engine: portable (TypeScript, much slower), native addon unavailable: ${load.error.message}`);
+  announce(`engine: portable (TypeScript, much slower), native addon unavailable: ${load.error.message}`, 'warn');
   return new PortableEngine();
 }
 
 /**
  * `auto`: cuda when a usable GPU is found, else native when its addon loaded, else portable.
- * `cuda` / `native`: throws EngineUnavailableError, one line saying what is missing. Logs one
+ * `cuda` / `native`: throws EngineUnavailableError, one line saying what is missing. Announces one
  * line naming the engine that runs and why (for cuda: the GPU, driver and CUDA versions).
  */
 export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): Engine {
   if (choice === 'portable') {
-    log.info('engine: portable (TypeScript), as configured');
+    (opts.announce ?? logAnnounce)('engine: portable (TypeScript), as configured', 'info');
     return new PortableEngine();
   }
   if (choice !== 'native' && choice !== 'auto' && choice !== 'cuda')
     throw new Error(`unknown engine "${String(choice)}"`);
   if (choice === 'cuda' || choice === 'auto') {
     const probe = probeCuda(opts.cuda?.device ?? 0);
-    if (probe.ok) return createCudaEngine(probe, opts.cuda ?? {}, () => cpuEngine('auto', opts), choice);
+    if (probe.ok)
+      return createCudaEngine(
+        probe,
+        opts.cuda ?? {},
+        () => cpuEngine('auto', opts),
+        choice,
+        opts.announce ?? logAnnounce,
+      );
     if (choice === 'cuda') throw new EngineUnavailableError(`cuda engine unavailable: ${probe.reason}`);
     log.debug(`engine: cuda not used: ${probe.reason}`);
   }

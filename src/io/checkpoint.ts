@@ -3,7 +3,7 @@
  * folder with a HF shard index (model.safetensors.index.json) and the shards it names, or a PEFT
  * LoRA adapter folder (adapter_config.json and adapter_model.safetensors, docs/lora.md).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from './types.js';
 import { compareNames } from './safetensors/order.js';
@@ -96,6 +96,60 @@ export function resolveCheckpoint(path: string): CheckpointLayout | null {
   if (hasSingle) return { kind: 'file', file: single };
   if (hasIndex) return { kind: 'sharded', index: readIndex(index) };
   return null;
+}
+
+/** PyTorch's pickle files (torch.save, Lightning): never loaded, since unpickling can run arbitrary code. */
+const PICKLE_EXTENSIONS = ['.bin', '.pt', '.pth', '.ckpt'];
+const PICKLE_REFUSAL = 'pickle files are not loaded, for safety (unpickling can run arbitrary code)';
+const EXPECTED = `${SINGLE_FILE}, ${INDEX_FILE} and its shards, or a PEFT adapter folder (${ADAPTER_CONFIG} + ${ADAPTER_WEIGHTS})`;
+
+export function isPickleFile(name: string): boolean {
+  const lower = name.toLowerCase();
+  return PICKLE_EXTENSIONS.some((ext) => lower.endsWith(ext));
+}
+
+/** The one-line conversion of a pickled state dict `name` to `out` (default: `<stem>.safetensors`). */
+function convertCommand(name: string, out = name.replace(/\.[^.]+$/, '') + '.safetensors'): string {
+  return `python -c "import torch; from safetensors.torch import save_file; save_file(torch.load('${name}', weights_only=True), '${out}')"`;
+}
+
+/** At most five names, then how many more. */
+function someNames(names: readonly string[]): string {
+  return names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+}
+
+/**
+ * Why `path` is not a checkpoint (resolveCheckpoint found none there), in words the person who
+ * dropped it can act on: a pickle file is named with how to convert it; a folder says what it
+ * expected and what it holds.
+ */
+export function notCheckpointReason(path: string): string {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'not a checkpoint: no such file or folder';
+    throw e;
+  }
+  const name = basename(path);
+  if (st.isDirectory()) return folderReason(path);
+  if (isPickleFile(name))
+    return `${name} is a PyTorch pickle file: ${PICKLE_REFUSAL}. Convert it to safetensors: ${convertCommand(name)}, or save_pretrained(..., safe_serialization=True) in transformers`;
+  return `not a checkpoint: expected a .safetensors file, or a folder with ${EXPECTED}`;
+}
+
+function folderReason(dir: string): string {
+  const names = readdirSync(dir)
+    .filter((n) => !n.startsWith('.'))
+    .sort(compareNames);
+  const pickles = names.filter(isPickleFile);
+  const folder = `folder ${basename(dir)}`;
+  if (pickles.length === 0)
+    return `not a checkpoint: ${folder} holds no weights (found ${names.length ? someNames(names) : 'nothing'}); expected ${EXPECTED}`;
+  return (
+    `not a checkpoint: ${folder} holds PyTorch pickle weights (${someNames(pickles)}), and ${PICKLE_REFUSAL}; expected ${EXPECTED}. ` +
+    `Convert with save_pretrained(..., safe_serialization=True) in transformers, or: ${convertCommand(pickles[0]!, SINGLE_FILE)}`
+  );
 }
 
 /**

@@ -5,11 +5,19 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError, type ModelReader, type TensorInfo } from './types.js';
-import { INDEX_FILE, SINGLE_FILE, resolveCheckpoint, type ShardIndex } from './checkpoint.js';
+import { notCheckpointReason, resolveCheckpoint, type ShardIndex } from './checkpoint.js';
 import { SafetensorsFile, tensorInfo } from './safetensors/reader.js';
 import { compareNames } from './safetensors/order.js';
 
-export { findCheckpointFiles, resolveCheckpoint, readIndex, INDEX_FILE, SINGLE_FILE } from './checkpoint.js';
+export {
+  findCheckpointFiles,
+  isPickleFile,
+  notCheckpointReason,
+  resolveCheckpoint,
+  readIndex,
+  INDEX_FILE,
+  SINGLE_FILE,
+} from './checkpoint.js';
 export type { CheckpointLayout, ShardIndex } from './checkpoint.js';
 export { createModelWriter, type ModelWriterOptions, DEFAULT_MAX_SHARD_BYTES } from './model-writer.js';
 
@@ -68,12 +76,7 @@ class SafetensorsModel implements ModelReader {
 /** Opens and validates a checkpoint; InputError (naming the offending file) when it is malformed. */
 export function openModel(path: string): ModelReader & { readonly bytesRead: number } {
   const layout = resolveCheckpoint(path);
-  if (!layout) {
-    throw new InputError(
-      path,
-      `not a checkpoint: expected a .safetensors file or a folder with ${SINGLE_FILE} or ${INDEX_FILE}`,
-    );
-  }
+  if (!layout) throw new InputError(path, notCheckpointReason(path));
   if (layout.kind === 'file') {
     const file = SafetensorsFile.open(layout.file);
     return new SafetensorsModel(path, [layout.file], [file]);

@@ -19,6 +19,12 @@ export type DType =
 /** Float dtypes that cmerge decodes to float32 and merges. */
 export const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F64', 'F32', 'F16', 'BF16']);
 
+/** The float dtype named `name` (any case: `bf16`, `F32`), or null: what an output dtype may be. */
+export function floatDtype(name: string): DType | null {
+  const upper = name.toUpperCase() as DType;
+  return FLOAT_DTYPES.has(upper) ? upper : null;
+}
+
 export interface TensorInfo {
   name: string;
   dtype: DType;

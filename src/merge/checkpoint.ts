@@ -13,7 +13,7 @@ import { sha256File } from '../util/hash.js';
 import type { ModelReader } from '../io/types.js';
 import { adapterTau } from './adapter-tau.js';
 import type { AdapterLineage } from './types.js';
-import { validateAgainstBase } from './validate.js';
+import { floatDtypes, validateAgainstBase } from './validate.js';
 
 /**
  * One tensor of the checkpoint, ready for the method: `stored` is read (and checked finite) from
@@ -29,6 +29,8 @@ export interface MergeCheckpoint {
   readonly dataBytes: number;
   /** what the adapter was, for lineage; null for a full checkpoint */
   readonly adapter: AdapterLineage | null;
+  /** the float dtypes its tensors are stored in (an adapter's: its weights'), for lineage; see floatDtypes */
+  readonly dtype: string;
   /** things worth a warning that do not stop the merge */
   readonly warnings: readonly string[];
   prepare(name: string): Promise<CheckpointTensor>;
@@ -54,6 +56,7 @@ export function storedCheckpoint(model: ModelReader): MergeCheckpoint {
     path: model.path,
     dataBytes: model.dataBytes,
     adapter: null,
+    dtype: floatDtypes(model),
     warnings: [],
     prepare: () => Promise.resolve(stored),
     close: () => model.close(),
@@ -74,6 +77,7 @@ async function adapterCheckpoint(
       path: adapter.path,
       dataBytes: adapter.weights.dataBytes,
       adapter: lineage,
+      dtype: floatDtypes(adapter.weights),
       warnings: adapter.warnings,
       prepare: async (name) => ({ kind: 'tau', tau: await adapterTau(adapter, base, engine, name) }),
       close: () => adapter.close(),

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createModelWriter, openModel } from '../io/model.js';
-import type { ModelReader, ModelWriter } from '../io/types.js';
+import { FLOAT_DTYPES, type DType, type ModelReader, type ModelWriter } from '../io/types.js';
 import type { TensorJob } from '../methods/types.js';
 import { CountSketch, retentionRow, SKETCH_FILE } from './sketch.js';
 import type { Generation } from './state.js';
@@ -19,11 +19,17 @@ export interface OutputResult {
 
 /**
  * The output pass: the merged model M_t of generation `gen`, written to `out` in the base's
- * dtypes with the base's metadata; tensors that are not merged are copied from the base as stored.
+ * dtypes (float tensors in `outDtype` when the request sets it) with the base's metadata; tensors
+ * that are not merged are copied from the base as stored, or converted to `outDtype`.
  */
 export function writeOutput(inputs: MergeInputs, gen: Generation, out: string): OutputResult {
   const { base, req } = inputs;
-  const specs = [...base.tensors.values()].map((i) => ({ name: i.name, dtype: i.dtype, shape: [...i.shape] }));
+  const specs = [...base.tensors.values()].map((i) => ({
+    name: i.name,
+    dtype: outputDtype(i.dtype, req.outDtype),
+    shape: [...i.shape],
+  }));
+  const dtypes = new Map(specs.map((s) => [s.name, s.dtype]));
   const writer = createModelWriter(out, specs, { metadata: { ...base.metadata }, maxShardBytes: req.maxShardBytes });
   const state = gen.open();
   const sketchPath = join(gen.dir, SKETCH_FILE);
@@ -32,7 +38,8 @@ export function writeOutput(inputs: MergeInputs, gen: Generation, out: string): 
   try {
     writer.order.forEach((name, index) => {
       if (inputs.kinds[name]) mergedNorms[name] = writeMergedTensor(inputs, gen, state, writer, name, mergedSketch);
-      else writer.write(name, base.readRaw(name));
+      else if (dtypes.get(name) === base.tensors.get(name)!.dtype) writer.write(name, base.readRaw(name));
+      else writer.write(name, base.readF32(name));
       req.onProgress?.({ t: gen.step, phase: 'output', index, total: writer.order.length, tensor: name });
     });
     const files = writer.commit();
@@ -44,6 +51,11 @@ export function writeOutput(inputs: MergeInputs, gen: Generation, out: string): 
   } finally {
     state.close();
   }
+}
+
+/** A base tensor's dtype in the output: `outDtype` for float tensors when given, else the base's. */
+function outputDtype(dtype: DType, outDtype: DType | undefined): DType {
+  return outDtype && FLOAT_DTYPES.has(dtype) ? outDtype : dtype;
 }
 
 /** Writes the method's output for one merged tensor; returns ‖M_t − θ0‖ of it. */

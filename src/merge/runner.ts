@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openModel } from '../io/model.js';
-import { InputError, type ModelReader } from '../io/types.js';
+import { FLOAT_DTYPES, InputError, type ModelReader } from '../io/types.js';
 import { parseMethodParams } from '../methods/params.js';
 import { getMethod } from '../methods/registry.js';
 import type { Method, Params, TensorJob, TensorKind } from '../methods/types.js';
@@ -27,6 +27,8 @@ export type { AdapterLineage, GpuReport, MergeProgress, MergeReport, MergeReques
 export async function runMerge(req: MergeRequest): Promise<MergeReport> {
   const startedAt = performance.now();
   req.engine.resetStats();
+  if (req.outDtype !== undefined && !FLOAT_DTYPES.has(req.outDtype))
+    throw new Error(`output dtype ${req.outDtype} is not one of ${[...FLOAT_DTYPES].join(', ')}`);
   const method = getMethod(req.method);
   const params = parseMethodParams(method, req.params ?? {});
   const opened: { close(): void }[] = [];

@@ -19,6 +19,8 @@ export interface CheckpointRecord {
   name: string;
   path: string;
   bytes: number;
+  /** the float dtypes it was stored in (absent in states written before cmerge recorded it) */
+  dtype?: string;
   sha256?: string;
 }
 

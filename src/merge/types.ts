@@ -1,5 +1,5 @@
 import type { Engine, EngineInfo } from '../engine/types.js';
-import type { ModelReader } from '../io/types.js';
+import type { DType, ModelReader } from '../io/types.js';
 import type { Method, Params, Scalars, TensorJob, TensorKind, TensorMetrics } from '../methods/types.js';
 import type { BufferPool } from './buffers.js';
 import type { TensorRules } from './kinds.js';
@@ -27,6 +27,11 @@ export interface MergeRequest {
   fromStep?: number;
   /** move CURRENT to the new generation and drop older ones (default true) */
   commit?: boolean;
+  /**
+   * dtype of the output's float tensors (merged and copied ones); default: each the base's.
+   * Integer, bool and float8 tensors are copied as stored.
+   */
+  outDtype?: DType;
   /** reject a checkpoint whose ‖τ‖ exceeds this multiple of ‖θ0‖ (over the merged tensors) */
   maxTaskNormRatio?: number;
   /** keep CountSketches of each task vector and report the retention row ρ[t][·] (see sketch.ts) */
@@ -65,6 +70,8 @@ export interface StepReport {
   checkpoint: string;
   /** what the checkpoint was when it was a LoRA adapter folder; null for a full checkpoint */
   adapter: AdapterLineage | null;
+  /** the float dtypes the checkpoint was stored in: "F32", or e.g. "BF16+F32" when mixed */
+  dtype: string;
   task_vector_norm: number;
   scalars: Scalars;
   summary: Record<string, unknown>;

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
-import { InputError, type ModelReader } from '../io/types.js';
+import { FLOAT_DTYPES, InputError, type ModelReader } from '../io/types.js';
 
-/** Tensor-set checks of a checkpoint against the base: names, shapes, dtypes. */
+/**
+ * Tensor-set checks of a checkpoint against the base: names, shapes, dtypes. Float dtypes may
+ * differ (a float32 fine-tune of a bf16 base: every value is decoded to float32 anyway); integer,
+ * bool and float8 tensors must keep the base's dtype.
+ */
 export function validateAgainstBase(base: ModelReader, ckpt: ModelReader): void {
   const missing = [...base.tensors.keys()].filter((n) => !ckpt.tensors.has(n));
   if (missing.length) throw new InputError(ckpt.path, `tensor missing against the base: ${list(missing)}`);
@@ -12,13 +16,26 @@ export function validateAgainstBase(base: ModelReader, ckpt: ModelReader): void 
     if (got.shape.length !== want.shape.length || got.shape.some((dim, i) => dim !== want.shape[i])) {
       throw new InputError(ckpt.path, `shape mismatch for ${name}: [${got.shape}] vs base [${want.shape}]`);
     }
-    if (got.dtype !== want.dtype)
-      throw new InputError(ckpt.path, `dtype mismatch for ${name}: ${got.dtype} vs base ${want.dtype}`);
+    if (got.dtype !== want.dtype && !(FLOAT_DTYPES.has(got.dtype) && FLOAT_DTYPES.has(want.dtype))) {
+      throw new InputError(
+        ckpt.path,
+        `dtype mismatch for ${name}: ${got.dtype} vs base ${want.dtype} (only float dtypes may differ from the base's)`,
+      );
+    }
   }
 }
 
 function list(names: string[]): string {
   return names.slice(0, 3).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '');
+}
+
+/**
+ * The float dtypes a model's tensors are stored in, as lineage records them: "F32", or several
+ * joined by "+" in name order ("BF16+F32") when they differ.
+ */
+export function floatDtypes(model: ModelReader): string {
+  const found = new Set([...model.tensors.values()].map((t) => t.dtype).filter((d) => FLOAT_DTYPES.has(d)));
+  return [...found].sort().join('+');
 }
 
 /** Identifies a model's structure (names, dtypes, shapes, size) cheaply, without reading data. */

@@ -12,6 +12,8 @@ export interface ManifestCheckpoint {
   merged_at: string;
   /** present only when the checkpoint was a PEFT LoRA adapter folder (docs/lora.md) */
   adapter?: ManifestAdapter;
+  /** the float dtypes it was stored in ("F32", "BF16+F32"); absent when the store has none (merged before it recorded dtypes) */
+  dtype?: string;
 }
 
 /** What an adapter checkpoint was: the store's record of it (docs/lora.md). */
@@ -20,6 +22,7 @@ export type ManifestAdapter = AdapterRecord;
 /** A checkpoint's manifest entry: its fields in the manifest's order, `adapter` only for adapters. */
 export function manifestCheckpoint(c: ManifestCheckpoint): ManifestCheckpoint {
   const entry: ManifestCheckpoint = { name: c.name, sha256: c.sha256, merged_at: c.merged_at };
+  if (c.dtype) entry.dtype = c.dtype;
   if (c.adapter) entry.adapter = c.adapter;
   return entry;
 }

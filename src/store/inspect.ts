@@ -145,6 +145,8 @@ export interface HistoryRow {
   sha256: string | null;
   /** what the checkpoint was when it was a LoRA adapter folder, else null */
   adapter: AdapterRecord | null;
+  /** the float dtypes the checkpoint was stored in, once merged ("F32", "BF16+F32"); else null */
+  dtype: string | null;
   method: string;
   engine: string | null;
   /** device and library versions of the engine (committed merges) */
@@ -164,7 +166,7 @@ export interface HistoryRow {
 export function history(db: Db, pipeline?: string): HistoryRow[] {
   const rows = sql(
     db,
-    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, c.adapter, m.method, m.engine,
+    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, c.adapter, c.dtype, m.method, m.engine,
       m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
     FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
     LEFT JOIN versions v ON v.merge_id = m.id
@@ -178,6 +180,7 @@ export function history(db: Db, pipeline?: string): HistoryRow[] {
     checkpoint: r.checkpoint as string,
     sha256: r.sha256 as string | null,
     adapter: typeof r.adapter === 'string' ? (JSON.parse(r.adapter) as AdapterRecord) : null,
+    dtype: (r.dtype as string | null) ?? null,
     method: r.method as string,
     engine: r.engine as string | null,
     engine_info: typeof r.engine_info === 'string' ? (JSON.parse(r.engine_info) as EngineRecord) : null,
@@ -203,6 +206,8 @@ export interface VersionDetail {
     merged_at: string | null;
     /** what the checkpoint was when it was a LoRA adapter folder, else null */
     adapter: AdapterRecord | null;
+    /** the float dtypes it was stored in ("F32", "BF16+F32"); null if merged before cmerge recorded it */
+    dtype: string | null;
   }[];
   model_metrics: Record<string, number | null>;
   tensor_metrics: Required<TensorMetric>[];
@@ -228,6 +233,7 @@ export function show(db: Db, pipeline: string, number: number): VersionDetail | 
         path: c.path,
         merged_at: c.merged_at,
         adapter: c.adapter,
+        dtype: c.dtype,
       })),
     model_metrics: modelMetrics(db, m.id),
     tensor_metrics: tensorMetrics(db, m.id),

@@ -73,6 +73,8 @@ export function markMerging(db: Db, checkpointId: number, start: MergeStart): { 
 
 export interface CommitMergeInput {
   merge_id: number;
+  /** the float dtypes the checkpoint was stored in (the merge runner's StepReport.dtype) */
+  checkpoint_dtype?: string | null;
   /** the merge state written (fsynced, renamed) before this call; becomes the pipeline's current one */
   state: { generation: number; path: string; sha256?: string | null };
   /** the engine that actually ran, if known only now */
@@ -109,7 +111,7 @@ export function commitMerge(db: Db, input: CommitMergeInput): Merge {
     .transaction(() => {
       const row = runningMergeToCommit(db, input);
       const at = now();
-      markCheckpointMerged(db, row, at);
+      markCheckpointMerged(db, row, at, input.checkpoint_dtype ?? null);
       recordMergeOutcome(db, row, input, at);
       recordMergeMetrics(db, row, input);
       advancePipelineState(db, row, input.state);
@@ -160,11 +162,11 @@ function runningMergeToCommit(db: Db, input: CommitMergeInput): RunningMergeRow 
   return { id: row.id, checkpoint_id: row.checkpoint_id, pipeline_id: row.pipeline_id, step: row.step };
 }
 
-function markCheckpointMerged(db: Db, row: RunningMergeRow, at: string): void {
+function markCheckpointMerged(db: Db, row: RunningMergeRow, at: string, dtype: string | null): void {
   const changed = sql(
     db,
-    `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ? WHERE id = ? AND status = 'merging'`,
-  ).run(row.step, at, row.checkpoint_id);
+    `UPDATE checkpoints SET status = 'merged', step = ?, merged_at = ?, dtype = ? WHERE id = ? AND status = 'merging'`,
+  ).run(row.step, at, dtype, row.checkpoint_id);
   if (changed.changes !== 1) throw new StoreError(`checkpoint ${row.checkpoint_id} of merge ${row.id} is not merging`);
 }
 

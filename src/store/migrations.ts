@@ -181,6 +181,16 @@ UPDATE versions SET engine = (SELECT engine_info FROM merges m WHERE m.id = vers
 ALTER TABLE checkpoints ADD COLUMN adapter TEXT;
 `,
   },
+  {
+    version: 5,
+    name: 'the dtype each checkpoint was stored in',
+    sql: `
+-- the float dtypes of the checkpoint's tensors ("F32", or e.g. "BF16+F32" when mixed; an adapter's
+-- weights'), which may differ from the base's; recorded when merged. NULL for checkpoints merged
+-- before this migration and for those not merged
+ALTER TABLE checkpoints ADD COLUMN dtype TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -24,6 +24,8 @@ export interface Checkpoint {
   merged_at: string | null;
   /** what the adapter was, when the checkpoint was a PEFT LoRA adapter folder; null otherwise */
   adapter: AdapterRecord | null;
+  /** the float dtypes it was stored in ("F32", "BF16+F32"), recorded when merged; null before */
+  dtype: string | null;
 }
 
 /**

@@ -88,6 +88,8 @@ before(() => {
   const root = tempDir('cmerge-history-acc-');
   cfg = join(root, 'cmerge.yaml');
   writeFileSync(cfg, CONFIG);
+  // the inspection commands refuse a config whose base does not exist; they never read it
+  writeFileSync(join(root, 'base.safetensors'), '');
   const store = openStore(loadConfig(cfg).db_path);
   try {
     for (const n of ['a', 'b', 'c']) {

@@ -139,6 +139,8 @@ async function buildFixture(): Promise<Fixture> {
   const root = tempDir('cmerge-inspect-');
   const cfg = join(root, 'cmerge.yaml');
   writeFileSync(cfg, CONFIG);
+  // the inspection commands refuse a config whose base does not exist; they never read it
+  writeFileSync(join(root, 'base.safetensors'), '');
   const config = loadConfig(cfg);
   const f: Fixture = { root, cfg, dbPath: config.db_path, repo: join(root, 'models'), stateDir: config.state_dir };
   const store = openStore(f.dbPath);
@@ -553,6 +555,7 @@ test('errors are one line on stderr with a nonzero exit: missing config, bad con
   writeFileSync(join(dir, 'bad.yaml'), 'state_dir: ./s\npipelines: []\n');
   cases.push([['--config', join(dir, 'bad.yaml')], /bad\.yaml: pipelines: /]);
   writeFileSync(join(dir, 'fresh.yaml'), CONFIG);
+  writeFileSync(join(dir, 'base.safetensors'), '');
   cases.push([['--config', join(dir, 'fresh.yaml')], /cmerge\.sqlite: no database yet/]);
   for (const [args, re] of cases) {
     for (const cmd of [['status'], ['history'], ['show', 'clip', '1'], ['verify']]) {

@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
+import { createModelWriter, openModel } from '../../src/io/model.js';
 import { badCheckpointKinds, packSafetensors, type BadKind } from '../helpers/bad-checkpoints.js';
 import { cmerge } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
@@ -107,6 +108,38 @@ describe('cmerge merge rejects bad checkpoints', () => {
     const r = cmerge(['merge', '--base', base, '--state', state, '--method', 'opcm', '--out', out, '--json', good]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).step, 2);
+  });
+
+  test('a float dtype mix (a weight stored BF16 in an F32 checkpoint of an F32 base) is merged, not refused', () => {
+    // the former `dtype mismatch` kind: merged now, in the base's dtypes (test/cli/merge-dtype.test.ts has the values)
+    const source = openModel(good);
+    const specs = [...source.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] }));
+    const target = specs.find((s) => s.shape.length === 2 && s.name.endsWith('.weight'))!;
+    target.dtype = 'BF16';
+    const mixed = join(work, 'bf16-weight.safetensors');
+    const w = createModelWriter(mixed, specs);
+    for (const name of w.order) w.write(name, source.readF32(name));
+    w.commit();
+    source.close();
+    const mixedOut = join(work, 'mixed.safetensors');
+    const r = cmerge([
+      'merge',
+      '--base',
+      base,
+      '--state',
+      state,
+      '--method',
+      'opcm',
+      '--out',
+      mixedOut,
+      '--json',
+      mixed,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { steps: { dtype: string }[] }).steps[0].dtype, 'BF16+F32');
+    const merged = openModel(mixedOut);
+    assert.deepEqual(new Set([...merged.tensors.values()].map((t) => t.dtype)), new Set(['F32']), "the base's dtype");
+    merged.close();
   });
 
   test('a bad file after a good one in the same call: nothing is written', () => {

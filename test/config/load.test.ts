@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, parseParams, type Config } from '../../src/config/index.js';
+import { ConfigError, loadConfig, parseParams, type Config, type PathScope } from '../../src/config/index.js';
 import { tensorRulesOf } from '../../src/daemon/pipeline.js';
 import { classifier } from '../../src/merge/kinds.js';
 import { repoRoot, tempDir } from '../helpers/paths.js';
@@ -105,7 +105,10 @@ test('method defaults are filled from the reference', () => {
 test('every error names the file and the key path', () => {
   const cases: [string, RegExp][] = [
     [MINIMAL.replace('alpha: 0.5', 'alpha: "x"'), /: pipelines\[0\]\.params\.alpha: expected number, got string "x"$/],
-    [MINIMAL.replace('alpha: 0.5', 'alpah: 0.5'), /: pipelines\[0\]\.params\.alpah: unknown key$/],
+    [
+      MINIMAL.replace('alpha: 0.5', 'alpah: 0.5'),
+      /: pipelines\[0\]\.params\.alpah: unknown key \(did you mean alpha\?\)$/,
+    ],
     [
       MINIMAL.replace('alpha: 0.5', 'alpha: 1.5'),
       /: pipelines\[0\]\.params\.alpha: expected a number < 1, got number 1.5$/,
@@ -137,13 +140,13 @@ test('every error names the file and the key path', () => {
     [MINIMAL + 'log_level: loud\n', /: log_level: expected "error" \| "warn"/],
     [MINIMAL + 'shutdown_budget_s: -1\n', /: shutdown_budget_s: expected a number > 0/],
     [MINIMAL + 'threads: 1.5\n', /: threads: /],
-    [MINIMAL + 'pipeline: []\n', /: pipeline: unknown key$/],
+    [MINIMAL + 'pipeline: []\n', /: pipeline: unknown key \(did you mean pipelines\?\)$/],
     [MINIMAL.replace(/pipelines:[^]*/, 'pipelines: []\n'), /: pipelines: expected at least one pipeline/],
     [
       withPipeline('retention: { keep: 0 }'),
       /: pipelines\[0\]\.retention\.keep: expected a number >= 1, got number 0$/,
     ],
-    [withPipeline('retension: { keep: 3 }'), /: pipelines\[0\]\.retension: unknown key$/],
+    [withPipeline('retension: { keep: 3 }'), /: pipelines\[0\]\.retension: unknown key \(did you mean retention\?\)$/],
     [
       withPipeline('tensors: { include: "*.weight" }'),
       /: pipelines\[0\]\.tensors\.include: expected array, got string/,
@@ -166,7 +169,10 @@ test('every error names the file and the key path', () => {
       withPipeline('evaluator: { argv: [] }'),
       /: pipelines\[0\]\.evaluator\.argv: must name a program, got an empty list$/,
     ],
-    [withPipeline('evaluator: { argv: [x], timeout: 5 }'), /: pipelines\[0\]\.evaluator\.timeout: unknown key$/],
+    [
+      withPipeline('evaluator: { argv: [x], timeout: 5 }'),
+      /: pipelines\[0\]\.evaluator\.timeout: unknown key \(did you mean timeout_s\?\)$/,
+    ],
     [
       withPipeline('notifiers: [{ type: smtp }]'),
       /: pipelines\[0\]\.notifiers\[0\]\.type: expected type: http, command or sse, got string "smtp"$/,
@@ -324,4 +330,63 @@ test('parseParams reports like a config file', () => {
     () => parseParams('opcm', { alpha: 'x' }, '--params'),
     (e: unknown) => e instanceof ConfigError && e.message === '--params: alpha: expected number, got string "x"',
   );
+});
+
+test('a pipeline without a known method still has its other keys checked, a typo named with the nearest key', () => {
+  const { lines } = errorsOf(MINIMAL.replace('method: opcm', 'methd: opcm').replace('repository:', 'repo:'));
+  const at = (path: string) => lines.findIndex((l) => l.includes(`: ${path}: `));
+  assert.match(lines[at('pipelines[0].methd')]!, /: unknown key \(did you mean method\?\)$/);
+  assert.match(lines[at('pipelines[0].repo')]!, /: unknown key$/, 'too far from repository for a guess');
+  assert.match(lines[at('pipelines[0].repository')]!, /: required \(expected string\)$/);
+  assert.match(lines[at('pipelines[0].method')]!, /: required \(expected method: opcm \|/);
+  assert.equal(lines.length, 4, lines.join('\n'));
+  assert.match(
+    errorsOf(MINIMAL.replace('method: opcm', 'method: ties').replace('alpha: 0.5', 'treshold: 5')).lines.join('\n'),
+    /pipelines\[0\]\.params\.treshold: unknown key \(did you mean threshold\?\)/,
+  );
+});
+
+test('paths: each scope checks what its commands use, naming the key and the path', () => {
+  const dir = tempDir('cmerge-config-paths-');
+  writeFileSync(join(dir, 'base.safetensors'), '');
+  writeFileSync(join(dir, 'file'), '');
+  writeFileSync(join(dir, 'notify.sh'), '#!/bin/sh\n', { mode: 0o644 });
+  mkdirSync(join(dir, 'models'));
+  const file = join(dir, 'cmerge.yaml');
+  const issues = (text: string, scope: PathScope) => {
+    writeFileSync(file, text);
+    try {
+      loadConfig(file, { paths: scope });
+      return [];
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      return e.issues.map((i) => `${i.path}: ${i.message}`);
+    }
+  };
+  const good = MINIMAL.replace('/models/clip-base', './base.safetensors')
+    .replace('/srv/drop/clip', './drop/clip')
+    .replace('/srv/models', './models');
+  assert.deepEqual(issues(good, 'daemon'), []);
+  assert.deepEqual(issues(good.replace('./base.safetensors', './nope'), 'inspect'), [
+    `pipelines[0].base: ${join(dir, 'nope')} does not exist`,
+  ]);
+  const bad = withPipeline(
+    `notifiers: [{ type: command, argv: [./notify.sh], cwd: ./nowhere }]
+evaluator: { argv: [./eval.py] }`,
+  )
+    .replace('/models/clip-base', './base.safetensors')
+    .replace('/srv/drop/clip', './file/drop')
+    .replace('/srv/models', './models')
+    .replace('./state', './file');
+  // the inspection commands only need the bases; the daemon needs all of it
+  assert.deepEqual(issues(bad, 'inspect'), []);
+  assert.deepEqual(issues(bad, 'daemon'), [
+    `state_dir: ${join(dir, 'file')} is not a folder`,
+    `pipelines[0].drop: ${join(dir, 'file', 'drop')} cannot be created: ${join(dir, 'file')} is not a folder`,
+    `pipelines[0].evaluator.argv[0]: ${join(dir, 'eval.py')} does not exist`,
+    `pipelines[0].notifiers[0].argv[0]: ${join(dir, 'notify.sh')} is not executable`,
+    `pipelines[0].notifiers[0].cwd: ${join(dir, 'nowhere')} does not exist`,
+  ]);
+  // a schema error does not hide a missing path
+  assert.deepEqual(issues(good.replace('./base.safetensors', './nope') + 'log_level: loud\n', 'inspect').length, 2);
 });

@@ -49,6 +49,57 @@ describe('daemon engine', () => {
     });
   }
 
+  test('the engine line is logged once at start, not per merge, and again when a reload changes the engine', async () => {
+    const { work, models, drop, repo, state, pipeline } = workspace('cmerge-daemon-engine-line-', 3);
+    const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ ...pipeline, engine: 'auto' }]);
+    const engineLines = (d: DaemonProc) => d.messages(/^engine: /);
+    const d = new DaemonProc(config);
+    try {
+      await d.ready();
+      dropFile(models.tasks[0]!, drop);
+      await waitForVersion(repo, 'clip', 1, 30_000, d);
+      dropFile(models.tasks[1]!, drop);
+      await waitForVersion(repo, 'clip', 2, 30_000, d);
+      await d.waitFor(/^published version 2:/);
+      assert.equal(engineLines(d).length, 1, `one engine line over 2 merges:\n${engineLines(d).join('\n')}`);
+      const first = engineLines(d)[0]!;
+      assert.ok(
+        d.lines.findIndex((l) => l.message === first) <
+          d.lines.findIndex((l) => /^cmerge daemon ready/.test(l.message)),
+        'logged at start',
+      );
+
+      // a reload to another engine says so, once; its merges do not repeat it
+      writeConfig(config, state, [{ ...pipeline, engine: 'portable' }]);
+      d.child.kill('SIGHUP');
+      await d.waitFor(/^configuration reloaded/, 30_000);
+      dropFile(models.tasks[2]!, drop);
+      await waitForVersion(repo, 'clip', 3, 60_000, d);
+      await d.waitFor(/^published version 3:/);
+      assert.deepEqual(engineLines(d), [first, 'engine: portable (TypeScript), as configured']);
+
+      // every merge's engine is still recorded in SQLite
+      const db = new Database(join(state, 'cmerge.sqlite'), { readonly: true });
+      try {
+        const rows = db
+          .prepare(`SELECT engine, engine_info FROM merges WHERE status = 'committed' ORDER BY step`)
+          .all() as {
+          engine: string;
+          engine_info: string;
+        }[];
+        assert.equal(rows.length, 3);
+        assert.equal(rows[2]!.engine, 'portable');
+        assert.deepEqual(JSON.parse(rows[2]!.engine_info), { name: 'portable' });
+        for (const r of rows.slice(0, 2)) assert.deepEqual(JSON.parse(r.engine_info), { name: r.engine });
+      } finally {
+        db.close();
+      }
+      assert.equal((await d.stop('SIGTERM')).code, 0, d.tail());
+    } finally {
+      await d.kill();
+    }
+  });
+
   test('engine: auto runs on a CPU engine, recorded in SQLite, /metrics, status, history and show; a reload to cuda is refused', async (t) => {
     const { work, models, drop, repo, state, pipeline } = workspace('cmerge-daemon-auto-');
     const config = writeConfig(join(work, 'cmerge.yaml'), state, [{ ...pipeline, engine: 'auto' }], {

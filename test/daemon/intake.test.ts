@@ -199,6 +199,29 @@ test('a file that stays incomplete is rejected once the incomplete timeout has p
   }
 });
 
+test('a file shorter than its length prefix or its header waits like a truncated one, until the incomplete timeout', async () => {
+  const incompleteTimeoutMs = 10_000;
+  const r = await rig('cmerge-intake-short-', { incompleteTimeoutMs });
+  try {
+    const bytes = readFileSync(r.models.tasks[0]);
+    writeFileSync(join(r.drop, 'four-bytes.safetensors'), bytes.subarray(0, 4));
+    writeFileSync(join(r.drop, 'part-header.safetensors'), bytes.subarray(0, 200));
+    await waitUntil(() => r.intake.pending === 2, 10_000, 'the watcher names both files');
+    await r.elapse(TICK);
+    const seen = r.clock.now();
+    // a slow writer may pause this long: far beyond the settle window, not bad input yet
+    await r.elapse(incompleteTimeoutMs - 2 * TICK);
+    assert.equal(r.rejected + r.queued, 0, 'both still wait for the rest');
+    const rejectedAt = await tickUntil(r, () => r.rejected === 2, 5 * TICK, 'rejected after the timeout');
+    assert.ok(rejectedAt - seen >= incompleteTimeoutMs);
+    const reasons = new Map(r.store.rejected('clip').map((c) => [c.name, c.reason ?? '']));
+    assert.match(reasons.get('four-bytes.safetensors')!, /4 bytes, shorter than the 8-byte header length/);
+    assert.match(reasons.get('part-header.safetensors')!, /header length \d+ exceeds the file size 200/);
+  } finally {
+    await r.close();
+  }
+});
+
 test('a duplicate is rejected with a reason naming the checkpoint it duplicates', async () => {
   const r = await rig('cmerge-intake-duplicate-');
   try {

@@ -4,6 +4,7 @@
  * folder under a directory and names a pattern its rejection reason must match. Kinds that need a
  * running daemon's context (duplicate, symlink out of the drop folder) are left to the tests.
  */
+import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createModelWriter, openModel } from '../../src/io/model.js';
@@ -174,15 +175,17 @@ export function badCheckpointKinds(basePath: string, goodPath: string): BadKind[
         ),
     },
     {
-      kind: 'dtype mismatch',
+      // a float dtype mix is merged (test/cli/merge-dtype.test.ts); an integer tensor for a float one is not
+      kind: 'dtype mismatch (integer for float)',
       name: 'dtype.safetensors',
-      make: (d) =>
-        model(
-          join(d, 'dtype.safetensors'),
-          specs().map((s) => (s.name === firstLinear() ? { ...s, dtype: 'BF16' as const } : s)),
-          values(goodPath),
-        ),
-      reason: /dtype/i,
+      make: (d) => {
+        const { header, data } = parts();
+        const target = firstLinear();
+        assert.equal(header[target].dtype, 'F32');
+        header[target].dtype = 'I32'; // same element size: the offsets stay valid
+        return file(join(d, 'dtype.safetensors'), packSafetensors(header, data));
+      },
+      reason: /dtype mismatch for .*: I32 vs base F32/,
     },
     {
       kind: 'NaN',

@@ -142,23 +142,64 @@ test('duplicate detection is not fooled by keys inside strings and nested object
 test('probeComplete: complete, growing, header still partial, and missing files', () => {
   const full = craftBytes({ a: entry('F32', [4], 0, 16) }, new Uint8Array(16));
   const done = craftFile(full);
-  assert.deepEqual(probeComplete(done), { complete: true, expectedSize: full.length, actualSize: full.length });
+  assert.deepEqual(probeComplete(done), {
+    complete: true,
+    expectedSize: full.length,
+    actualSize: full.length,
+    pending: false,
+  });
 
   const growing = craftFile(full.subarray(0, full.length - 5));
-  assert.deepEqual(probeComplete(growing), { complete: false, expectedSize: full.length, actualSize: full.length - 5 });
+  assert.deepEqual(probeComplete(growing), {
+    complete: false,
+    expectedSize: full.length,
+    actualSize: full.length - 5,
+    pending: true,
+  });
   appendFileSync(growing, full.subarray(full.length - 5));
   assert.equal(probeComplete(growing).complete, true);
 
+  // the prefix, or the header it announces, not all there yet: a slow writer, not a bad file
   const partialHeader = craftFile(full.subarray(0, 20));
-  assert.deepEqual(probeComplete(partialHeader), { complete: false, expectedSize: null, actualSize: 20 });
-  assert.deepEqual(probeComplete(craftFile(full.subarray(0, 3))), {
+  assert.deepEqual(probeComplete(partialHeader), {
     complete: false,
     expectedSize: null,
-    actualSize: 3,
+    actualSize: 20,
+    pending: true,
   });
-  assert.deepEqual(probeComplete(done + '.missing'), { complete: false, expectedSize: null, actualSize: 0 });
+  for (const n of [0, 3, 7])
+    assert.deepEqual(probeComplete(craftFile(full.subarray(0, n))), {
+      complete: false,
+      expectedSize: null,
+      actualSize: n,
+      pending: true,
+    });
+  assert.deepEqual(probeComplete(done + '.missing'), {
+    complete: false,
+    expectedSize: null,
+    actualSize: 0,
+    pending: false,
+  });
 
   // a too-long file is not complete either (the header says it should be shorter)
   const longer = craftFile(Buffer.concat([full, Buffer.alloc(2)]));
-  assert.deepEqual(probeComplete(longer), { complete: false, expectedSize: full.length, actualSize: full.length + 2 });
+  assert.deepEqual(probeComplete(longer), {
+    complete: false,
+    expectedSize: full.length,
+    actualSize: full.length + 2,
+    pending: false,
+  });
+});
+
+test('probeComplete: a complete header that is invalid, or a length over the limit, is not pending', () => {
+  for (const bytes of [
+    craftBytes('{"a": not json!}', new Uint8Array(64)),
+    craftBytes('[1,2,3]'),
+    craftBytes({ a: entry('Q4', [4], 0, 16) }, new Uint8Array(16)),
+    craftBytes({}, new Uint8Array(0), { lengthPrefix: 200n << 20n }),
+    Buffer.from('this is not a model\n'),
+  ]) {
+    const probe = probeComplete(craftFile(bytes));
+    assert.deepEqual(probe, { complete: false, expectedSize: null, actualSize: bytes.length, pending: false });
+  }
 });

@@ -37,8 +37,9 @@ test('a version-3 database is migrated: its checkpoints were no adapters', () =>
   raw.close();
 
   const store = openStore(path);
-  assert.equal(SCHEMA_VERSION, 4);
-  assert.equal(store.db.pragma('user_version', { simple: true }), 4);
+  // migrated through 4 and every later one
+  assert.ok(SCHEMA_VERSION >= 4);
+  assert.equal(store.db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
   assert.equal(store.queued('clip')[0]!.adapter, null);
   store.close();
 });

@@ -1,7 +1,7 @@
 import { readdirSync, realpathSync, type Stats } from 'node:fs';
 import { basename, sep } from 'node:path';
 import type { Logger } from 'winston';
-import { findCheckpointFiles } from '../../io/model.js';
+import { findCheckpointFiles, notCheckpointReason } from '../../io/model.js';
 import { probeComplete } from '../../io/safetensors/header.js';
 import { safeLstat, safeStat } from './entry-stats.js';
 
@@ -110,16 +110,11 @@ export function inspectEntry(path: string, realDrop: string): Readiness {
 
 function inspectFile(path: string, stats: Stats): Readiness {
   if (!path.endsWith('.safetensors'))
-    return {
-      kind: 'reject',
-      reason: 'not a checkpoint: expected a .safetensors file or a model folder',
-      signature: `${stats.size}`,
-    };
+    return { kind: 'reject', reason: notCheckpointReason(path), signature: `${stats.size}` };
   const probe = probeComplete(path);
   const signature = `${probe.actualSize}:${stats.mtimeMs}`;
-  // a parseable header with less data than it announces: still being written
-  if (!probe.complete && probe.expectedSize !== null && probe.actualSize < probe.expectedSize)
-    return { kind: 'wait', signature, incomplete: true };
+  // shorter than its prefix, header or data say so far: a slow writer may still be at it
+  if (probe.pending) return { kind: 'wait', signature, incomplete: true };
   return { kind: 'ready', signature }; // when not complete either, validation gives the reason
 }
 
@@ -149,7 +144,7 @@ function inspectFolder(path: string, stats: Stats, realDrop: string): Readiness 
     }
     const probe = probeComplete(f);
     sizes.push(`${probe.actualSize}`);
-    if (probe.expectedSize !== null && probe.actualSize < probe.expectedSize) incomplete = true;
+    if (probe.pending) incomplete = true;
   }
   const signature = sizes.join(',');
   return incomplete ? { kind: 'wait', signature, incomplete: true } : { kind: 'ready', signature };

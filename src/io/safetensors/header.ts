@@ -242,6 +242,12 @@ export interface Completeness {
   /** 8 + N + last end offset, or null when the prefix or header is not readable (yet) */
   expectedSize: number | null;
   actualSize: number;
+  /**
+   * Shorter than what it declares so far: under 8 bytes, a header length (within the 100 MB
+   * limit) past the end, or data past the end. A writer may still be adding to it, so it is not
+   * bad yet; false for a complete file, and for one whose readable header is invalid.
+   */
+  pending: boolean;
 }
 
 /**
@@ -253,23 +259,29 @@ export function probeComplete(path: string): Completeness {
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { complete: false, expectedSize: null, actualSize: 0 };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      return { complete: false, expectedSize: null, actualSize: 0, pending: false };
     throw e;
   }
   try {
     const actualSize = fstatSync(fd).size;
     const expectedSize = expectedSizeOf(fd, path, actualSize);
-    return { complete: expectedSize === actualSize, expectedSize, actualSize };
+    if (expectedSize === 'pending') return { complete: false, expectedSize: null, actualSize, pending: true };
+    const pending = expectedSize !== null && actualSize < expectedSize;
+    return { complete: expectedSize === actualSize, expectedSize, actualSize, pending };
   } finally {
     closeSync(fd);
   }
 }
 
-function expectedSizeOf(fd: number, path: string, actualSize: number): number | null {
+/** 8 + N + last end offset; 'pending' while the prefix or header is not all there; null for a bad header. */
+function expectedSizeOf(fd: number, path: string, actualSize: number): number | 'pending' | null {
   const n = readLength(fd);
-  if (n === null || n > MAX_HEADER_BYTES || n > actualSize - 8) return null;
+  if (n === null) return 'pending';
+  if (n > MAX_HEADER_BYTES) return null;
+  if (n > actualSize - 8) return 'pending';
   const json = Buffer.allocUnsafe(n);
-  if (readFully(fd, json, 8) < n) return null;
+  if (readFully(fd, json, 8) < n) return 'pending'; // shrank since fstat: being rewritten
   try {
     const { entries } = parseEntries(path, json);
     let last = 0;
