@@ -5,47 +5,11 @@ import type { ZooOptions } from './zoo.js';
  * distributions (rotations, a zoom, a shift, a mirror, noise) or label problems (parity, mod 3),
  * and 14- and 20-task supersets that add harder, more conflicting ones.
  */
-export const SUITES: Readonly<Record<string, readonly string[]>> = {
-  '8': ['rot45', 'rot315', 'zoom', 'nudge', 'mirror', 'noise', 'parity', 'mod3'],
-  '14': [
-    'rot45',
-    'rot315',
-    'zoom',
-    'nudge',
-    'mirror',
-    'noise',
-    'parity',
-    'mod3',
-    'rot90',
-    'flip',
-    'shift',
-    'shrink',
-    'small',
-    'upright',
-  ],
-  '20': [
-    'rot45',
-    'rot315',
-    'zoom',
-    'nudge',
-    'mirror',
-    'noise',
-    'parity',
-    'mod3',
-    'rot90',
-    'flip',
-    'shift',
-    'shrink',
-    'small',
-    'upright',
-    'rot180',
-    'rot270',
-    'transpose',
-    'perm-a',
-    'patches-a',
-    'rot180-parity',
-  ],
-};
+const SUITE_8 = ['rot45', 'rot315', 'zoom', 'nudge', 'mirror', 'noise', 'parity', 'mod3'];
+const SUITE_14 = [...SUITE_8, 'rot90', 'flip', 'shift', 'shrink', 'small', 'upright'];
+const SUITE_20 = [...SUITE_14, 'rot180', 'rot270', 'transpose', 'perm-a', 'patches-a', 'rot180-parity'];
+
+export const SUITES: Readonly<Record<string, readonly string[]>> = { '8': SUITE_8, '14': SUITE_14, '20': SUITE_20 };
 
 /** How the benchmark's models are trained (the same for every suite: one base, one recipe). */
 export function benchZoo(tasks: readonly string[]): ZooOptions {
