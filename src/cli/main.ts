@@ -3,7 +3,9 @@ import { registerDaemon } from './daemon.js';
 import { registerDemo } from './demo.js';
 import { reportError } from './errors.js';
 import { registerMerge } from './merge.js';
+import { registerOperate } from './operate.js';
 import { registerHistory } from './history.js';
+import { registerReport } from './report.js';
 import { registerShow } from './show.js';
 import { registerStatus } from './status.js';
 import { registerVerify } from './verify.js';
@@ -22,6 +24,8 @@ registerStatus(program);
 registerHistory(program);
 registerShow(program);
 registerVerify(program);
+registerReport(program);
+registerOperate(program);
 
 try {
   await program.parseAsync(process.argv);

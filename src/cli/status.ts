@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import type { PipelineStatus, ProgressRecord } from '../store/index.js';
+import type { ProgressRecord } from '../store/index.js';
+import { statusView } from '../store/views.js';
 import {
   fmtEngine,
   fmtGpu,
@@ -10,16 +11,15 @@ import {
   type Inspection,
 } from './inspect-common.js';
 
-/** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them). */
-export interface StatusEntry {
-  name: string;
-  current_version: number | null;
-  queued: number;
-  current_merge: { checkpoint: string; step: number; started_at: string; progress: ProgressRecord | null } | null;
-  retrying: PipelineStatus['retrying'];
-  rejected: { name: string; reason: string }[];
-  /** the engine of the last merge (step, engine info, GPU figures or null); null before the first */
-  engine: PipelineStatus['engine'];
+/** `cmerge status --json`: one entry per pipeline, these keys exactly (scripts depend on them; the API's GET /v1/pipelines is the same). */
+export type StatusEntry = ReturnType<typeof statusView>['pipelines'][number];
+
+/** "3" or, after a rollback, "3 (latest 5)"; "paused" when merging is paused */
+function versionCell(e: StatusEntry): string {
+  const v = e.current_version === null ? '-' : String(e.current_version);
+  const latest =
+    e.latest_version !== null && e.latest_version !== e.current_version ? ` (latest ${e.latest_version})` : '';
+  return `${v}${latest}${e.paused ? ', paused' : ''}`;
 }
 
 /** ", update 45 %" */
@@ -46,29 +46,11 @@ export function registerStatus(program: Command): void {
     .action(async (opts: { config: string; json?: boolean }) => {
       await withInspection(opts.config, (inspection) => {
         const names = pipelineNames(inspection);
-        const entries = statusEntries(inspection.store.status(names));
+        const entries = statusView(inspection.store, names).pipelines;
         if (opts.json) return printJson({ pipelines: entries });
         printStatusText(inspection, names, entries);
       });
     });
-}
-
-/** The store's rows reduced to the documented keys of `status --json`. */
-function statusEntries(rows: PipelineStatus[]): StatusEntry[] {
-  return rows.map((row) => ({
-    name: row.name,
-    current_version: row.current_version,
-    queued: row.queued,
-    current_merge: row.current_merge && {
-      checkpoint: row.current_merge.checkpoint,
-      step: row.current_merge.step,
-      started_at: row.current_merge.started_at,
-      progress: row.current_merge.progress,
-    },
-    retrying: row.retrying,
-    rejected: row.rejected.map((r) => ({ name: r.name, reason: r.reason })),
-    engine: row.engine,
-  }));
 }
 
 /** The table, then per pipeline its engine, queue, retried merge and rejected checkpoints. */
@@ -80,7 +62,7 @@ function printStatusText({ config, store }: Inspection, names: string[], entries
       ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
       entries.map((e) => [
         e.name,
-        e.current_version === null ? '-' : String(e.current_version),
+        versionCell(e),
         String(e.queued),
         e.current_merge
           ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})`
@@ -93,6 +75,7 @@ function printStatusText({ config, store }: Inspection, names: string[], entries
     process.stdout.write(`\n${e.name}: ${engineLine(e.engine, configured.get(e.name))}\n`);
     const queued = queuedNames.get(e.name) ?? [];
     if (queued.length) process.stdout.write(`\n${e.name}: queued, in merge order: ${queued.join(', ')}\n`);
+    if (e.paused) process.stdout.write(`\n${e.name}: merging PAUSED since ${e.paused.since}: ${e.paused.reason}\n`);
     const failing = e.retrying;
     if (failing)
       process.stdout.write(

@@ -5,6 +5,8 @@ export {
   readConfig,
   readConfigText,
   DB_FILE_NAME,
+  API_TOKEN_FILE_NAME,
+  type ApiConfig,
   type Config,
   type ConfigReading,
   type PipelineConfig,

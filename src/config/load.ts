@@ -24,15 +24,21 @@ export type PipelineConfig = {
 }[MethodName];
 
 /** The loaded config: every path absolute, every default filled. */
-export type Config = Omit<RawConfig, 'pipelines'> & {
+export type Config = Omit<RawConfig, 'pipelines' | 'api'> & {
   /** absolute path of the file it came from (or the label given to parseConfig) */
   file: string;
   /** the SQLite database: <state_dir>/cmerge.sqlite */
   db_path: string;
   pipelines: PipelineConfig[];
+  /** the HTTP API, when configured; token_file absolute */
+  api?: ApiConfig;
 };
 
+export type ApiConfig = Required<NonNullable<RawConfig['api']>>;
+
 export const DB_FILE_NAME = 'cmerge.sqlite';
+/** the API's bearer token when api.token_file is not set: <state_dir>/api-token */
+export const API_TOKEN_FILE_NAME = 'api-token';
 
 /** A config file read and checked as far as it goes. */
 export interface ConfigReading {
@@ -173,5 +179,9 @@ function resolveConfig(cfg: RawConfig, file: string, baseDir: string): { config:
     } as PipelineConfig;
   });
   const state_dir = abs(cfg.state_dir);
-  return { config: { ...cfg, file, state_dir, db_path: join(state_dir, DB_FILE_NAME), pipelines }, issues };
+  const { api, ...rest } = cfg;
+  const config: Config = { ...rest, file, state_dir, db_path: join(state_dir, DB_FILE_NAME), pipelines };
+  // absent stays absent (no `api: undefined` key)
+  if (api) config.api = { ...api, token_file: abs(api.token_file ?? join(state_dir, API_TOKEN_FILE_NAME)) };
+  return { config, issues };
 }

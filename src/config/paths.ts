@@ -49,7 +49,7 @@ const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ?
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const port = (v: unknown): number | null =>
   typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 ? v : null;
-// the schema's default host for metrics_host and an sse notifier's host
+// the schema's default host for metrics_host, api.host and an sse notifier's host
 const DEFAULT_HOST = '127.0.0.1';
 
 /** Every path and port of the YAML `raw` whose value has the right type; the rest is the schema's to report. */
@@ -67,6 +67,7 @@ export function configTargets(raw: unknown, baseDir: string): ConfigTargets {
   };
   addPath('state_dir', root.state_dir, 'dir');
   addPort('metrics_port', root.metrics_port, root.metrics_host);
+  addPort('api.port', mapping(root.api)?.port, mapping(root.api)?.host);
   list(root.pipelines).forEach((item, i) => {
     const p = mapping(item);
     if (!p) return;

@@ -94,6 +94,59 @@ const httpStep = z.strictObject({
   body: body.optional(),
 });
 
+/** `{version}` and the other placeholders, replaced by sample values to check that a regex compiles */
+const PLACEHOLDERS = /\{(version|path|pipeline|model_file)\}/g;
+
+/**
+ * Serving check (docs/notifiers.md): after the request(s) or command succeed, this request is sent
+ * until its response matches `expect`; only then is the attempt ok. Templated like a step.
+ */
+const verify = z
+  .strictObject({
+    method: httpMethod.default('GET'),
+    url,
+    headers: headers.optional(),
+    body: body.optional(),
+    /** per verify request */
+    timeout_s: seconds.default(10),
+    expect: z
+      .strictObject({
+        /** dotted path into the JSON response (`weight_version`, `data.0.id`); absent: the whole body */
+        json_path: z
+          .string()
+          .regex(/^[^.]+(\.[^.]+)*$/, 'expected a dotted path such as weight_version or data.0.id')
+          .optional(),
+        /** templated; the value must be exactly this, e.g. "{version}" */
+        equals: z.union([z.string(), z.number()]).transform(String).optional(),
+        /** templated (values regex-escaped); the value must match it */
+        regex: z
+          .string()
+          .refine((r) => compiles(r.replace(PLACEHOLDERS, '0')), 'expected a valid regular expression')
+          .optional(),
+      })
+      .superRefine((e, ctx) => {
+        if ((e.equals === undefined) === (e.regex === undefined))
+          ctx.addIssue({ code: 'custom', message: 'give equals or regex (one of them)' });
+      }),
+    /** wait between verify requests */
+    interval_s: z.number().min(0).default(2),
+    /** verify requests per notifier attempt before the attempt fails (and is retried) */
+    attempts: z.number().int().min(1).default(10),
+  })
+  .superRefine((v, ctx) => {
+    if (v.body !== undefined && (v.method === 'GET' || v.method === 'HEAD'))
+      ctx.addIssue({ code: 'custom', path: ['body'], message: `a ${v.method} request cannot have a body` });
+  });
+
+function compiles(re: string): boolean {
+  try {
+    new RegExp(re);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const httpNotifier = z
   .strictObject({
     type: z.literal('http'),
@@ -106,6 +159,7 @@ const httpNotifier = z
     /** several requests in order (vLLM: sleep, wake_up, reload_weights); instead of url */
     steps: z.array(httpStep).min(1).optional(),
     ...retry,
+    verify: verify.optional(),
   })
   .superRefine((n, ctx) => {
     if ((n.url === undefined) === (n.steps === undefined)) {
@@ -127,6 +181,7 @@ const commandNotifier = z.strictObject({
   ...retry,
   timeout_s: seconds.default(60),
   retries: z.number().int().min(0).default(0),
+  verify: verify.optional(),
 });
 
 const sseNotifier = z.strictObject({
@@ -165,6 +220,25 @@ const pipelineCommon = {
       /** given the version's path as last argument; prints {"task": score, ...} as JSON */
       argv,
       timeout_s: seconds.default(3600),
+    })
+    .optional(),
+  /** merge states kept for rollback and revert (docs/operations.md) */
+  state: z
+    .strictObject({
+      /** besides the current state, keep one every K steps of its lineage (0: only the current); a replay re-merges < K checkpoints */
+      keep_every: z.number().int().min(0).default(5),
+    })
+    .prefault({}),
+  /**
+   * quality gate (docs/operations.md): a candidate that fails is not published and its checkpoint
+   * is quarantined. Accuracy bounds need an evaluator; min_retention is data-free (ρ[t][i])
+   */
+  gate: z
+    .strictObject({
+      min_average_accuracy: z.number().optional(),
+      min_task_accuracy: z.number().optional(),
+      max_forgetting: z.number().min(0).optional(),
+      min_retention: z.number().optional(),
     })
     .optional(),
   /** a checkpoint's size must stay unchanged this long before it is taken */
@@ -228,6 +302,17 @@ export const configSchema = z
     /** Prometheus metrics at http://<metrics_host>:<metrics_port>/metrics (off when absent) */
     metrics_port: z.number().int().min(0).max(65535).optional(),
     metrics_host: nonEmpty.default('127.0.0.1'),
+    /**
+     * the daemon's HTTP API (off when absent; the unix socket <state_dir>/cmerge.sock is always
+     * there). token_file defaults to <state_dir>/api-token (load.ts)
+     */
+    api: z
+      .strictObject({
+        port: z.number().int().min(0).max(65535),
+        host: nonEmpty.default('127.0.0.1'),
+        token_file: nonEmpty.optional(),
+      })
+      .optional(),
   })
   .superRefine((cfg, ctx) => {
     const seen = new Map<string, number>();
@@ -240,6 +325,14 @@ export const configSchema = z
           message: `duplicate pipeline name "${p.name}" (also pipelines[${first}])`,
         });
       } else seen.set(p.name, i);
+      const accuracyBounds = ['min_average_accuracy', 'min_task_accuracy', 'max_forgetting'] as const;
+      const needsEvaluator = accuracyBounds.filter((k) => p.gate?.[k] !== undefined);
+      if (needsEvaluator.length && !p.evaluator)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pipelines', i, 'gate'],
+          message: `${needsEvaluator.join(', ')} need an evaluator (pipelines[${i}].evaluator); min_retention does not`,
+        });
     });
   });
 

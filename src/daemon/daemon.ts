@@ -5,11 +5,15 @@ import type { ModelReader } from '../io/types.js';
 import { SseHubs } from '../publish/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { configureLog, log } from '../util/log.js';
+import { startApi, type ApiHandle } from './api/server.js';
 import { checkpointSha256 } from './checkpoint-hash.js';
 import { checkEngines, EngineLines } from './engine-check.js';
+import { DaemonEvents } from './events.js';
 import { Intake } from './intake/index.js';
 import type { Clock } from './backoff.js';
 import { Limiter } from './limiter.js';
+import { PipelineOperations, type Operations } from './operations/index.js';
+import { acquireStateLock } from './state-lock.js';
 import { DaemonMetrics, type PipelineGauges } from './metrics-server.js';
 import { PipelineRunner, type RunnerTimings } from './pipeline.js';
 import { loadDaemonConfig } from './preflight.js';
@@ -46,6 +50,13 @@ export class Daemon {
   private readonly sse = new SseHubs();
   private pipelines: Pipeline[] = [];
   private metrics: DaemonMetrics | null = null;
+  /** what the runners announce (the API's event stream listens) */
+  readonly events = new DaemonEvents();
+  /** rollback, revert, pin, pause...: the API's mutations call these */
+  operations!: Operations;
+  private lock: { release(): void } | null = null;
+  /** the HTTP API on the unix socket in state_dir, and on TCP with `api:` */
+  private api: ApiHandle | null = null;
   /** the engine lines logged: once at start and when they change, not per merge */
   private readonly engineLines = new EngineLines();
 
@@ -61,6 +72,23 @@ export class Daemon {
     configureLog({ stream: 'stdout', level: this.config.log_level });
     checkEngines(this.config, this.engineLines);
     mkdirSync(this.config.state_dir, { recursive: true });
+    // one writer of the state at a time: a second daemon, or an operator command, is refused
+    this.lock = acquireStateLock(this.config.state_dir);
+    try {
+      await this.startLocked();
+    } catch (e) {
+      // a start that failed leaves nothing held: the next try (or an operator command) may take the state
+      await this.api?.close();
+      await this.stopPipelines(0).catch(() => undefined);
+      await this.metrics?.close();
+      this.store?.close();
+      this.lock.release();
+      this.lock = null;
+      throw e;
+    }
+  }
+
+  private async startLocked(): Promise<void> {
     this.store = openStore(this.config.db_path);
     const requeued = this.store.recoverInterrupted();
     for (const c of requeued)
@@ -70,7 +98,24 @@ export class Daemon {
       const port = await this.metrics.listen(this.config.metrics_port, this.config.metrics_host);
       log.info(`metrics on http://${this.config.metrics_host}:${port}/metrics`);
     }
+    this.operations = new PipelineOperations({
+      store: this.store,
+      log,
+      events: this.events,
+      via: 'api',
+      runner: (name) => this.pipelines.find((p) => p.cfg.name === name)?.runner,
+    });
     await this.startPipelines();
+    // last: operator commands reach a daemon that has recovered and runs its pipelines
+    this.api = await startApi({
+      store: this.store,
+      operations: this.operations,
+      events: this.events,
+      log,
+      stateDir: this.config.state_dir,
+      api: this.config.api,
+      pipelines: () => this.config.pipelines.map((p) => p.name),
+    });
     log.info(`cmerge daemon ready: ${this.pipelines.map((p) => p.cfg.name).join(', ')}`, {
       config: this.config.file,
       state_dir: this.config.state_dir,
@@ -98,6 +143,7 @@ export class Daemon {
         announceEngine: this.engineLines.announce,
         clock: this.opts.clock,
         timings: this.opts.runnerTimings,
+        events: this.events,
       });
       const engine = this.store.lastEngine(cfg.name);
       if (engine) this.metrics?.setEngine(cfg.name, engine.info);
@@ -127,10 +173,15 @@ export class Daemon {
 
   /** Stop intake, finish or abandon running merges within the budget (default: shutdown_budget_s), close. */
   async stop(budgetMs = this.config.shutdown_budget_s * 1000): Promise<void> {
+    // first: no operator command may start while the pipelines stop
+    await this.api?.close();
+    this.api = null;
     await this.stopPipelines(budgetMs);
     await this.sse.closeAll();
     await this.metrics?.close();
     this.store.close();
+    this.lock?.release();
+    this.lock = null;
     log.info('cmerge daemon stopped');
   }
 

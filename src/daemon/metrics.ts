@@ -1,5 +1,6 @@
 import type { MergeReport, StepReport } from '../merge/runner.js';
-import type { TensorMetric } from '../store/index.js';
+import { generationDir } from '../merge/state.js';
+import type { CommitMergeInput, TensorMetric } from '../store/index.js';
 
 /**
  * The figures recorded for one merge (docs/architecture.md): per tensor ‖τ‖, ‖M_t − θ0‖ and the method's
@@ -43,4 +44,39 @@ export function mergeMetrics(
     ...scalars,
   };
   return { scalars, model, tensors };
+}
+
+/** What SQLite records of a finished merge or replay (its last step): everything commitMerge takes but the merge id. */
+export function mergeRecord(
+  outcome: {
+    report: MergeReport;
+    peakRssBytes: number;
+    metrics: ReturnType<typeof mergeMetrics>;
+    mergeSeconds: number;
+  },
+  stateDir: string,
+  generation: number,
+  totalSeconds: number,
+): Omit<CommitMergeInput, 'merge_id'> {
+  const { report, peakRssBytes, metrics, mergeSeconds } = outcome;
+  const last = report.steps[report.steps.length - 1]!;
+  return {
+    checkpoint_dtype: last.dtype,
+    state: { generation, path: generationDir(stateDir, generation), sha256: last.state_sha256 },
+    engine: report.engine,
+    engine_info: report.engine_info,
+    gpu: report.gpu,
+    timings: {
+      merge_s: mergeSeconds,
+      update_s: last.seconds.update,
+      analysis_s: last.seconds.analysis,
+      output_s: report.seconds.output,
+      total_s: totalSeconds,
+    },
+    peak_rss: peakRssBytes,
+    scalars: metrics.scalars,
+    tensor_metrics: metrics.tensors,
+    model_metrics: metrics.model,
+    retention: report.retention,
+  };
 }

@@ -5,17 +5,21 @@ import type { Logger } from 'winston';
 import type { PipelineConfig } from '../config/index.js';
 import { EngineFatalError, type EngineAnnounce } from '../engine/index.js';
 import { InputError } from '../io/types.js';
-import { commitGeneration, currentStep, discardAfter, generationDir, pruneGenerations } from '../merge/state.js';
+import {
+  commitGeneration,
+  committedGeneration,
+  discardAfter,
+  generationDir,
+  pruneGenerations,
+} from '../merge/state.js';
 import type { TensorRules } from '../merge/kinds.js';
 import type { MergeProgress } from '../merge/runner.js';
 import {
-  applyRetention,
   beginVersion,
   discardVersionsAbove,
   finishVersion,
   readCurrent,
   recoverRepository,
-  runNotifiers,
   sha256File,
   swapCurrent,
   type ManifestCheckpoint,
@@ -26,10 +30,14 @@ import {
 import { SHUTDOWN_REASON, type Checkpoint, type Store } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
 import { DEFAULT_BACKOFF, retryDelayMs, systemClock, type BackoffOptions, type Clock } from './backoff.js';
-import { runEvaluator } from './evaluator.js';
+import { evaluateVersion, notifyServers, retainVersions, type AftercareDeps } from './aftercare.js';
+import type { DaemonEvents } from './events.js';
+import { checkGate, GateFailure } from './gate.js';
+import { generationsToKeep } from './generations.js';
+import { OperationError } from './operations/types.js';
 import type { Limiter } from './limiter.js';
 import type { DaemonMetrics } from './metrics-server.js';
-import { mergeMetrics } from './metrics.js';
+import { mergeMetrics, mergeRecord } from './metrics.js';
 import { moveToQuarantine, quarantineTarget } from './intake/quarantine.js';
 import {
   DEFAULT_PROGRESS_MESSAGE_MS,
@@ -66,6 +74,8 @@ export interface PipelineDeps {
   timings?: Partial<RunnerTimings>;
   /** called with every phase the runner enters (diagnostics and tests) */
   onPhase?: (phase: RunnerPhase) => void;
+  /** what the runner announces to API clients */
+  events?: DaemonEvents;
 }
 
 /** The runner's waits, all in ms. */
@@ -98,7 +108,7 @@ export function tensorRulesOf(tensors: PipelineConfig['tensors']): TensorRules {
 }
 
 /** A merged checkpoint as the version's manifest and model card list it (an adapter's record included). */
-function lineageOf(c: Checkpoint, mergedAt: string): ManifestCheckpoint {
+export function lineageOf(c: Checkpoint, mergedAt: string): ManifestCheckpoint {
   const entry: ManifestCheckpoint = { name: c.name, sha256: c.sha256 ?? '', merged_at: mergedAt };
   if (c.dtype) entry.dtype = c.dtype;
   if (c.adapter) entry.adapter = c.adapter;
@@ -139,15 +149,21 @@ export type RunnerPhase =
 interface MergeAttempt {
   checkpoint: Checkpoint;
   mergeId: number;
-  /** merge step t, also the version number */
+  /** merge step t: the lineage's length with this checkpoint */
   step: number;
+  /** the version it publishes (the newest + 1) and the number of its state generation */
+  version: number;
+  /** the version `current` points at now: the new version's parent, the state it continues from */
+  parent: number | null;
   startedAt: number;
   staging: Staging;
   active: ActiveMerge;
+  /** the evaluator's scores of the candidate, when the quality gate measured them */
+  scores: Record<string, number> | null;
 }
 
 /** What the worker made, the figures recorded for it, and how long the merge took until then (s). */
-interface MergeOutcome extends WorkerResult {
+export interface MergeOutcome extends WorkerResult {
   metrics: ReturnType<typeof mergeMetrics>;
   mergeSeconds: number;
 }
@@ -161,6 +177,8 @@ interface Drain {
 export class PipelineRunner {
   private state: RunnerPhase = { kind: 'idle' };
   private drainer: Drain | null = null;
+  /** an operation holds the pipeline (exclusive()): no merge starts */
+  private held = false;
   /** cancels the timer that ends the current backoff (set and cleared by enter() only) */
   private cancelBackoffTimer: (() => void) | null = null;
   /** aborted when the shutdown budget is spent: notifiers and the merge worker stop */
@@ -225,8 +243,8 @@ export class PipelineRunner {
     if (committed > 0) {
       if (!existsSync(generationDir(this.stateDir, committed)))
         throw new Error(`${this.stateDir}: committed state generation ${committed} is missing`);
-      if (currentStep(this.stateDir) !== committed) commitGeneration(this.stateDir, committed);
-      await pruneGenerations(this.stateDir, [committed]);
+      if (committedGeneration(this.stateDir) !== committed) commitGeneration(this.stateDir, committed);
+      await this.pruneStates(committed);
     }
     const report = await recoverRepository(this.cfg.repository, name, { quick: true });
     if (report.removed.length) log.info(`removed leftovers: ${report.removed.join(', ')}`, { pipeline: name });
@@ -234,13 +252,15 @@ export class PipelineRunner {
     // numbered folders above the recorded version were published by a merge that did not commit
     for (const version of await discardVersionsAbove(this.cfg.repository, name, latest))
       log.warn(`removed version ${version}: its merge was not committed (it will be redone)`, { pipeline: name });
+    // SQLite's current version (after a rollback, not the newest): `current` follows it
+    const recorded = store.currentVersion(name)?.number ?? 0;
     const current = await readCurrent(this.cfg.repository, name);
-    if (latest > 0 && current !== latest) await swapCurrent(this.cfg.repository, name, latest);
+    if (recorded > 0 && current !== recorded) await swapCurrent(this.cfg.repository, name, recorded);
     // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above
-    else if (latest === 0 && current !== null) await rm(join(this.cfg.repository, name, 'current'), { force: true });
-    if (latest > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, latest).length === 0) {
+    else if (recorded === 0 && current !== null) await rm(join(this.cfg.repository, name, 'current'), { force: true });
+    if (recorded > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, recorded).length === 0) {
       // the daemon stopped between publication and notification: tell the servers now
-      void this.notify(latest, join(this.cfg.repository, name, String(latest)));
+      void notifyServers(this.aftercare, recorded, join(this.cfg.repository, name, String(recorded)));
     }
   }
 
@@ -286,14 +306,15 @@ export class PipelineRunner {
 
   /** Merge the head of the queue, if any; `failures`: attempts that failed in a row before this one. */
   private async attemptNext(failures: number): Promise<boolean> {
-    const next = this.deps.store.nextQueued(this.cfg.name);
-    if (!next) {
+    if (!this.nextToMerge()) {
       if (this.state.kind !== 'idle') this.enter({ kind: 'idle' });
       return false;
     }
     const release = await this.deps.limiter.acquire();
     try {
-      if (this.state.kind === 'stopping') return false;
+      // looked at again: an operation may have taken the pipeline while this waited for a slot
+      const next = this.nextToMerge();
+      if (this.state.kind === 'stopping' || !next) return false;
       await this.mergeOne(next, failures);
     } catch (e) {
       await this.mergeFailed(e as Error, failures);
@@ -301,6 +322,12 @@ export class PipelineRunner {
       release();
     }
     return this.state.kind !== 'stopping';
+  }
+
+  /** The head of the queue; none while paused or while an operator's rollback or revert holds the pipeline (resume() and the operation's end kick again). */
+  private nextToMerge(): Checkpoint | null {
+    if (this.held || this.deps.store.pauseState(this.cfg.name)) return null;
+    return this.deps.store.nextQueued(this.cfg.name);
   }
 
   /**
@@ -386,12 +413,59 @@ export class PipelineRunner {
     const attempt = await this.beginMerge(checkpoint, failures);
     const result = await this.runWorker(attempt);
     if (!result) return;
-    const published = await this.publishVersion(attempt, result);
+    let published: PublishedVersion;
+    try {
+      published = await this.publishVersion(attempt, result);
+    } catch (e) {
+      if (!(e instanceof GateFailure)) throw e;
+      await this.gateRejected(attempt, e);
+      return;
+    }
     this.commit(attempt, result, published, await sha256File(join(published.dir, 'manifest.json')));
     await this.activate(attempt, result);
-    await this.notify(attempt.step, published.dir);
-    await this.evaluate(attempt.step, published.dir);
-    await this.retain();
+    this.announce(attempt, published);
+    await notifyServers(this.aftercare, attempt.version, published.dir);
+    await evaluateVersion(this.aftercare, attempt.version, published.dir, attempt.scores);
+    await retainVersions(this.aftercare);
+  }
+
+  /** What notifiers, the evaluator and retention need. */
+  get aftercare(): AftercareDeps {
+    const { store, log, sse } = this.deps;
+    return { cfg: this.cfg, store, log, sse, signal: this.abort.signal };
+  }
+
+  /**
+   * The candidate failed the quality gate: not published (its staging folder and state generation
+   * removed; the state stays at the previous generation), the checkpoint quarantined with the reason.
+   */
+  private async gateRejected(attempt: MergeAttempt, e: GateFailure): Promise<void> {
+    await rm(attempt.staging.dir, { recursive: true, force: true });
+    await rm(generationDir(this.stateDir, attempt.version), { recursive: true, force: true });
+    this.reject(attempt, new InputError(attempt.checkpoint.path, e.message), 'gate_failed');
+  }
+
+  /** Version t is out: the event stream hears it, and that the merge is over. */
+  private announce(attempt: MergeAttempt, published: PublishedVersion): void {
+    const pipeline = this.cfg.name;
+    const { version, parent, step, checkpoint } = attempt;
+    this.deps.events?.emit({ type: 'version_published', pipeline, version, parent, path: published.dir });
+    const seconds = (this.clock.now() - attempt.startedAt) / 1000;
+    this.deps.events?.emit({ type: 'merge_finished', pipeline, checkpoint: checkpoint.name, step, version, seconds });
+  }
+
+  /** the base model's sha256, as manifests record it */
+  get baseSha256(): string {
+    return this.deps.baseSha256;
+  }
+
+  /** Keep the committed generation and, along its lineage, one every state.keep_every steps (rollback and revert replay from them). */
+  async pruneStates(committed: number): Promise<void> {
+    const lineage = this.deps.store.mergedCheckpoints(this.cfg.name).map((c) => c.sha256 ?? '');
+    await pruneGenerations(
+      this.stateDir,
+      generationsToKeep(this.stateDir, committed, lineage, this.cfg.state.keep_every),
+    );
   }
 
   /** The checkpoint marked merging in SQLite (its step t assigned) and an empty staging folder for version t. */
@@ -403,13 +477,21 @@ export class PipelineRunner {
       engine: cfg.engine.name,
     });
     const step = merge.step;
+    const version = (this.deps.store.latestVersion(cfg.name)?.number ?? 0) + 1;
+    const parent = this.deps.store.currentVersion(cfg.name)?.number ?? null;
     const startedAt = this.clock.now();
     const status = { checkpoint: checkpoint.name, step, started_at: new Date(startedAt).toISOString(), progress: null };
     const active: ActiveMerge = { status, worker: null };
     this.enter({ kind: 'merging', active, failures });
-    this.deps.log.info(`merge ${step} started: ${checkpoint.name}`, { pipeline: cfg.name, step, method: cfg.method });
-    const staging = await beginVersion(cfg.repository, cfg.name, step);
-    return { checkpoint, mergeId: merge.id, step, startedAt, staging, active };
+    this.deps.log.info(`merge ${step} started: ${checkpoint.name}`, {
+      pipeline: cfg.name,
+      step,
+      version,
+      method: cfg.method,
+    });
+    this.deps.events?.emit({ type: 'merge_started', pipeline: cfg.name, checkpoint: checkpoint.name, step });
+    const staging = await beginVersion(cfg.repository, cfg.name, version);
+    return { checkpoint, mergeId: merge.id, step, version, parent, startedAt, staging, active, scores: null };
   }
 
   /**
@@ -420,28 +502,13 @@ export class PipelineRunner {
     const cfg = this.cfg;
     const { checkpoint } = attempt;
     try {
-      const worker = startMergeWorker(
-        {
-          base: cfg.base,
-          stateDir: this.stateDir,
-          method: cfg.method,
-          params: cfg.params,
-          checkpoints: [checkpoint.path],
-          out: attempt.staging.dir,
-          fromStep: attempt.step - 1,
-          commit: false,
-          rules: tensorRulesOf(cfg.tensors),
-          maxShardBytes: cfg.max_shard_bytes,
-          outDtype: cfg.out_dtype,
-          maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
-          sha256: { [checkpoint.path]: checkpoint.sha256 ?? '' },
-          sketch: true,
-          engine: cfg.engine,
-          threads: this.deps.threads,
-          progressMessageMs: this.timings.progressMessageMs,
-        },
+      const from = this.deps.store.currentStateGeneration(cfg.name)?.generation ?? 0;
+      const worker = this.startWorker(
+        [checkpoint],
+        from,
+        attempt.version,
+        attempt.staging.dir,
         this.progressHandler(attempt),
-        this.deps.announceEngine ?? ((line, level) => void this.deps.log.log(level, line)),
       );
       attempt.active.worker = worker;
       // the shutdown budget ran out before the worker started
@@ -453,6 +520,7 @@ export class PipelineRunner {
       // asynchronously: a partial output can be hundreds of MB
       await rm(attempt.staging.dir, { recursive: true, force: true });
       if (!(e instanceof InputError)) throw e;
+      // the worker removed what it wrote; the version number is free again
       this.reject(attempt, e);
       return null;
     } finally {
@@ -460,8 +528,47 @@ export class PipelineRunner {
     }
   }
 
+  /**
+   * A merge worker folding `checkpoints` (in order) into the state of generation `from` (0: the
+   * base), writing generation `to` (the states between are intermediate) and, with `out`, the model.
+   * The merges, and the replays of rollback and revert, run through here with the same settings.
+   */
+  startWorker(
+    checkpoints: readonly Checkpoint[],
+    from: number,
+    to: number,
+    out: string | undefined,
+    onProgress: (p: MergeProgress) => void = () => undefined,
+  ): RunningMerge {
+    const cfg = this.cfg;
+    return startMergeWorker(
+      {
+        base: cfg.base,
+        stateDir: this.stateDir,
+        method: cfg.method,
+        params: cfg.params,
+        checkpoints: checkpoints.map((c) => c.path),
+        out,
+        fromGeneration: from,
+        toGeneration: to,
+        commit: false,
+        rules: tensorRulesOf(cfg.tensors),
+        maxShardBytes: cfg.max_shard_bytes,
+        outDtype: cfg.out_dtype,
+        maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
+        sha256: Object.fromEntries(checkpoints.map((c) => [c.path, c.sha256 ?? ''])),
+        sketch: true,
+        engine: cfg.engine,
+        threads: this.deps.threads,
+        progressMessageMs: this.timings.progressMessageMs,
+      },
+      onProgress,
+      this.deps.announceEngine ?? ((line, level) => void this.deps.log.log(level, line)),
+    );
+  }
+
   /** The checkpoint is bad (found during the merge): rejected in SQLite, moved to quarantine. */
-  private reject(attempt: MergeAttempt, e: InputError): void {
+  private reject(attempt: MergeAttempt, e: InputError, type: 'rejected' | 'gate_failed' = 'rejected'): void {
     const { checkpoint, step } = attempt;
     const target = quarantineTarget(this.cfg.drop, checkpoint.path);
     this.mergeOver();
@@ -472,6 +579,7 @@ export class PipelineRunner {
       quarantine: target,
     });
     this.deps.metrics?.countRejection(this.cfg.name);
+    this.deps.events?.emit({ type, pipeline: this.cfg.name, checkpoint: checkpoint.name, reason: e.reason });
   }
 
   /** The worker's progress: kept for status, recorded in SQLite for `cmerge status` now and then, each pass's end logged. */
@@ -485,6 +593,17 @@ export class PipelineRunner {
       const passDone = progress.index + 1 === progress.total;
       if (now - recordedAt >= this.timings.progressRecordMs || passDone) {
         recordedAt = now;
+        const { phase, total } = progress;
+        const { step, checkpoint } = attempt;
+        this.deps.events?.emit({
+          type: 'merge_progress',
+          pipeline,
+          checkpoint: checkpoint.name,
+          step,
+          phase,
+          done: progress.index + 1,
+          total,
+        });
         try {
           store.setMergeProgress(attempt.mergeId, {
             phase: progress.phase,
@@ -506,14 +625,19 @@ export class PipelineRunner {
   }
 
   /** The staging folder completed (base files, card, manifest last) and renamed to version t. */
-  private async publishVersion(attempt: MergeAttempt, { report, metrics }: MergeOutcome): Promise<PublishedVersion> {
+  private async publishVersion(attempt: MergeAttempt, outcome: MergeOutcome): Promise<PublishedVersion> {
+    const { report, metrics } = outcome;
     const cfg = this.cfg;
-    const { checkpoint, step, staging } = attempt;
+    const { checkpoint, staging } = attempt;
     this.deps.metrics?.setEngine(cfg.name, report.engine_info);
     const merged = this.deps.store.mergedCheckpoints(cfg.name).map((c) => lineageOf(c, c.merged_at ?? ''));
     const mergedAt = new Date(this.clock.now()).toISOString();
     return finishVersion(staging, {
-      parent: step > 1 ? step - 1 : null,
+      parent: attempt.parent,
+      beforeRename: async (dir) => {
+        const lineage = [...this.deps.store.mergedCheckpoints(cfg.name), checkpoint];
+        attempt.scores = (await checkGate(cfg, this.deps.store, { lineage, retention: report.retention, dir })).scores;
+      },
       method: cfg.method,
       params: cfg.params,
       base: { path: cfg.base, sha256: this.deps.baseSha256 },
@@ -535,34 +659,17 @@ export class PipelineRunner {
     published: PublishedVersion,
     manifestSha256: string,
   ): void {
-    const { step, mergeId } = attempt;
-    const stepReport = report.steps[0];
+    const { version, mergeId } = attempt;
     const elapsed = (this.clock.now() - attempt.startedAt) / 1000;
     this.deps.store.commitMergeAndVersion(
       {
         merge_id: mergeId,
-        checkpoint_dtype: stepReport.dtype,
-        state: { generation: step, path: generationDir(this.stateDir, step), sha256: stepReport.state_sha256 },
-        engine: report.engine,
-        engine_info: report.engine_info,
-        gpu: report.gpu,
-        timings: {
-          merge_s: mergeSeconds,
-          update_s: stepReport.seconds.update,
-          analysis_s: stepReport.seconds.analysis,
-          output_s: report.seconds.output,
-          total_s: elapsed,
-        },
-        peak_rss: peakRssBytes,
-        scalars: metrics.scalars,
-        tensor_metrics: metrics.tensors,
-        model_metrics: metrics.model,
-        retention: report.retention,
+        ...mergeRecord({ report, peakRssBytes, metrics, mergeSeconds }, this.stateDir, version, elapsed),
       },
       {
         pipeline: this.cfg.name,
-        number: step,
-        parent: step > 1 ? step - 1 : null,
+        number: version,
+        parent: attempt.parent,
         path: published.dir,
         files: published.manifest.files,
         manifest_sha256: manifestSha256,
@@ -573,11 +680,11 @@ export class PipelineRunner {
   /** Version t becomes `current`, state generation t the state's CURRENT; the merge is over. */
   private async activate(attempt: MergeAttempt, outcome: MergeOutcome): Promise<void> {
     const cfg = this.cfg;
-    const { step } = attempt;
+    const { step, version } = attempt;
     const { report, peakRssBytes, metrics, mergeSeconds } = outcome;
-    await swapCurrent(cfg.repository, cfg.name, step);
-    commitGeneration(this.stateDir, step);
-    await pruneGenerations(this.stateDir, [step]);
+    await swapCurrent(cfg.repository, cfg.name, version);
+    commitGeneration(this.stateDir, version);
+    await this.pruneStates(version);
     this.mergeOver();
     const totalSeconds = (this.clock.now() - attempt.startedAt) / 1000;
     this.deps.metrics?.observeMerge(cfg.name, totalSeconds);
@@ -588,9 +695,11 @@ export class PipelineRunner {
           cpu_fallbacks: report.gpu.cpu_fallbacks,
         }
       : {};
-    this.deps.log.info(`published version ${step}: ${attempt.checkpoint.name}`, {
+    this.deps.log.info(`published version ${version}: ${attempt.checkpoint.name}`, {
       pipeline: cfg.name,
       step,
+      version,
+      parent: attempt.parent,
       engine: report.engine,
       merge_s: mergeSeconds,
       total_s: totalSeconds,
@@ -600,61 +709,28 @@ export class PipelineRunner {
     });
   }
 
-  private async notify(version: number, dir: string): Promise<void> {
-    if (this.cfg.notifiers.length === 0) return;
-    const { store, log } = this.deps;
-    const modelFile = existsSync(join(dir, 'model.safetensors'))
-      ? join(dir, 'model.safetensors')
-      : join(dir, 'model.safetensors.index.json');
-    await runNotifiers(
-      this.cfg.notifiers,
-      { pipeline: this.cfg.name, version, path: dir, modelFile },
-      {
-        sse: this.deps.sse,
-        signal: this.abort.signal,
-        onOutcome: (outcome) => {
-          store.recordNotification(this.cfg.name, version, {
-            notifier: outcome.notifier,
-            attempt: outcome.attempt,
-            ok: outcome.ok,
-            detail: outcome.detail,
-            duration_ms: outcome.durationMs,
-          });
-          log.log(
-            outcome.ok ? 'info' : 'warn',
-            `notifier ${outcome.notifier} attempt ${outcome.attempt}: ${outcome.ok ? 'ok' : 'failed'} ${outcome.detail}`,
-            { pipeline: this.cfg.name, version },
-          );
-        },
-      },
-    );
-  }
-
-  private async evaluate(version: number, dir: string): Promise<void> {
-    if (!this.cfg.evaluator) return;
+  /**
+   * Run an operator's rollback or revert with merging held off; refused (nothing changed) while a
+   * merge runs, another operation holds the pipeline, or the daemon stops. Merging resumes after.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const phase = this.state;
+    if (phase.kind === 'stopping') throw new OperationError('conflict', 'the daemon is stopping');
+    if (phase.kind === 'merging' || phase.kind === 'recovering' || this.held)
+      throw new OperationError(
+        'conflict',
+        phase.kind === 'merging'
+          ? `merge ${phase.active.status.step} (${phase.active.status.checkpoint}) is running: retry when it is over, or pause first`
+          : `pipeline ${this.cfg.name} is busy: retry in a moment`,
+      );
+    this.held = true;
+    const release = await this.deps.limiter.acquire();
     try {
-      const scores = await runEvaluator(this.cfg.evaluator, dir);
-      this.deps.store.recordEvaluation(this.cfg.name, version, scores);
-      this.deps.log.info(`evaluated version ${version}`, { pipeline: this.cfg.name, scores });
-    } catch (e) {
-      this.deps.log.warn(`evaluation of version ${version} failed: ${(e as Error).message}`, {
-        pipeline: this.cfg.name,
-      });
-    }
-  }
-
-  private async retain(): Promise<void> {
-    try {
-      const removed = await applyRetention(this.cfg.repository, this.cfg.name, {
-        keep: this.cfg.retention.keep,
-        pinned: this.deps.store.pinnedVersions(this.cfg.name),
-      });
-      for (const version of removed) this.deps.store.markRemoved(this.cfg.name, version);
-      if (removed.length)
-        this.deps.log.info(`retention removed versions ${removed.join(', ')}`, { pipeline: this.cfg.name });
-    } catch (e) {
-      // the version is published; retention runs again after the next merge
-      this.deps.log.warn(`retention failed: ${(e as Error).message}`, { pipeline: this.cfg.name });
+      return await fn();
+    } finally {
+      release();
+      this.held = false;
+      this.kick();
     }
   }
 

@@ -1,3 +1,4 @@
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openModel } from '../io/model.js';
@@ -10,7 +11,14 @@ import { BufferPool } from './buffers.js';
 import { openCheckpoint, type MergeCheckpoint } from './checkpoint.js';
 import { classifier } from './kinds.js';
 import { writeOutput, type OutputResult } from './output.js';
-import { commitGeneration, discardAfter, openGeneration, pruneGenerations, type Generation } from './state.js';
+import {
+  commitGeneration,
+  discardAfter,
+  generationDir,
+  openGeneration,
+  pruneGenerations,
+  type Generation,
+} from './state.js';
 import { runStep } from './step.js';
 import type { MergeInputs, MergeReport, MergeRequest, StepReport } from './types.js';
 import { structureFingerprint } from './validate.js';
@@ -35,19 +43,26 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
   const base = openModel(req.base);
   opened.push(base);
   let fromStep = 0;
+  let fromId = 0;
   let stateTouched = false;
   try {
     const inputs = planMerge(req, method, params, base);
-    let gen = openGeneration(req.stateDir, req.fromStep);
+    let gen = openGeneration(req.stateDir, req.fromGeneration);
     if (gen) checkCompatible(inputs, gen);
     fromStep = gen?.step ?? 0;
+    fromId = gen?.id ?? 0;
     // every checkpoint is checked before anything is written
     const ckpts = await openCheckpoints(req, base, opened);
-    discardAfter(req.stateDir, fromStep);
+    // leftovers of an interrupted run; with a target generation the caller owns the others
+    discardNew(req, fromId);
     stateTouched = true;
     const steps: StepReport[] = [];
-    for (const ckpt of ckpts) {
-      const merged = await runStep(inputs, gen, ckpt);
+    for (const [i, ckpt] of ckpts.entries()) {
+      const last = i === ckpts.length - 1;
+      const id = req.toGeneration === undefined ? (gen?.id ?? fromId) + 1 : last ? req.toGeneration : 0;
+      const merged = await runStep(inputs, gen, ckpt, id);
+      // an intermediate state is needed only by the next step
+      if (gen && gen.id === 0) rmSync(gen.dir, { recursive: true, force: true });
       gen = merged.gen;
       steps.push(merged.report);
     }
@@ -55,17 +70,26 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     const output = req.out && gen ? writeOutput(inputs, gen, req.out) : noOutput();
     const outputSeconds = (performance.now() - outputStart) / 1000;
     if (gen && req.commit !== false) {
-      commitGeneration(req.stateDir, gen.step);
-      await pruneGenerations(req.stateDir, [gen.step]);
+      commitGeneration(req.stateDir, gen.id);
+      await pruneGenerations(req.stateDir, [gen.id]);
     }
     const seconds = { total: (performance.now() - startedAt) / 1000, output: outputSeconds };
     return mergeReport(inputs, { fromStep, step: gen?.step ?? fromStep, steps, output, seconds });
   } catch (e) {
-    if (stateTouched) discardAfter(req.stateDir, fromStep);
+    if (stateTouched) discardNew(req, fromId);
     throw e;
   } finally {
     for (const model of opened) model.close();
   }
+}
+
+/** A failed run leaves the generations as they were: what it wrote is removed, nothing else. */
+function discardNew(req: MergeRequest, fromId: number): void {
+  if (req.toGeneration === undefined) discardAfter(req.stateDir, fromId);
+  else rmSync(generationDir(req.stateDir, req.toGeneration), { recursive: true, force: true });
+  if (!existsSync(req.stateDir)) return;
+  for (const e of readdirSync(req.stateDir))
+    if (e.startsWith('.replay-') || e.endsWith('.tmp')) rmSync(join(req.stateDir, e), { recursive: true, force: true });
 }
 
 const noOutput = (): OutputResult => ({ files: [], sha256: {}, retention: [], mergedNorms: {} });

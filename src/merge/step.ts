@@ -37,11 +37,13 @@ export async function runStep(
   inputs: MergeInputs,
   prevGen: Generation | null,
   ckpt: MergeCheckpoint,
+  /** the new generation's number; 0: an intermediate state of a replay (see state.ts) */
+  genId: number,
 ): Promise<{ gen: Generation; report: StepReport }> {
   const { req, method, params, jobs } = inputs;
   const t = (prevGen?.step ?? 0) + 1;
   const prev = prevGen?.open() ?? null;
-  const pending = beginGeneration(req.stateDir, t);
+  const pending = beginGeneration(req.stateDir, genId, t);
   try {
     const scalars = prevGen?.meta.scalars ?? {};
     const step = method.begin({ t, params, scalars, engine: req.engine, tensors: jobs });

@@ -23,8 +23,13 @@ export interface MergeRequest {
   engine: Engine;
   rules?: TensorRules;
   maxShardBytes?: number;
-  /** continue from this committed step instead of CURRENT (the daemon keeps it in SQLite) */
-  fromStep?: number;
+  /** continue from this generation instead of CURRENT (the daemon keeps it in SQLite; 0: from the base) */
+  fromGeneration?: number;
+  /**
+   * the number of the last checkpoint's generation; the states before it are intermediate (dot
+   * names, removed as the run goes). Default: each step's generation numbered one above the one before
+   */
+  toGeneration?: number;
   /** move CURRENT to the new generation and drop older ones (default true) */
   commit?: boolean;
   /**

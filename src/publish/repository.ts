@@ -65,6 +65,8 @@ export interface FinishInput {
   /** default: package.json's version */
   cmergeVersion?: string;
   card?: ModelCardOptions;
+  /** called on the complete staging folder before it is renamed into place; throwing stops the publication (the caller removes the folder) */
+  beforeRename?: (stagingDir: string) => Promise<void>;
 }
 
 export interface PublishedVersion {
@@ -157,6 +159,8 @@ export async function finishVersion(staging: Staging, input: FinishInput): Promi
   for (const file of [...files, MANIFEST]) await fsyncFile(join(dir, file));
   for (const subdir of dirs.reverse()) await fsyncDir(join(dir, subdir));
   await fsyncDir(dir);
+  // the quality gate: a candidate that fails never becomes a numbered folder
+  await input.beforeRename?.(dir);
 
   const final = versionDir(repoRoot, pipeline, version);
   // rename(2) silently replaces an empty directory; refuse instead of guessing.

@@ -1,6 +1,7 @@
 /** Read-only reports for `cmerge status / history / show` (their --json output, as is). */
 import { sql, type Db } from './db.js';
-import { latestVersion, version } from './lineage.js';
+import { currentVersion, latestVersion, version } from './lineage.js';
+import { pauseState, type PauseState } from './operations.js';
 import { currentMerge, merge, SHUTDOWN_REASON } from './merges.js';
 import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
 import { pipelineId, pipelineNames } from './pipelines.js';
@@ -12,6 +13,7 @@ import type {
   GpuFigures,
   Merge,
   ProgressRecord,
+  Checkpoint,
   Notification,
   TensorMetric,
   Version,
@@ -19,8 +21,12 @@ import type {
 
 export interface PipelineStatus {
   name: string;
-  /** newest published version, null before the first */
+  /** the version `current` points at (after a rollback, not the newest), null before the first */
   current_version: number | null;
+  /** newest published version */
+  latest_version: number | null;
+  /** merging stopped by an operator or the daemon (intake keeps queueing), null when running */
+  paused: PauseState | null;
   /** merges committed (the step t of the current merge state) */
   merged: number;
   queued: number;
@@ -116,7 +122,9 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
     const ckpt = m && (sql(db, 'SELECT name FROM checkpoints WHERE id = ?').get(m.checkpoint_id) as { name: string });
     return {
       name,
-      current_version: latestVersion(db, name)?.number ?? null,
+      current_version: currentVersion(db, name)?.number ?? null,
+      latest_version: latestVersion(db, name)?.number ?? null,
+      paused: pauseState(db, name),
       merged,
       queued: queued(db, name).length,
       current_merge:
@@ -158,6 +166,10 @@ export interface HistoryRow {
   duration_ms: number | null;
   /** the version that published this merge, if any */
   version: number | null;
+  /** merge: the checkpoint merged onto the lineage; revert: a lineage rebuilt without the checkpoint */
+  kind: 'merge' | 'revert';
+  /** the checkpoint was later taken out of the lineage (rollback or revert), else null */
+  retired: Checkpoint['retired'];
   scalars: Record<string, number> | null;
   error: string | null;
 }
@@ -167,7 +179,8 @@ export function history(db: Db, pipeline?: string): HistoryRow[] {
   const rows = sql(
     db,
     `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, c.adapter, c.dtype, m.method, m.engine,
-      m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error
+      m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error,
+      m.kind, c.retired
     FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
     LEFT JOIN versions v ON v.merge_id = m.id
     WHERE (@p IS NULL OR p.name = @p) ORDER BY m.id`,
@@ -189,6 +202,8 @@ export function history(db: Db, pipeline?: string): HistoryRow[] {
     finished_at: r.finished_at as string | null,
     duration_ms: r.finished_at ? Date.parse(r.finished_at as string) - Date.parse(r.started_at as string) : null,
     version: (r.version as number | null) ?? null,
+    kind: r.kind as HistoryRow['kind'],
+    retired: (r.retired as Checkpoint['retired']) ?? null,
     scalars: typeof r.scalars === 'string' ? JSON.parse(r.scalars) : null,
     error: r.error as string | null,
   }));

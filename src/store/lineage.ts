@@ -1,6 +1,7 @@
 /** Published versions: recorded after the version folder and `current` are in place (docs/architecture.md). */
 import { json, now, sql, StoreError, type Db } from './db.js';
 import { requirePipeline, pipelineId } from './pipelines.js';
+import { mergedCheckpoints } from './queue.js';
 import { VERSION_COLS, VERSION_FROM, toVersion } from './rows.js';
 import type { Version } from './types.js';
 
@@ -42,11 +43,12 @@ export function recordVersion(db: Db, v: VersionInput): Version {
       ) {
         throw new StoreError(`parent version ${v.parent} of "${v.pipeline}" is not recorded`);
       }
-      // the version keeps its merge's engine: a replay for rollback or revert reads it from here
+      // the version keeps its merge's engine (a replay for rollback or revert reads it from here)
+      // and the lineage it holds: the current one, which the commit of its merge just extended
       sql(
         db,
-        `INSERT INTO versions (pipeline_id, number, parent, merge_id, path, files, manifest_sha256, created_at, engine)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT engine_info FROM merges WHERE id = ?))`,
+        `INSERT INTO versions (pipeline_id, number, parent, merge_id, path, files, manifest_sha256, created_at, engine, lineage)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT engine_info FROM merges WHERE id = ?), ?)`,
       ).run(
         pid,
         v.number,
@@ -57,7 +59,9 @@ export function recordVersion(db: Db, v: VersionInput): Version {
         v.manifest_sha256,
         v.created_at ?? now(),
         v.merge_id,
+        json(mergedCheckpoints(db, v.pipeline).map((c) => c.id)),
       );
+      sql(db, 'UPDATE pipelines SET current_version = ? WHERE id = ?').run(v.number, pid);
       return version(db, v.pipeline, v.number)!;
     })
     .immediate();
@@ -69,6 +73,29 @@ export function version(db: Db, pipeline: string, number: number): Version | nul
     number,
   );
   return r ? toVersion(r) : null;
+}
+
+/** The version `current` points at (after a rollback, not the newest); null before the first. */
+export function currentVersion(db: Db, pipeline: string): Version | null {
+  const r = sql(db, 'SELECT current_version FROM pipelines WHERE name = ?').get(pipeline) as
+    { current_version: number | null } | undefined;
+  return r?.current_version ? version(db, pipeline, r.current_version) : null;
+}
+
+/**
+ * The versions whose lineage is a prefix of the current one, by step (the newest version of each
+ * step): the history of the lineage the pipeline now holds, for the retention and accuracy
+ * matrices. After a rollback, the versions past it drop out; after a revert, the versions before
+ * the reverted checkpoint and the revert itself remain.
+ */
+export function lineageVersions(db: Db, pipeline: string): Version[] {
+  const current = mergedCheckpoints(db, pipeline).map((c) => c.id);
+  const byStep = new Map<number, Version>();
+  for (const v of versions(db, pipeline, { includeRemoved: true })) {
+    if (v.lineage.length > current.length || !v.lineage.every((id, i) => current[i] === id)) continue;
+    byStep.set(v.lineage.length, v);
+  }
+  return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
 }
 
 /** The newest recorded version (removed or not: retention never removes the newest). */

@@ -94,7 +94,7 @@ export interface CommitMergeInput {
 }
 
 /** The merge row commitMerge works on, with the pipeline it belongs to. */
-interface RunningMergeRow {
+export interface RunningMergeRow {
   id: number;
   checkpoint_id: number;
   pipeline_id: number;
@@ -171,7 +171,7 @@ function markCheckpointMerged(db: Db, row: RunningMergeRow, at: string, dtype: s
 }
 
 /** The merge row: committed, with its engine, timings, scalars and state. */
-function recordMergeOutcome(db: Db, row: RunningMergeRow, input: CommitMergeInput, at: string): void {
+export function recordMergeOutcome(db: Db, row: RunningMergeRow, input: CommitMergeInput, at: string): void {
   sql(
     db,
     `UPDATE merges SET status = 'committed', finished_at = ?, engine = COALESCE(?, engine), timings = ?, peak_rss = ?,
@@ -195,7 +195,7 @@ function recordMergeOutcome(db: Db, row: RunningMergeRow, input: CommitMergeInpu
 }
 
 /** Per-tensor and per-model metrics and the retention row ρ[t][·] of the merge. */
-function recordMergeMetrics(db: Db, row: RunningMergeRow, input: CommitMergeInput): void {
+export function recordMergeMetrics(db: Db, row: RunningMergeRow, input: CommitMergeInput): void {
   const tensorRow = sql(
     db,
     `INSERT INTO tensor_metrics (merge_id, tensor, kind, tv_norm, merged_norm, removed_share, interference, split_rank, extra)
@@ -225,7 +225,7 @@ function recordMergeMetrics(db: Db, row: RunningMergeRow, input: CommitMergeInpu
 }
 
 /** The pipeline has merged one more checkpoint and resumes from the merge's state generation. */
-function advancePipelineState(db: Db, row: RunningMergeRow, state: CommitMergeInput['state']): void {
+export function advancePipelineState(db: Db, row: RunningMergeRow, state: CommitMergeInput['state']): void {
   sql(
     db,
     `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ? WHERE id = ?`,

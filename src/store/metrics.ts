@@ -1,6 +1,7 @@
 /** Per-merge metrics (written by commitMerge), notifier outcomes and evaluator scores (docs/architecture.md). */
 import { now, parseJson, sql, StoreError, type Db } from './db.js';
 import { pipelineId } from './pipelines.js';
+import { lineageVersions, versions } from './lineage.js';
 import { mergedCheckpoints } from './queue.js';
 import type { Evaluation, Notification, TensorMetric } from './types.js';
 
@@ -105,15 +106,30 @@ export function modelMetrics(db: Db, mergeId: number): Record<string, number | n
 export function retentionMatrix(db: Db, pipeline: string): (number | null)[][] {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return [];
-  const rows = sql(db, 'SELECT step, task, rho FROM retention WHERE pipeline_id = ? ORDER BY step, task').all(pid) as {
-    step: number;
-    task: number;
-    rho: number;
-  }[];
+  const rows = (
+    sql(db, 'SELECT merge_id, step, task, rho FROM retention WHERE pipeline_id = ? ORDER BY step, task').all(pid) as {
+      merge_id: number;
+      step: number;
+      task: number;
+      rho: number;
+    }[]
+  ).filter(inLineage(db, pipeline));
   const T = rows.reduce((a, r) => Math.max(a, r.step), 0);
   const m = Array.from({ length: T }, () => new Array<number | null>(T).fill(null));
   for (const r of rows) m[r.step - 1]![r.task - 1] = r.rho;
   return m;
+}
+
+/**
+ * Rows measured by a merge of the current lineage's history (lineageVersions): after a rollback
+ * or revert, the figures of versions the pipeline no longer holds are left out. A pipeline with no
+ * versions keeps every row (merges committed without publication, as in `cmerge merge`).
+ */
+function inLineage(db: Db, pipeline: string): (row: { merge_id: number }) => boolean {
+  const history = lineageVersions(db, pipeline);
+  if (history.length === 0 && versions(db, pipeline, { includeRemoved: true }).length === 0) return () => true;
+  const merges = new Set(history.map((v) => v.merge_id));
+  return (row) => merges.has(row.merge_id);
 }
 
 export interface AccuracySummary {
@@ -137,11 +153,12 @@ export interface AccuracySummary {
  * kept as columns but cannot enter BWT, which needs R[i][i].
  */
 export function accuracySummary(db: Db, pipeline: string): AccuracySummary {
-  const rows = sql(
+  let rows = sql(
     db,
-    `SELECT m.step, e.task, e.score FROM evaluations e JOIN versions v ON v.id = e.version_id
+    `SELECT m.id AS merge_id, m.step, e.task, e.score FROM evaluations e JOIN versions v ON v.id = e.version_id
     JOIN merges m ON m.id = v.merge_id JOIN pipelines p ON p.id = v.pipeline_id WHERE p.name = ? ORDER BY m.step`,
-  ).all(pipeline) as { step: number; task: string; score: number }[];
+  ).all(pipeline) as { merge_id: number; step: number; task: string; score: number }[];
+  rows = rows.filter(inLineage(db, pipeline));
   const stepOfTask = new Map<string, number>();
   for (const c of mergedCheckpoints(db, pipeline)) {
     stepOfTask.set(c.name, c.step!);

@@ -191,6 +191,71 @@ ALTER TABLE checkpoints ADD COLUMN adapter TEXT;
 ALTER TABLE checkpoints ADD COLUMN dtype TEXT;
 `,
   },
+  {
+    version: 6,
+    name: 'versions are publication ids, not steps: rollback, revert, pause, the operations log',
+    sql: `
+-- the version \`current\` points at (after a rollback it is not the newest); NULL before the first
+ALTER TABLE pipelines ADD COLUMN current_version INTEGER;
+UPDATE pipelines SET current_version = (SELECT MAX(number) FROM versions v WHERE v.pipeline_id = pipelines.id);
+-- merging paused by an operator (or by the daemon, e.g. for disk space): since when and why
+ALTER TABLE pipelines ADD COLUMN paused_at TEXT;
+ALTER TABLE pipelines ADD COLUMN pause_reason TEXT;
+
+-- a merged checkpoint taken out of the current lineage: by a rollback before it, or by a revert of
+-- itself. It keeps status 'merged' and its old step (history); retired rows are not live, so the
+-- same content may be dropped and merged again
+ALTER TABLE checkpoints ADD COLUMN retired TEXT CHECK (retired IN ('rolled_back', 'reverted'));
+ALTER TABLE checkpoints ADD COLUMN retired_at TEXT;
+DROP INDEX checkpoints_live_sha;
+CREATE UNIQUE INDEX checkpoints_live_sha ON checkpoints(pipeline_id, sha256)
+  WHERE status IN ('queued', 'merging', 'merged') AND retired IS NULL;
+DROP INDEX checkpoints_step;
+CREATE UNIQUE INDEX checkpoints_step ON checkpoints(pipeline_id, step) WHERE step IS NOT NULL AND retired IS NULL;
+
+-- 'revert': the merge that rebuilt a lineage without one checkpoint (checkpoint_id: the one taken
+-- out); its step is the new lineage's length. After a rollback a step is merged again, so
+-- committed merges are no longer unique per step
+ALTER TABLE merges ADD COLUMN kind TEXT NOT NULL DEFAULT 'merge' CHECK (kind IN ('merge', 'revert'));
+DROP INDEX merges_committed_step;
+CREATE INDEX merges_committed_step ON merges(pipeline_id, step) WHERE status = 'committed';
+DROP INDEX merges_committed_checkpoint;
+CREATE UNIQUE INDEX merges_committed_checkpoint ON merges(checkpoint_id) WHERE status = 'committed' AND kind = 'merge';
+
+-- JSON [checkpoint id, ...] in merge order: the checkpoints the version holds (its step = length)
+ALTER TABLE versions ADD COLUMN lineage TEXT;
+UPDATE versions SET lineage = (
+  SELECT json_group_array(id) FROM (
+    SELECT c.id FROM checkpoints c JOIN merges m ON m.id = versions.merge_id
+    WHERE c.pipeline_id = versions.pipeline_id AND c.status = 'merged' AND c.step <= m.step ORDER BY c.step));
+
+-- retention rows belong to the merge that measured them (a step is merged again after a rollback)
+CREATE TABLE retention_by_merge (
+  pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+  merge_id    INTEGER NOT NULL REFERENCES merges(id),
+  step        INTEGER NOT NULL,
+  task        INTEGER NOT NULL,
+  rho         REAL NOT NULL,
+  PRIMARY KEY (merge_id, task)
+) WITHOUT ROWID;
+INSERT INTO retention_by_merge SELECT pipeline_id, merge_id, step, task, rho FROM retention;
+DROP TABLE retention;
+ALTER TABLE retention_by_merge RENAME TO retention;
+
+-- what operators did: rollback, revert, pin, unpin, pause, resume (and the daemon's own pauses)
+CREATE TABLE operations (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+  kind        TEXT NOT NULL,
+  args        TEXT NOT NULL,                       -- JSON
+  at          TEXT NOT NULL,
+  via         TEXT NOT NULL,                       -- api | cli | daemon
+  outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'refused', 'failed')),
+  detail      TEXT
+);
+CREATE INDEX operations_pipeline ON operations(pipeline_id, id);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -170,8 +170,18 @@ function byStatus(db: Db, pipeline: string, status: string, order = 'c.id'): Che
 /** Waiting checkpoints in merge order (the one merging now excluded). */
 export const queued = (db: Db, pipeline: string): Checkpoint[] => byStatus(db, pipeline, 'queued');
 export const rejected = (db: Db, pipeline: string): Checkpoint[] => byStatus(db, pipeline, 'rejected');
-/** Merged checkpoints in merge order (step 1, 2, ...): the manifest's `checkpoints`. */
-export const mergedCheckpoints = (db: Db, pipeline: string): Checkpoint[] => byStatus(db, pipeline, 'merged', 'c.step');
+/**
+ * The current lineage: merged checkpoints not taken out by a rollback or revert, in merge order
+ * (step 1, 2, ...): the manifest's `checkpoints`.
+ */
+export function mergedCheckpoints(db: Db, pipeline: string): Checkpoint[] {
+  return byStatus(db, pipeline, 'merged', 'c.step').filter((c) => c.retired === null);
+}
+
+/** Merged checkpoints a rollback or revert took out of the lineage, oldest first. */
+export function retiredCheckpoints(db: Db, pipeline: string): Checkpoint[] {
+  return byStatus(db, pipeline, 'merged', 'c.id').filter((c) => c.retired !== null);
+}
 
 /** The newest row for a dropped path, to skip re-hashing unchanged files on a rescan. */
 export function findByPath(db: Db, pipeline: string, path: string): Checkpoint | null {

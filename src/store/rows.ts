@@ -3,7 +3,7 @@ import type { Checkpoint, Merge, Version } from './types.js';
 
 /** Column lists and row mappers shared by the query files; every query joins the pipeline name. */
 export const CHECKPOINT_COLS = `c.id, p.name AS pipeline, c.name, c.path, c.quarantine_path, c.sha256, c.size,
-  c.arrived_at, c.status, c.reason, c.step, c.merged_at, c.adapter, c.dtype`;
+  c.arrived_at, c.status, c.reason, c.step, c.merged_at, c.adapter, c.dtype, c.retired, c.retired_at`;
 export const CHECKPOINT_FROM = `checkpoints c JOIN pipelines p ON p.id = c.pipeline_id`;
 
 export const MERGE_COLS = `m.id, m.checkpoint_id, p.name AS pipeline, m.step, m.method, m.params, m.engine,
@@ -13,7 +13,7 @@ export const MERGE_COLS = `m.id, m.checkpoint_id, p.name AS pipeline, m.step, m.
 export const MERGE_FROM = `merges m JOIN pipelines p ON p.id = m.pipeline_id`;
 
 export const VERSION_COLS = `v.id, p.name AS pipeline, v.number, v.parent, v.merge_id, m.step, v.path, v.files,
-  v.manifest_sha256, v.created_at, v.pinned, v.removed_at, v.engine`;
+  v.manifest_sha256, v.created_at, v.pinned, v.removed_at, v.engine, v.lineage, m.kind`;
 export const VERSION_FROM = `versions v JOIN pipelines p ON p.id = v.pipeline_id JOIN merges m ON m.id = v.merge_id`;
 
 export function toCheckpoint(r: unknown): Checkpoint {
@@ -40,5 +40,6 @@ export function toVersion(r: unknown): Version {
     files: parseJson<Record<string, string>>(row.files) ?? {},
     pinned: row.pinned === 1,
     engine: parseJson(row.engine),
+    lineage: parseJson<number[]>(row.lineage) ?? [],
   };
 }

@@ -3,6 +3,7 @@ import * as inspect from './inspect.js';
 import * as lineage from './lineage.js';
 import * as merges from './merges.js';
 import * as metrics from './metrics.js';
+import * as ops from './operations.js';
 import { pipelineNames } from './pipelines.js';
 import * as queue from './queue.js';
 import type {
@@ -49,8 +50,12 @@ export class Store {
   rejected(pipeline: string): Checkpoint[] {
     return queue.rejected(this.db, pipeline);
   }
+  /** the current lineage, in merge order */
   mergedCheckpoints(pipeline: string): Checkpoint[] {
     return queue.mergedCheckpoints(this.db, pipeline);
+  }
+  retiredCheckpoints(pipeline: string): Checkpoint[] {
+    return queue.retiredCheckpoints(this.db, pipeline);
   }
   findByPath(pipeline: string, path: string): Checkpoint | null {
     return queue.findByPath(this.db, pipeline, path);
@@ -104,6 +109,38 @@ export class Store {
   }
   latestVersion(pipeline: string): Version | null {
     return lineage.latestVersion(this.db, pipeline);
+  }
+  /** the version `current` points at (after a rollback, not the newest) */
+  currentVersion(pipeline: string): Version | null {
+    return lineage.currentVersion(this.db, pipeline);
+  }
+  lineageVersions(pipeline: string): Version[] {
+    return lineage.lineageVersions(this.db, pipeline);
+  }
+
+  // operations (operations.ts)
+  rollbackTo(pipeline: string, number: number, state: ops.StateInput): Checkpoint[] {
+    return ops.rollbackTo(this.db, pipeline, number, state);
+  }
+  commitRevert(
+    pipeline: string,
+    checkpointId: number,
+    input: Parameters<typeof ops.commitRevert>[3],
+    v: Parameters<typeof ops.commitRevert>[4],
+  ): Version {
+    return ops.commitRevert(this.db, pipeline, checkpointId, input, v);
+  }
+  setPaused(pipeline: string, reason: string | null): void {
+    ops.setPaused(this.db, pipeline, reason);
+  }
+  pauseState(pipeline: string): ops.PauseState | null {
+    return ops.pauseState(this.db, pipeline);
+  }
+  recordOperation(op: Omit<ops.OperationRecord, 'id' | 'at'>): void {
+    ops.recordOperation(this.db, op);
+  }
+  operationsLog(pipeline: string): ops.OperationRecord[] {
+    return ops.operationsLog(this.db, pipeline);
   }
   versions(pipeline: string, opts?: { includeRemoved?: boolean }): Version[] {
     return lineage.versions(this.db, pipeline, opts);

@@ -26,6 +26,9 @@ export interface Checkpoint {
   adapter: AdapterRecord | null;
   /** the float dtypes it was stored in ("F32", "BF16+F32"), recorded when merged; null before */
   dtype: string | null;
+  /** merged, then taken out of the lineage: by a rollback to a version before it, or a revert of it */
+  retired: 'rolled_back' | 'reverted' | null;
+  retired_at: string | null;
 }
 
 /**
@@ -124,6 +127,10 @@ export interface Version {
   removed_at: string | null;
   /** the engine the version was made with (what a replay for rollback or revert uses) */
   engine: EngineRecord | null;
+  /** ids of the checkpoints it holds, in merge order (length = step) */
+  lineage: number[];
+  /** how it was made: a merge of the next checkpoint, or a revert that rebuilt a lineage */
+  kind: 'merge' | 'revert';
 }
 
 /** The merge state a pipeline resumes from (docs/architecture.md). */

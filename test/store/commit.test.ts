@@ -289,6 +289,8 @@ test('status, history and show answer the inspection questions', () => {
     {
       name: 'clip',
       current_version: 2,
+      latest_version: 2,
+      paused: null,
       merged: 2,
       queued: 0,
       current_merge: { checkpoint: 'ck-3.safetensors', step: 3, method: 'opcm', started_at: 'x', progress: null },

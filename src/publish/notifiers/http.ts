@@ -35,28 +35,11 @@ export async function httpAttempt(
   const done: string[] = [];
   let status: number | undefined;
   for (const [i, step] of steps.entries()) {
-    const method = (step.method ?? 'POST').toUpperCase();
-    const url = renderUrl(step.url, ctx);
+    const { method, url, init } = requestInit(step, ctx, 'POST');
     const label = `${steps.length > 1 ? `step ${i + 1}/${steps.length} ` : ''}${method} ${url}`;
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(step.headers ?? {})) headers[k] = renderTemplate(v, ctx);
-    let body: string | undefined;
-    if (typeof step.body === 'string') {
-      body = renderTemplate(step.body, ctx);
-    } else if (step.body !== undefined) {
-      body = JSON.stringify(renderDeep(step.body, ctx));
-      if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type'))
-        headers['content-type'] = 'application/json';
-    }
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      const res = await fetch(url, {
-        method,
-        headers,
-        body,
-        signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
-        redirect: 'follow',
-      });
+      const res = await fetch(url, { ...init, signal: signal ? AbortSignal.any([timeout, signal]) : timeout });
       status = res.status;
       const text = await readTail(res, 500);
       if (res.status < 200 || res.status > 299) {
@@ -64,16 +47,42 @@ export async function httpAttempt(
       }
       done.push(`${label} -> ${res.status}`);
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const why = timeout.aborted
-        ? `timed out after ${timeoutMs / 1000} s`
-        : signal?.aborted
-          ? 'aborted (shutdown)'
-          : `${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`;
+      const why = failureReason(err, timeout, timeoutMs, signal);
       return { ok: false, status, detail: [...done, `${label}: ${why}`].join('; ') };
     }
   }
   return { ok: true, status, detail: done.join('; ') };
+}
+
+/** A step's templated request: method (upper case), URL and fetch options without the signal. */
+export function requestInit(
+  step: HttpStep,
+  ctx: NotifyContext,
+  defaultMethod: string,
+): { method: string; url: string; init: RequestInit } {
+  const method = (step.method ?? defaultMethod).toUpperCase();
+  const url = renderUrl(step.url, ctx);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(step.headers ?? {})) headers[k] = renderTemplate(v, ctx);
+  let body: string | undefined;
+  if (typeof step.body === 'string') {
+    body = renderTemplate(step.body, ctx);
+  } else if (step.body !== undefined) {
+    body = JSON.stringify(renderDeep(step.body, ctx));
+    if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type'))
+      headers['content-type'] = 'application/json';
+  }
+  return { method, url, init: { method, headers, body, redirect: 'follow' } };
+}
+
+/** Why a fetch threw, in words: its own timeout, shutdown, or the network error and its code. */
+export function failureReason(err: unknown, timeout: AbortSignal, timeoutMs: number, signal?: AbortSignal): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  return timeout.aborted
+    ? `timed out after ${timeoutMs / 1000} s`
+    : signal?.aborted
+      ? 'aborted (shutdown)'
+      : `${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`;
 }
 
 /** Read a response body keeping only its tail, so a huge error page cannot fill memory. */

@@ -6,6 +6,8 @@ export type {
   NotifierOutcome,
   NotifyContext,
   SseNotifierConfig,
+  VerifyConfig,
+  VerifyExpect,
 } from './types.js';
 export { runNotifiers, type RunNotifiersOptions } from './run.js';
 export { SseHub, SseHubs, type SseHubOptions, type VersionEvent } from './sse-hub.js';

@@ -2,14 +2,21 @@ import { commandAttempt } from './command.js';
 import { httpAttempt, type AttemptResult } from './http.js';
 import { DEFAULT_BACKOFF_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, backoffMs, sleep } from './retry.js';
 import type { SseHubs } from './sse-hub.js';
-import type { NotifierConfig, NotifierOutcome, NotifyContext } from './types.js';
+import type {
+  CommandNotifierConfig,
+  HttpNotifierConfig,
+  NotifierConfig,
+  NotifierOutcome,
+  NotifyContext,
+} from './types.js';
+import { verifyServing, type VerifyMismatch } from './verify.js';
 
 export interface RunNotifiersOptions {
   /** required for `type: sse` notifiers: the daemon's long-lived hubs */
   sse?: SseHubs;
   /** shutdown: stops waiting, kills running commands, aborts requests, skips retries */
   signal?: AbortSignal;
-  /** called after each attempt, e.g. to record it in SQLite as it happens */
+  /** called after each attempt (and each serving-check mismatch), e.g. to record it in SQLite as it happens */
   onOutcome?: (outcome: NotifierOutcome) => void;
 }
 
@@ -17,7 +24,9 @@ export interface RunNotifiersOptions {
  * Run a pipeline's notifiers for one published version, one after the other in config order
  * (a later notifier may rely on an earlier one, e.g. a command after a reload request).
  * Each retries on its own; a failure is recorded and the next notifier still runs.
- * Never rejects. Returns one outcome per attempt.
+ * A notifier with `verify` counts as ok only once its serving check matched; each mismatch is an
+ * outcome of its own (same attempt number) and a check that never matches fails the attempt, so
+ * the retry sends the request(s) again. Never rejects. Returns the outcomes in order.
  */
 export async function runNotifiers(
   configs: readonly NotifierConfig[],
@@ -90,11 +99,27 @@ async function runOne(
     if (attempt > 1 && !(await sleep(backoffMs(backoffS, attempt - 1), opts.signal))) return;
     if (opts.signal?.aborted) return;
     const t0 = performance.now();
-    const result: AttemptResult =
-      cfg.type === 'http'
-        ? await httpAttempt(cfg, ctx, timeoutMs, opts.signal)
-        : await commandAttempt(cfg, ctx, timeoutMs, opts.signal);
-    record({ notifier: name, type: cfg.type, attempt, ...result, durationMs: Math.round(performance.now() - t0) });
+    const base = { notifier: name, type: cfg.type, attempt };
+    const result = await attemptOnce(cfg, ctx, timeoutMs, opts.signal, (m) => record({ ...base, ...m }));
+    record({ ...base, ...result, durationMs: Math.round(performance.now() - t0) });
     if (result.ok) return;
   }
+}
+
+/** One attempt: the request(s) or the command, then the serving check when there is one. */
+async function attemptOnce(
+  cfg: HttpNotifierConfig | CommandNotifierConfig,
+  ctx: NotifyContext,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  onMismatch: (m: VerifyMismatch) => void,
+): Promise<AttemptResult> {
+  const result =
+    cfg.type === 'http'
+      ? await httpAttempt(cfg, ctx, timeoutMs, signal)
+      : await commandAttempt(cfg, ctx, timeoutMs, signal);
+  if (!result.ok || !cfg.verify) return result;
+  const check = await verifyServing(cfg.verify, ctx, { signal, onMismatch });
+  // status: of the last request made, the verify request
+  return { ...result, ok: check.ok, status: check.status, detail: `${result.detail}; ${check.detail}` };
 }

@@ -24,18 +24,49 @@ export interface HttpStep {
 }
 
 /**
+ * Serving check: after the notifier's request(s) or command succeed, this request is sent until its
+ * response matches `expect` (at most `attempts` times, `interval_s` apart); only then is the
+ * attempt ok. url, headers and body are templated like a step's.
+ */
+export interface VerifyConfig extends Omit<HttpStep, 'method'> {
+  /** default GET */
+  method?: string;
+  /** per verify request; default 10 */
+  timeout_s?: number;
+  expect: VerifyExpect;
+  /** wait between verify requests; default 2 */
+  interval_s?: number;
+  /** verify requests per notifier attempt before the attempt fails; default 10 */
+  attempts?: number;
+}
+
+/** What the verify response must show: `equals` or `regex` (one of them). */
+export interface VerifyExpect {
+  /** dotted path into the JSON response (`weight_version`, `data.0.id`); absent: the whole body (trimmed) */
+  json_path?: string;
+  /** templated; the value must be exactly this (`"{version}"`) */
+  equals?: string;
+  /** templated, the values regex-escaped; the value must match it (`"/{version}$"`) */
+  regex?: string;
+}
+
+interface ServingCheck {
+  verify?: VerifyConfig;
+}
+
+/**
  * HTTP notifier: one request (`url`, `method`, `headers`, `body`) or a sequence (`steps`), for
  * servers that need several calls (vLLM: sleep, wake_up, reload). One attempt runs all steps in
  * order and stops at the first non-2xx; a retry starts again from the first step.
  */
-export interface HttpNotifierConfig extends RetryOptions, Partial<HttpStep> {
+export interface HttpNotifierConfig extends RetryOptions, ServingCheck, Partial<HttpStep> {
   type: 'http';
   name?: string;
   steps?: HttpStep[];
 }
 
 /** Command notifier: argv templated, run without a shell; success = exit code 0. */
-export interface CommandNotifierConfig extends RetryOptions {
+export interface CommandNotifierConfig extends RetryOptions, ServingCheck {
   type: 'command';
   name?: string;
   argv: string[];
@@ -76,7 +107,10 @@ export interface NotifierOutcome {
   status?: number;
   /** command exit code (null when killed by a signal) */
   exitCode?: number | null;
-  /** human-readable: request/response tail, stderr tail, error, clients reached */
+  /**
+   * human-readable: request/response tail, stderr tail, error, clients reached; a serving check
+   * adds `verify <METHOD> <url>: ...` (a mismatch before the last check is an outcome of its own)
+   */
   detail: string;
   durationMs: number;
 }
