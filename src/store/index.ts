@@ -2,6 +2,7 @@ export { openStore, Store } from './store.js';
 export { StoreError, type OpenOptions } from './db.js';
 export { SCHEMA_VERSION } from './migrations.js';
 export type { Arrival, EnqueueResult, RejectedArrival } from './queue.js';
+export { waitingReasonText, type WaitingInput } from './waiting.js';
 export { SHUTDOWN_REASON, type CommitMergeInput, type MergeStart } from './merges.js';
 export type { VersionInput } from './lineage.js';
 export type { AccuracySummary, NotificationInput } from './metrics.js';

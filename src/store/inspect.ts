@@ -6,6 +6,7 @@ import { currentMerge, merge, SHUTDOWN_REASON } from './merges.js';
 import { evaluations, modelMetrics, notifications, tensorMetrics } from './metrics.js';
 import { pipelineId, pipelineNames } from './pipelines.js';
 import { mergedCheckpoints, queued, rejected } from './queue.js';
+import { waiting } from './waiting.js';
 import type {
   AdapterRecord,
   EngineRecord,
@@ -17,6 +18,7 @@ import type {
   Notification,
   TensorMetric,
   Version,
+  WaitingEntry,
 } from './types.js';
 
 export interface PipelineStatus {
@@ -40,6 +42,8 @@ export interface PipelineStatus {
   /** the next step's attempts that ended in an error (disk full, a crash...): the daemon retries them */
   retrying: Retrying | null;
   rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
+  /** drop-folder entries the intake waits for (not complete yet), the longest waiting first */
+  waiting: WaitingEntry[];
   /** the engine of the last committed merge, null before the first */
   engine: LastEngine | null;
 }
@@ -139,6 +143,7 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
         quarantine_path: c.quarantine_path,
         arrived_at: c.arrived_at,
       })),
+      waiting: waiting(db, name),
       engine: lastEngine(db, name),
     };
   });

@@ -256,6 +256,28 @@ CREATE TABLE operations (
 CREATE INDEX operations_pipeline ON operations(pipeline_id, id);
 `,
   },
+  {
+    version: 7,
+    name: 'drop-folder entries waiting to be complete',
+    sql: `
+-- an entry of the drop folder that is not complete yet (a file shorter than its header says, a
+-- missing shard or adapter file): what \`cmerge status\` shows while the daemon waits, and when it
+-- last changed, so that a restart does not restart the incomplete timeout (docs/architecture.md,
+-- intake). The row goes when the entry is taken (queued or rejected) or disappears
+CREATE TABLE intake_waiting (
+  pipeline_id   INTEGER NOT NULL REFERENCES pipelines(id),
+  path          TEXT NOT NULL,                      -- as dropped (absolute)
+  name          TEXT NOT NULL,
+  size          INTEGER NOT NULL,                   -- bytes so far (a folder: its weight files)
+  expected_size INTEGER,                            -- what the header(s) say, NULL when not known yet
+  reason        TEXT NOT NULL CHECK (reason IN ('growing', 'missing_shard', 'missing_adapter_file', 'no_weights')),
+  signature     TEXT NOT NULL,                      -- sizes and mtimes at last_change
+  first_seen    TEXT NOT NULL,
+  last_change   TEXT NOT NULL,                      -- the incomplete timeout counts from here
+  PRIMARY KEY (pipeline_id, path)
+) WITHOUT ROWID;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

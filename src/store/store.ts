@@ -6,6 +6,7 @@ import * as metrics from './metrics.js';
 import * as ops from './operations.js';
 import { pipelineNames } from './pipelines.js';
 import * as queue from './queue.js';
+import * as waits from './waiting.js';
 import type {
   Checkpoint,
   Evaluation,
@@ -15,6 +16,7 @@ import type {
   StateRef,
   TensorMetric,
   Version,
+  WaitingEntry,
 } from './types.js';
 
 /**
@@ -59,6 +61,17 @@ export class Store {
   }
   findByPath(pipeline: string, path: string): Checkpoint | null {
     return queue.findByPath(this.db, pipeline, path);
+  }
+
+  // drop-folder entries waiting to be complete (waiting.ts)
+  recordWaiting(pipeline: string, w: waits.WaitingInput): void {
+    waits.recordWaiting(this.db, pipeline, w);
+  }
+  forgetWaiting(pipeline: string, path: string): void {
+    waits.forgetWaiting(this.db, pipeline, path);
+  }
+  waiting(pipeline: string): WaitingEntry[] {
+    return waits.waiting(this.db, pipeline);
   }
 
   // merges (merges.ts)

@@ -176,3 +176,28 @@ export interface Evaluation {
   score: number;
   evaluated_at: string;
 }
+
+/**
+ * Why a drop-folder entry is not complete yet: a file shorter than its prefix, header or data say
+ * (still being written), a shard its index names or the adapter's weights not there yet, or a
+ * folder with no weights at all yet.
+ */
+export type WaitingReason = 'growing' | 'missing_shard' | 'missing_adapter_file' | 'no_weights';
+
+/** A drop-folder entry the intake waits for (migration 7). */
+export interface WaitingEntry {
+  pipeline: string;
+  /** where it was dropped (absolute) */
+  path: string;
+  name: string;
+  /** bytes so far (a folder: its weight files) */
+  size: number;
+  /** what the header(s) say it will be, null when not known yet */
+  expected_size: number | null;
+  reason: WaitingReason;
+  /** sizes and mtimes when it last changed */
+  signature: string;
+  first_seen: string;
+  /** the incomplete timeout counts from here */
+  last_change: string;
+}

@@ -27,6 +27,14 @@ export function statusView(store: Store, names: readonly string[]) {
     },
     retrying: row.retrying,
     rejected: row.rejected.map((r) => ({ name: r.name, reason: r.reason })),
+    waiting: row.waiting.map((w) => ({
+      name: w.name,
+      size: w.size,
+      expected_size: w.expected_size,
+      reason: w.reason,
+      since: w.first_seen,
+      last_change: w.last_change,
+    })),
     engine: row.engine,
   }));
   return { pipelines };

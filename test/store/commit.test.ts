@@ -302,6 +302,7 @@ test('status, history and show answer the inspection questions', () => {
         last_at: 'x',
       },
       rejected: [{ name: 'bad', reason: 'shape mismatch: a.weight [2,3] vs base [3,3]' }],
+      waiting: [],
       // recorded without engine_info: the engine's name is all there is
       engine: { step: 2, info: { name: 'portable' }, gpu: null },
     },
