@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { ProgressRecord } from '../store/index.js';
+import { waitingReasonText, type ProgressRecord } from '../store/index.js';
 import { statusView } from '../store/views.js';
 import {
   fmtEngine,
@@ -39,7 +39,7 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      'per pipeline: current version, queue, the merge in progress, rejected checkpoints (reads the database; the daemon may run)',
+      'per pipeline: current version, queue, the merge in progress, rejected checkpoints, entries waiting to be complete (reads the database; the daemon may run)',
     )
     .requiredOption('--config <file>', "the daemon's YAML config")
     .option('--json', 'print {pipelines: [...]} on stdout')
@@ -59,7 +59,7 @@ function printStatusText({ config, store }: Inspection, names: string[], entries
   const queuedNames = new Map(names.map((name) => [name, store.queued(name).map((c) => c.name)]));
   process.stdout.write(
     table(
-      ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED'],
+      ['PIPELINE', 'VERSION', 'QUEUED', 'MERGING', 'REJECTED', 'WAITING'],
       entries.map((e) => [
         e.name,
         versionCell(e),
@@ -68,6 +68,7 @@ function printStatusText({ config, store }: Inspection, names: string[], entries
           ? `${e.current_merge.checkpoint} (step ${e.current_merge.step}${progressText(e.current_merge.progress)}, since ${e.current_merge.started_at})`
           : '-',
         String(e.rejected.length),
+        String(e.waiting.length),
       ]),
     ),
   );
@@ -85,5 +86,18 @@ function printStatusText({ config, store }: Inspection, names: string[], entries
       process.stdout.write(`\n${e.name}: rejected\n`);
       for (const r of e.rejected) process.stdout.write(`  ${r.name}: ${r.reason}\n`);
     }
+    printWaiting(e);
+  }
+}
+
+/** "  big.safetensors: still growing, 200 of 1234 bytes, since ..., last change ..." */
+function printWaiting(e: StatusEntry): void {
+  if (!e.waiting.length) return;
+  process.stdout.write(`\n${e.name}: waiting for incomplete entries\n`);
+  for (const w of e.waiting) {
+    const of = w.expected_size === null ? '' : ` of ${w.expected_size}`;
+    process.stdout.write(
+      `  ${w.name}: ${waitingReasonText(w.reason)}, ${w.size}${of} bytes, since ${w.since}, last change ${w.last_change}\n`,
+    );
   }
 }

@@ -243,6 +243,17 @@ const pipelineCommon = {
     .optional(),
   /** a checkpoint's size must stay unchanged this long before it is taken */
   settle_ms: z.number().int().min(0).default(500),
+  intake: z
+    .strictObject({
+      /**
+       * an entry that is not complete (shorter than its header says, a missing shard or adapter
+       * file) is rejected once it has not changed for this long, counted from its last change,
+       * across restarts (docs/architecture.md, intake). Absent: `cmerge daemon --incomplete-timeout`,
+       * else 600
+       */
+      incomplete_timeout_s: seconds.optional(),
+    })
+    .prefault({}),
   /** published models larger than this are sharded (index + shards) */
   max_shard_bytes: bytes.default(5e9),
   /** float dtype of the published model (any case); absent: each tensor keeps the base's */

@@ -33,7 +33,10 @@ interface Pipeline {
 export const DEFAULT_INCOMPLETE_TIMEOUT_MS = 600_000;
 
 export interface DaemonOptions {
-  /** how long a checkpoint may stay incomplete before it is rejected (default 10 min) */
+  /**
+   * how long a checkpoint may stay incomplete before it is rejected, for the pipelines whose config
+   * does not set `intake.incomplete_timeout_s` (default 10 min)
+   */
   incompleteTimeoutMs?: number;
   /** a merge hit EngineFatalError (the device is lost for this process): the daemon must exit */
   onFatal?: (e: Error) => void;
@@ -154,7 +157,7 @@ export class Daemon {
         store: this.store,
         base,
         log: plog,
-        incompleteTimeoutMs: this.opts.incompleteTimeoutMs ?? DEFAULT_INCOMPLETE_TIMEOUT_MS,
+        incompleteTimeoutMs: this.incompleteTimeoutMs(cfg),
         onQueued: () => runner.kick(),
         onRejected: () => this.metrics?.countRejection(cfg.name),
       });
@@ -162,6 +165,13 @@ export class Daemon {
       await intake.start();
       runner.kick();
     }
+  }
+
+  /** The pipeline's `intake.incomplete_timeout_s`, else --incomplete-timeout, else 10 min (README, intake). */
+  private incompleteTimeoutMs(cfg: PipelineConfig): number {
+    const configured = cfg.intake.incomplete_timeout_s;
+    if (configured !== undefined) return configured * 1000;
+    return this.opts.incompleteTimeoutMs ?? DEFAULT_INCOMPLETE_TIMEOUT_MS;
   }
 
   private async stopPipelines(budgetMs: number): Promise<void> {
@@ -226,6 +236,7 @@ export class Daemon {
       const current = p.runner.status;
       out[p.cfg.name] = {
         queued: this.store.queued(p.cfg.name).length,
+        waiting: this.store.waiting(p.cfg.name).length,
         currentVersion: this.store.latestVersion(p.cfg.name)?.number ?? null,
         mergingProgress: current
           ? current.progress

@@ -4,14 +4,17 @@ import type { EngineRecord } from '../store/index.js';
 
 /**
  * Prometheus metrics of the daemon: process defaults (RSS, event-loop delay percentiles, GC),
- * per-pipeline queue length, current version, merges in progress with their progress, merge
- * durations, rejections and failed attempts, and the engine of each pipeline's last merge.
+ * per-pipeline queue length, current version, entries waiting to be complete, merges in progress
+ * with their progress, merge durations, rejections and failed attempts, and the engine of each
+ * pipeline's last merge.
  * Served on loopback by default.
  */
 export interface PipelineGauges {
   queued: number;
   currentVersion: number | null;
   mergingProgress: number | null;
+  /** drop-folder entries waiting to be complete */
+  waiting: number;
 }
 
 export class DaemonMetrics {
@@ -41,6 +44,11 @@ export class DaemonMetrics {
       });
     gauge('cmerge_queue_length', 'checkpoints queued, not yet merged', (g) => g.queued);
     gauge('cmerge_current_version', 'newest published version', (g) => g.currentVersion);
+    gauge(
+      'cmerge_intake_waiting',
+      'drop-folder entries not complete yet (growing, a missing shard or adapter file) that intake waits for',
+      (g) => g.waiting,
+    );
     gauge(
       'cmerge_merge_progress_ratio',
       'progress of the running merge (0..1), absent when idle',

@@ -156,6 +156,14 @@ test('every error names the file and the key path', () => {
       /: pipelines\[0\]\.tensors\.linear_exclude\[0\]: expected string, got number 1$/,
     ],
     [withPipeline('settle_ms: fast'), /: pipelines\[0\]\.settle_ms: expected number, got string "fast"$/],
+    [
+      withPipeline('intake: { incomplete_timeout_s: 0 }'),
+      /: pipelines\[0\]\.intake\.incomplete_timeout_s: expected a number > 0/,
+    ],
+    [
+      withPipeline('intake: { incomplete_timeout: 60 }'),
+      /: pipelines\[0\]\.intake\.incomplete_timeout: unknown key \(did you mean incomplete_timeout_s\?\)$/,
+    ],
     [withPipeline('max_shard_bytes: 5XB'), /: pipelines\[0\]\.max_shard_bytes: expected a byte size such as 5GB/],
     [
       withPipeline('max_task_vector_norm_ratio: 0'),
@@ -323,6 +331,7 @@ test('config/cmerge.example.yaml validates and documents every method', () => {
   assert.equal(c.pipelines[0]!.method, 'opcm');
   assert.ok(c.pipelines[0]!.notifiers.length >= 2);
   assert.ok(c.pipelines[0]!.evaluator);
+  assert.equal(c.pipelines[0]!.intake.incomplete_timeout_s, 600);
 });
 
 test('parseParams reports like a config file', () => {

@@ -274,6 +274,12 @@ export async function waitUntil(cond: () => boolean, timeoutMs: number, what: st
   }
 }
 
+/** the daemon's /metrics text (its config has metrics_port; the URL is read from its log) */
+export async function metricsText(d: DaemonProc): Promise<string> {
+  const url = /^metrics on (http:\S+)/.exec((await d.waitFor(/^metrics on http/)).message)![1]!;
+  return (await fetch(url)).text();
+}
+
 export interface StatusJson {
   pipelines: {
     name: string;
@@ -286,6 +292,14 @@ export interface StatusJson {
     } | null;
     retrying: { checkpoint: string; step: number; attempts: number; last_error: string; last_at: string } | null;
     rejected: { name: string; reason: string }[];
+    waiting: {
+      name: string;
+      size: number;
+      expected_size: number | null;
+      reason: string;
+      since: string;
+      last_change: string;
+    }[];
   }[];
 }
 

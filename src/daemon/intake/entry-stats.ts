@@ -1,4 +1,5 @@
-import { lstatSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
 import { findCheckpointFiles } from '../../io/model.js';
 
 /** Reads of a drop-folder entry that may vanish or change at any moment: null instead of a throw. */
@@ -40,4 +41,20 @@ export function entrySize(path: string): number {
   if (!s) return 0;
   if (!s.isDirectory()) return s.size;
   return (safeFiles(path) ?? []).reduce((acc, f) => acc + (safeStat(f)?.size ?? 0), 0);
+}
+
+/** every name in a folder with its size and mtime ('' when unreadable): any write in it changes this */
+export function folderListing(path: string): string {
+  let names: string[];
+  try {
+    names = readdirSync(path).sort();
+  } catch {
+    return '';
+  }
+  return names
+    .map((n) => {
+      const s = safeLstat(join(path, n));
+      return s ? `${n}=${s.size}:${s.mtimeMs}` : n;
+    })
+    .join('|');
 }

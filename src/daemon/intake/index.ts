@@ -6,6 +6,7 @@ import { moveToQuarantine, quarantineEntry, type RejectedEntry } from './quarant
 import { Candidates, type ReadyEntry } from './readiness.js';
 import { FailedIntakes } from './retries.js';
 import { validateEntry, type Verdict } from './validation.js';
+import { WaitingLedger } from './waiting.js';
 import { DropWatcher } from './watcher.js';
 
 export { DEFAULT_INTAKE_TIMINGS, type IntakeOptions, type IntakeTimings } from './options.js';
@@ -21,6 +22,8 @@ export class Intake {
   private readonly clock: Clock;
   private readonly watcher: DropWatcher;
   private readonly candidates: Candidates;
+  /** the entries waiting to be complete, in SQLite (status, metrics, restarts) */
+  private readonly ledger: WaitingLedger;
   private readonly failed: FailedIntakes;
   /** taken, being validated */
   private readonly inFlight = new Set<string>();
@@ -33,9 +36,17 @@ export class Intake {
   constructor(private readonly options: IntakeOptions) {
     this.timings = intakeTimings(options);
     this.clock = options.clock ?? systemClock;
+    const incompleteTimeoutMs = this.timings.incompleteTimeoutMs;
+    this.ledger = new WaitingLedger({
+      store: options.store,
+      pipeline: options.pipeline.name,
+      log: options.log,
+      timeoutMs: incompleteTimeoutMs,
+    });
     this.candidates = new Candidates(
-      { settleMs: options.pipeline.settle_ms, incompleteTimeoutMs: this.timings.incompleteTimeoutMs },
+      { settleMs: options.pipeline.settle_ms, incompleteTimeoutMs },
       options.log,
+      this.ledger,
     );
     this.failed = new FailedIntakes(this.timings.retry);
     this.watcher = new DropWatcher({
@@ -62,6 +73,7 @@ export class Intake {
   async start(): Promise<void> {
     mkdirSync(this.drop, { recursive: true });
     this.realDrop = realpathSync(this.drop);
+    this.ledger.load(this.drop);
     await this.watcher.start();
   }
 
