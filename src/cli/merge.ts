@@ -4,6 +4,7 @@ import { createEngine, ENGINE_CHOICES, type EngineChoice, type EngineOptions } f
 import { floatDtype, type DType } from '../io/types.js';
 import { METHOD_NAMES } from '../methods/registry.js';
 import { runMerge, type MergeReport } from '../merge/runner.js';
+import { checkpointSha256 } from '../daemon/checkpoint-hash.js';
 import { configureLog } from '../util/log.js';
 import { UsageError } from './errors.js';
 import { mergeProgress } from './progress.js';
@@ -73,6 +74,7 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
   const outDtype = outDtypeOption(opts.outDtype);
   // before anything is read or written: `--engine cuda` without a GPU exits 1 with one line
   const engine = createEngine(engineChoice(opts), engineOpts(opts));
+  const sha256 = await checkpointHashes(checkpoints);
   const progress = mergeProgress();
   let report: MergeReport;
   try {
@@ -82,6 +84,7 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
       method: opts.method,
       params,
       checkpoints,
+      sha256,
       out: opts.out,
       outDtype,
       engine,
@@ -103,6 +106,23 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   if (opts.json) process.stdout.write(JSON.stringify({ ...report, peak_rss_bytes: peakRssBytes }, null, 1) + '\n');
   else if (process.stdout.isTTY) process.stdout.write(summaryLines(report, peakRssBytes));
+}
+
+/**
+ * Each checkpoint's sha256 as the daemon computes it, for the state's lineage and the runner's
+ * duplicate check (docs/architecture.md#path-of-a-checkpoint). One that cannot be read is left
+ * out: the runner refuses it with its own reason.
+ */
+async function checkpointHashes(checkpoints: readonly string[]): Promise<Record<string, string>> {
+  const hashes: Record<string, string> = {};
+  for (const path of checkpoints) {
+    try {
+      hashes[path] = await checkpointSha256(path);
+    } catch {
+      continue;
+    }
+  }
+  return hashes;
 }
 
 /** `--param key=value` options as raw params (the method's schema reads the values; see parseMethodParams). */

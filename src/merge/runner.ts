@@ -53,6 +53,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     fromId = gen?.id ?? 0;
     // every checkpoint is checked before anything is written
     const ckpts = await openCheckpoints(req, base, opened);
+    refuseDuplicates(req, gen);
     // leftovers of an interrupted run; with a target generation the caller owns the others
     discardNew(req, fromId);
     stateTouched = true;
@@ -128,6 +129,25 @@ async function openCheckpoints(
   const warn = req.onWarning ?? ((message: string) => log.warn(message));
   for (const ckpt of ckpts) ckpt.warnings.forEach((w) => warn(w));
   return ckpts;
+}
+
+/**
+ * The same content (sha256, when the caller gave it) twice in one lineage is refused, as the
+ * daemon's intake refuses it (docs/architecture.md#durable-state): merging a task vector twice
+ * weights it double. Checkpoints without a sha256, here or in the state, are not compared.
+ */
+function refuseDuplicates(req: MergeRequest, gen: Generation | null): void {
+  const seen = new Map<string, string>();
+  gen?.meta.checkpoints.forEach((c, i) => {
+    if (c.sha256) seen.set(c.sha256, `${c.name}, already merged into the state (step ${i + 1})`);
+  });
+  for (const path of req.checkpoints) {
+    const sha = req.sha256?.[path];
+    if (!sha) continue;
+    const earlier = seen.get(sha);
+    if (earlier) throw new InputError(path, `duplicate: same sha256 as ${earlier}`);
+    seen.set(sha, `${path}, given earlier in this call`);
+  }
 }
 
 function checkCompatible(inputs: MergeInputs, gen: Generation): void {

@@ -41,7 +41,10 @@ export interface MergeRequest {
   maxTaskNormRatio?: number;
   /** keep CountSketches of each task vector and report the retention row ρ[t][·] (see sketch.ts) */
   sketch?: boolean;
-  /** optional sha256 per checkpoint path, recorded in the state's lineage */
+  /**
+   * optional sha256 per checkpoint path, recorded in the state's lineage; a sha256 the lineage
+   * already holds, or given twice, is refused (InputError) before anything is written
+   */
   sha256?: Record<string, string>;
   /** called after each tensor of each pass; throwing stops the merge (nothing is kept) */
   onProgress?: (p: MergeProgress) => void;
