@@ -156,6 +156,10 @@ test('every error names the file and the key path', () => {
       /: pipelines\[0\]\.tensors\.linear_exclude\[0\]: expected string, got number 1$/,
     ],
     [withPipeline('settle_ms: fast'), /: pipelines\[0\]\.settle_ms: expected number, got string "fast"$/],
+    [
+      withPipeline('base_model_id: /models/clip-base'),
+      /: pipelines\[0\]\.base_model_id: expected a Hub repo id such as org\/name/,
+    ],
     [withPipeline('max_shard_bytes: 5XB'), /: pipelines\[0\]\.max_shard_bytes: expected a byte size such as 5GB/],
     [
       withPipeline('max_task_vector_norm_ratio: 0'),
@@ -323,6 +327,7 @@ test('config/cmerge.example.yaml validates and documents every method', () => {
   assert.equal(c.pipelines[0]!.method, 'opcm');
   assert.ok(c.pipelines[0]!.notifiers.length >= 2);
   assert.ok(c.pipelines[0]!.evaluator);
+  assert.equal(c.pipelines[0]!.base_model_id, 'openai/clip-vit-base-patch32');
 });
 
 test('parseParams reports like a config file', () => {
