@@ -23,6 +23,7 @@ import { runStep } from './step.js';
 import type { MergeInputs, MergeReport, MergeRequest, StepReport } from './types.js';
 import { structureFingerprint } from './validate.js';
 
+export type { CheckpointRecord, StateMeta } from './state.js';
 export type { AdapterLineage, GpuReport, MergeProgress, MergeReport, MergeRequest, StepReport } from './types.js';
 
 /**
@@ -69,13 +70,15 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     }
     const outputStart = performance.now();
     const output = req.out && gen ? writeOutput(inputs, gen, req.out) : noOutput();
-    const outputSeconds = (performance.now() - outputStart) / 1000;
+    const seconds = { total: 0, output: (performance.now() - outputStart) / 1000 };
+    const report = mergeReport(inputs, { fromStep, step: gen?.step ?? fromStep, steps, output, seconds });
+    if (gen) await req.beforeCommit?.(report, gen.meta);
     if (gen && req.commit !== false) {
       commitGeneration(req.stateDir, gen.id);
       await pruneGenerations(req.stateDir, [gen.id]);
     }
-    const seconds = { total: (performance.now() - startedAt) / 1000, output: outputSeconds };
-    return mergeReport(inputs, { fromStep, step: gen?.step ?? fromStep, steps, output, seconds });
+    report.seconds.total = (performance.now() - startedAt) / 1000;
+    return report;
   } catch (e) {
     if (stateTouched) discardNew(req, fromId);
     throw e;

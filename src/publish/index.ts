@@ -19,5 +19,6 @@ export { listVersions, readCurrent, versionDir, stagingDir, parseVersionName } f
 export { copyBaseFiles, isWeightFile } from './base-files.js';
 export { renderModelCard, type ModelCardOptions } from './model-card.js';
 export { findHubId, findHubIds, type HubIds } from './hub-ids.js';
+export { beginModelFolder, finishModelFolder, discardModelFolder, type ModelFolderStaging } from './model-folder.js';
 export { sha256File } from '../util/hash.js';
 export * from './notifiers/index.js';
