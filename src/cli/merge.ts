@@ -4,8 +4,11 @@ import { createEngine, ENGINE_CHOICES, type EngineChoice, type EngineOptions } f
 import { floatDtype, type DType } from '../io/types.js';
 import { METHOD_NAMES } from '../methods/registry.js';
 import { runMerge, type MergeReport } from '../merge/runner.js';
+import { checkpointSha256 } from '../daemon/checkpoint-hash.js';
+import { isHubId } from '../util/hub-id.js';
 import { configureLog } from '../util/log.js';
 import { UsageError } from './errors.js';
+import { folderOutput, type FolderOutput } from './merge-folder.js';
 import { mergeProgress } from './progress.js';
 
 interface MergeOpts {
@@ -27,6 +30,7 @@ interface MergeOpts {
   maxTaskNormRatio: string;
   threads?: string;
   json?: boolean;
+  baseModelId?: string;
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -50,7 +54,12 @@ export function registerMerge(program: Command): void {
       'cuda: device memory the engine may hold, e.g. 8GiB; a merge needing more runs on the CPU',
     )
     .option('--tf32', 'cuda: matrix products in TF32 (faster, ~1e-3 relative error)')
-    .requiredOption('--out <path>', 'output: a .safetensors file, or a folder (sharded when large)')
+    .requiredOption(
+      '--out <path>',
+      'output: a .safetensors file (the weights alone), or a folder a server can load: the weights (sharded when large), ' +
+        "the base folder's config and tokenizer files, README.md (model card) and manifest.json",
+    )
+    .option('--base-model-id <org/name>', "the base's Hugging Face Hub id, for the folder's model card (base_model)")
     .option('--out-dtype <dtype>', "float dtype of the output: F32, F16, BF16 or F64 (default: the base's)")
     .option('--include <glob>', 'merge only matching tensors (repeatable)', collect, [])
     .option('--exclude <glob>', 'do not merge matching tensors: copy them from the base (repeatable)', collect, [])
@@ -71,18 +80,24 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
   configureLog({ stream: 'stderr', level: process.stderr.isTTY ? 'info' : 'warn' });
   const params = paramOptions(opts.param);
   const outDtype = outDtypeOption(opts.outDtype);
+  const baseModelId = baseModelIdOption(opts);
   // before anything is read or written: `--engine cuda` without a GPU exits 1 with one line
   const engine = createEngine(engineChoice(opts), engineOpts(opts));
   const progress = mergeProgress();
+  let folder: FolderOutput | null = null;
   let report: MergeReport;
   try {
+    const sha256 = await checkpointHashes(checkpoints);
+    folder = await folderOutput(opts.out, { base: opts.base, state: opts.state, baseModelId });
     report = await runMerge({
       base: opts.base,
       stateDir: opts.state,
       method: opts.method,
       params,
       checkpoints,
-      out: opts.out,
+      sha256,
+      out: folder?.dir ?? opts.out,
+      beforeCommit: folder?.finish,
       outDtype,
       engine,
       rules: {
@@ -96,6 +111,10 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
       onProgress: progress.onProgress,
       onWarning: (message) => process.stderr.write(`cmerge: warning: ${message}\n`),
     });
+    if (folder) report = folder.relocate(report);
+  } catch (e) {
+    await folder?.discard();
+    throw e;
   } finally {
     progress.stop();
     engine.close();
@@ -103,6 +122,33 @@ async function mergeAction(checkpoints: string[], opts: MergeOpts): Promise<void
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   if (opts.json) process.stdout.write(JSON.stringify({ ...report, peak_rss_bytes: peakRssBytes }, null, 1) + '\n');
   else if (process.stdout.isTTY) process.stdout.write(summaryLines(report, peakRssBytes));
+}
+
+/** `--base-model-id`: a Hub repo id, for the model card of a folder output (docs/architecture.md#publication-and-hot-swap). */
+function baseModelIdOption(opts: MergeOpts): string | undefined {
+  const id = opts.baseModelId;
+  if (id === undefined) return undefined;
+  if (!isHubId(id)) throw new UsageError(`--base-model-id expects a Hub repo id such as org/name, got "${id}"`);
+  if (opts.out.endsWith('.safetensors'))
+    throw new UsageError('--base-model-id: only with a folder --out (a .safetensors output has no model card)');
+  return id;
+}
+
+/**
+ * Each checkpoint's sha256 as the daemon computes it, for the state's lineage and the runner's
+ * duplicate check (docs/architecture.md#path-of-a-checkpoint). One that cannot be read is left
+ * out: the runner refuses it with its own reason.
+ */
+async function checkpointHashes(checkpoints: readonly string[]): Promise<Record<string, string>> {
+  const hashes: Record<string, string> = {};
+  for (const path of checkpoints) {
+    try {
+      hashes[path] = await checkpointSha256(path);
+    } catch {
+      continue;
+    }
+  }
+  return hashes;
 }
 
 /** `--param key=value` options as raw params (the method's schema reads the values; see parseMethodParams). */

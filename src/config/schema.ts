@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ENGINE_CHOICES } from '../engine/index.js';
 import { METHOD_NAMES, methods, type MethodName } from '../methods/registry.js';
+import { isHubId } from '../util/hub-id.js';
 import { parseBytes } from './units.js';
 
 /**
@@ -203,6 +204,14 @@ const pipelineCommon = {
     .refine((n) => n !== 'current', '"current" is reserved (the version symlink)'),
   /** a .safetensors file or a model folder */
   base: nonEmpty,
+  /**
+   * the base's Hugging Face Hub id (org/name) for the model card's `base_model`; absent: taken from
+   * the base's files when they name one (docs/architecture.md#publication-and-hot-swap)
+   */
+  base_model_id: z
+    .string()
+    .refine((id) => isHubId(id), 'expected a Hub repo id such as org/name (letters, digits, _ . -)')
+    .optional(),
   /** the watched folder */
   drop: nonEmpty,
   /** versions go to <repository>/<name>/<N>/ */

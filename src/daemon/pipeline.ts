@@ -22,7 +22,7 @@ import {
   recoverRepository,
   sha256File,
   swapCurrent,
-  type ManifestCheckpoint,
+  type FinishCheckpoint,
   type PublishedVersion,
   type SseHubs,
   type Staging,
@@ -108,8 +108,9 @@ export function tensorRulesOf(tensors: PipelineConfig['tensors']): TensorRules {
 }
 
 /** A merged checkpoint as the version's manifest and model card list it (an adapter's record included). */
-export function lineageOf(c: Checkpoint, mergedAt: string): ManifestCheckpoint {
-  const entry: ManifestCheckpoint = { name: c.name, sha256: c.sha256 ?? '', merged_at: mergedAt };
+export function lineageOf(c: Checkpoint, mergedAt: string): FinishCheckpoint {
+  // the path is for the model card's Hub id (its config.json); the manifest does not record it
+  const entry: FinishCheckpoint = { name: c.name, sha256: c.sha256 ?? '', merged_at: mergedAt, path: c.path };
   if (c.dtype) entry.dtype = c.dtype;
   if (c.adapter) entry.adapter = c.adapter;
   return entry;
@@ -641,6 +642,7 @@ export class PipelineRunner {
       method: cfg.method,
       params: cfg.params,
       base: { path: cfg.base, sha256: this.deps.baseSha256 },
+      baseModelId: cfg.base_model_id,
       // the merge found the checkpoint's dtype; the store records it at commit, after this
       checkpoints: [...merged, lineageOf({ ...checkpoint, dtype: report.steps[0].dtype }, mergedAt)],
       engine: report.engine,

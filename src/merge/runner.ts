@@ -23,6 +23,7 @@ import { runStep } from './step.js';
 import type { MergeInputs, MergeReport, MergeRequest, StepReport } from './types.js';
 import { structureFingerprint } from './validate.js';
 
+export type { CheckpointRecord, StateMeta } from './state.js';
 export type { AdapterLineage, GpuReport, MergeProgress, MergeReport, MergeRequest, StepReport } from './types.js';
 
 /**
@@ -53,6 +54,7 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     fromId = gen?.id ?? 0;
     // every checkpoint is checked before anything is written
     const ckpts = await openCheckpoints(req, base, opened);
+    refuseDuplicates(req, gen);
     // leftovers of an interrupted run; with a target generation the caller owns the others
     discardNew(req, fromId);
     stateTouched = true;
@@ -68,13 +70,15 @@ export async function runMerge(req: MergeRequest): Promise<MergeReport> {
     }
     const outputStart = performance.now();
     const output = req.out && gen ? writeOutput(inputs, gen, req.out) : noOutput();
-    const outputSeconds = (performance.now() - outputStart) / 1000;
+    const seconds = { total: 0, output: (performance.now() - outputStart) / 1000 };
+    const report = mergeReport(inputs, { fromStep, step: gen?.step ?? fromStep, steps, output, seconds });
+    if (gen) await req.beforeCommit?.(report, gen.meta);
     if (gen && req.commit !== false) {
       commitGeneration(req.stateDir, gen.id);
       await pruneGenerations(req.stateDir, [gen.id]);
     }
-    const seconds = { total: (performance.now() - startedAt) / 1000, output: outputSeconds };
-    return mergeReport(inputs, { fromStep, step: gen?.step ?? fromStep, steps, output, seconds });
+    report.seconds.total = (performance.now() - startedAt) / 1000;
+    return report;
   } catch (e) {
     if (stateTouched) discardNew(req, fromId);
     throw e;
@@ -128,6 +132,25 @@ async function openCheckpoints(
   const warn = req.onWarning ?? ((message: string) => log.warn(message));
   for (const ckpt of ckpts) ckpt.warnings.forEach((w) => warn(w));
   return ckpts;
+}
+
+/**
+ * The same content (sha256, when the caller gave it) twice in one lineage is refused, as the
+ * daemon's intake refuses it (docs/architecture.md#durable-state): merging a task vector twice
+ * weights it double. Checkpoints without a sha256, here or in the state, are not compared.
+ */
+function refuseDuplicates(req: MergeRequest, gen: Generation | null): void {
+  const seen = new Map<string, string>();
+  gen?.meta.checkpoints.forEach((c, i) => {
+    if (c.sha256) seen.set(c.sha256, `${c.name}, already merged into the state (step ${i + 1})`);
+  });
+  for (const path of req.checkpoints) {
+    const sha = req.sha256?.[path];
+    if (!sha) continue;
+    const earlier = seen.get(sha);
+    if (earlier) throw new InputError(path, `duplicate: same sha256 as ${earlier}`);
+    seen.set(sha, `${path}, given earlier in this call`);
+  }
 }
 
 function checkCompatible(inputs: MergeInputs, gen: Generation): void {

@@ -23,6 +23,8 @@ export interface CheckpointRecord {
   /** the float dtypes it was stored in (absent in states written before cmerge recorded it) */
   dtype?: string;
   sha256?: string;
+  /** when its step was merged, ISO 8601 (absent in states written before cmerge recorded it) */
+  merged_at?: string;
 }
 
 export interface StateMeta {

@@ -160,6 +160,7 @@ function writeSketches(run: StepRun, tauSketch: CountSketch, taskSq: number): vo
 function stateMeta(inputs: MergeInputs, run: StepRun, scalars: Scalars): StateMeta {
   const { req, method, params, base } = inputs;
   const { ckpt } = run;
+  const createdAt = new Date().toISOString();
   return {
     format: 1,
     method: method.name,
@@ -176,9 +177,10 @@ function stateMeta(inputs: MergeInputs, run: StepRun, scalars: Scalars): StateMe
         bytes: ckpt.dataBytes,
         dtype: ckpt.dtype,
         ...(req.sha256?.[ckpt.path] ? { sha256: req.sha256[ckpt.path] } : {}),
+        merged_at: createdAt,
       },
     ],
     engine: req.engine.name,
-    created_at: new Date().toISOString(),
+    created_at: createdAt,
   };
 }

@@ -2,6 +2,7 @@ import type { Engine, EngineInfo } from '../engine/types.js';
 import type { DType, ModelReader } from '../io/types.js';
 import type { Method, Params, Scalars, TensorJob, TensorKind, TensorMetrics } from '../methods/types.js';
 import type { BufferPool } from './buffers.js';
+import type { StateMeta } from './state.js';
 import type { TensorRules } from './kinds.js';
 
 export interface MergeProgress {
@@ -41,8 +42,17 @@ export interface MergeRequest {
   maxTaskNormRatio?: number;
   /** keep CountSketches of each task vector and report the retention row ρ[t][·] (see sketch.ts) */
   sketch?: boolean;
-  /** optional sha256 per checkpoint path, recorded in the state's lineage */
+  /**
+   * optional sha256 per checkpoint path, recorded in the state's lineage; a sha256 the lineage
+   * already holds, or given twice, is refused (InputError) before anything is written
+   */
   sha256?: Record<string, string>;
+  /**
+   * called once the output is written, before CURRENT moves (and with `commit: false`, before the
+   * runner returns), with the report and the new state's metadata (its lineage); throwing stops the
+   * merge: the new state is discarded, the output is the caller's to remove
+   */
+  beforeCommit?: (report: MergeReport, meta: StateMeta) => Promise<void>;
   /** called after each tensor of each pass; throwing stops the merge (nothing is kept) */
   onProgress?: (p: MergeProgress) => void;
   /**

@@ -7,6 +7,7 @@ export {
   VersionExistsError,
   type Staging,
   type FinishInput,
+  type FinishCheckpoint,
   type PublishedVersion,
 } from './repository.js';
 export { recoverRepository, type RecoveryReport, type RecoverOptions, type BrokenVersion } from './recover.js';
@@ -17,5 +18,7 @@ export { readManifest, manifestProblems, type Manifest, type ManifestCheckpoint 
 export { listVersions, readCurrent, versionDir, stagingDir, parseVersionName } from './layout.js';
 export { copyBaseFiles, isWeightFile } from './base-files.js';
 export { renderModelCard, type ModelCardOptions } from './model-card.js';
+export { findHubId, findHubIds, type HubIds } from './hub-ids.js';
+export { beginModelFolder, finishModelFolder, discardModelFolder, type ModelFolderStaging } from './model-folder.js';
 export { sha256File } from '../util/hash.js';
 export * from './notifiers/index.js';

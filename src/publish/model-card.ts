@@ -1,10 +1,11 @@
 import { basename } from 'node:path';
 import { stringify } from 'yaml';
+import type { HubIds } from './hub-ids.js';
 import type { Manifest, ManifestCheckpoint } from './manifest.js';
 
 export interface ModelCardOptions {
-  /** Hub ids (or paths) of the base model; default: the base path. */
-  baseModel?: string[];
+  /** Hub ids of the base and the checkpoints (see findHubIds); default: none known. */
+  hubIds?: HubIds;
   /** Default 'transformers' when the version has a config.json, none otherwise. */
   libraryName?: string;
   tags?: string[];
@@ -13,8 +14,10 @@ export interface ModelCardOptions {
 }
 
 /**
- * A Hugging Face style model card. `base_model` lists the base and every merged checkpoint:
- * with `base_model_relation: merge` the Hub reads base_model as the models that were merged.
+ * A Hugging Face style model card. With `base_model_relation: merge` the Hub reads `base_model`
+ * as the models that were merged, each a Hub repo id: it lists the known Hub ids of the base and
+ * the checkpoints, never a local path. Local models are named in the text only
+ * (docs/architecture.md#publication-and-hot-swap).
  */
 export function renderModelCard(
   m: Omit<Manifest, 'files' | 'file_sizes'>,
@@ -22,8 +25,10 @@ export function renderModelCard(
   opts: ModelCardOptions = {},
 ): string {
   const library = opts.libraryName ?? (files.includes('config.json') ? 'transformers' : undefined);
+  const hub = opts.hubIds ?? { base: null, checkpoints: [] };
+  const hubIds = [...new Set([hub.base, ...hub.checkpoints].filter((id): id is string => id !== null))];
   const front: Record<string, unknown> = {
-    base_model: [...(opts.baseModel ?? [m.base.path]), ...m.checkpoints.map((c) => c.name)],
+    ...(hubIds.length ? { base_model: hubIds } : {}),
     base_model_relation: 'merge',
     ...(library ? { library_name: library } : {}),
     tags: [...new Set(['merge', 'cmerge', m.method, ...(opts.tags ?? [])])],
@@ -47,16 +52,7 @@ export function renderModelCard(
     JSON.stringify(m.params, null, 2),
     '```',
     '',
-    '## Base model',
-    '',
-    `- \`${m.base.path}\` (sha256 \`${m.base.sha256}\`)`,
-    '',
-    `## Merged checkpoints (${m.checkpoints.length}, in merge order)`,
-    '',
-    '| # | checkpoint | sha256 | merged at |',
-    '|---|---|---|---|',
-    ...m.checkpoints.map((c, i) => `| ${i + 1} | ${cell(basename(c.name))} | \`${c.sha256}\` | ${c.merged_at} |`),
-    '',
+    ...modelsSection(m, hub),
     ...adapterSection(m.checkpoints),
     '## Metrics',
     '',
@@ -68,6 +64,27 @@ export function renderModelCard(
     '',
   ];
   return lines.join('\n');
+}
+
+/** The base and the merged checkpoints, with their Hub ids where known and their local names otherwise. */
+function modelsSection(m: Omit<Manifest, 'files' | 'file_sizes'>, hub: HubIds): string[] {
+  const local = hub.base === null || m.checkpoints.some((_, i) => !hub.checkpoints[i]);
+  return [
+    '## Base model',
+    '',
+    `- \`${m.base.path}\` (sha256 \`${m.base.sha256}\`)${hub.base ? `, Hub id \`${hub.base}\`` : ', a local model'}`,
+    '',
+    `## Merged checkpoints (${m.checkpoints.length}, in merge order)`,
+    '',
+    '| # | checkpoint | sha256 | merged at | Hub id |',
+    '|---|---|---|---|---|',
+    ...m.checkpoints.map(
+      (c, i) =>
+        `| ${i + 1} | ${cell(basename(c.name))} | \`${c.sha256}\` | ${c.merged_at} | ${hub.checkpoints[i] ? `\`${hub.checkpoints[i]}\`` : '-'} |`,
+    ),
+    '',
+    ...(local ? ['Models without a Hub id are local: `base_model` above lists Hub repositories only.', ''] : []),
+  ];
 }
 
 /**

@@ -31,7 +31,14 @@ import {
   versionDir,
 } from './layout.js';
 import { manifestCheckpoint, type Manifest, type ManifestCheckpoint } from './manifest.js';
+import { findHubIds } from './hub-ids.js';
 import { renderModelCard, type ModelCardOptions } from './model-card.js';
+
+/**
+ * A merged checkpoint as the manifest records it, and where it was read: its folder's config.json
+ * may name its Hub id for the model card. The path is not written to the manifest.
+ */
+export type FinishCheckpoint = ManifestCheckpoint & { path?: string };
 
 /** A version being written. `dir` is where the merge runner puts the weight files. */
 export interface Staging {
@@ -54,7 +61,9 @@ export interface FinishInput {
    */
   baseFolder?: string | null;
   /** every checkpoint merged so far, in merge order */
-  checkpoints: ManifestCheckpoint[];
+  checkpoints: FinishCheckpoint[];
+  /** the base's Hub id for the model card (config `base_model_id`); default: found from the base (findHubId) */
+  baseModelId?: string | null;
   engine: string;
   metrics?: Record<string, unknown>;
   /** sha256 of files the caller wrote into the staging folder (relative path → hex), computed
@@ -123,42 +132,7 @@ export async function finishVersion(staging: Staging, input: FinishInput): Promi
   if (input.parent !== null && (!Number.isSafeInteger(input.parent) || input.parent >= version)) {
     throw new RangeError(`parent ${input.parent} must be an integer below ${version}`);
   }
-  const modelFile = await checkWeights(dir);
-
-  const baseFolder = input.baseFolder === undefined ? await folderOrNull(input.base.path) : input.baseFolder;
-  if (baseFolder) await copyBaseFiles(baseFolder, dir);
-
-  const head: Omit<Manifest, 'files' | 'file_sizes'> = {
-    format: 'cmerge-version/1',
-    version,
-    parent: input.parent,
-    pipeline,
-    method: input.method,
-    params: input.params,
-    base: { path: input.base.path, sha256: input.base.sha256 },
-    checkpoints: input.checkpoints.map(manifestCheckpoint),
-    created_at: (input.createdAt ?? new Date()).toISOString(),
-    cmerge_version: input.cmergeVersion ?? cmergeVersion(),
-    engine: input.engine,
-    metrics: input.metrics ?? {},
-  };
-  const before = await listVersionFiles(dir);
-  await writeFile(join(dir, MODEL_CARD), renderModelCard(head, [...before.files, MODEL_CARD], input.card));
-
-  const { files, dirs } = await listVersionFiles(dir);
-  const hashes: Record<string, string> = {};
-  const sizes: Record<string, number> = {};
-  for (const file of files) {
-    hashes[file] = input.knownSha256?.[file] ?? (await sha256File(join(dir, file)));
-    sizes[file] = (await stat(join(dir, file))).size;
-  }
-  const manifest: Manifest = { ...head, files: hashes, file_sizes: sizes };
-  // Key order of `head` first, then files: the manifest reads top-down like the card.
-  await writeFile(join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-
-  for (const file of [...files, MANIFEST]) await fsyncFile(join(dir, file));
-  for (const subdir of dirs.reverse()) await fsyncDir(join(dir, subdir));
-  await fsyncDir(dir);
+  const { manifest, modelFile } = await completeFolder(dir, { pipeline, version }, input);
   // the quality gate: a candidate that fails never becomes a numbered folder
   await input.beforeRename?.(dir);
 
@@ -168,6 +142,69 @@ export async function finishVersion(staging: Staging, input: FinishInput): Promi
   await rename(dir, final);
   await fsyncDir(pipelineDir(repoRoot, pipeline));
   return { version, dir: final, manifest, modelFile: join(final, modelFile) };
+}
+
+/**
+ * Everything of a version but its rename: the folder holding the runner's weights gets the base's
+ * non-weight files, README.md (the model card) and manifest.json last, every file and folder
+ * fsynced. Returns the manifest and the weights' file (relative). Shared by finishVersion and
+ * `cmerge merge --out DIR` (finishModelFolder).
+ */
+export async function completeFolder(
+  dir: string,
+  id: { pipeline: string; version: number },
+  input: FinishInput,
+): Promise<{ manifest: Manifest; modelFile: string }> {
+  const modelFile = await checkWeights(dir);
+  const baseFolder = input.baseFolder === undefined ? await folderOrNull(input.base.path) : input.baseFolder;
+  if (baseFolder) await copyBaseFiles(baseFolder, dir);
+
+  const head: Omit<Manifest, 'files' | 'file_sizes'> = {
+    format: 'cmerge-version/1',
+    version: id.version,
+    parent: input.parent,
+    pipeline: id.pipeline,
+    method: input.method,
+    params: input.params,
+    base: { path: input.base.path, sha256: input.base.sha256 },
+    checkpoints: input.checkpoints.map(manifestCheckpoint),
+    created_at: (input.createdAt ?? new Date()).toISOString(),
+    cmerge_version: input.cmergeVersion ?? cmergeVersion(),
+    engine: input.engine,
+    metrics: input.metrics ?? {},
+  };
+  const hubIds = await findHubIds(
+    input.base.path,
+    input.baseModelId,
+    input.checkpoints.map((c) => c.path),
+  );
+  const before = await listVersionFiles(dir);
+  const card = renderModelCard(head, [...before.files, MODEL_CARD], { ...input.card, hubIds });
+  await writeFile(join(dir, MODEL_CARD), card);
+  return { manifest: await writeManifest(dir, head, input.knownSha256), modelFile };
+}
+
+/** Hashes every file of `dir`, writes manifest.json last, and fsyncs the files and folders. */
+async function writeManifest(
+  dir: string,
+  head: Omit<Manifest, 'files' | 'file_sizes'>,
+  knownSha256: Record<string, string> | undefined,
+): Promise<Manifest> {
+  const { files, dirs } = await listVersionFiles(dir);
+  const hashes: Record<string, string> = {};
+  const sizes: Record<string, number> = {};
+  for (const file of files) {
+    hashes[file] = knownSha256?.[file] ?? (await sha256File(join(dir, file)));
+    sizes[file] = (await stat(join(dir, file))).size;
+  }
+  const manifest: Manifest = { ...head, files: hashes, file_sizes: sizes };
+  // Key order of `head` first, then files: the manifest reads top-down like the card.
+  await writeFile(join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+
+  for (const file of [...files, MANIFEST]) await fsyncFile(join(dir, file));
+  for (const subdir of dirs.reverse()) await fsyncDir(join(dir, subdir));
+  await fsyncDir(dir);
+  return manifest;
 }
 
 /**

@@ -134,7 +134,8 @@ describe('cmerge merge --engine', () => {
     assert.match(report.engine_info.device, /^0: /);
     assert.equal(report.engine_info.tf32, false);
     assert.deepEqual(Object.keys(report.gpu).sort(), ['cpu_fallbacks', 'gpu_seconds', 'peak_device_bytes']);
-    const tf32 = merge(['--engine', 'cuda', '--tf32', '--json'], models.tasks[1]!, o, join(work, 'cuda-state'), env);
+    // tasks[2]: the state holds tasks[1] now, and the same checkpoint twice is refused
+    const tf32 = merge(['--engine', 'cuda', '--tf32', '--json'], models.tasks[2]!, o, join(work, 'cuda-state'), env);
     assert.equal(tf32.status, 0, tf32.stderr);
     assert.equal(JSON.parse(tf32.stdout).engine_info.tf32, true);
   });

@@ -164,6 +164,10 @@ test('every error names the file and the key path', () => {
       withPipeline('intake: { incomplete_timeout: 60 }'),
       /: pipelines\[0\]\.intake\.incomplete_timeout: unknown key \(did you mean incomplete_timeout_s\?\)$/,
     ],
+    [
+      withPipeline('base_model_id: /models/clip-base'),
+      /: pipelines\[0\]\.base_model_id: expected a Hub repo id such as org\/name/,
+    ],
     [withPipeline('max_shard_bytes: 5XB'), /: pipelines\[0\]\.max_shard_bytes: expected a byte size such as 5GB/],
     [
       withPipeline('max_task_vector_norm_ratio: 0'),
@@ -332,6 +336,7 @@ test('config/cmerge.example.yaml validates and documents every method', () => {
   assert.ok(c.pipelines[0]!.notifiers.length >= 2);
   assert.ok(c.pipelines[0]!.evaluator);
   assert.equal(c.pipelines[0]!.intake.incomplete_timeout_s, 600);
+  assert.equal(c.pipelines[0]!.base_model_id, 'openai/clip-vit-base-patch32');
 });
 
 test('parseParams reports like a config file', () => {

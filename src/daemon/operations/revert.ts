@@ -116,6 +116,7 @@ async function publishReplay(
     method: cfg.method,
     params: cfg.params,
     base: (await readManifest(current.path)).base,
+    baseModelId: cfg.base_model_id,
     checkpoints: lineage.map((c) => lineageOf(c, c.merged_at ?? '')),
     engine: report.engine,
     metrics: outcome.metrics.model,
