@@ -97,6 +97,36 @@ export function registerOperate(program: Command): void {
           direct: (ops) => (name === 'pin' ? ops.pin(pipeline, version) : ops.unpin(pipeline, version)),
         });
       });
+  registerQueueCommands(program);
+  registerPauseCommands(program);
+  command(program, 'resume', 'merge the queue again')
+    .argument('<pipeline>')
+    .action((pipeline: string, o: CommonOpts) =>
+      operate(o, pipeline, { method: 'POST', path: `${p(pipeline)}/resume`, direct: (ops) => ops.resume(pipeline) }),
+    );
+}
+
+/** requeue and dequeue: a checkpoint by name, in and out of quarantine. */
+function registerQueueCommands(program: Command): void {
+  for (const [name, what] of [
+    ['requeue', 'move a rejected checkpoint back from quarantine to the drop folder and take it again'],
+    ['dequeue', 'take a queued checkpoint out before it merges (to quarantine; requeue brings it back)'],
+  ] as const)
+    command(program, name, what)
+      .argument('<pipeline>')
+      .argument('<checkpoint>', 'its name as status lists it')
+      .action((pipeline: string, checkpoint: string, o: CommonOpts) =>
+        operate(o, pipeline, {
+          method: 'POST',
+          path: `${p(pipeline)}/${name}`,
+          body: { checkpoint },
+          direct: (ops) => (name === 'requeue' ? ops.requeue(pipeline, checkpoint) : ops.dequeue(pipeline, checkpoint)),
+        }),
+      );
+}
+
+/** pause and resume: merging stops and goes on; intake keeps queueing. */
+function registerPauseCommands(program: Command): void {
   command(program, 'pause', 'stop merging after the running merge (intake keeps queueing)')
     .argument('<pipeline>')
     .option('--reason <text>', 'shown by status and the API', 'paused by the operator')
@@ -107,10 +137,5 @@ export function registerOperate(program: Command): void {
         body: { reason: o.reason },
         direct: (ops) => ops.pause(pipeline, o.reason),
       }),
-    );
-  command(program, 'resume', 'merge the queue again')
-    .argument('<pipeline>')
-    .action((pipeline: string, o: CommonOpts) =>
-      operate(o, pipeline, { method: 'POST', path: `${p(pipeline)}/resume`, direct: (ops) => ops.resume(pipeline) }),
     );
 }

@@ -23,6 +23,7 @@ export type DaemonEvent =
   | { type: 'revert'; pipeline: string; version: number; checkpoint: string }
   | { type: 'paused'; pipeline: string; reason: string }
   | { type: 'resumed'; pipeline: string }
+  | { type: 'requeued' | 'dequeued'; pipeline: string; checkpoint: string }
   | { type: 'pinned' | 'unpinned'; pipeline: string; version: number };
 
 export type DaemonEventType = DaemonEvent['type'];

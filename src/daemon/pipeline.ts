@@ -21,7 +21,6 @@ import {
   readCurrent,
   recoverRepository,
   sha256File,
-  swapCurrent,
   type FinishCheckpoint,
   type PublishedVersion,
   type SseHubs,
@@ -32,6 +31,7 @@ import { cmergeVersion } from '../util/version.js';
 import { DEFAULT_BACKOFF, retryDelayMs, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { evaluateVersion, notifyServers, retainVersions, type AftercareDeps } from './aftercare.js';
 import type { DaemonEvents } from './events.js';
+import { pointCurrent } from './current.js';
 import { checkGate, GateFailure } from './gate.js';
 import { generationsToKeep } from './generations.js';
 import { OperationError } from './operations/types.js';
@@ -253,16 +253,44 @@ export class PipelineRunner {
     // numbered folders above the recorded version were published by a merge that did not commit
     for (const version of await discardVersionsAbove(this.cfg.repository, name, latest))
       log.warn(`removed version ${version}: its merge was not committed (it will be redone)`, { pipeline: name });
-    // SQLite's current version (after a rollback, not the newest): `current` follows it
-    const recorded = store.currentVersion(name)?.number ?? 0;
-    const current = await readCurrent(this.cfg.repository, name);
-    if (recorded > 0 && current !== recorded) await swapCurrent(this.cfg.repository, name, recorded);
-    // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above
-    else if (recorded === 0 && current !== null) await rm(join(this.cfg.repository, name, 'current'), { force: true });
+    const recorded = await this.reconcileCurrent();
     if (recorded > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, recorded).length === 0) {
       // the daemon stopped between publication and notification: tell the servers now
       void notifyServers(this.aftercare, recorded, join(this.cfg.repository, name, String(recorded)));
     }
+  }
+
+  /**
+   * `current` and SQLite's current version (after a rollback, not the newest) agree again: a swap
+   * a crash interrupted is rolled forward; a `current` moved by hand to another recorded version is
+   * left as it is and the pipeline paused with what to run (docs/operations.md). Returns the recorded version (0: none).
+   */
+  private async reconcileCurrent(): Promise<number> {
+    const { store, log } = this.deps;
+    const name = this.cfg.name;
+    const recorded = store.currentVersion(name)?.number ?? 0;
+    const current = await readCurrent(this.cfg.repository, name);
+    if (recorded === 0) {
+      // nothing committed yet: a `current` is one recoverRepository pointed at a version removed above
+      if (current !== null) await rm(join(this.cfg.repository, name, 'current'), { force: true });
+      return 0;
+    }
+    const byHand =
+      current !== null && current !== recorded && store.swapPending(name) !== recorded && this.isPublished(current);
+    if (byHand) {
+      const reason =
+        `current points at version ${current} while the merge state is at version ${recorded}: ` +
+        `run "cmerge rollback ${name} ${current}" to continue from ${current}, or "cmerge resume ${name}" to continue from ${recorded}`;
+      if (store.pauseState(name)?.kind !== 'current_moved') log.warn(`merging paused: ${reason}`, { pipeline: name });
+      store.setPaused(name, reason, 'current_moved');
+    } else if (current !== recorded || store.swapPending(name) !== null) await pointCurrent(store, this.cfg, recorded);
+    return recorded;
+  }
+
+  /** A version recorded in SQLite whose folder is still there. */
+  private isPublished(version: number): boolean {
+    const v = this.deps.store.version(this.cfg.name, version);
+    return v !== null && v.removed_at === null && existsSync(join(v.path, 'manifest.json'));
   }
 
   /** Something was queued (or a backoff ended): run the queue unless already running. */
@@ -684,7 +712,7 @@ export class PipelineRunner {
     const cfg = this.cfg;
     const { step, version } = attempt;
     const { report, peakRssBytes, metrics, mergeSeconds } = outcome;
-    await swapCurrent(cfg.repository, cfg.name, version);
+    await pointCurrent(this.deps.store, cfg, version);
     commitGeneration(this.stateDir, version);
     await this.pruneStates(version);
     this.mergeOver();

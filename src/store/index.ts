@@ -8,7 +8,7 @@ export type { VersionInput } from './lineage.js';
 export type { AccuracySummary, NotificationInput } from './metrics.js';
 export { gpuFigures, type HistoryRow, type LastEngine, type PipelineStatus, type VersionDetail } from './inspect.js';
 export type * from './types.js';
-export type { OperationRecord, PauseState, StateInput } from './operations.js';
+export type { OperationRecord, PauseKind, PauseState, StateInput } from './operations.js';
 export {
   reportData,
   type AccuracyPoint,

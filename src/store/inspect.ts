@@ -41,7 +41,15 @@ export interface PipelineStatus {
   } | null;
   /** the next step's attempts that ended in an error (disk full, a crash...): the daemon retries them */
   retrying: Retrying | null;
-  rejected: { name: string; reason: string; path: string; quarantine_path: string | null; arrived_at: string }[];
+  rejected: {
+    name: string;
+    reason: string;
+    path: string;
+    quarantine_path: string | null;
+    arrived_at: string;
+    /** null for rejections recorded before schema 7 */
+    rejected_at: string | null;
+  }[];
   /** drop-folder entries the intake waits for (not complete yet), the longest waiting first */
   waiting: WaitingEntry[];
   /** the engine of the last committed merge, null before the first */
@@ -142,6 +150,7 @@ export function status(db: Db, names: readonly string[] = []): PipelineStatus[] 
         path: c.path,
         quarantine_path: c.quarantine_path,
         arrived_at: c.arrived_at,
+        rejected_at: c.rejected_at,
       })),
       waiting: waiting(db, name),
       engine: lastEngine(db, name),

@@ -61,7 +61,8 @@ export function recordVersion(db: Db, v: VersionInput): Version {
         v.merge_id,
         json(mergedCheckpoints(db, v.pipeline).map((c) => c.id)),
       );
-      sql(db, 'UPDATE pipelines SET current_version = ? WHERE id = ?').run(v.number, pid);
+      // the symlink moves after this commit: until it does, the swap is pending (docs/operations.md)
+      sql(db, 'UPDATE pipelines SET current_version = ?, swap_pending = ? WHERE id = ?').run(v.number, v.number, pid);
       return version(db, v.pipeline, v.number)!;
     })
     .immediate();

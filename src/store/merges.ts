@@ -258,11 +258,10 @@ function finishWithout(
 /** The checkpoint turned out bad during the merge (e.g. absurd norm): rejected, never retried. */
 export function failMerge(db: Db, mergeId: number, reason: string, quarantinePath: string | null): Merge {
   return finishWithout(db, mergeId, 'failed', reason, (cid) => {
-    sql(db, `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ? WHERE id = ?`).run(
-      reason,
-      quarantinePath,
-      cid,
-    );
+    sql(
+      db,
+      `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ?, rejected_at = ? WHERE id = ?`,
+    ).run(reason, quarantinePath, now(), cid);
   });
 }
 

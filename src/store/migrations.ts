@@ -278,6 +278,24 @@ CREATE TABLE intake_waiting (
 ) WITHOUT ROWID;
 `,
   },
+  {
+    version: 8,
+    name: 'swap-pending record, who paused, requeued rejections',
+    sql: `
+-- the version \`current\` is being moved to: set with current_version in the same transaction,
+-- cleared once the symlink points there. At start, a \`current\` that differs from current_version
+-- with no swap pending was moved by hand: the pipeline pauses instead of undoing it (docs/operations.md)
+ALTER TABLE pipelines ADD COLUMN swap_pending INTEGER;
+-- who paused merging: 'operator', or the daemon for a hand-moved \`current\` ('current_moved')
+ALTER TABLE pipelines ADD COLUMN pause_kind TEXT;
+-- a rejection an operator cleared with \`cmerge requeue\` (the file moved back to the drop folder):
+-- kept for history, no longer listed as rejected nor matched by path
+ALTER TABLE checkpoints ADD COLUMN requeued_at TEXT;
+-- when a checkpoint was rejected (at intake, during its merge, by the quality gate, or dequeued);
+-- NULL for rejections recorded before this migration (their arrival is the best estimate)
+ALTER TABLE checkpoints ADD COLUMN rejected_at TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

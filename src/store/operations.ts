@@ -5,7 +5,7 @@
 import { json, now, parseJson, sql, StoreError, type Db } from './db.js';
 import { recordVersion, version, type VersionInput } from './lineage.js';
 import { advancePipelineState, recordMergeMetrics, recordMergeOutcome, type CommitMergeInput } from './merges.js';
-import { requirePipeline } from './pipelines.js';
+import { ensurePipeline, requirePipeline } from './pipelines.js';
 import { checkpoint, mergedCheckpoints } from './queue.js';
 import type { Checkpoint, Version } from './types.js';
 
@@ -54,9 +54,9 @@ export function rollbackTo(db: Db, pipeline: string, number: number, state: Stat
       const retired = setLineage(db, pid, v.lineage, 'rolled_back');
       sql(
         db,
-        `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ?, current_version = ?
-        WHERE id = ?`,
-      ).run(v.lineage.length, state.generation, state.path, state.sha256 ?? null, number, pid);
+        `UPDATE pipelines SET merged_count = ?, state_generation = ?, state_path = ?, state_sha256 = ?, current_version = ?,
+        swap_pending = ? WHERE id = ?`,
+      ).run(v.lineage.length, state.generation, state.path, state.sha256 ?? null, number, number, pid);
       return retired.map((id) => checkpoint(db, id)!);
     })
     .immediate();
@@ -106,24 +106,52 @@ export function commitRevert(
     .immediate();
 }
 
+/** Who paused merging: an operator, or the daemon because `current` was moved by hand. */
+export type PauseKind = 'operator' | 'current_moved';
+
 export interface PauseState {
   since: string;
   reason: string;
+  kind: PauseKind;
 }
 
-export function setPaused(db: Db, pipeline: string, reason: string | null): void {
-  const pid = requirePipeline(db, pipeline);
-  sql(db, 'UPDATE pipelines SET paused_at = ?, pause_reason = ? WHERE id = ?').run(
-    reason === null ? null : now(),
+export function setPaused(db: Db, pipeline: string, reason: string | null, kind: PauseKind = 'operator'): void {
+  // a configured pipeline may be paused before its first checkpoint arrives
+  const pid = ensurePipeline(db, pipeline);
+  const paused = reason !== null;
+  sql(db, 'UPDATE pipelines SET paused_at = ?, pause_reason = ?, pause_kind = ? WHERE id = ?').run(
+    paused ? now() : null,
     reason,
+    paused ? kind : null,
     pid,
   );
 }
 
 export function pauseState(db: Db, pipeline: string): PauseState | null {
-  const r = sql(db, 'SELECT paused_at, pause_reason FROM pipelines WHERE name = ?').get(pipeline) as
-    { paused_at: string | null; pause_reason: string | null } | undefined;
-  return r?.paused_at ? { since: r.paused_at, reason: r.pause_reason ?? '' } : null;
+  const r = sql(db, 'SELECT paused_at, pause_reason, pause_kind FROM pipelines WHERE name = ?').get(pipeline) as
+    { paused_at: string | null; pause_reason: string | null; pause_kind: PauseKind | null } | undefined;
+  return r?.paused_at ? { since: r.paused_at, reason: r.pause_reason ?? '', kind: r.pause_kind ?? 'operator' } : null;
+}
+
+/** The version `current` is being moved to (a commit recorded it; the symlink may not point there yet), or null. */
+export function swapPending(db: Db, pipeline: string): number | null {
+  const r = sql(db, 'SELECT swap_pending FROM pipelines WHERE name = ?').get(pipeline) as
+    { swap_pending: number | null } | undefined;
+  return r?.swap_pending ?? null;
+}
+
+/** Record that `current` is about to move to `number` (before the symlink moves), or, with null, that it did. */
+export function setSwapPending(db: Db, pipeline: string, number: number | null): void {
+  sql(db, 'UPDATE pipelines SET swap_pending = ? WHERE name = ?').run(number, pipeline);
+}
+
+/** An operator's `requeue`: the rejection is cleared (kept for history) once its file is back in the drop folder. */
+export function clearRejection(db: Db, checkpointId: number): void {
+  const r = sql(
+    db,
+    `UPDATE checkpoints SET requeued_at = ? WHERE id = ? AND status = 'rejected' AND requeued_at IS NULL`,
+  ).run(now(), checkpointId);
+  if (r.changes !== 1) throw new StoreError(`checkpoint ${checkpointId} is not a rejection to requeue`);
 }
 
 export interface OperationRecord {
@@ -138,7 +166,7 @@ export interface OperationRecord {
 }
 
 export function recordOperation(db: Db, op: Omit<OperationRecord, 'id' | 'at'>): void {
-  const pid = requirePipeline(db, op.pipeline);
+  const pid = ensurePipeline(db, op.pipeline);
   sql(
     db,
     'INSERT INTO operations (pipeline_id, kind, args, at, via, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',

@@ -52,7 +52,7 @@ export function enqueue(db: Db, pipeline: string, a: Arrival): EnqueueResult {
       const same = sql(
         db,
         `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-      WHERE c.pipeline_id = ? AND c.path = ? AND c.sha256 = ? ORDER BY c.id DESC LIMIT 1`,
+      WHERE c.pipeline_id = ? AND c.path = ? AND c.sha256 = ? AND c.requeued_at IS NULL ORDER BY c.id DESC LIMIT 1`,
       ).get(pid, a.path, a.sha256);
       if (same) return { outcome: 'known', checkpoint: toCheckpoint(same) };
       const dup = sql(
@@ -94,9 +94,19 @@ export function reject(
       const { lastInsertRowid } = sql(
         db,
         `INSERT INTO checkpoints
-      (pipeline_id, name, path, quarantine_path, sha256, size, arrived_at, status, reason)
-      VALUES (?, ?, ?, ?, ?, ?, ?, 'rejected', ?)`,
-      ).run(pid, a.name, a.path, quarantinePath, a.sha256 ?? null, a.size ?? null, a.arrived_at ?? now(), reason);
+      (pipeline_id, name, path, quarantine_path, sha256, size, arrived_at, status, reason, rejected_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, 'rejected', ?, ?)`,
+      ).run(
+        pid,
+        a.name,
+        a.path,
+        quarantinePath,
+        a.sha256 ?? null,
+        a.size ?? null,
+        a.arrived_at ?? now(),
+        reason,
+        now(),
+      );
       return checkpoint(db, Number(lastInsertRowid))!;
     })
     .immediate();
@@ -108,9 +118,9 @@ export function rejectQueued(db: Db, checkpointId: number, reason: string, quara
     .transaction(() => {
       const r = sql(
         db,
-        `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ?
+        `UPDATE checkpoints SET status = 'rejected', reason = ?, quarantine_path = ?, rejected_at = ?
       WHERE id = ? AND status = 'queued'`,
-      ).run(reason, quarantinePath, checkpointId);
+      ).run(reason, quarantinePath, now(), checkpointId);
       if (r.changes !== 1) throw new StoreError(`checkpoint ${checkpointId} is not queued`);
       return checkpoint(db, checkpointId)!;
     })
@@ -169,7 +179,9 @@ function byStatus(db: Db, pipeline: string, status: string, order = 'c.id'): Che
 
 /** Waiting checkpoints in merge order (the one merging now excluded). */
 export const queued = (db: Db, pipeline: string): Checkpoint[] => byStatus(db, pipeline, 'queued');
-export const rejected = (db: Db, pipeline: string): Checkpoint[] => byStatus(db, pipeline, 'rejected');
+/** Rejected checkpoints, except those an operator requeued. */
+export const rejected = (db: Db, pipeline: string): Checkpoint[] =>
+  byStatus(db, pipeline, 'rejected').filter((c) => c.requeued_at === null);
 /**
  * The current lineage: merged checkpoints not taken out by a rollback or revert, in merge order
  * (step 1, 2, ...): the manifest's `checkpoints`.
@@ -190,7 +202,7 @@ export function findByPath(db: Db, pipeline: string, path: string): Checkpoint |
   const r = sql(
     db,
     `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-    WHERE c.pipeline_id = ? AND c.path = ? ORDER BY c.id DESC LIMIT 1`,
+    WHERE c.pipeline_id = ? AND c.path = ? AND c.requeued_at IS NULL ORDER BY c.id DESC LIMIT 1`,
   ).get(pid, path);
   return r ? toCheckpoint(r) : null;
 }

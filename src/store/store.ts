@@ -143,9 +143,19 @@ export class Store {
   ): Version {
     return ops.commitRevert(this.db, pipeline, checkpointId, input, v);
   }
-  setPaused(pipeline: string, reason: string | null): void {
-    ops.setPaused(this.db, pipeline, reason);
+  setPaused(pipeline: string, reason: string | null, kind?: ops.PauseKind): void {
+    ops.setPaused(this.db, pipeline, reason, kind);
   }
+  swapPending(pipeline: string): number | null {
+    return ops.swapPending(this.db, pipeline);
+  }
+  setSwapPending(pipeline: string, number: number | null): void {
+    ops.setSwapPending(this.db, pipeline, number);
+  }
+  clearRejection(checkpointId: number): void {
+    ops.clearRejection(this.db, checkpointId);
+  }
+
   pauseState(pipeline: string): ops.PauseState | null {
     return ops.pauseState(this.db, pipeline);
   }

@@ -29,6 +29,10 @@ export interface Checkpoint {
   /** merged, then taken out of the lineage: by a rollback to a version before it, or a revert of it */
   retired: 'rolled_back' | 'reverted' | null;
   retired_at: string | null;
+  /** when it was rejected (null: not rejected, or before migration 7) */
+  rejected_at: string | null;
+  /** an operator's `requeue` cleared its rejection then */
+  requeued_at: string | null;
 }
 
 /**

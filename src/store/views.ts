@@ -26,7 +26,12 @@ export function statusView(store: Store, names: readonly string[]) {
       progress: row.current_merge.progress,
     },
     retrying: row.retrying,
-    rejected: row.rejected.map((r) => ({ name: r.name, reason: r.reason })),
+    rejected: row.rejected.map((r) => ({
+      name: r.name,
+      reason: r.reason,
+      quarantine: r.quarantine_path,
+      rejected_at: r.rejected_at ?? r.arrived_at,
+    })),
     waiting: row.waiting.map((w) => ({
       name: w.name,
       size: w.size,

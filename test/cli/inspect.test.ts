@@ -185,6 +185,11 @@ test('status --json: per pipeline name, current_version, queued, current_merge, 
   assert.equal(status, 0);
   assert.equal(typeof out.pipelines[0].current_merge.started_at, 'string');
   out.pipelines[0].current_merge.started_at = '<time>';
+  assert.ok(
+    Date.now() - Date.parse(out.pipelines[0].rejected[0].rejected_at) < 600_000,
+    'rejected_at: when it was rejected',
+  );
+  out.pipelines[0].rejected[0].rejected_at = '<time>';
   assert.deepEqual(out, {
     pipelines: [
       {
@@ -200,7 +205,14 @@ test('status --json: per pipeline name, current_version, queued, current_merge, 
           progress: { phase: 'update', done: 5, total: 20, at: '2026-11-23T15:00:00.000Z' },
         },
         retrying: null,
-        rejected: [{ name: 'bad.safetensors', reason: 'not safetensors: header length past end of file' }],
+        rejected: [
+          {
+            name: 'bad.safetensors',
+            reason: 'not safetensors: header length past end of file',
+            quarantine: join(f.root, 'drop', 'clip', '.quarantine', 'bad.safetensors'),
+            rejected_at: '<time>',
+          },
+        ],
         waiting: [],
         engine: { step: 2, info: { name: 'portable' }, gpu: null },
       },

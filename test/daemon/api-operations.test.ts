@@ -1,8 +1,4 @@
 /**
- * NEEDS THE OPERATIONS: run once Daemon.operations (src/daemon/operations) is implemented and
- * assigned before startApi in Daemon.start(), and the runner emits on Daemon.events. Until then
- * these fail (500: operations undefined; no events).
- *
  * Operator commands through a real daemon's API: over the unix socket without a token (the CLI's
  * way, src/cli/daemon-client.ts) and over TCP with the bearer token; each change visible in the
  * CLI's --json output and the repository, and announced on the event stream.
@@ -16,7 +12,7 @@ import { cmerge } from '../helpers/cli.js';
 import { call, EventReader, startWithApi } from './api-support.js';
 import { currentVersion, dropFile, waitForVersion } from './support.js';
 
-describe('daemon API operations (needs src/daemon/operations)', () => {
+describe('daemon API operations', () => {
   let w: Awaited<ReturnType<typeof startWithApi>>;
   let events: EventReader;
   const json = (...args: string[]): Record<string, unknown> => {

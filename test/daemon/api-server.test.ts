@@ -43,6 +43,8 @@ class RecordingOperations implements Operations {
   unpin = (p: string, v: number) => this.op('unpin', p, v);
   pause = (p: string, reason?: string) => this.op('pause', p, reason);
   resume = (p: string) => this.op('resume', p);
+  requeue = (p: string, c: string) => this.op('requeue', p, c);
+  dequeue = (p: string, c: string) => this.op('dequeue', p, c);
 }
 
 function memoryLog() {

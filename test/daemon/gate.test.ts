@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { call } from './api-support.js';
+import { call, EventReader } from './api-support.js';
 import {
   assertSameAsOneShot,
   assertVerifyClean,
@@ -72,6 +72,7 @@ describe('quality gate', () => {
     dropFile(ws.models.tasks[0]!, ws.drop);
     await waitForVersion(ws.repo, 'clip', 1, 30_000, d);
 
+    const events = await EventReader.open(`${base}/v1/events?pipeline=clip`);
     ev.setScore(0.71);
     const rejected = d.waitFor(/^rejected task_1\.safetensors during merge 2/, 30_000);
     const seen = watchVersions(ws.repo, rejected);
@@ -83,12 +84,16 @@ describe('quality gate', () => {
     assert.match(readFileSync(join(ws.drop, '.quarantine', 'task_1.safetensors.reason.txt'), 'utf8'), /quality gate/);
 
     const reason = 'quality gate: average accuracy 0.71 < 0.8';
+    const announced = await events.next('gate_failed', 5_000);
+    events.close();
+    assert.deepEqual([announced.data.checkpoint, announced.data.reason], ['task_1.safetensors', reason]);
     const row = status(config).pipelines[0]!;
-    assert.deepEqual(row.rejected, [{ name: 'task_1.safetensors', reason }]);
+    assert.deepEqual(
+      row.rejected.map((r) => [r.name, r.reason]),
+      [['task_1.safetensors', reason]],
+    );
     const api = await call(base, 'GET', '/v1/pipelines');
-    assert.deepEqual((api.json as typeof api.json & { pipelines: { rejected: unknown }[] }).pipelines[0]!.rejected, [
-      { name: 'task_1.safetensors', reason },
-    ]);
+    assert.deepEqual((api.json as { pipelines: { rejected: unknown }[] }).pipelines[0]!.rejected, row.rejected);
 
     ev.setScore(0.85);
     dropFile(ws.models.tasks[2]!, ws.drop);

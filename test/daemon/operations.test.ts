@@ -170,8 +170,12 @@ describe('operations with the daemon stopped', () => {
     assert.equal(run(['rollback', 'clip', '2'], ws.config).current_version, 2);
     assert.equal(currentVersion(ws.repo, 'clip'), 2);
     assert.equal(stateCurrent(ws), 2);
+    run(['pin', 'clip', '1'], ws.config);
+    assert.equal(run(['show', 'clip', '1'], ws.config).pinned, true);
     run(['pause', 'clip'], ws.config);
+    assert.equal(statusOf(ws.config).paused?.reason, 'paused by the operator');
     run(['resume', 'clip'], ws.config);
+    assert.equal(statusOf(ws.config).paused, null);
 
     d = new DaemonProc(ws.config);
     await d.ready();

@@ -85,6 +85,12 @@ export function registerMutations(app: FastifyInstance, ctx: RouteContext): void
   app.post<P>('/v1/pipelines/:pipeline/resume', { ...body(s.emptyBody), ...optional }, (req) =>
     logged(req, () => ops.resume(req.params.pipeline)),
   );
+  app.post<P & { Body: s.CheckpointBody }>('/v1/pipelines/:pipeline/requeue', body(s.checkpointBody), (req) =>
+    logged(req, () => ops.requeue(req.params.pipeline, req.body.checkpoint)),
+  );
+  app.post<P & { Body: s.CheckpointBody }>('/v1/pipelines/:pipeline/dequeue', body(s.checkpointBody), (req) =>
+    logged(req, () => ops.dequeue(req.params.pipeline, req.body.checkpoint)),
+  );
   const pin = { ...body(s.emptyBody, s.versionParams), ...optional };
   app.post<V>('/v1/pipelines/:pipeline/versions/:version/pin', pin, (req) =>
     logged(req, () => ops.pin(req.params.pipeline, Number(req.params.version))),

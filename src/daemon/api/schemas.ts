@@ -38,6 +38,14 @@ export const revertBody = {
   properties: { checkpoint: { type: 'string', minLength: 1 }, any_engine: anyEngine },
 } as const;
 
+/** requeue and dequeue: the checkpoint's name */
+export const checkpointBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['checkpoint'],
+  properties: { checkpoint: { type: 'string', minLength: 1 } },
+} as const;
+
 export const pauseBody = {
   type: 'object',
   additionalProperties: false,
@@ -60,6 +68,9 @@ export interface RollbackBody {
 export interface RevertBody {
   checkpoint: string;
   any_engine?: boolean;
+}
+export interface CheckpointBody {
+  checkpoint: string;
 }
 export interface PauseBody {
   reason?: string;

@@ -1,4 +1,5 @@
-import { mkdirSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 import { systemClock, type Clock } from '../backoff.js';
 import { quickSignature, safeStat } from './entry-stats.js';
 import { intakeTimings, type IntakeOptions, type IntakeTimings } from './options.js';
@@ -91,7 +92,11 @@ export class Intake {
     const now = this.clock.now();
     if (this.inFlight.has(path) || this.failed.waiting(path, now)) return;
     const signature = this.taken.get(path);
-    if (signature !== undefined && signature === quickSignature(path)) return;
+    // unchanged since taken and still on record as taken: nothing to do. A rejected one seen again
+    // was put back (quarantined again, or a new attempt); a requeued one has no record (taken again)
+    const unchanged = signature !== undefined && signature === quickSignature(path);
+    const record = unchanged ? this.options.store.findByPath(this.options.pipeline.name, path) : null;
+    if (record && record.status !== 'rejected') return;
     this.candidates.add(path, now);
   }
 
@@ -131,6 +136,11 @@ export class Intake {
       case 'skip':
         return;
       case 'unmoved-rejection':
+        if (!existsSync(verdict.target))
+          log.warn(
+            `${basename(verdict.path)} was rejected before (${verdict.reason}): quarantined again; to merge it, run "cmerge requeue ${pipeline.name} ${basename(verdict.path)}"`,
+            { pipeline: pipeline.name },
+          );
         return void moveToQuarantine(verdict.path, verdict.target, verdict.reason);
       case 'reject':
         return this.reject(verdict.entry, verdict.reason);

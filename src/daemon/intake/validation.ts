@@ -75,7 +75,9 @@ function priorVerdict(ctx: ValidationContext, entry: RejectedEntry): Verdict | n
   const known = ctx.store.findByPath(ctx.pipeline, entry.path);
   if (!known) return null;
   if (known.status !== 'rejected' && known.size === entry.size) return { kind: 'skip' };
-  if (known.status === 'rejected' && known.quarantine_path)
+  // a rejection whose file is back with other content (size) is a new attempt; the same file put
+  // back by hand is quarantined again: `cmerge requeue` is the way to retry it (docs/operations.md)
+  if (known.status === 'rejected' && known.quarantine_path && known.size === entry.size)
     return {
       kind: 'unmoved-rejection',
       path: entry.path,

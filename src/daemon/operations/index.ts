@@ -1,7 +1,9 @@
 import type { Logger } from 'winston';
 import { StoreError, type Store } from '../../store/index.js';
+import { pointCurrent } from '../current.js';
 import type { DaemonEvents } from '../events.js';
 import type { PipelineRunner } from '../pipeline.js';
+import { dequeue, requeue } from './queue-ops.js';
 import { revert } from './revert.js';
 import { rollback } from './rollback.js';
 import { OperationError, type Done, type OperationKind, type OperationResult, type Operations } from './types.js';
@@ -62,11 +64,26 @@ export class PipelineOperations implements Operations {
     return this.run(pipeline, 'resume', {}, async (r) => {
       const { store, events } = this.host;
       const was = store.pauseState(pipeline);
+      const recorded = store.currentVersion(pipeline)?.number;
+      // paused for a hand-moved `current`: resuming continues from the merge state's version, which `current` serves again
+      if (was?.kind === 'current_moved' && recorded) await pointCurrent(store, r.cfg, recorded);
       store.setPaused(pipeline, null);
       events?.emit({ type: 'resumed', pipeline });
       r.kick();
       return this.done(pipeline, 'resume', null, was ? 'merging resumed' : 'merging was not paused');
     });
+  }
+
+  requeue(pipeline: string, checkpoint: string): Promise<OperationResult> {
+    return this.run(pipeline, 'requeue', { checkpoint }, async (r) =>
+      requeue(r.cfg, this.host.store, this.host.events, checkpoint),
+    );
+  }
+
+  dequeue(pipeline: string, checkpoint: string): Promise<OperationResult> {
+    return this.run(pipeline, 'dequeue', { checkpoint }, async (r) =>
+      dequeue(r.cfg, this.host.store, this.host.events, checkpoint),
+    );
   }
 
   /** Waits for what the operations set going (notifiers, evaluator, retention). */

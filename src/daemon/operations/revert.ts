@@ -5,7 +5,6 @@ import {
   finishVersion,
   readManifest,
   sha256File,
-  swapCurrent,
   type PublishedVersion,
   type Staging,
 } from '../../publish/index.js';
@@ -13,6 +12,7 @@ import type { Checkpoint, Store, Version } from '../../store/index.js';
 import { cmergeVersion } from '../../util/version.js';
 import { evaluateVersion, notifyServers, retainVersions } from '../aftercare.js';
 import type { DaemonEvents } from '../events.js';
+import { pointCurrent } from '../current.js';
 import { mergeRecord } from '../metrics.js';
 import { lineageOf, type MergeOutcome, type PipelineRunner } from '../pipeline.js';
 import { assertSameRecipe, replayLineage } from './replay.js';
@@ -87,7 +87,7 @@ export async function revert(
       manifest_sha256: await sha256File(join(published.dir, 'manifest.json')),
     },
   );
-  await swapCurrent(cfg.repository, pipeline, number);
+  await pointCurrent(store, cfg, number);
   commitGeneration(runner.stateDir, number);
   await runner.pruneStates(number);
   events?.emit({ type: 'revert', pipeline, version: number, checkpoint: target.name });

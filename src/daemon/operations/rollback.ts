@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { commitGeneration, generationDir } from '../../merge/state.js';
-import { swapCurrent } from '../../publish/index.js';
 import type { Store } from '../../store/index.js';
 import { notifyServers } from '../aftercare.js';
+import { pointCurrent } from '../current.js';
 import type { DaemonEvents } from '../events.js';
 import type { PipelineRunner } from '../pipeline.js';
 import { assertSameRecipe, checkpointsOf, replayLineage } from './replay.js';
@@ -59,7 +59,9 @@ export async function rollback(
     path: generationDir(stateDir, number),
     sha256,
   });
-  await swapCurrent(runner.cfg.repository, pipeline, number);
+  await pointCurrent(store, runner.cfg, number);
+  // "rollback N" is one answer to a hand-moved `current` (docs/operations.md): merging continues from N
+  if (store.pauseState(pipeline)?.kind === 'current_moved') store.setPaused(pipeline, null);
   commitGeneration(stateDir, number);
   await runner.pruneStates(number);
   const names = retired.map((c) => c.name);

@@ -13,6 +13,10 @@ export interface Operations {
   /** merging stops after the running merge (intake keeps queueing) until resume */
   pause(pipeline: string, reason?: string): Promise<OperationResult>;
   resume(pipeline: string): Promise<OperationResult>;
+  /** a rejected checkpoint back from quarantine to the drop folder, its rejection cleared */
+  requeue(pipeline: string, checkpoint: string): Promise<OperationResult>;
+  /** a queued checkpoint taken out before it merges (to quarantine; requeue brings it back) */
+  dequeue(pipeline: string, checkpoint: string): Promise<OperationResult>;
 }
 
 export interface ReplayOptions {
@@ -37,7 +41,7 @@ export interface Done {
   after?: Promise<void>;
 }
 
-export type OperationKind = 'rollback' | 'revert' | 'pin' | 'unpin' | 'pause' | 'resume';
+export type OperationKind = 'rollback' | 'revert' | 'pin' | 'unpin' | 'pause' | 'resume' | 'requeue' | 'dequeue';
 
 /** Why an operation was refused; nothing changed. `code` maps to the HTTP status. */
 export class OperationError extends Error {
