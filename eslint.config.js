@@ -48,7 +48,7 @@ const layerRules = Object.entries(forbidden).map(([layer, layers]) => ({
 }));
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'state/**', '.gpu/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'demo/**', 'native/build/**', 'state/**', '.gpu/**', 'bench/results/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

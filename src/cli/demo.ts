@@ -1,7 +1,15 @@
 import type { Command } from 'commander';
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/index.js';
@@ -17,6 +25,13 @@ import { UsageError } from './errors.js';
 const EVALUATOR = resolve(dirname(fileURLToPath(import.meta.url)), '../../examples/evaluate-digits.js');
 const PIPELINE = 'digits';
 const EVALUATOR_TIMEOUT_S = 120;
+/**
+ * Where the demo leaves its config, database, models and versions by default, relative to where it
+ * runs: the README's examples after its set-up use `demo/cmerge.yaml` and `demo/models/`.
+ */
+const DEFAULT_DIR = 'demo';
+/** First line of the config the demo writes: it marks a folder a later run may start afresh. */
+const CONFIG_MARK = '# written by cmerge demo; a new run of the demo replaces everything here but models/';
 
 /**
  * The embedded default: real models on real data, merged by the daemon as they arrive. Trains a
@@ -31,31 +46,54 @@ export function registerDemo(program: Command): void {
     .description(
       'merge small classifiers trained on real MNIST digits as they arrive, and show the accuracy of every version (needs no data)',
     )
-    .option('--dir <dir>', 'work folder (default: a new temporary folder)')
+    .option(
+      '--dir <dir>',
+      'work folder: config, database, models, versions (an earlier demo in it is replaced)',
+      DEFAULT_DIR,
+    )
     .option('--tasks <n>', 'number of tasks, 2 to 8', '4')
     .option('--method <name>', `merge method: ${METHOD_NAMES.join(', ')}`, 'opcm')
-    .action(async (opts: { dir?: string; tasks: string; method: string }) => {
+    .action(async (opts: { dir: string; tasks: string; method: string }) => {
       const count = Number(opts.tasks);
       if (!Number.isInteger(count) || count < 2 || count > SUITES['8']!.length)
         throw new UsageError(`--tasks must be an integer from 2 to ${SUITES['8']!.length}`);
       if (!isMethodName(opts.method))
         throw new UsageError(`unknown method ${opts.method} (one of ${METHOD_NAMES.join(', ')})`);
-      const dir = resolve(opts.dir ?? mkdtempSync(join(tmpdir(), 'cmerge-demo-')));
+      const dir = resolve(opts.dir);
+      clearEarlierRun(dir);
+      // written first, so that a run stopped while training is still an earlier demo to the next one
+      const configPath = writeDemoConfig(dir, opts.method);
       const out = (line = '') => process.stdout.write(line + '\n');
       out(`cmerge demo: ${opts.method} over ${count} tasks on real MNIST digits, in ${dir}`);
       // loaded here: TensorFlow.js takes ~0.7 s to import, which no other command should pay
       const { buildZoo } = await import('../demo/digits/zoo.js');
       const zoo = await buildZoo(join(dir, 'models'), demoZoo(count), (line) => out(`  ${line}`));
-      const configPath = writeDemoConfig(dir, opts.method);
       await runDaemon(configPath, dir, zoo, out);
     });
 }
 
+/**
+ * Makes `dir` ready for a run: a new or empty folder is used as it is; one holding an earlier demo
+ * (its config starts with CONFIG_MARK) is emptied but for models/, which the zoo reuses when its
+ * recipe matches, so running the README's set-up again gives the same fresh demo folder. Anything
+ * else is refused: the demo never deletes files it did not write.
+ */
+function clearEarlierRun(dir: string): void {
+  if (!existsSync(dir) || readdirSync(dir).length === 0) return;
+  const config = join(dir, 'cmerge.yaml');
+  if (!existsSync(config) || !readFileSync(config, 'utf8').startsWith(CONFIG_MARK))
+    throw new UsageError(`${dir} is not empty and holds no earlier demo (its cmerge.yaml); give another --dir`);
+  for (const entry of readdirSync(dir))
+    if (entry !== 'models') rmSync(join(dir, entry), { recursive: true, force: true });
+}
+
 function writeDemoConfig(dir: string, method: string): string {
   const configPath = join(dir, 'cmerge.yaml');
+  mkdirSync(dir, { recursive: true });
   writeFileSync(
     configPath,
     [
+      CONFIG_MARK,
       'state_dir: ./state',
       'log_level: warn',
       'pipelines:',
@@ -109,7 +147,28 @@ async function runDaemon(configPath: string, dir: string, zoo: Zoo, out: (line?:
   out('ACC: mean accuracy over the tasks merged so far; BWT: mean change of each earlier task since its own version;');
   out('each fine-tuned: every task on its own fine-tuned model (the upper bound of a merge).');
   out(`versions: ${join(dir, 'models-published', PIPELINE)}; rejected: ${join(dir, 'drop', '.quarantine')}`);
-  out(`inspect: cmerge history --config ${configPath}; cmerge show --config ${configPath} ${PIPELINE} ${tasks.length}`);
+  printNext(configPath, dir, tasks.length);
+}
+
+/** The follow-up commands, as the README writes them after its set-up (paths relative to here when inside). */
+function printNext(configPath: string, dir: string, versions: number): void {
+  const here = (p: string) => {
+    const r = relative(process.cwd(), p);
+    return r !== '' && !r.startsWith('..') && !isAbsolute(r) ? r : p;
+  };
+  const config = `--config ${here(configPath)}`;
+  process.stdout.write(
+    [
+      '',
+      `inspect the daemon's database and versions (README, "Inspection"):`,
+      `  npx cmerge status ${config}`,
+      `  npx cmerge history ${config} --pipeline ${PIPELINE}`,
+      `  npx cmerge show ${config} ${PIPELINE} ${versions}`,
+      `  npx cmerge verify ${config}`,
+      `  npx cmerge report ${config} --out ${here(join(dir, 'report.html'))}`,
+      '',
+    ].join('\n'),
+  );
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openStore } from '../../src/store/index.js';
@@ -55,4 +55,13 @@ test('cmerge demo refuses a bad --tasks or --method with a usage error before tr
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--tasks must be an integer from 2 to 8/);
   assert.match(cmerge(['demo', '--method', 'nope']).stderr, /unknown method nope/);
+});
+
+test('cmerge demo refuses a non-empty --dir that holds no earlier demo, and leaves it as it was', () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'notes.txt'), 'mine\n');
+  const r = cmerge(['demo', '--dir', dir, '--tasks', '2']);
+  assert.equal(r.status, 2, r.stderr + r.stdout);
+  assert.match(r.stderr, /is not empty and holds no earlier demo/);
+  assert.deepEqual(readdirSync(dir), ['notes.txt']);
 });
