@@ -1,12 +1,5 @@
 import type { Command } from 'commander';
-import { readManifest } from '../publish/index.js';
-import {
-  gpuFigures,
-  type EngineRecord,
-  type GpuFigures,
-  type TensorMetric,
-  type VersionDetail,
-} from '../store/index.js';
+import { showView } from '../daemon/api/show-view.js';
 import { UsageError } from './errors.js';
 import {
   fmtEngine,
@@ -21,34 +14,6 @@ import {
   withInspection,
 } from './inspect-common.js';
 
-/** What the version folder's manifest.json says, in brief (the full file is next to the model). */
-export interface ManifestSummary {
-  format: string;
-  method: string;
-  params: Record<string, unknown>;
-  engine: string;
-  cmerge_version: string;
-  base: { path: string; sha256: string };
-  created_at: string;
-  checkpoints: number;
-  files: number;
-  total_bytes: number | null;
-  metrics: Record<string, unknown>;
-}
-
-type Stat = { n: number; min: number; mean: number; max: number } | null;
-const NUMERIC = ['tv_norm', 'merged_norm', 'removed_share', 'interference', 'split_rank'] as const;
-
-export interface TensorSummary {
-  tensors: number;
-  /** tensor count per kind (linear / other / unknown) */
-  kinds: Record<string, number>;
-  /** over the tensors that recorded the metric */
-  stats: Record<(typeof NUMERIC)[number], Stat>;
-  /** the few tensors whose update lies most in the old tasks' subspace */
-  most_interference: { tensor: string; interference: number }[];
-}
-
 export function registerShow(program: Command): void {
   program
     .command('show')
@@ -62,142 +27,16 @@ export function registerShow(program: Command): void {
     .action(async (pipeline: string, versionArg: string, opts: { config: string; json?: boolean }) => {
       const number = positiveInt(versionArg, 'version', (msg) => new UsageError(msg));
       await withInspection(opts.config, async ({ store }) => {
-        const detail = store.show(pipeline, number);
-        if (!detail) throw new Error(`no version ${number} of pipeline "${pipeline}" is recorded`);
-        const shown = showOutput(pipeline, detail, await manifestSummary(detail));
+        const shown = await showView(store, pipeline, number);
+        if (!shown) throw new Error(`no version ${number} of pipeline "${pipeline}" is recorded`);
         if (opts.json) return printJson(shown);
         printText(shown);
       });
     });
 }
 
-/** `cmerge show --json`: the version's row, its manifest in brief, its merge and everything recorded. */
-function showOutput(
-  pipeline: string,
-  detail: VersionDetail,
-  { manifest, manifest_error }: { manifest: ManifestSummary | null; manifest_error: string | null },
-) {
-  const { version, merge } = detail;
-  return {
-    pipeline,
-    version: version.number,
-    parent: version.parent,
-    step: version.step,
-    path: version.path,
-    created_at: version.created_at,
-    pinned: version.pinned,
-    removed_at: version.removed_at,
-    manifest_sha256: version.manifest_sha256,
-    // the engine the version was made with: name, device, library versions, TF32
-    engine: version.engine,
-    manifest,
-    manifest_error,
-    merge: {
-      id: merge.id,
-      method: merge.method,
-      params: merge.params,
-      engine: merge.engine,
-      started_at: merge.started_at,
-      finished_at: merge.finished_at,
-      timings: merge.timings,
-      peak_rss: merge.peak_rss,
-      scalars: merge.scalars,
-      state_generation: merge.state_generation,
-      gpu: gpuFigures(merge),
-    },
-    checkpoints: detail.checkpoints,
-    model_metrics: detail.model_metrics,
-    tensor_summary: summarize(detail.tensor_metrics),
-    tensor_metrics: detail.tensor_metrics,
-    retention: detail.retention,
-    notifications: detail.notifications,
-    evaluations: detail.evaluations,
-  };
-}
-
-async function manifestSummary(
-  detail: VersionDetail,
-): Promise<{ manifest: ManifestSummary | null; manifest_error: string | null }> {
-  if (detail.version.removed_at)
-    return { manifest: null, manifest_error: `version folder removed by retention at ${detail.version.removed_at}` };
-  try {
-    const manifest = await readManifest(detail.version.path);
-    const sizes = Object.values(manifest.file_sizes ?? {});
-    return {
-      manifest: {
-        format: manifest.format,
-        method: manifest.method,
-        params: manifest.params,
-        engine: manifest.engine,
-        cmerge_version: manifest.cmerge_version,
-        base: manifest.base,
-        created_at: manifest.created_at,
-        checkpoints: manifest.checkpoints.length,
-        files: Object.keys(manifest.files).length,
-        total_bytes: sizes.length ? sizes.reduce((a, b) => a + b, 0) : null,
-        metrics: manifest.metrics,
-      },
-      manifest_error: null,
-    };
-  } catch (e) {
-    return { manifest: null, manifest_error: (e as Error).message };
-  }
-}
-
-export function summarize(tensors: readonly Required<TensorMetric>[]): TensorSummary {
-  const kinds: Record<string, number> = {};
-  for (const t of tensors) kinds[t.kind ?? 'unknown'] = (kinds[t.kind ?? 'unknown'] ?? 0) + 1;
-  const stats = {} as TensorSummary['stats'];
-  for (const metric of NUMERIC) {
-    const values = tensors
-      .map((t) => t[metric])
-      .filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
-    stats[metric] = values.length
-      ? {
-          n: values.length,
-          min: Math.min(...values),
-          mean: values.reduce((a, b) => a + b, 0) / values.length,
-          max: Math.max(...values),
-        }
-      : null;
-  }
-  const most_interference = tensors
-    .filter((t): t is Required<TensorMetric> & { interference: number } => typeof t.interference === 'number')
-    .sort((a, b) => b.interference - a.interference)
-    .slice(0, 5)
-    .map((t) => ({ tensor: t.tensor, interference: t.interference }));
-  return { tensors: tensors.length, kinds, stats, most_interference };
-}
-
-type ShowOut = {
-  pipeline: string;
-  version: number;
-  parent: number | null;
-  step: number;
-  path: string;
-  created_at: string;
-  pinned: boolean;
-  removed_at: string | null;
-  engine: EngineRecord | null;
-  manifest: ManifestSummary | null;
-  manifest_error: string | null;
-  merge: {
-    method: string;
-    params: Record<string, unknown>;
-    engine: string | null;
-    timings: Record<string, number> | null;
-    scalars: Record<string, number> | null;
-    started_at: string;
-    finished_at: string | null;
-    gpu: GpuFigures | null;
-  };
-  checkpoints: VersionDetail['checkpoints'];
-  model_metrics: Record<string, number | null>;
-  tensor_summary: TensorSummary;
-  retention: VersionDetail['retention'];
-  notifications: VersionDetail['notifications'];
-  evaluations: VersionDetail['evaluations'];
-};
+/** `cmerge show --json`: the same JSON as the API's GET /v1/pipelines/{p}/versions/{n}. */
+type ShowOut = NonNullable<Awaited<ReturnType<typeof showView>>>;
 
 const write = (text: string): void => void process.stdout.write(text);
 

@@ -2,9 +2,8 @@ import { readManifest } from '../../publish/index.js';
 import { gpuFigures, type Store, type TensorMetric, type VersionDetail } from '../../store/index.js';
 
 /**
- * The JSON of `GET /v1/pipelines/{p}/versions/{n}`: exactly what `cmerge show p n --json` prints
- * (src/cli/show.ts, repeated here because the daemon may not import the CLI). Null when the
- * version is not recorded.
+ * The JSON of `GET /v1/pipelines/{p}/versions/{n}` and of `cmerge show p n --json` (src/cli/show.ts
+ * prints this object). Null when the version is not recorded.
  */
 export async function showView(store: Store, pipeline: string, number: number) {
   const detail = store.show(pipeline, number);
