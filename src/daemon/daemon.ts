@@ -15,7 +15,8 @@ import { Limiter } from './limiter.js';
 import { PipelineOperations, type Operations } from './operations/index.js';
 import { acquireStateLock } from './state-lock.js';
 import { DaemonMetrics, type PipelineGauges } from './metrics-server.js';
-import { PipelineRunner, type RunnerTimings } from './pipeline.js';
+import { PipelineRunner } from './pipeline.js';
+import type { RunnerTimings } from './runner-types.js';
 import { loadDaemonConfig } from './preflight.js';
 
 /**

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfig, parseParams, type Config, type PathScope } from '../../src/config/index.js';
-import { tensorRulesOf } from '../../src/daemon/pipeline.js';
+import { tensorRulesOf } from '../../src/daemon/runner-types.js';
 import { classifier } from '../../src/merge/kinds.js';
 import { repoRoot, tempDir } from '../helpers/paths.js';
 

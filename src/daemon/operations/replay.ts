@@ -5,7 +5,8 @@ import { generationDir } from '../../merge/state.js';
 import { checkpointSha256 } from '../checkpoint-hash.js';
 import { nearestGeneration } from '../generations.js';
 import { mergeMetrics } from '../metrics.js';
-import type { MergeOutcome, PipelineRunner } from '../pipeline.js';
+import type { PipelineRunner } from '../pipeline.js';
+import type { MergeOutcome } from '../runner-types.js';
 import { OperationError, type ReplayOptions } from './types.js';
 
 /** The checkpoints `ids` as the store records them, in that order. */

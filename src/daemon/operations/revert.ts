@@ -14,7 +14,8 @@ import { evaluateVersion, notifyServers, retainVersions } from '../aftercare.js'
 import type { DaemonEvents } from '../events.js';
 import { pointCurrent } from '../current.js';
 import { mergeRecord } from '../metrics.js';
-import { lineageOf, type MergeOutcome, type PipelineRunner } from '../pipeline.js';
+import type { PipelineRunner } from '../pipeline.js';
+import { lineageOf, type MergeOutcome } from '../runner-types.js';
 import { assertSameRecipe, replayLineage } from './replay.js';
 import { OperationError, type Done, type ReplayOptions } from './types.js';
 
