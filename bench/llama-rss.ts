@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliPath, machine, machineTable, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
 
@@ -6,17 +6,39 @@ import { cliPath, machine, machineTable, python, referenceDir, repoRoot, synth, 
  * Peak RSS of OPCM on a TinyLlama-1.1B-shaped bfloat16 model (issue 2: one step ≤ 1 GB, whole
  * `cmerge merge` process under /usr/bin/time). Step 1 (M1 = θ1, no SVD) and step 2 (SVDs of every
  * linear tensor, the largest lm_head 32000×2048) run as separate processes on one state directory.
- *   node dist/bench/llama-rss.js [data-dir]     (default bench/work/llama1b; made by synth.py if absent)
- * Writes bench/results/opcm-llama1b-bf16-rss.md.
+ *   node dist/bench/llama-rss.js [data-dir] [F32]   (default bench/work/llama1b; made by synth.py if absent)
+ * With F32, the fine-tunes are float32 (as trainers often save them) and the base stays bfloat16
+ * (issue 15): the output must still be bfloat16. Writes bench/results/opcm-llama1b-bf16-rss.md, or
+ * opcm-llama1b-f32-into-bf16-rss.md.
  */
 const BOUND_MIB = 1024;
 const data = process.argv[2] ?? join(repoRoot, 'bench', 'work', 'llama1b');
+const f32Tasks = process.argv[3] === 'F32';
 synth(data, 'llama1b', 2, 'BF16');
+// same seed: the float32 tasks are the values the bf16 ones were rounded from
+const taskData = f32Tasks ? `${data}-f32` : data;
+if (f32Tasks) synth(taskData, 'llama1b', 2, 'F32');
 const base = join(data, 'base.safetensors');
 const work = join(data, 'bench-rss');
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const state = join(work, 'state');
+
+/** The float dtypes of a safetensors file's tensors, from its header. */
+function dtypesOf(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    readSync(fd, len, 0, 8, 0);
+    const header = Buffer.alloc(Number(len.readBigUInt64LE()));
+    readSync(fd, header, 0, header.length, 8);
+    const entries = Object.entries(JSON.parse(header.toString('utf8')) as Record<string, { dtype?: string }>);
+    return [...new Set(entries.filter(([k]) => k !== '__metadata__').map(([, v]) => v.dtype))].sort().join('+');
+  } finally {
+    closeSync(fd);
+  }
+}
+const outDtypes: string[] = [];
 
 const rows: {
   step: number;
@@ -40,10 +62,11 @@ for (const [i, task] of ['task_0', 'task_1'].entries()) {
     '--out',
     join(work, `step${i + 1}.safetensors`),
     '--json',
-    join(data, `${task}.safetensors`),
+    join(taskData, `${task}.safetensors`),
   ];
   const r = timed('node', args);
   const rep = JSON.parse(r.stdout);
+  outDtypes.push(dtypesOf(join(work, `step${i + 1}.safetensors`)));
   rows.push({
     step: i + 1,
     args,
@@ -59,21 +82,27 @@ for (const [i, task] of ['task_0', 'task_1'].entries()) {
 rmSync(work, { recursive: true, force: true });
 
 const m = machine();
-const ok = rows.every((r) => r.peakRssMiB <= BOUND_MIB);
+const bf16Out = outDtypes.every((d) => d === 'BF16');
+const ok = rows.every((r) => r.peakRssMiB <= BOUND_MIB) && bf16Out;
+const title = f32Tasks ? 'float32 fine-tunes into a bfloat16 base' : 'bfloat16';
 const rel = (p: string) => p.replace(repoRoot + '/', '');
-const text = `# OPCM peak RSS, TinyLlama-1.1B shapes, bfloat16
+const text = `# OPCM peak RSS, TinyLlama-1.1B shapes, ${title}
 
 Bound (issue 2): one OPCM step with peak RSS ≤ ${BOUND_MIB} MiB (1 GB), whole \`cmerge merge\` process
-(\`/usr/bin/time -f '%e %M'\`). **${ok ? 'Met' : 'NOT met'}.**
+(\`/usr/bin/time -f '%e %M'\`)${f32Tasks ? '; issue 15: the output is bfloat16 like the base' : ''}. **${ok ? 'Met' : 'NOT met'}.**
 
 Data: \`${python} ${join(referenceDir, 'synth.py')} ${data} llama1b 2 BF16 0\` (base + 2 tasks, 2.2 GB each;
-largest linear tensor lm_head 32000×2048, embedding 32000×2048: 262 MB per float32 copy).
+largest linear tensor lm_head 32000×2048, embedding 32000×2048: 262 MB per float32 copy).${
+  f32Tasks
+    ? `\nThe tasks merged are float32 (4.4 GB each): \`${python} ${join(referenceDir, 'synth.py')} ${taskData} llama1b 2 F32 0\`, same seed; the base is the bfloat16 one.`
+    : ''
+}
 Step 1 merges task_0 (M1 = θ1, no SVD), step 2 merges task_1 into that state (one SVD per linear tensor).
 Both write the bf16 output model; one process per step.
 
-| step | engine | wall s | update pass s | output pass s | peak RSS MiB | ≤ ${BOUND_MIB} MiB |
-|---|---|---|---|---|---|---|
-${rows.map((r) => `| ${r.step} | ${r.engine} | ${r.seconds.toFixed(1)} | ${r.update.toFixed(1)} | ${r.output.toFixed(1)} | ${r.peakRssMiB.toFixed(0)} | ${r.peakRssMiB <= BOUND_MIB ? 'yes' : 'no'} |`).join('\n')}
+| step | engine | wall s | update pass s | output pass s | peak RSS MiB | ≤ ${BOUND_MIB} MiB | output dtype |
+|---|---|---|---|---|---|---|---|
+${rows.map((r, i) => `| ${r.step} | ${r.engine} | ${r.seconds.toFixed(1)} | ${r.update.toFixed(1)} | ${r.output.toFixed(1)} | ${r.peakRssMiB.toFixed(0)} | ${r.peakRssMiB <= BOUND_MIB ? 'yes' : 'no'} | ${outDtypes[i]} |`).join('\n')}
 
 Commands (cwd ${repoRoot}):
 ${rows.map((r) => `- step ${r.step}: \`/usr/bin/time -f '%e %M' node ${r.args.map(rel).join(' ')}\``).join('\n')}
@@ -84,6 +113,6 @@ Machine (shared with other jobs; wall times are indicative):
 |---|---|
 ${machineTable(m)}
 
-Reproduce: \`npx tsc -p . && node dist/bench/llama-rss.js ${data}\`
+Reproduce: \`npx tsc -p . && node dist/bench/llama-rss.js ${data}${f32Tasks ? ' F32' : ''}\`
 `;
-console.log(`wrote ${writeResult('opcm-llama1b-bf16-rss', text)}`);
+console.log(`wrote ${writeResult(f32Tasks ? 'opcm-llama1b-f32-into-bf16-rss' : 'opcm-llama1b-bf16-rss', text)}`);
