@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import type { AccuracySummary, HistoryRow, Merge, Version } from '../store/index.js';
+import type { AccuracySummary } from '../store/index.js';
+import { historyView } from '../store/views.js';
 import {
   fmtBytes,
   fmtMs,
@@ -10,18 +11,10 @@ import {
   shortSha,
   table,
   withInspection,
-  type Inspection,
 } from './inspect-common.js';
 
-/** One merge attempt (failed and interrupted ones too) and the version it became, if any. */
-export interface HistoryEntry extends HistoryRow {
-  params: Record<string, unknown>;
-  /** per phase, ms */
-  timings: Record<string, number> | null;
-  peak_rss: number | null;
-  /** when the version was published; null if the merge has none (yet) */
-  created_at: string | null;
-}
+/** One merge attempt (failed and interrupted ones too) and the version it became, if any (the API's history rows). */
+export type HistoryEntry = ReturnType<typeof historyView>['history'][number];
 
 /**
  * Per pipeline, the store's accuracy summary (`accuracySummary`, computed there, not here): the
@@ -56,43 +49,15 @@ export function registerHistory(program: Command): void {
     .option('--json', 'print {history: [...], pipelines: [{name, accuracy}]} on stdout')
     .action(async (opts: HistoryOptions) => {
       await withInspection(opts.config, (inspection) => {
-        const entries = historyEntries(inspection, opts.pipeline);
-        const pipelines = accuracies(inspection, opts.pipeline);
+        const names = pipelineNames(inspection);
+        if (opts.pipeline !== undefined && !names.includes(opts.pipeline))
+          throw new Error(`unknown pipeline "${opts.pipeline}" (known: ${names.join(', ') || 'none'})`);
+        const { history: entries, pipelines } = historyView(inspection.store, names, opts.pipeline);
         if (opts.json) return printJson({ history: entries, pipelines });
         if (!entries.length) return void process.stdout.write('no merges recorded\n');
         process.stdout.write(historyTable(entries) + pipelines.map(accuracyText).join(''));
       });
     });
-}
-
-/** The store's history rows, joined with their merges' timings and their versions' publication times. */
-function historyEntries(inspection: Inspection, pipeline: string | undefined): HistoryEntry[] {
-  const { store } = inspection;
-  const names = pipelineNames(inspection);
-  if (pipeline !== undefined && !names.includes(pipeline)) {
-    throw new Error(`unknown pipeline "${pipeline}" (known: ${names.join(', ') || 'none'})`);
-  }
-  const merges = new Map<number, Merge>(store.merges(pipeline).map((merge) => [merge.id, merge]));
-  const versions = new Map<number, Version>();
-  for (const name of pipeline === undefined ? names : [pipeline]) {
-    for (const version of store.versions(name, { includeRemoved: true })) versions.set(version.merge_id, version);
-  }
-  return store.history(pipeline).map((row) => {
-    const merge = merges.get(row.merge_id);
-    return {
-      ...row,
-      params: merge?.params ?? {},
-      timings: merge?.timings ?? null,
-      peak_rss: merge?.peak_rss ?? null,
-      created_at: versions.get(row.merge_id)?.created_at ?? null,
-    };
-  });
-}
-
-/** The accuracy summary of each pipeline shown (`pipeline` already checked by historyEntries). */
-function accuracies(inspection: Inspection, pipeline: string | undefined): PipelineAccuracy[] {
-  const names = pipeline === undefined ? pipelineNames(inspection) : [pipeline];
-  return names.map((name) => ({ name, accuracy: inspection.store.accuracySummary(name) }));
 }
 
 /** The accuracy matrix (rows: steps, columns: tasks) and ACC, BWT and forgetting, or a line saying there are none. */

@@ -177,15 +177,15 @@ export class PipelineRunner {
       if (current !== null) await rm(join(this.cfg.repository, name, 'current'), { force: true });
       return 0;
     }
-    const byHand =
-      current !== null && current !== recorded && store.swapPending(name) !== recorded && this.isPublished(current);
+    const pending = store.swapPending(name);
+    const byHand = current !== null && current !== recorded && pending !== recorded && this.isPublished(current);
     if (byHand) {
       const reason =
         `current points at version ${current} while the merge state is at version ${recorded}: ` +
         `run "cmerge rollback ${name} ${current}" to continue from ${current}, or "cmerge resume ${name}" to continue from ${recorded}`;
       if (store.pauseState(name)?.kind !== 'current_moved') log.warn(`merging paused: ${reason}`, { pipeline: name });
       store.setPaused(name, reason, 'current_moved');
-    } else if (current !== recorded || store.swapPending(name) !== null) await pointCurrent(store, this.cfg, recorded);
+    } else if (current !== recorded || pending !== null) await pointCurrent(store, this.cfg, recorded);
     return recorded;
   }
 

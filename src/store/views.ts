@@ -45,10 +45,16 @@ export function statusView(store: Store, names: readonly string[]) {
   return { pipelines };
 }
 
-/** One pipeline's merges (failed and interrupted ones too) with their timings and versions, and its accuracy summary. */
-export function historyView(store: Store, pipeline: string) {
+/**
+ * The merges (failed and interrupted ones too) of `pipeline`, or of every pipeline of `names`,
+ * with their timings and versions' publication times, and each pipeline's accuracy summary.
+ */
+export function historyView(store: Store, names: readonly string[], pipeline?: string) {
+  const shown = pipeline === undefined ? names : [pipeline];
   const merges = new Map(store.merges(pipeline).map((m) => [m.id, m]));
-  const published = new Map(store.versions(pipeline, { includeRemoved: true }).map((v) => [v.merge_id, v.created_at]));
+  const published = new Map(
+    shown.flatMap((name) => store.versions(name, { includeRemoved: true }).map((v) => [v.merge_id, v.created_at])),
+  );
   const history = store.history(pipeline).map((row) => {
     const merge = merges.get(row.merge_id);
     return {
@@ -59,5 +65,5 @@ export function historyView(store: Store, pipeline: string) {
       created_at: published.get(row.merge_id) ?? null,
     };
   });
-  return { history, pipelines: [{ name: pipeline, accuracy: store.accuracySummary(pipeline) }] };
+  return { history, pipelines: shown.map((name) => ({ name, accuracy: store.accuracySummary(name) })) };
 }

@@ -31,7 +31,7 @@ export function registerReads(app: FastifyInstance, ctx: RouteContext): void {
   app.get('/v1/pipelines', async () => statusView(ctx.store, pipelineNames(ctx.store, ctx.configured())));
   app.get<P>('/v1/pipelines/:pipeline/history', { schema: { params: s.pipelineParams } }, async (req) => {
     checkPipeline(ctx, req.params.pipeline);
-    return historyView(ctx.store, req.params.pipeline);
+    return historyView(ctx.store, [req.params.pipeline], req.params.pipeline);
   });
   app.get<V>('/v1/pipelines/:pipeline/versions/:version', { schema: { params: s.versionParams } }, async (req) => {
     const { pipeline, version } = req.params;

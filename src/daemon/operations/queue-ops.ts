@@ -6,7 +6,8 @@ import { moveToQuarantine, quarantineTarget } from '../intake/quarantine.js';
 import { OperationError, type Done } from './types.js';
 
 const strip = (n: string) => n.replace(/\.safetensors$/, '');
-const named = (ref: string) => (c: { name: string }) => c.name === ref || strip(c.name) === strip(ref);
+/** A checkpoint named `ref`, with or without `.safetensors` (revert, requeue, dequeue). */
+export const namedLike = (ref: string) => (c: { name: string }) => c.name === ref || strip(c.name) === strip(ref);
 
 /**
  * `cmerge requeue`: a rejected checkpoint's file goes back from quarantine to where it was dropped
@@ -16,7 +17,7 @@ const named = (ref: string) => (c: { name: string }) => c.name === ref || strip(
  */
 export function requeue(cfg: PipelineConfig, store: Store, events: DaemonEvents | null, ref: string): Done {
   const pipeline = cfg.name;
-  const c = store.rejected(pipeline).reverse().find(named(ref));
+  const c = store.rejected(pipeline).reverse().find(namedLike(ref));
   if (!c) throw new OperationError('not_found', `no rejected checkpoint "${ref}" in "${pipeline}"`);
   if (!c.quarantine_path || !existsSync(c.quarantine_path))
     throw new OperationError(
@@ -39,11 +40,11 @@ export function requeue(cfg: PipelineConfig, store: Store, events: DaemonEvents 
  */
 export function dequeue(cfg: PipelineConfig, store: Store, events: DaemonEvents | null, ref: string): Done {
   const pipeline = cfg.name;
-  const c = store.queued(pipeline).find(named(ref));
+  const c = store.queued(pipeline).find(namedLike(ref));
   if (!c) {
     const merging = store.currentMerge(pipeline);
     const busy = merging && store.checkpoint(merging.checkpoint_id);
-    if (busy && named(ref)(busy))
+    if (busy && namedLike(ref)(busy))
       throw new OperationError('conflict', `${busy.name} is merging now: revert it afterwards`);
     throw new OperationError('not_found', `no queued checkpoint "${ref}" in "${pipeline}"`);
   }

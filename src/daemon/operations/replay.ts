@@ -20,17 +20,20 @@ export function checkpointsOf(store: Store, ids: readonly number[]): Checkpoint[
 
 /**
  * A replay must redo what was recorded: the configured method and params are the ones that made
- * `v` (a config changed since would silently give another model).
+ * `v` (a config changed since would silently give another model). Returns the engine that made
+ * it, which the replay must run on (replayLineage's `engineOf`).
  */
-export function assertSameRecipe(runner: PipelineRunner, store: Store, v: Version): void {
+export function recipeOf(runner: PipelineRunner, store: Store, v: Version): { engineOf: string | null } {
   const made = store.merge(v.merge_id);
-  if (!made) return;
+  const engineOf = v.engine?.name ?? made?.engine ?? null;
+  if (!made) return { engineOf };
   const cfg = runner.cfg;
   if (made.method !== cfg.method || stable(made.params) !== stable(cfg.params))
     throw new OperationError(
       'conflict',
       `version ${v.number} was made by ${made.method} ${stable(made.params)}; the config now says ${cfg.method} ${stable(cfg.params)}: a replay would not reproduce it`,
     );
+  return { engineOf };
 }
 
 const stable = (o: unknown): string =>

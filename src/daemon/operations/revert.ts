@@ -16,14 +16,14 @@ import { pointCurrent } from '../current.js';
 import { mergeRecord } from '../metrics.js';
 import type { PipelineRunner } from '../pipeline.js';
 import { lineageOf, type MergeOutcome } from '../runner-types.js';
-import { assertSameRecipe, replayLineage } from './replay.js';
+import { namedLike } from './queue-ops.js';
+import { recipeOf, replayLineage } from './replay.js';
 import { OperationError, type Done, type ReplayOptions } from './types.js';
 
 /** A live checkpoint of the lineage by name (with or without `.safetensors`) or sha256 prefix (≥ 6 hex digits). */
 export function findInLineage(store: Store, pipeline: string, ref: string): Checkpoint {
   const live = store.mergedCheckpoints(pipeline);
-  const strip = (n: string) => n.replace(/\.safetensors$/, '');
-  let found = live.filter((c) => c.name === ref || strip(c.name) === strip(ref));
+  let found = live.filter(namedLike(ref));
   if (!found.length && /^[0-9a-f]{6,64}$/i.test(ref))
     found = live.filter((c) => c.sha256?.startsWith(ref.toLowerCase()));
   if (found.length > 1)
@@ -62,15 +62,11 @@ export async function revert(
   const lineage = store.mergedCheckpoints(pipeline).filter((c) => c.id !== target.id);
   if (!lineage.length)
     throw new OperationError('invalid', `reverting ${target.name} would leave an empty lineage: roll back instead`);
-  assertSameRecipe(runner, store, current);
+  const recipe = recipeOf(runner, store, current);
   const number = (store.latestVersion(pipeline)?.number ?? 0) + 1;
   const startedAt = Date.now();
   const staging = await beginVersion(cfg.repository, pipeline, number);
-  const made = store.merge(current.merge_id);
-  const outcome = await replayLineage(runner, lineage, number, staging.dir, {
-    ...opts,
-    engineOf: current.engine?.name ?? made?.engine ?? null,
-  });
+  const outcome = await replayLineage(runner, lineage, number, staging.dir, { ...opts, ...recipe });
   const published = await publishReplay(runner, staging, outcome, current, lineage);
   const v = store.commitRevert(
     pipeline,

@@ -6,7 +6,7 @@ import { notifyServers } from '../aftercare.js';
 import { pointCurrent } from '../current.js';
 import type { DaemonEvents } from '../events.js';
 import type { PipelineRunner } from '../pipeline.js';
-import { assertSameRecipe, checkpointsOf, replayLineage } from './replay.js';
+import { checkpointsOf, recipeOf, replayLineage } from './replay.js';
 import { OperationError, type Done, type ReplayOptions } from './types.js';
 
 /**
@@ -41,10 +41,10 @@ export async function rollback(
   const made = store.merge(v.merge_id);
   let sha256 = made?.state_sha256 ?? null;
   if (!existsSync(join(generationDir(stateDir, number), 'state.json'))) {
-    assertSameRecipe(runner, store, v);
+    const recipe = recipeOf(runner, store, v);
     const outcome = await replayLineage(runner, checkpointsOf(store, v.lineage), number, undefined, {
       ...opts,
-      engineOf: v.engine?.name ?? made?.engine ?? null,
+      ...recipe,
     });
     const replayed = outcome.report.steps[outcome.report.steps.length - 1]!.state_sha256;
     if (sha256 && replayed !== sha256)
