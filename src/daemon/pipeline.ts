@@ -82,7 +82,7 @@ export class PipelineRunner {
   private drainer: Drain | null = null;
   /** an operation holds the pipeline (exclusive()): no merge starts */
   private held = false;
-  /** cancels the timer that ends the current backoff (set and cleared by enter() only) */
+  /** cancels the timer that ends the current backoff (set by enter() and armBackoffTimer() only) */
   private cancelBackoffTimer: (() => void) | null = null;
   /** aborted when the shutdown budget is spent: notifiers and the merge worker stop */
   private readonly abort = new AbortController();
@@ -124,11 +124,16 @@ export class PipelineRunner {
     this.cancelBackoffTimer?.();
     this.cancelBackoffTimer = null;
     this.state = next;
-    if (next.kind === 'backoff')
-      this.cancelBackoffTimer = this.clock.setTimer(() => this.kick(), Math.max(0, next.until - this.clock.now()), {
-        weak: true,
-      });
+    if (next.kind === 'backoff') this.armBackoffTimer(next.until);
     this.deps.onPhase?.(next);
+  }
+
+  /** The kick that ends a backoff at `until` (the one timer of the runner; an earlier one is cancelled). */
+  private armBackoffTimer(until: number): void {
+    this.cancelBackoffTimer?.();
+    this.cancelBackoffTimer = this.clock.setTimer(() => this.kick(), Math.max(0, until - this.clock.now()), {
+      weak: true,
+    });
   }
 
   /** The merge in flight is over (published, rejected or given up): idle, or stopping without it. */
@@ -224,7 +229,12 @@ export class PipelineRunner {
       case 'idle':
         return this.attemptNext(0);
       case 'backoff':
-        if (this.clock.now() < phase.until) return false;
+        if (this.clock.now() < phase.until) {
+          // Node's timers may fire a millisecond before Date.now() reaches `until`: set it again, or
+          // nothing would kick the runner out of this backoff (re-setting on any other kick is harmless)
+          this.armBackoffTimer(phase.until);
+          return false;
+        }
         if (!phase.recovered && !(await this.recoverAgain(phase))) return true;
         return this.attemptNext(phase.failures);
       case 'stopping':

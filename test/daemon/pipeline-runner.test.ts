@@ -39,7 +39,12 @@ interface Harness {
 }
 
 /** A runner on a fresh store and repository, recovered as the daemon does before taking work; `modelDim`: the demo models' width. */
-async function harness(prefix: string, timings: Partial<RunnerTimings> = {}, modelDim = 16): Promise<Harness> {
+async function harness(
+  prefix: string,
+  timings: Partial<RunnerTimings> = {},
+  modelDim = 16,
+  clock = new ManualClock(Date.parse('2026-01-01T00:00:00.000Z')),
+): Promise<Harness> {
   const work = tempDir(prefix);
   const models = writeDemoModels(join(work, 'models'), 2, { d: modelDim, layers: 2, seed: 3 });
   const drop = join(work, 'drop');
@@ -65,7 +70,6 @@ async function harness(prefix: string, timings: Partial<RunnerTimings> = {}, mod
       }),
     ],
   });
-  const clock = new ManualClock(Date.parse('2026-01-01T00:00:00.000Z'));
   const phases: RunnerPhase[] = [];
   const runner = new PipelineRunner(cfg, {
     store,
@@ -209,6 +213,29 @@ test('a failed merge is recovered at once, then retried after the configured bac
     const third = phaseNow(h) as Extract<RunnerPhase, { kind: 'backoff' }>;
     assert.equal(third.failures, 1);
     assert.equal(third.until, h.clock.now() + 60_000);
+  } finally {
+    await h.runner.stop(0);
+    h.store.close();
+  }
+});
+
+test("a backoff timer that fires a millisecond early (as Node's may) is set again: the retry still comes", async () => {
+  const early = new ManualClock(Date.parse('2026-01-01T00:00:00.000Z'), 1);
+  const h = await harness('cmerge-runner-early-', { backoff: { initialMs: 5_000, maxMs: 600_000 } }, 16, early);
+  try {
+    mkdirSync(join(h.repo, 'clip', '1'), { recursive: true });
+    const t0 = h.clock.now();
+    await h.queue(0);
+    await phasesEntered(h, 3, 'the first attempt failed');
+    assert.deepEqual(h.clock.pending, [t0 + 5_000]);
+    h.clock.advance(5_000 - 1); // the timer fires with now() one millisecond short of the end
+    await sleep(100);
+    assert.equal(phaseNow(h).kind, 'backoff', 'not retried before the end');
+    assert.deepEqual(h.clock.pending, [t0 + 5_000], 'the timer is set again for the end of the backoff');
+    h.clock.advance(1);
+    await phasesEntered(h, 5, 'the retry');
+    assert.deepEqual(kinds(h.phases), ['merging', 'recovering', 'backoff', 'merging', 'idle']);
+    assert.equal(currentVersion(h.repo, 'clip'), 1);
   } finally {
     await h.runner.stop(0);
     h.store.close();
