@@ -24,4 +24,4 @@ export {
   type TensorRulesConfig,
 } from './schema.js';
 export { parseParams } from './params.js';
-export { parseBytes } from './units.js';
+export { formatBytes, parseBytes } from './units.js';

@@ -40,6 +40,9 @@ const bytes = z.union([z.number().int().positive(), z.string()]).transform((v, c
   return n;
 });
 
+/** a byte size that may be 0 */
+const bytesOrZero = z.union([z.literal(0), bytes]);
+
 const seconds = z.number().positive();
 
 /**
@@ -261,6 +264,21 @@ const pipelineCommon = {
        * else 600
        */
       incomplete_timeout_s: seconds.optional(),
+    })
+    .prefault({}),
+  /**
+   * room on disk (docs/operations.md): before each merge, the file systems of the state and the
+   * repository must have room for the next state generation and version (estimated from the last
+   * ones, or from the base), else the pipeline pauses until they do
+   */
+  room: z
+    .strictObject({
+      /** false where the file system's free space says nothing (some network or quota-limited ones) */
+      check: z.boolean().default(true),
+      /** bytes to leave free beyond the estimate */
+      reserve: bytesOrZero.default(64 * 2 ** 20),
+      /** while paused for room, how often to look again */
+      recheck_s: seconds.default(10),
     })
     .prefault({}),
   /** published models larger than this are sharded (index + shards) */

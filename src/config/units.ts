@@ -23,3 +23,15 @@ export function parseBytes(value: string): number | null {
   const n = Math.floor(Number(m[1]) * unit);
   return Number.isSafeInteger(n) ? n : null;
 }
+
+/** `n` bytes for people: 512 B, 1.5 KiB, 23.4 MiB, 13.5 GiB (binary units, as the logs and status use). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}

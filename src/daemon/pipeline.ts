@@ -41,6 +41,7 @@ import { pointCurrent } from './current.js';
 import { checkGate, GateFailure } from './gate.js';
 import { generationsToKeep } from './generations.js';
 import { OperationError } from './operations/types.js';
+import { RoomPause } from './room-pause.js';
 import { mergeMetrics, mergeRecord } from './metrics.js';
 import { moveToQuarantine, quarantineTarget } from './intake/quarantine.js';
 import { startMergeWorker, type RunningMerge } from './worker-client.js';
@@ -88,6 +89,8 @@ export class PipelineRunner {
   private readonly abort = new AbortController();
   private readonly clock: Clock;
   private readonly timings: RunnerTimings;
+  /** the pause while the disk lacks room for the next merge */
+  private readonly room: RoomPause;
 
   constructor(
     public cfg: PipelineConfig,
@@ -95,6 +98,16 @@ export class PipelineRunner {
   ) {
     this.clock = deps.clock ?? systemClock;
     this.timings = { ...DEFAULT_RUNNER_TIMINGS, ...deps.timings };
+    const { store, log, events } = deps;
+    this.room = new RoomPause({
+      cfg: () => this.cfg,
+      stateDir: this.stateDir,
+      store,
+      log,
+      clock: this.clock,
+      events,
+      kick: () => this.kick(),
+    });
   }
 
   get stateDir(): string {
@@ -161,6 +174,7 @@ export class PipelineRunner {
     for (const version of await discardVersionsAbove(this.cfg.repository, name, latest))
       log.warn(`removed version ${version}: its merge was not committed (it will be redone)`, { pipeline: name });
     const recorded = await this.reconcileCurrent();
+    this.room.resumeWatching();
     if (recorded > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, recorded).length === 0) {
       // the daemon stopped between publication and notification: tell the servers now
       void notifyServers(this.aftercare, recorded, join(this.cfg.repository, name, String(recorded)));
@@ -256,6 +270,8 @@ export class PipelineRunner {
       // looked at again: an operation may have taken the pipeline while this waited for a slot
       const next = this.nextToMerge();
       if (this.state.kind === 'stopping' || !next) return false;
+      // not started when it would run out of disk: paused until there is room (RoomPause)
+      if (!this.room.admits()) return false;
       await this.mergeOne(next, failures);
     } catch (e) {
       await this.mergeFailed(e as Error, failures);
@@ -682,6 +698,7 @@ export class PipelineRunner {
    * Only a merge that ignores the abort for `terminateAfterAbortMs` more has its worker terminated.
    */
   async stop(budgetMs: number): Promise<void> {
+    this.room.stop();
     this.enter({ kind: 'stopping', active: this.activeMerge });
     const drainer = this.drainer;
     if (!drainer) return;

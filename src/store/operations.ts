@@ -106,8 +106,8 @@ export function commitRevert(
     .immediate();
 }
 
-/** Who paused merging: an operator, or the daemon because `current` was moved by hand. */
-export type PauseKind = 'operator' | 'current_moved';
+/** Who paused merging: an operator, or the daemon because `current` was moved by hand or the disk lacks room. */
+export type PauseKind = 'operator' | 'current_moved' | 'no_room';
 
 export interface PauseState {
   since: string;

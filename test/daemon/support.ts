@@ -292,6 +292,7 @@ export interface StatusJson {
     } | null;
     retrying: { checkpoint: string; step: number; attempts: number; last_error: string; last_at: string } | null;
     rejected: { name: string; reason: string }[];
+    paused: { since: string; reason: string; kind: string } | null;
     waiting: {
       name: string;
       size: number;
