@@ -16,7 +16,10 @@ import {
 } from './schema.js';
 
 type RawPipeline = RawConfig['pipelines'][number];
-type PipelineCommon = Omit<RawPipeline, 'method' | 'params' | 'notifiers'>;
+type PipelineCommon = Omit<RawPipeline, 'method' | 'params' | 'notifiers' | 'archive'> & {
+  /** the folder merged checkpoints move to (absolute; default `<drop>.merged`), null: they stay in the drop folder */
+  archive: string | null;
+};
 
 /** One pipeline, paths absolute, defaults filled; `params` typed by `method`. */
 export type PipelineConfig = {
@@ -174,6 +177,7 @@ function resolveConfig(cfg: RawConfig, file: string, baseDir: string): { config:
       base: abs(p.base),
       drop,
       repository: abs(p.repository),
+      archive: p.archive === false ? null : abs(p.archive ?? `${drop}.merged`),
       notifiers,
       evaluator: p.evaluator && { ...p.evaluator, argv: argv(p.evaluator.argv) },
     } as PipelineConfig;

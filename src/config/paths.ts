@@ -17,6 +17,8 @@ export interface PathTarget {
    * written as a path); cwd: a folder a command runs in
    */
   role: 'input' | 'dir' | 'program' | 'cwd';
+  /** checked only when the target of this key had no problem (a default derived from it: one cause, one line) */
+  unlessFailed?: string;
 }
 
 /** A port the daemon will listen on. */
@@ -57,9 +59,11 @@ export function configTargets(raw: unknown, baseDir: string): ConfigTargets {
   const out: ConfigTargets = { paths: [], ports: [] };
   const root = mapping(raw);
   if (!root) return out;
-  const addPath = (key: string, value: unknown, role: PathTarget['role']) => {
+  const addPath = (key: string, value: unknown, role: PathTarget['role'], unlessFailed?: string) => {
     const v = text(value);
-    if (v) out.paths.push({ key, path: role === 'program' ? resolveProgram(v, baseDir) : resolve(baseDir, v), role });
+    if (!v) return;
+    const path = role === 'program' ? resolveProgram(v, baseDir) : resolve(baseDir, v);
+    out.paths.push({ key, path, role, ...(unlessFailed ? { unlessFailed } : {}) });
   };
   const addPort = (key: string, value: unknown, host: unknown) => {
     const p = port(value);
@@ -75,6 +79,10 @@ export function configTargets(raw: unknown, baseDir: string): ConfigTargets {
     addPath(`${at}.base`, p.base, 'input');
     addPath(`${at}.drop`, p.drop, 'dir');
     addPath(`${at}.repository`, p.repository, 'dir');
+    // absent: beside the drop folder, as load.ts resolves it
+    const drop = text(p.drop)?.replace(/\/+$/, '');
+    if (p.archive === undefined && drop) addPath(`${at}.archive`, `${drop}.merged`, 'dir', `${at}.drop`);
+    else addPath(`${at}.archive`, p.archive, 'dir');
     addPath(`${at}.evaluator.argv[0]`, list(mapping(p.evaluator)?.argv)[0], 'program');
     list(p.notifiers).forEach((entry, j) => {
       const n = mapping(entry);
@@ -94,6 +102,7 @@ export function pathIssues(targets: ConfigTargets, scope: PathScope): ConfigIssu
   const issues: ConfigIssue[] = [];
   for (const t of targets.paths) {
     if (scope === 'inspect' && t.role !== 'input') continue;
+    if (t.unlessFailed && issues.some((i) => i.path === t.unlessFailed)) continue;
     const problem = PROBLEM[t.role](t.path);
     if (problem) issues.push({ path: t.key, message: `${t.path} ${problem}` });
   }

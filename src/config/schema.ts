@@ -219,6 +219,11 @@ const pipelineCommon = {
   drop: nonEmpty,
   /** versions go to <repository>/<name>/<N>/ */
   repository: nonEmpty,
+  /**
+   * where merged checkpoints are moved, kept for revert and rollback (docs/operations.md); absent:
+   * `<drop>.merged` beside the drop folder; false: they stay in the drop folder
+   */
+  archive: z.union([z.literal(false), nonEmpty]).optional(),
   tensors: tensorRules.prefault({}),
   retention: z
     .strictObject({

@@ -22,7 +22,7 @@ import {
   type PublishedVersion,
   type Staging,
 } from '../publish/index.js';
-import { SHUTDOWN_REASON, type Checkpoint } from '../store/index.js';
+import { checkpointFiles, SHUTDOWN_REASON, type Checkpoint } from '../store/index.js';
 import { cmergeVersion } from '../util/version.js';
 import { retryDelayMs, systemClock, type Clock } from './backoff.js';
 import {
@@ -37,6 +37,7 @@ import {
   type RunnerTimings,
 } from './runner-types.js';
 import { evaluateVersion, notifyServers, retainVersions, type AftercareDeps } from './aftercare.js';
+import { archiveMerged } from './archive.js';
 import { pointCurrent } from './current.js';
 import { checkGate, GateFailure } from './gate.js';
 import { generationsToKeep } from './generations.js';
@@ -174,6 +175,8 @@ export class PipelineRunner {
     for (const version of await discardVersionsAbove(this.cfg.repository, name, latest))
       log.warn(`removed version ${version}: its merge was not committed (it will be redone)`, { pipeline: name });
     const recorded = await this.reconcileCurrent();
+    // a crash between a merge's commit and its checkpoint's move to the archive: finished here
+    await archiveMerged(this.cfg, store, log);
     this.room.resumeWatching();
     if (recorded > 0 && this.cfg.notifiers.length > 0 && store.notifications(name, recorded).length === 0) {
       // the daemon stopped between publication and notification: tell the servers now
@@ -381,6 +384,7 @@ export class PipelineRunner {
     this.commit(attempt, result, published, await sha256File(join(published.dir, 'manifest.json')));
     await this.activate(attempt, result);
     this.announce(attempt, published);
+    await archiveMerged(this.cfg, this.deps.store, this.deps.log);
     await notifyServers(this.aftercare, attempt.version, published.dir);
     await evaluateVersion(this.aftercare, attempt.version, published.dir, attempt.scores);
     await retainVersions(this.aftercare);
@@ -504,7 +508,7 @@ export class PipelineRunner {
         stateDir: this.stateDir,
         method: cfg.method,
         params: cfg.params,
-        checkpoints: checkpoints.map((c) => c.path),
+        checkpoints: checkpoints.map(checkpointFiles),
         out,
         fromGeneration: from,
         toGeneration: to,
@@ -513,7 +517,7 @@ export class PipelineRunner {
         maxShardBytes: cfg.max_shard_bytes,
         outDtype: cfg.out_dtype,
         maxTaskNormRatio: cfg.max_task_vector_norm_ratio,
-        sha256: Object.fromEntries(checkpoints.map((c) => [c.path, c.sha256 ?? ''])),
+        sha256: Object.fromEntries(checkpoints.map((c) => [checkpointFiles(c), c.sha256 ?? ''])),
         sketch: true,
         engine: cfg.engine,
         threads: this.deps.threads,

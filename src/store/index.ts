@@ -1,6 +1,7 @@
 export { openStore, Store } from './store.js';
 export { StoreError, type OpenOptions } from './db.js';
 export { SCHEMA_VERSION } from './migrations.js';
+export { checkpointFiles } from './archive.js';
 export type { Arrival, EnqueueResult, RejectedArrival } from './queue.js';
 export { waitingReasonText, type WaitingInput } from './waiting.js';
 export { SHUTDOWN_REASON, type CommitMergeInput, type MergeStart } from './merges.js';

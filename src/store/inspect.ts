@@ -165,6 +165,8 @@ export interface HistoryRow {
   status: Merge['status'];
   checkpoint: string;
   sha256: string | null;
+  /** where the checkpoint's files are kept once merged (config `archive`), else null */
+  archived: string | null;
   /** what the checkpoint was when it was a LoRA adapter folder, else null */
   adapter: AdapterRecord | null;
   /** the float dtypes the checkpoint was stored in, once merged ("F32", "BF16+F32"); else null */
@@ -192,7 +194,7 @@ export interface HistoryRow {
 export function history(db: Db, pipeline?: string): HistoryRow[] {
   const rows = sql(
     db,
-    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, c.adapter, c.dtype, m.method, m.engine,
+    `SELECT m.id, p.name AS pipeline, m.step, m.status, c.name AS checkpoint, c.sha256, c.archive_path, c.archived_at, c.adapter, c.dtype, m.method, m.engine,
       m.engine_info, m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks, m.started_at, m.finished_at, v.number AS version, m.scalars, m.error,
       m.kind, c.retired
     FROM merges m JOIN pipelines p ON p.id = m.pipeline_id JOIN checkpoints c ON c.id = m.checkpoint_id
@@ -206,6 +208,7 @@ export function history(db: Db, pipeline?: string): HistoryRow[] {
     status: r.status as Merge['status'],
     checkpoint: r.checkpoint as string,
     sha256: r.sha256 as string | null,
+    archived: r.archived_at ? (r.archive_path as string) : null,
     adapter: typeof r.adapter === 'string' ? (JSON.parse(r.adapter) as AdapterRecord) : null,
     dtype: (r.dtype as string | null) ?? null,
     method: r.method as string,
@@ -232,6 +235,8 @@ export interface VersionDetail {
     name: string;
     sha256: string | null;
     path: string;
+    /** where its files are kept since it was merged (config `archive`); null: still at path */
+    archived: string | null;
     merged_at: string | null;
     /** what the checkpoint was when it was a LoRA adapter folder, else null */
     adapter: AdapterRecord | null;
@@ -260,6 +265,7 @@ export function show(db: Db, pipeline: string, number: number): VersionDetail | 
         name: c.name,
         sha256: c.sha256,
         path: c.path,
+        archived: c.archived_at ? c.archive_path : null,
         merged_at: c.merged_at,
         adapter: c.adapter,
         dtype: c.dtype,

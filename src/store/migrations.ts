@@ -296,6 +296,17 @@ ALTER TABLE checkpoints ADD COLUMN requeued_at TEXT;
 ALTER TABLE checkpoints ADD COLUMN rejected_at TEXT;
 `,
   },
+  {
+    version: 9,
+    name: 'merged checkpoints archived',
+    sql: `
+-- where a merged checkpoint is moved to (config \`archive\`, docs/operations.md), recorded before
+-- the move; archived_at once it is there. An archived checkpoint no longer owns its drop path:
+-- a new file dropped under that name is a new arrival
+ALTER TABLE checkpoints ADD COLUMN archive_path TEXT;
+ALTER TABLE checkpoints ADD COLUMN archived_at TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -52,7 +52,8 @@ export function enqueue(db: Db, pipeline: string, a: Arrival): EnqueueResult {
       const same = sql(
         db,
         `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-      WHERE c.pipeline_id = ? AND c.path = ? AND c.sha256 = ? AND c.requeued_at IS NULL ORDER BY c.id DESC LIMIT 1`,
+      WHERE c.pipeline_id = ? AND c.path = ? AND c.sha256 = ? AND c.requeued_at IS NULL AND c.archived_at IS NULL
+      ORDER BY c.id DESC LIMIT 1`,
       ).get(pid, a.path, a.sha256);
       if (same) return { outcome: 'known', checkpoint: toCheckpoint(same) };
       const dup = sql(
@@ -195,14 +196,15 @@ export function retiredCheckpoints(db: Db, pipeline: string): Checkpoint[] {
   return byStatus(db, pipeline, 'merged', 'c.id').filter((c) => c.retired !== null);
 }
 
-/** The newest row for a dropped path, to skip re-hashing unchanged files on a rescan. */
+/** The newest row for a dropped path, to skip re-hashing unchanged files on a rescan (an archived one has left it). */
 export function findByPath(db: Db, pipeline: string, path: string): Checkpoint | null {
   const pid = pipelineId(db, pipeline);
   if (pid === null) return null;
   const r = sql(
     db,
     `SELECT ${CHECKPOINT_COLS} FROM ${CHECKPOINT_FROM}
-    WHERE c.pipeline_id = ? AND c.path = ? AND c.requeued_at IS NULL ORDER BY c.id DESC LIMIT 1`,
+    WHERE c.pipeline_id = ? AND c.path = ? AND c.requeued_at IS NULL AND c.archived_at IS NULL
+    ORDER BY c.id DESC LIMIT 1`,
   ).get(pid, path);
   return r ? toCheckpoint(r) : null;
 }

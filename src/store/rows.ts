@@ -4,7 +4,7 @@ import type { Checkpoint, Merge, Version } from './types.js';
 /** Column lists and row mappers shared by the query files; every query joins the pipeline name. */
 export const CHECKPOINT_COLS = `c.id, p.name AS pipeline, c.name, c.path, c.quarantine_path, c.sha256, c.size,
   c.arrived_at, c.status, c.reason, c.step, c.merged_at, c.adapter, c.dtype, c.retired, c.retired_at,
-  c.rejected_at, c.requeued_at`;
+  c.rejected_at, c.requeued_at, c.archive_path, c.archived_at`;
 export const CHECKPOINT_FROM = `checkpoints c JOIN pipelines p ON p.id = c.pipeline_id`;
 
 export const MERGE_COLS = `m.id, m.checkpoint_id, p.name AS pipeline, m.step, m.method, m.params, m.engine,

@@ -1,3 +1,4 @@
+import * as archive from './archive.js';
 import { openDatabase, sql, type Db, type OpenOptions } from './db.js';
 import * as inspect from './inspect.js';
 import * as lineage from './lineage.js';
@@ -61,6 +62,17 @@ export class Store {
   }
   findByPath(pipeline: string, path: string): Checkpoint | null {
     return queue.findByPath(this.db, pipeline, path);
+  }
+
+  // archive of merged checkpoints (archive.ts)
+  unarchived(pipeline: string): Checkpoint[] {
+    return archive.unarchived(this.db, pipeline);
+  }
+  setArchivePath(checkpointId: number, archivePath: string): void {
+    archive.setArchivePath(this.db, checkpointId, archivePath);
+  }
+  markArchived(checkpointId: number): void {
+    archive.markArchived(this.db, checkpointId);
   }
 
   // drop-folder entries waiting to be complete (waiting.ts)

@@ -33,6 +33,10 @@ export interface Checkpoint {
   rejected_at: string | null;
   /** an operator's `requeue` cleared its rejection then */
   requeued_at: string | null;
+  /** where a merged checkpoint is kept (config `archive`), recorded before it is moved there */
+  archive_path: string | null;
+  /** when it got there; from then on its files are at archive_path, not path */
+  archived_at: string | null;
 }
 
 /**

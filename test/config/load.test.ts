@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, parseParams, type Config, type PathScope } from '../../src/config/index.js';
+import {
+  ConfigError,
+  loadConfig,
+  parseConfig,
+  parseParams,
+  type Config,
+  type PathScope,
+} from '../../src/config/index.js';
 import { tensorRulesOf } from '../../src/daemon/runner-types.js';
 import { classifier } from '../../src/merge/kinds.js';
 import { repoRoot, tempDir } from '../helpers/paths.js';
@@ -337,6 +344,16 @@ test('config/cmerge.example.yaml validates and documents every method', () => {
   assert.ok(c.pipelines[0]!.evaluator);
   assert.equal(c.pipelines[0]!.intake.incomplete_timeout_s, 600);
   assert.equal(c.pipelines[0]!.base_model_id, 'openai/clip-vit-base-patch32');
+  assert.equal(c.pipelines[0]!.archive, '/srv/drop/clip.merged');
+  assert.deepEqual(c.pipelines[0]!.room, { check: true, reserve: 64 * 2 ** 20, recheck_s: 10 });
+});
+
+test('archive: beside the drop folder when absent, resolved against the config folder, false keeps files in place', () => {
+  const at = (extra: string) =>
+    parseConfig(MINIMAL.replace('method: opcm', `method: opcm\n${extra}`), '/etc/cmerge/c.yaml').pipelines[0]!;
+  assert.equal(at('').archive, `${at('').drop}.merged`);
+  assert.equal(at('    archive: merged').archive, '/etc/cmerge/merged');
+  assert.equal(at('    archive: false').archive, null);
 });
 
 test('parseParams reports like a config file', () => {

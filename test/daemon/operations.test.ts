@@ -194,8 +194,8 @@ describe('operations with the daemon stopped', () => {
       await d2.ready();
       await mergeAll(ws2, d2, [0, 1, 2]);
       await d2.stop();
-      // the drop folder's file is the one the lineage recorded
-      rmSync(join(ws2.drop, basename(ws2.models.tasks[2]!)));
+      // the archived file (merged checkpoints leave the drop folder) is the one the lineage recorded
+      rmSync(join(`${ws2.drop}.merged`, basename(ws2.models.tasks[2]!)));
       const r = cmerge(['revert', 'clip', basename(ws2.models.tasks[1]!), '--config', ws2.config]);
       assert.equal(r.status, 1);
       assert.match(r.stderr, new RegExp(`not in place: ${basename(ws2.models.tasks[2]!)} \\(missing`));

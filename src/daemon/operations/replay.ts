@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import type { Checkpoint, Store, Version } from '../../store/index.js';
+import { checkpointFiles, type Checkpoint, type Store, type Version } from '../../store/index.js';
 import { generationDir } from '../../merge/state.js';
 import { checkpointSha256 } from '../checkpoint-hash.js';
 import { nearestGeneration } from '../generations.js';
@@ -47,8 +47,9 @@ const stable = (o: unknown): string =>
 export async function assertInPlace(checkpoints: readonly Checkpoint[]): Promise<void> {
   const bad: string[] = [];
   for (const c of checkpoints) {
-    if (!existsSync(c.path)) bad.push(`${c.name} (missing: ${c.path})`);
-    else if ((await checkpointSha256(c.path)) !== c.sha256) bad.push(`${c.name} (sha256 changed: ${c.path})`);
+    const files = checkpointFiles(c);
+    if (!existsSync(files)) bad.push(`${c.name} (missing: ${files})`);
+    else if ((await checkpointSha256(files)) !== c.sha256) bad.push(`${c.name} (sha256 changed: ${files})`);
   }
   if (bad.length)
     throw new OperationError('conflict', `cannot replay: checkpoint files not in place: ${bad.join(', ')}`);
