@@ -2,7 +2,8 @@ import type { LinalgAddon } from './native.js';
 import { SerialQueue } from './serial.js';
 import { CpuEngine } from './cpu-engine.js';
 import { adamConstants, dopProjections, dopStart } from './ops/dop-optimize.js';
-import type { DopOptions, DopResult, MatmulOptions, Svd } from './types.js';
+import { opcmSplit, uncleaned } from './ops/opcm-clean.js';
+import type { Cleaning, DopOptions, DopResult, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
@@ -84,6 +85,44 @@ export class NativeEngine extends CpuEngine {
       checkSvdArgs(a, m, n);
       return this.addon.svd(a, m, n, solo(m * n));
     });
+  }
+
+  /**
+   * OPCM's cleaning as engine/ops/opcm-clean.ts computes it (same bits), in two addon jobs: the SVD,
+   * whose U and V stay in native memory, then the products and sums, which free them. U, V and the
+   * blocks' products never become JavaScript garbage (peak RSS), and no element-wise pass runs on
+   * the event loop.
+   */
+  override async opcmClean(
+    prev: Float32Array,
+    loadTau: () => Float32Array,
+    m: number,
+    n: number,
+    alpha: number,
+  ): Promise<Cleaning> {
+    const big = solo(m * n);
+    const { s, handle } = await this.queue.run(async () => {
+      this.assertOpen();
+      checkSvdArgs(prev, m, n);
+      return this.addon.svdKeep(prev, m, n, big);
+    });
+    const { k, rank, prevSq, leadSq } = opcmSplit(s, alpha, m, n);
+    let tau: Float32Array;
+    try {
+      tau = loadTau();
+    } catch (e) {
+      this.addon.svdRelease(handle);
+      throw e;
+    }
+    if (rank === 0) {
+      this.addon.svdRelease(handle);
+      return uncleaned(tau, prevSq);
+    }
+    const sums = await this.queue.run(async () => {
+      this.assertOpen();
+      return this.addon.opcmApply(handle, tau, k, rank, big);
+    });
+    return { cleaned: tau, split: k, removedSq: sums.removedSq, cleanedSq: sums.cleanedSq, prevSq, leadSq };
   }
 
   /**

@@ -54,6 +54,21 @@ export interface LinalgAddon {
     },
     solo?: boolean,
   ): Promise<{ lossA: number; lossB: number; weightA: number; weightB: number }>;
+  /** svd with U and V kept in native memory behind `handle`, for opcmApply (or svdRelease). */
+  svdKeep(a: Float32Array, m: number, n: number, solo?: boolean): Promise<{ s: Float64Array; handle: object }>;
+  /**
+   * OPCM's cleaning (native/src/linalg/opcm.h) with the kept U and V: tau becomes τ − U Q Vᵀ, and
+   * the handle's U and V are freed. Same arithmetic as engine/ops/opcm-clean.ts, same bits.
+   */
+  opcmApply(
+    handle: object,
+    tau: Float32Array,
+    k: number,
+    rank: number,
+    solo?: boolean,
+  ): Promise<{ removedSq: number; cleanedSq: number }>;
+  /** Frees a kept SVD's U and V now. */
+  svdRelease(handle: object): void;
   /** Process-wide; applied before the next job, never during one. */
   setThreads(threads: number): void;
   /** How many jobs may run at once; with more than one, each runs single-threaded BLAS. */

@@ -17,6 +17,7 @@
 
 #include "big_alloc.h"
 #include "dop.h"
+#include "opcm.h"
 #include "svd.h"
 
 namespace {
@@ -300,6 +301,127 @@ Napi::Value DopAdam(const Napi::CallbackInfo& info) {
   return wk->Promise();
 }
 
+// U and V of one SVD kept in native memory (svdKeep), for opcmApply: they never become
+// ArrayBuffers, so they are freed as soon as the cleaning is done instead of at garbage collection.
+struct SvdHold {
+  float* u = nullptr;
+  float* v = nullptr;
+  int m = 0, n = 0, r = 0;
+  void Release() {
+    if (u) Free(u, static_cast<size_t>(m) * r);
+    if (v) Free(v, static_cast<size_t>(n) * r);
+    u = v = nullptr;
+  }
+  ~SvdHold() { Release(); }
+};
+
+Napi::External<SvdHold> HoldArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsExternal()) throw Napi::TypeError::New(info.Env(), "handle must come from svdKeep");
+  return info[i].As<Napi::External<SvdHold>>();
+}
+
+class SvdKeepWorker : public PromiseWorker {
+ public:
+  SvdKeepWorker(Napi::Env env, Napi::Float32Array a, int m, int n, bool solo)
+      : PromiseWorker(env, solo), aRef_(Napi::Persistent(a)), a_(a.Data()), hold_(new SvdHold) {
+    hold_->m = m;
+    hold_->n = n;
+    hold_->r = std::min(m, n);
+  }
+  ~SvdKeepWorker() override {
+    delete hold_;
+    Free(s_, static_cast<size_t>(r()));
+  }
+
+ protected:
+  int r() const { return hold_ ? hold_->r : 0; }
+  void Run() override {
+    const size_t m = hold_->m, n = hold_->n, r = hold_->r;
+    hold_->u = Alloc<float>(m * r);
+    hold_->v = Alloc<float>(n * r);
+    s_ = Alloc<double>(r);
+    const std::string err = cmerge::SvdGram(a_, hold_->m, hold_->n, hold_->u, s_, hold_->v);
+    if (!err.empty()) SetError(err);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    const int r = hold_->r;
+    auto out = Napi::Object::New(env);
+    out.Set("s", Adopt(env, s_, r));
+    SvdHold* h = hold_;
+    hold_ = nullptr;
+    out.Set("handle", Napi::External<SvdHold>::New(env, h, [](Napi::Env, SvdHold* p) { delete p; }));
+    deferred_.Resolve(out);
+  }
+
+ private:
+  Napi::Reference<Napi::Float32Array> aRef_;
+  const float* a_;
+  SvdHold* hold_;
+  double* s_ = nullptr;
+};
+
+class OpcmApplyWorker : public PromiseWorker {
+ public:
+  OpcmApplyWorker(Napi::Env env, Napi::External<SvdHold> h, Napi::Float32Array tau, int k, int rank, bool solo)
+      : PromiseWorker(env, solo), hRef_(Napi::Persistent(h)), tauRef_(Napi::Persistent(tau)), hold_(h.Data()),
+        tau_(tau.Data()), k_(k), rank_(rank) {}
+
+ protected:
+  void Run() override {
+    if (!hold_->u) {
+      SetError("opcmApply: this SVD was already used or released");
+      return;
+    }
+    sums_ = cmerge::OpcmApply(tau_, hold_->u, hold_->v, hold_->m, hold_->n, k_, rank_);
+    hold_->Release();
+  }
+  void OnOK() override {
+    auto out = Napi::Object::New(Env());
+    out.Set("removedSq", sums_.removedSq);
+    out.Set("cleanedSq", sums_.cleanedSq);
+    deferred_.Resolve(out);
+  }
+
+ private:
+  Napi::Reference<Napi::External<SvdHold>> hRef_;
+  Napi::Reference<Napi::Float32Array> tauRef_;
+  SvdHold* hold_;
+  float* tau_;
+  int k_, rank_;
+  cmerge::OpcmSums sums_;
+};
+
+// svdKeep(a, m, n, solo): Promise<{s: Float64Array, handle}>: the SVD with U and V kept native.
+Napi::Value SvdKeep(const Napi::CallbackInfo& info) {
+  const int m = Dim(info, 1, "m"), n = Dim(info, 2, "n");
+  auto a = F32(info, 0, "a", static_cast<double>(m) * n);
+  auto* w = new SvdKeepWorker(info.Env(), a, m, n, info[3].ToBoolean());
+  w->Queue();
+  return w->Promise();
+}
+
+// opcmApply(handle, tau, k, rank, solo): Promise<{removedSq, cleanedSq}>; tau becomes the cleaned
+// tensor, and the handle's U and V are freed.
+Napi::Value OpcmApplyJs(const Napi::CallbackInfo& info) {
+  auto h = HoldArg(info, 0);
+  SvdHold* hold = h.Data();
+  if (!hold->u) throw Napi::Error::New(info.Env(), "opcmApply: this SVD was already used or released");
+  auto tau = F32(info, 1, "tau", static_cast<double>(hold->m) * hold->n);
+  const double k = info[2].ToNumber().DoubleValue(), rank = info[3].ToNumber().DoubleValue();
+  if (!(k >= 0 && k <= hold->r && std::floor(k) == k) || !(rank >= 1 && rank <= hold->r && std::floor(rank) == rank))
+    throw Napi::RangeError::New(info.Env(), "opcmApply: k or rank out of range");
+  auto* w = new OpcmApplyWorker(info.Env(), h, tau, static_cast<int>(k), static_cast<int>(rank), info[4].ToBoolean());
+  w->Queue();
+  return w->Promise();
+}
+
+// svdRelease(handle): frees U and V now (when the cleaning is not run).
+Napi::Value SvdRelease(const Napi::CallbackInfo& info) {
+  HoldArg(info, 0).Data()->Release();
+  return info.Env().Undefined();
+}
+
 // sgemm(a, b, m, k, n, transA, transB, solo): Promise<Float32Array>, C (m×n) = op(A) op(B), row-major.
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   const int m = Dim(info, 2, "m"), k = Dim(info, 3, "k"), n = Dim(info, 4, "n");
@@ -348,6 +470,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
   exports.Set("svd", Napi::Function::New(env, Svd, "svd"));
   exports.Set("dopAdam", Napi::Function::New(env, DopAdam, "dopAdam"));
+  exports.Set("svdKeep", Napi::Function::New(env, SvdKeep, "svdKeep"));
+  exports.Set("opcmApply", Napi::Function::New(env, OpcmApplyJs, "opcmApply"));
+  exports.Set("svdRelease", Napi::Function::New(env, SvdRelease, "svdRelease"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   exports.Set("setLanes", Napi::Function::New(env, SetLanes, "setLanes"));
