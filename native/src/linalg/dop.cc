@@ -31,8 +31,12 @@ struct Work {
   BigVector<float> delta, prod, tmp;
 };
 
-// g = 2(AΔ + ΔB), Δ = w − p.w; returns ⟨Δ, AΔ⟩ + ⟨Δ, ΔB⟩.
-double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, Work& wk) {
+// g = 2(AΔ + ΔB), Δ = w − p.w; returns ⟨Δ, AΔ⟩ + ⟨Δ, ΔB⟩. Each dot product and each stored g is
+// the JavaScript's (same sums in the same order); the passes after a product are fused into one.
+// With `other` (side a's gradient, when this is side b), the right side's pass also sums ⟨g_a, g_a⟩,
+// ⟨g_a, g_b⟩ and ⟨g_b, g_b⟩ over the final g, in the order dot() would (mgda[0..2]).
+double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, Work& wk, const float* other,
+                double* mgda) {
   const size_t len = static_cast<size_t>(m) * n;
   float* delta = wk.delta.data();
   float* prod = wk.prod.data();
@@ -46,8 +50,12 @@ double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, 
       Gemm(true, false, s.k, m, n, s.f, delta, wk.tmp.data());
       Gemm(false, false, m, s.k, n, s.g, wk.tmp.data(), prod);
     }
-    loss += Dot(delta, prod, len);
-    for (size_t i = 0; i < len; ++i) g[i] = static_cast<float>(2.0 * prod[i]);
+    double dl = 0;
+    for (size_t i = 0; i < len; ++i) {
+      dl += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
+      g[i] = static_cast<float>(2.0 * prod[i]);
+    }
+    loss += dl;
   } else {
     std::fill(g, g + len, 0.0f);
   }
@@ -59,8 +67,28 @@ double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, 
       Gemm(false, false, m, n, s.k, delta, s.f, wk.tmp.data());
       Gemm(false, true, m, s.k, n, wk.tmp.data(), s.g, prod);
     }
-    loss += Dot(delta, prod, len);
-    for (size_t i = 0; i < len; ++i) g[i] = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
+    double dr = 0;
+    if (other) {
+      double aa = 0, ab = 0, bb = 0;
+      for (size_t i = 0; i < len; ++i) {
+        dr += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
+        const float gi = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
+        g[i] = gi;
+        const double oa = other[i];
+        aa += oa * oa;
+        ab += oa * static_cast<double>(gi);
+        bb += static_cast<double>(gi) * static_cast<double>(gi);
+      }
+      mgda[0] = aa, mgda[1] = ab, mgda[2] = bb;
+    } else {
+      for (size_t i = 0; i < len; ++i) {
+        dr += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
+        g[i] = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
+      }
+    }
+    loss += dr;
+  } else if (other) {
+    mgda[0] = Dot(other, other, len), mgda[1] = Dot(other, g, len), mgda[2] = Dot(g, g, len);
   }
   return loss;
 }
@@ -92,15 +120,14 @@ DopLoopResult DopAdamLoop(float* w, const DopProjection& a, const DopProjection&
   double ema0 = o.alpha, ema1 = 1 - o.alpha;
   DopLoopResult r;
   for (int step = 1; step <= o.numSteps; ++step) {
-    r.lossA = GradLoss(a, w, m, n, ga.data(), wk);
-    r.lossB = GradLoss(b, w, m, n, gb.data(), wk);
+    double dots[3] = {0, 0, 0};  // ⟨g_a, g_a⟩, ⟨g_a, g_b⟩, ⟨g_b, g_b⟩ (only used with mgda)
+    r.lossA = GradLoss(a, w, m, n, ga.data(), wk, nullptr, nullptr);
+    r.lossB = GradLoss(b, w, m, n, gb.data(), wk, o.mgda ? ga.data() : nullptr, dots);
     double sol0, sol1;
     if (o.mgda) {
       const double ia = r.lossA > 0 ? 1 / r.lossA : 0;
       const double ib = r.lossB > 0 ? 1 / r.lossB : 0;
-      const double gamma = MinNormGamma(Dot(ga.data(), ga.data(), len) * ia * ia,
-                                        Dot(ga.data(), gb.data(), len) * ia * ib,
-                                        Dot(gb.data(), gb.data(), len) * ib * ib);
+      const double gamma = MinNormGamma(dots[0] * ia * ia, dots[1] * ia * ib, dots[2] * ib * ib);
       sol0 = gamma;
       sol1 = 1 - gamma;
       if (o.ema) {
