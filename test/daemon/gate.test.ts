@@ -58,7 +58,13 @@ describe('quality gate', () => {
   const config = writeConfig(
     join(ws.work, 'cmerge.yaml'),
     ws.state,
-    [{ ...ws.pipeline, evaluator: { argv: ev.argv }, gate: { min_average_accuracy: 0.8, max_forgetting: 0.2 } }],
+    [
+      {
+        ...ws.pipeline,
+        evaluator: { argv: ev.argv },
+        gate: { min_average_accuracy: 0.8, min_task_accuracy: 0.6, max_forgetting: 0.2 },
+      },
+    ],
     { api: { port: 0 } },
   );
   const d = new DaemonProc(config);
@@ -116,6 +122,24 @@ describe('quality gate', () => {
     await rejected;
     const reason = status(config).pipelines[0]!.rejected.find((r) => r.name === 'again.safetensors')!.reason;
     assert.equal(reason, 'quality gate: forgetting of task_0 0.25 > 0.2');
+    assert.equal(currentVersion(ws.repo, 'clip'), 2);
+  });
+
+  test('task accuracy: one lineage task below min_task_accuracy is refused while the average passes', async () => {
+    // the lineage is task_0, task_2, third: (0.95 + 0.95 + 0.55) / 3 ≈ 0.817 ≥ 0.8, no task falls
+    // below its best, but third scores 0.55 < 0.6 (task_1 is not in the lineage: its 0 is not counted)
+    ev.setScore({ task_0: 0.95, task_1: 0, task_2: 0.95, third: 0.55 });
+    const rejected = d.waitFor(/^rejected third\.safetensors/, 30_000);
+    const seen = watchVersions(ws.repo, rejected);
+    dropFile(join(ws.drop, '.quarantine', 'task_1.safetensors'), ws.drop, 'third.safetensors');
+    await rejected;
+    assert.deepEqual([...(await seen)].sort(), ['1', '2'], 'the refused candidate never appeared as a numbered folder');
+    assert.ok(existsSync(join(ws.drop, '.quarantine', 'third.safetensors')), 'checkpoint quarantined');
+    const reason = 'quality gate: accuracy of third 0.55 < 0.6';
+    const written = readFileSync(join(ws.drop, '.quarantine', 'third.safetensors.reason.txt'), 'utf8');
+    assert.ok(written.endsWith(` third.safetensors: ${reason}\n`), written);
+    const row = status(config).pipelines[0]!;
+    assert.equal(row.rejected.find((r) => r.name === 'third.safetensors')?.reason, reason);
     assert.equal(currentVersion(ws.repo, 'clip'), 2);
   });
 });
