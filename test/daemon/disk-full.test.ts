@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { cmerge } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
-import { leaveFree, mountSmallDisk } from './small-disk.js';
+import { leaveFree, mountSmallDisk, repositoryOnSmallDisk, type DiskSetup } from './small-disk.js';
 import {
   assertSameAsOneShot,
   assertVerifyClean,
@@ -35,17 +35,8 @@ import {
 /** the pipeline options that let a merge start however little room there is */
 const NO_ROOM_CHECK = { room: { check: false } };
 
-interface Setup {
-  work: string;
-  base: string;
-  tasks: string[];
-  drop: string;
-  repo: string;
-  config: string;
-}
-
 /** A daemon on the setup's config that has published task_0 as version 1. */
-async function atVersion1(s: Setup): Promise<DaemonProc> {
+async function atVersion1(s: DiskSetup): Promise<DaemonProc> {
   const d = new DaemonProc(s.config);
   await d.ready();
   dropFile(s.tasks[0], s.drop);
@@ -54,7 +45,7 @@ async function atVersion1(s: Setup): Promise<DaemonProc> {
 }
 
 /** Once space is back: version 2 is task_0 then task_1, verifies, equals an uninterrupted merge; the daemon stops cleanly. */
-async function publishesVersion2(d: DaemonProc, s: Setup): Promise<void> {
+async function publishesVersion2(d: DaemonProc, s: DiskSetup): Promise<void> {
   await waitForVersion(s.repo, 'clip', 2, 60_000, d);
   assert.deepEqual(
     manifest(s.repo, 'clip', 2).checkpoints.map((c) => c.name),
@@ -72,25 +63,9 @@ async function publishesVersion2(d: DaemonProc, s: Setup): Promise<void> {
 }
 
 test('disk full in the publication, then in the merge: the daemon retries and publishes once space is back', async (t) => {
-  const work = tempDir('cmerge-disk-full-');
-  const repo = join(work, 'repo');
-  const skip = mountSmallDisk(repo);
-  if (skip) return t.skip(skip);
-  const models = writeDemoModels(join(work, 'models'), 2, { d: 64, layers: 2, seed: 5 });
-  const baseDir = join(work, 'base');
-  mkdirSync(baseDir);
-  copyFileSync(models.base, join(baseDir, 'model.safetensors'));
-  writeFileSync(join(baseDir, 'tokenizer.json'), Buffer.alloc(6 << 20, 0x20));
-  const drop = join(work, 'drop');
-  mkdirSync(drop);
-  const config = writeConfig(
-    join(work, 'cmerge.yaml'),
-    join(work, 'state'),
-    [{ base: baseDir, drop, repository: repo, ...NO_ROOM_CHECK }],
-    { metrics_port: 0 },
-  );
-  const setup = { work, base: baseDir, tasks: models.tasks, drop, repo, config };
-  const filler = join(repo, 'filler');
+  const setup = repositoryOnSmallDisk('cmerge-disk-full-', 5, NO_ROOM_CHECK.room);
+  if (typeof setup === 'string') return t.skip(setup);
+  const { tasks, drop, repo, config, filler } = setup;
 
   const d = await atVersion1(setup);
   try {
@@ -98,7 +73,7 @@ test('disk full in the publication, then in the merge: the daemon retries and pu
 
     // 1. room for the weights, not for the base folder's tokenizer.json
     leaveFree(filler, weights + (1 << 20));
-    const dropped = dropFile(models.tasks[1], drop);
+    const dropped = dropFile(tasks[1], drop);
     const first = await d.waitFor(/^merge 2 .* failed, retrying in 5 s/, 30_000);
     t.diagnostic(first.message);
     assert.match(first.message, /ENOSPC.*tokenizer\.json/, 'the publication ran out of space');

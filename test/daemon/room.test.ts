@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { shortfalls } from '../../src/daemon/room.js';
-import { writeDemoModels } from '../../src/demo/synth.js';
 import { cmerge } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
-import { leaveFree, mountSmallDisk } from './small-disk.js';
+import { leaveFree, mountSmallDisk, repositoryOnSmallDisk } from './small-disk.js';
 import {
   assertSameAsOneShot,
   assertVerifyClean,
@@ -17,7 +16,6 @@ import {
   manifest,
   status,
   waitForVersion,
-  writeConfig,
 } from './support.js';
 
 /**
@@ -60,35 +58,20 @@ test('needs on one file system are summed; a reserve counts; separate file syste
 });
 
 test('no room for the next version: paused before the merge, still paused after a restart, resumed when room appears', async (t) => {
-  const work = tempDir('cmerge-room-');
-  const repo = join(work, 'repo');
-  const skip = mountSmallDisk(repo);
-  if (skip) return t.skip(skip);
-  const models = writeDemoModels(join(work, 'models'), 2, { d: 64, layers: 2, seed: 7 });
-  const base = join(work, 'base');
-  mkdirSync(base);
-  copyFileSync(models.base, join(base, 'model.safetensors'));
-  writeFileSync(join(base, 'tokenizer.json'), Buffer.alloc(6 << 20, 0x20));
-  const drop = join(work, 'drop');
-  mkdirSync(drop);
-  const config = writeConfig(
-    join(work, 'cmerge.yaml'),
-    join(work, 'state'),
-    [{ base, drop, repository: repo, room: { reserve: 0, recheck_s: 1 } }],
-    { metrics_port: 0 },
-  );
-  const filler = join(repo, 'filler');
+  const s = repositoryOnSmallDisk('cmerge-room-', 7, { reserve: 0, recheck_s: 1 });
+  if (typeof s === 'string') return t.skip(s);
+  const { work, base, tasks, drop, repo, config, filler } = s;
 
   let d = new DaemonProc(config);
   try {
     await d.ready();
-    dropFile(models.tasks[0], drop);
+    dropFile(tasks[0], drop);
     await waitForVersion(repo, 'clip', 1, 30_000, d);
     const weights = statSync(join(repo, 'clip', '1', 'model.safetensors')).size;
 
     // room for the weights, not for the tokenizer.json the version copies from the base
     leaveFree(filler, weights + (1 << 20));
-    const dropped = dropFile(models.tasks[1], drop);
+    const dropped = dropFile(tasks[1], drop);
     const paused = await d.waitFor(/^merging paused: not enough room on disk/, 30_000);
     t.diagnostic(paused.message);
     assert.match(
@@ -141,7 +124,7 @@ test('no room for the next version: paused before the merge, still paused after 
     assertVerifyClean(config);
     assertSameAsOneShot({
       base,
-      checkpoints: models.tasks,
+      checkpoints: tasks,
       published: join(repo, 'clip', '2', 'model.safetensors'),
       work,
     });

@@ -1,7 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, copyFileSync, mkdirSync, openSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after } from 'node:test';
+import { writeDemoModels } from '../../src/demo/synth.js';
+import { tempDir } from '../helpers/paths.js';
+import { writeConfig } from './support.js';
 
 /** Small real disks (tmpfs) for the tests of a full disk; unmounted when the test file ends. */
 
@@ -36,4 +39,42 @@ export function leaveFree(filler: string, leave: number): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** A pipeline's folders and config for the tests of a full disk. */
+export interface DiskSetup {
+  work: string;
+  base: string;
+  tasks: string[];
+  drop: string;
+  repo: string;
+  config: string;
+}
+
+/**
+ * A pipeline `clip` whose repository is a small disk (mountSmallDisk): 2 demo tasks, a base folder
+ * with a 6 MiB tokenizer.json that every version copies, the metrics server on, `room` as the
+ * pipeline's room config; `filler` is where leaveFree takes the disk's space. A string: why there
+ * cannot be one here.
+ */
+export function repositoryOnSmallDisk(
+  prefix: string,
+  seed: number,
+  room: Record<string, unknown>,
+): (DiskSetup & { filler: string }) | string {
+  const work = tempDir(prefix);
+  const repo = join(work, 'repo');
+  const skip = mountSmallDisk(repo);
+  if (skip) return skip;
+  const models = writeDemoModels(join(work, 'models'), 2, { d: 64, layers: 2, seed });
+  const base = join(work, 'base');
+  mkdirSync(base);
+  copyFileSync(models.base, join(base, 'model.safetensors'));
+  writeFileSync(join(base, 'tokenizer.json'), Buffer.alloc(6 << 20, 0x20));
+  const drop = join(work, 'drop');
+  mkdirSync(drop);
+  const config = writeConfig(join(work, 'cmerge.yaml'), join(work, 'state'), [{ base, drop, repository: repo, room }], {
+    metrics_port: 0,
+  });
+  return { work, base, tasks: models.tasks, drop, repo, config, filler: join(repo, 'filler') };
 }
