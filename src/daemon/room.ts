@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { formatBytes } from '../config/index.js';
 import { openModel } from '../io/model.js';
 import { FLOAT_DTYPES, type DType } from '../io/types.js';
-import { isWeightFile } from '../publish/index.js';
+import { baseFilesToCopy } from '../publish/index.js';
 
 /**
  * Room on disk before a merge (docs/operations.md, "Room on disk"): the next state generation and
@@ -108,13 +108,8 @@ export function estimateFromBase(base: string, outDtype: DType | undefined): Bas
   return { stateBytes, versionBytes: weights + otherFiles(base) };
 }
 
-/** Bytes of the non-weight files a publication copies from a base folder (a single file: none). */
+/** Bytes of the files a publication copies from a base folder (a single file: none). */
 function otherFiles(base: string): number {
   if (!statSync(base).isDirectory()) return 0;
-  let total = 0;
-  for (const name of readdirSync(base)) {
-    if (name.startsWith('.') || isWeightFile(name)) continue;
-    total += diskBytes(join(base, name));
-  }
-  return total;
+  return baseFilesToCopy(base).reduce((total, f) => total + f.bytes, 0);
 }

@@ -16,7 +16,7 @@ export { applyRetention, type RetentionPolicy } from './retention.js';
 export { discardVersionsAbove } from './discard.js';
 export { readManifest, manifestProblems, type Manifest, type ManifestCheckpoint } from './manifest.js';
 export { listVersions, readCurrent, versionDir, stagingDir, parseVersionName } from './layout.js';
-export { copyBaseFiles, isWeightFile } from './base-files.js';
+export { copyBaseFiles, baseFilesToCopy, type BaseFile } from './base-files.js';
 export { renderModelCard, type ModelCardOptions } from './model-card.js';
 export { findHubId, findHubIds, type HubIds } from './hub-ids.js';
 export { beginModelFolder, finishModelFolder, discardModelFolder, type ModelFolderStaging } from './model-folder.js';

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { shortfalls } from '../../src/daemon/room.js';
+import { diskBytes, estimateFromBase, shortfalls } from '../../src/daemon/room.js';
+import { writeDemoModels } from '../../src/demo/synth.js';
+import { copyBaseFiles } from '../../src/publish/index.js';
 import { cmerge } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 import { leaveFree, mountSmallDisk, repositoryOnSmallDisk } from './small-disk.js';
@@ -55,6 +57,28 @@ test('needs on one file system are summed; a reserve counts; separate file syste
     split.map((s) => s.what),
     ['the version (30.0 MiB)'],
   );
+});
+
+test("a version's estimate is the base's weights plus exactly the files a publication copies from its folder", async () => {
+  const work = tempDir('cmerge-room-base-');
+  const models = writeDemoModels(join(work, 'models'), 1, { d: 16, layers: 1, seed: 3 });
+  const base = join(work, 'base');
+  mkdirSync(join(base, 'sub'), { recursive: true });
+  mkdirSync(join(base, '.cache'));
+  copyFileSync(models.base, join(base, 'model.safetensors'));
+  writeFileSync(join(base, 'tokenizer.json'), Buffer.alloc(1000));
+  writeFileSync(join(base, 'sub', 'config.json'), Buffer.alloc(100));
+  // not copied: the base's own card, dot entries, weights in a subfolder
+  writeFileSync(join(base, 'README.md'), Buffer.alloc(500));
+  writeFileSync(join(base, '.cache', 'blob'), Buffer.alloc(700));
+  copyFileSync(models.base, join(base, 'sub', 'model.safetensors'));
+
+  const dest = join(work, 'version');
+  mkdirSync(dest);
+  assert.deepEqual(await copyBaseFiles(base, dest), ['sub/config.json', 'tokenizer.json']);
+  const weights = estimateFromBase(join(base, 'model.safetensors'), undefined).versionBytes;
+  assert.equal(diskBytes(dest), 1100);
+  assert.equal(estimateFromBase(base, undefined).versionBytes, weights + diskBytes(dest));
 });
 
 test('no room for the next version: paused before the merge, still paused after a restart, resumed when room appears', async (t) => {
