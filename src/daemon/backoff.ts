@@ -21,17 +21,38 @@ export interface Clock {
   /** milliseconds since the epoch */
   now(): number;
   /**
-   * Calls `fn` once, `ms` from now; returns a function that cancels it. A `weak` timer does not
-   * keep the process alive on its own (Node's unref).
+   * Calls `fn` once, when now() has reached the time it was set plus `ms`; returns a function that
+   * cancels it. A `weak` timer does not keep the process alive on its own (Node's unref).
    */
   setTimer(fn: () => void, ms: number, opts?: { weak?: boolean }): () => void;
 }
 
+/** the longest delay setTimeout takes (a longer one would fire after 1 ms) */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * Date.now() and Node's timers: a timeout runs on the event loop's own time, which may reach its
+ * end a millisecond before Date.now() does; then the timer is set again for the rest, so that `fn`
+ * never runs before now() reaches its time (a waiter that checks now() would otherwise find
+ * itself early, with no timer left to wake it).
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(fn, ms, opts) {
-    const timer = setTimeout(fn, ms);
-    if (opts?.weak) timer.unref();
+    const due = Date.now() + ms;
+    let timer: NodeJS.Timeout;
+    const arm = (wait: number) => {
+      timer = setTimeout(
+        () => {
+          const left = due - Date.now();
+          if (left > 0) arm(left);
+          else fn();
+        },
+        Math.min(wait, MAX_TIMEOUT_MS),
+      );
+      if (opts?.weak) timer.unref();
+    };
+    arm(ms);
     return () => clearTimeout(timer);
   },
 };

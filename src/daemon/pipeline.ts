@@ -247,8 +247,9 @@ export class PipelineRunner {
         return this.attemptNext(0);
       case 'backoff':
         if (this.clock.now() < phase.until) {
-          // Node's timers may fire a millisecond before Date.now() reaches `until`: set it again, or
-          // nothing would kick the runner out of this backoff (re-setting on any other kick is harmless)
+          // a kick before the end: systemClock's timer never fires before now() reaches `until`, but
+          // one of a clock that does would leave nothing to kick the runner out of this backoff, so
+          // it is set again (a second line of defence; re-setting on any other kick is harmless)
           this.armBackoffTimer(phase.until);
           return false;
         }
