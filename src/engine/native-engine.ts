@@ -1,4 +1,5 @@
 import type { LinalgAddon } from './native.js';
+import { EngineStoppedError } from './errors.js';
 import { SerialQueue } from './serial.js';
 import { CpuEngine } from './cpu-engine.js';
 import { adamConstants, dopProjections, dopStart } from './ops/dop-optimize.js';
@@ -32,9 +33,9 @@ export class NativeEngine extends CpuEngine {
    */
   constructor(
     private readonly addon: LinalgAddon,
-    opts: { threads?: number; jobs?: number } = {},
+    opts: { threads?: number; jobs?: number; stop?: Int32Array } = {},
   ) {
-    super();
+    super(opts.stop);
     if (opts.threads !== undefined) {
       checkDim(opts.threads, 'threads');
       addon.setThreads(opts.threads);
@@ -149,10 +150,20 @@ export class NativeEngine extends CpuEngine {
         pb,
         m,
         n,
-        { numSteps: o.num_steps, mgda: o.mgda, ema: o.ema, emaBeta: o.ema_beta, alpha: o.alpha, stepSize, bc2sqrt },
+        {
+          numSteps: o.num_steps,
+          mgda: o.mgda,
+          ema: o.ema,
+          emaBeta: o.ema_beta,
+          alpha: o.alpha,
+          stepSize,
+          bc2sqrt,
+          stop: this.stop ?? undefined,
+        },
         solo(m * n),
       );
     });
+    if (r.stopped) throw new EngineStoppedError();
     return {
       w,
       lossA: r.lossA,

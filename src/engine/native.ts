@@ -51,9 +51,11 @@ export interface LinalgAddon {
       alpha: number;
       stepSize: Float64Array;
       bc2sqrt: Float64Array;
+      /** read before each step: nonzero ends the loop there, resolving with `stopped` */
+      stop?: Int32Array;
     },
     solo?: boolean,
-  ): Promise<{ lossA: number; lossB: number; weightA: number; weightB: number }>;
+  ): Promise<{ lossA: number; lossB: number; weightA: number; weightB: number; stopped: boolean }>;
   /** svd with U and V kept in native memory behind `handle`, for opcmApply (or svdRelease). */
   svdKeep(a: Float32Array, m: number, n: number, solo?: boolean): Promise<{ s: Float64Array; handle: object }>;
   /**

@@ -198,7 +198,8 @@ class SvdWorker : public PromiseWorker {
 // dopAdam(w, pa, pb, m, n, opts, solo): DOP's Adam loop (dop.h) with w updated in place.
 // pa/pb: {w: Float32Array, left: side | null, right: side | null}, side: {dense: Float32Array | null,
 // f: Float32Array, g: Float32Array, k}; opts: {numSteps, mgda, ema, emaBeta, alpha, stepSize:
-// Float64Array, bc2sqrt: Float64Array}. Resolves {lossA, lossB, weightA, weightB}.
+// Float64Array, bc2sqrt: Float64Array, stop?: Int32Array}. Resolves {lossA, lossB, weightA,
+// weightB, stopped}.
 class DopWorker : public PromiseWorker {
  public:
   DopWorker(Napi::Env env, bool solo) : PromiseWorker(env, solo) {}
@@ -257,6 +258,7 @@ class DopWorker : public PromiseWorker {
     out.Set("lossB", r_.lossB);
     out.Set("weightA", r_.weightA);
     out.Set("weightB", r_.weightB);
+    out.Set("stopped", r_.stopped);
     deferred_.Resolve(out);
   }
 
@@ -292,6 +294,13 @@ Napi::Value DopAdam(const Napi::CallbackInfo& info) {
         throw Napi::TypeError::New(info.Env(), std::string(key) + " must be a Float64Array of numSteps values");
       const double* d = wk->Keep(v.As<Napi::Float64Array>());
       (std::string(key) == "stepSize" ? wk->o_.stepSize : wk->o_.bc2sqrt) = d;
+    }
+    const Napi::Value stop = opts.Get("stop");
+    if (!stop.IsUndefined()) {
+      if (!stop.IsTypedArray() || stop.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+          stop.As<Napi::TypedArray>().ElementLength() < 1)
+        throw Napi::TypeError::New(info.Env(), "stop must be an Int32Array");
+      wk->o_.stop = wk->Keep(stop.As<Napi::Int32Array>());
     }
   } catch (...) {
     delete wk;

@@ -120,6 +120,10 @@ DopLoopResult DopAdamLoop(float* w, const DopProjection& a, const DopProjection&
   double ema0 = o.alpha, ema1 = 1 - o.alpha;
   DopLoopResult r;
   for (int step = 1; step <= o.numSteps; ++step) {
+    if (o.stop && __atomic_load_n(o.stop, __ATOMIC_RELAXED) != 0) {
+      r.stopped = true;
+      return r;
+    }
     double dots[3] = {0, 0, 0};  // ⟨g_a, g_a⟩, ⟨g_a, g_b⟩, ⟨g_b, g_b⟩ (only used with mgda)
     r.lossA = GradLoss(a, w, m, n, ga.data(), wk, nullptr, nullptr);
     r.lossB = GradLoss(b, w, m, n, gb.data(), wk, o.mgda ? ga.data() : nullptr, dots);

@@ -4,6 +4,7 @@
 // allocated once instead of per step.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace cmerge {
 
@@ -27,10 +28,13 @@ struct DopLoopOptions {
   double emaBeta = 0.999, alpha = 0.8;
   const double* stepSize = nullptr;  // lr / (1 − β1^t), t = 1..numSteps (computed by the caller)
   const double* bc2sqrt = nullptr;   // sqrt(1 − β2^t)
+  // Read before each step (another thread may set it): nonzero ends the loop there, `stopped` set.
+  const int32_t* stop = nullptr;
 };
 
 struct DopLoopResult {
   double lossA = 0, lossB = 0, weightA = 0, weightB = 0;
+  bool stopped = false;
 };
 
 // w (m×n, row-major) holds the start point and receives the result.

@@ -1,4 +1,5 @@
 import { dot, firstCumulativeIndex } from '../../util/vec.js';
+import { EngineStoppedError } from '../errors.js';
 import type { DopOptions, DopResult, Linalg, Svd } from '../types.js';
 
 /** One side of the quadratic form: either a dense square matrix or its low-rank factors. */
@@ -159,6 +160,7 @@ export async function dopOptimize(
   m: number,
   n: number,
   opts: DopOptions,
+  stop: Int32Array | null = null,
 ): Promise<DopResult> {
   const { pa, pb } = await dopProjections(engine, base, wa, wb, m, n, opts);
   const w = dopStart(wa, wb);
@@ -171,6 +173,7 @@ export async function dopOptimize(
   let lossA = 0,
     lossB = 0;
   for (let step = 1; step <= opts.num_steps; step++) {
+    if (stop && Atomics.load(stop, 0) !== 0) throw new EngineStoppedError();
     const a = await gradLoss(engine, pa, w, m, n);
     const b = await gradLoss(engine, pb, w, m, n);
     lossA = a.loss;
