@@ -95,7 +95,7 @@ export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): En
     if (probe.ok)
       return createCudaEngine(
         probe,
-        opts.cuda ?? {},
+        { ...opts.cuda, stop: opts.stop },
         () => cpuEngine('auto', opts),
         choice,
         opts.announce ?? logAnnounce,
