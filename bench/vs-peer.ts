@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   cliPath,
@@ -17,7 +17,8 @@ import {
  * One continual-merge step, cmerge against the peer (shared/reference/peer_step.py: the reference
  * library's way, whole models in memory), whole process each, same machine, same run.
  *   node dist/bench/vs-peer.js opcm [data-dir]     ViT-B/32 shapes, OPCM step 2
- *   node dist/bench/vs-peer.js dop  [data-dir]     ViT-B/32 with 2 layers, DOP step 2, num_steps=20
+ *   node dist/bench/vs-peer.js dop  [data-dir]     ViT-B/32 with 2 layers, DOP step 2, num_steps=100
+ *                                                  (BENCH_DOP_STEPS sets another count)
  * Step 1 (M1 = θ1) is prepared untimed for both; step 2 is timed.
  */
 const method = process.argv[2] as 'opcm' | 'dop';
@@ -33,7 +34,10 @@ const work = join(data, `bench-${method}`);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-const params = method === 'dop' ? ['--param', 'num_steps=20'] : [];
+const dopSteps = Number(process.env.BENCH_DOP_STEPS ?? 100);
+const params = method === 'dop' ? ['--param', `num_steps=${dopSteps}`] : [];
+// The machine is shared: the 1-minute load average when the timed runs start goes into the result.
+const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const first = timed('node', [
   cliPath,
   'merge',
@@ -70,14 +74,14 @@ for (let i = 0; i < runs; i++) {
     '--json',
     t1,
   ]);
-  cmergeRuns.push({ seconds: r.seconds, peakRssMiB: r.peakRssMiB, engine: JSON.parse(r.stdout).engine as string });
+  cmergeRuns.push({ ...r, engine: JSON.parse(r.stdout).engine as string });
 }
 const peerRuns = [];
 for (let i = 0; i < Math.max(1, Number(process.env.BENCH_PEER_RUNS ?? 1)); i++) {
   const stateJson = join(work, 'peer-state.json');
   writeFileSync(
     stateJson,
-    JSON.stringify(method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: 20 } }),
+    JSON.stringify(method === 'opcm' ? { prev_lambda: 1.0, norms: [n1] } : { params: { num_steps: dopSteps } }),
   );
   // M1 = θ1 for both methods: the peer starts from task_0 as the merged model
   peerRuns.push(
@@ -120,17 +124,19 @@ const m = machine();
 const cmd = `node dist/bench/vs-peer.js ${method}`;
 const text = `# ${method.toUpperCase()} step 2, ${shape} shapes, cmerge vs peer
 
-Command: \`npm run build && ${cmd}\` (data made by shared/reference/synth.py ${shape} 2 F32 seed 0)${method === 'dop' ? ', both with num_steps=20' : ''}.
+Command: \`npm run build && ${cmd}\` (data made by shared/reference/synth.py ${shape} 2 F32 seed 0)${method === 'dop' ? `, both with num_steps=${dopSteps}` : ''}.
 Whole process each (\`/usr/bin/time\`), same machine, same run; step 1 prepared untimed.
 
 | machine | |
 |---|---|
 ${machineTable(m)}
 
-| run | wall s | peak RSS MiB |
-|---|---|---|
-${cmergeRuns.map((r, i) => `| cmerge #${i + 1} (${r.engine}) | ${r.seconds.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`).join('\n')}
-${peerRuns.map((r, i) => `| peer #${i + 1} | ${r.seconds.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`).join('\n')}
+Load average (1, 5, 15 min) when the bench started: ${loadAtStart}.
+
+| run | wall s | user s | sys s | peak RSS MiB |
+|---|---|---|---|---|
+${cmergeRuns.map((r, i) => `| cmerge #${i + 1} (${r.engine}) | ${r.seconds.toFixed(2)} | ${r.userSeconds.toFixed(1)} | ${r.sysSeconds.toFixed(1)} | ${r.peakRssMiB.toFixed(0)} |`).join('\n')}
+${peerRuns.map((r, i) => `| peer #${i + 1} | ${r.seconds.toFixed(2)} | ${r.userSeconds.toFixed(1)} | ${r.sysSeconds.toFixed(1)} | ${r.peakRssMiB.toFixed(0)} |`).join('\n')}
 
 - wall-time ratio (best cmerge / best peer): **${tRatio.toFixed(3)}**
 - peak-RSS ratio (worst cmerge / worst peer): **${mRatio.toFixed(3)}**

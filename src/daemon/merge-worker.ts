@@ -39,6 +39,8 @@ let lastPost = 0;
 try {
   engine = createEngine(req.engine.name, {
     ...engineOptions(req.engine, req.threads),
+    // the same flag: a DOP tensor's loop ends at its next step rather than running on for minutes
+    stop: aborted ?? undefined,
     announce: (line, level) => post({ type: 'engine', line, level }),
   });
   const report = await runMerge({

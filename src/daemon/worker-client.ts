@@ -49,21 +49,24 @@ export function startMergeWorker(
   const worker = new Worker(new URL('./merge-worker.js', import.meta.url), {
     workerData: { ...req, abortFlag, logLevel: log.level },
   });
-  let settled = false;
+  // The result settles when the worker thread has exited, not at its last message: the daemon may
+  // exit right after a merge ends, and a worker torn down under a running native job (another
+  // tensor's, at concurrency > 1) aborts the whole process when that job completes.
+  let outcome: { ok: WorkerResult } | { error: Error } | null = null;
   const result = new Promise<WorkerResult>((resolve, reject) => {
     worker.on('message', (message: WorkerMessage) => {
       if (message.type === 'progress') return onProgress(message.progress);
       if (message.type === 'engine') return onEngine(message.line, message.level);
-      settled = true;
-      if (message.type === 'done') resolve({ report: message.report, peakRssBytes: message.peakRssBytes });
-      else reject(errorOf(message));
+      outcome ??=
+        message.type === 'done'
+          ? { ok: { report: message.report, peakRssBytes: message.peakRssBytes } }
+          : { error: errorOf(message) };
     });
-    worker.on('error', (e) => {
-      settled = true;
-      reject(e);
-    });
+    worker.on('error', (e) => void (outcome ??= { error: e }));
     worker.on('exit', (code) => {
-      if (!settled) reject(new Error(`merge worker exited with code ${code} before finishing`));
+      if (!outcome) reject(new Error(`merge worker exited with code ${code} before finishing`));
+      else if ('ok' in outcome) resolve(outcome.ok);
+      else reject(outcome.error);
     });
   });
   return {

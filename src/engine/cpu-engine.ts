@@ -7,6 +7,9 @@ import type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineStats, 
  * (engine/ops), and there is no device to report on.
  */
 export abstract class CpuEngine implements Engine {
+  /** `stop`: see EngineOptions.stop; read by the jobs that loop over a tensor (DOP's Adam loop). */
+  constructor(protected readonly stop: Int32Array | null = null) {}
+
   abstract readonly name: 'native' | 'portable';
   abstract readonly concurrency: number;
   abstract concurrencyFor(elements: number): number;
@@ -33,7 +36,7 @@ export abstract class CpuEngine implements Engine {
     n: number,
     o: DopOptions,
   ): Promise<DopResult> {
-    return dopOptimize(this, base, wa, wb, m, n, o);
+    return dopOptimize(this, base, wa, wb, m, n, o, this.stop);
   }
 
   info(): EngineInfo {

@@ -1,7 +1,7 @@
 import { log } from '../util/log.js';
 import type { CudaAddon, CudaAvailability, CudaSession } from './cuda.js';
 import { libraryVersion } from './cuda.js';
-import { EngineFatalError } from './errors.js';
+import { EngineFatalError, EngineStoppedError } from './errors.js';
 import { opcmSplit, uncleaned } from './ops/opcm-clean.js';
 import { SerialQueue } from './serial.js';
 import type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineStats, MatmulOptions, Svd } from './types.js';
@@ -11,6 +11,8 @@ export interface CudaEngineOptions {
   device?: number;
   maxMemoryBytes?: number;
   tf32?: boolean;
+  /** EngineOptions.stop: DOP's loop on the device reads it before each step */
+  stop?: Int32Array;
 }
 
 /** Device memory of one operation, bytes (docs/cuda-engine.md: the SVD's float64 work dominates). */
@@ -117,7 +119,8 @@ export class CudaEngine implements Engine {
       checkMatrix(base, m, n, 'base');
       checkMatrix(wa, m, n, 'wa');
       checkMatrix(wb, m, n, 'wb');
-      const r = await this.addon.dopOptimize(s, base, wa, wb, m, n, o);
+      const r = await this.addon.dopOptimize(s, base, wa, wb, m, n, { ...o, stop: this.opts.stop });
+      if (r.stopped) throw new EngineStoppedError();
       return {
         w: r.w,
         lossA: r.lossA,

@@ -55,7 +55,8 @@ export interface CudaAddon {
     wb: Float32Array,
     m: number,
     n: number,
-    o: DopOptions,
+    /** `stop`: read before each step; nonzero ends the loop there, resolving with `stopped` */
+    o: DopOptions & { stop?: Int32Array },
   ): Promise<{
     w: Float32Array;
     lossA: number;
@@ -64,6 +65,7 @@ export interface CudaAddon {
     weightB: number;
     rankA: number;
     rankB: number;
+    stopped: boolean;
   }>;
 }
 

@@ -14,3 +14,14 @@ export class EngineUnavailableError extends Error {
 export class EngineFatalError extends Error {
   override readonly name = 'EngineFatalError';
 }
+
+/**
+ * A long job ended early because its engine's stop flag was set (EngineOptions.stop): whoever set
+ * it is abandoning the work, and what the job computed so far is thrown away.
+ */
+export class EngineStoppedError extends Error {
+  override readonly name = 'EngineStoppedError';
+  constructor() {
+    super('engine job stopped on request');
+  }
+}

@@ -18,7 +18,7 @@ export type {
   MatmulOptions,
   Svd,
 } from './types.js';
-export { EngineFatalError, EngineUnavailableError } from './errors.js';
+export { EngineFatalError, EngineStoppedError, EngineUnavailableError } from './errors.js';
 
 /** What an operator may ask for: a named engine, or `auto` (cuda where a GPU answers, else native, else portable). */
 export const ENGINE_CHOICES = ['auto', 'native', 'portable', 'cuda'] as const;
@@ -44,6 +44,12 @@ export interface EngineOptions {
    * at warn for the portable fallback): the daemon logs it once, not on every merge.
    */
   announce?: EngineAnnounce;
+  /**
+   * A flag, 0 to run: once set (from any thread: it may live in a SharedArrayBuffer), a job that
+   * loops over one tensor ends at its next iteration with EngineStoppedError, so that a merge
+   * being abandoned does not run on inside one tensor (CPU engines; DOP's Adam loop).
+   */
+  stop?: Int32Array;
 }
 
 export type EngineAnnounce = (line: string, level: 'info' | 'warn') => void;
@@ -69,7 +75,7 @@ function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
   }
   if (choice === 'native') throw new EngineUnavailableError(`native engine unavailable: ${load.error.message}`);
   announce(`engine: portable (TypeScript, much slower), native addon unavailable: ${load.error.message}`, 'warn');
-  return new PortableEngine();
+  return new PortableEngine(opts.stop);
 }
 
 /**
@@ -80,7 +86,7 @@ function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
 export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): Engine {
   if (choice === 'portable') {
     (opts.announce ?? logAnnounce)('engine: portable (TypeScript), as configured', 'info');
-    return new PortableEngine();
+    return new PortableEngine(opts.stop);
   }
   if (choice !== 'native' && choice !== 'auto' && choice !== 'cuda')
     throw new Error(`unknown engine "${String(choice)}"`);
@@ -89,7 +95,7 @@ export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): En
     if (probe.ok)
       return createCudaEngine(
         probe,
-        opts.cuda ?? {},
+        { ...opts.cuda, stop: opts.stop },
         () => cpuEngine('auto', opts),
         choice,
         opts.announce ?? logAnnounce,

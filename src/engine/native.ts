@@ -4,6 +4,21 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Svd } from './types.js';
 
+/** One side of a DOP quadratic form, as the addon takes it. */
+export interface DopAddonSide {
+  dense: Float32Array | null;
+  f: Float32Array;
+  g: Float32Array;
+  k: number;
+}
+
+/** One DOP loss: the model it pulls towards and its two sides. */
+export interface DopAddonProjection {
+  w: Float32Array;
+  left: DopAddonSide | null;
+  right: DopAddonSide | null;
+}
+
 /** The cmerge_linalg addon (native/src/linalg/addon.cc). Inputs must match the dimensions exactly. */
 export interface LinalgAddon {
   /** `solo`: wait until no job runs, then run alone with every BLAS thread */
@@ -18,6 +33,44 @@ export interface LinalgAddon {
     solo?: boolean,
   ): Promise<Float32Array>;
   svd(a: Float32Array, m: number, n: number, solo?: boolean): Promise<Svd>;
+  /**
+   * DOP's Adam loop for one tensor (native/src/linalg/dop.h): the arithmetic of the JavaScript loop
+   * in engine/ops/dop-optimize.ts, same bits. `w` holds the start point and is updated in place.
+   */
+  dopAdam(
+    w: Float32Array,
+    pa: DopAddonProjection,
+    pb: DopAddonProjection,
+    m: number,
+    n: number,
+    opts: {
+      numSteps: number;
+      mgda: boolean;
+      ema: boolean;
+      emaBeta: number;
+      alpha: number;
+      stepSize: Float64Array;
+      bc2sqrt: Float64Array;
+      /** read before each step: nonzero ends the loop there, resolving with `stopped` */
+      stop?: Int32Array;
+    },
+    solo?: boolean,
+  ): Promise<{ lossA: number; lossB: number; weightA: number; weightB: number; stopped: boolean }>;
+  /** svd with U and V kept in native memory behind `handle`, for opcmApply (or svdRelease). */
+  svdKeep(a: Float32Array, m: number, n: number, solo?: boolean): Promise<{ s: Float64Array; handle: object }>;
+  /**
+   * OPCM's cleaning (native/src/linalg/opcm.h) with the kept U and V: tau becomes τ − U Q Vᵀ, and
+   * the handle's U and V are freed. Same arithmetic as engine/ops/opcm-clean.ts, same bits.
+   */
+  opcmApply(
+    handle: object,
+    tau: Float32Array,
+    k: number,
+    rank: number,
+    solo?: boolean,
+  ): Promise<{ removedSq: number; cleanedSq: number }>;
+  /** Frees a kept SVD's U and V now. */
+  svdRelease(handle: object): void;
   /** Process-wide; applied before the next job, never during one. */
   setThreads(threads: number): void;
   /** How many jobs may run at once; with more than one, each runs single-threaded BLAS. */

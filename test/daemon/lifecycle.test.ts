@@ -51,14 +51,19 @@ function setup(prefix: string, pipeline: Partial<PipelineOpts>, extra: Record<st
 
 describe('daemon lifecycle', () => {
   test('SIGTERM during a merge: abandoned past the budget then redone once; finished within the budget', async (t) => {
-    const { drop, repo, config, p, work } = setup('cmerge-daemon-term-', {}, { shutdown_budget_s: 1 });
+    // DOP's Adam loop dominates: 500 native steps of these tensors take a few seconds here
+    const { drop, repo, config, p, work } = setup(
+      'cmerge-daemon-term-',
+      { params: { num_steps: 500 } },
+      { shutdown_budget_s: 1 },
+    );
     let d = new DaemonProc(config);
     try {
       await d.ready();
       dropFile(slow.tasks[0], drop);
       await waitForVersion(repo, 'clip', 1, 30_000, d);
 
-      // 1. budget 1 s, merge ~2.5 s: the merge is abandoned, the process exits 0
+      // 1. budget 1 s, merge ~3 s: the merge is abandoned, the process exits 0
       dropFile(slow.tasks[1], drop);
       await d.waitFor(/^merge 2 started/);
       await sleep(300);

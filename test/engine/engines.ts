@@ -8,8 +8,8 @@ import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
 
 export interface EngineCase {
   name: EngineName;
-  /** a fresh engine; only call when skip is false */
-  make: () => Engine;
+  /** a fresh engine (with EngineOptions.stop when given); only call when skip is false */
+  make: (stop?: Int32Array) => Engine;
   /** why this engine's tests are skipped, shown by the test runner */
   skip: string | false;
 }
@@ -30,17 +30,17 @@ const selected = process.env.CMERGE_TEST_ENGINES?.split(',').map((s) => s.trim()
 
 /** Every engine; native is skipped only when its addon is absent, cuda when it cannot start. */
 const allCases: EngineCase[] = [
-  { name: 'portable', make: () => new PortableEngine(), skip: false },
+  { name: 'portable', make: (stop) => new PortableEngine(stop), skip: false },
   {
     name: 'native',
-    make: () => new NativeEngine(linalg.addon!),
+    make: (stop) => new NativeEngine(linalg.addon!, { stop }),
     skip: linalg.addon ? false : `native addon absent: ${linalg.error?.message}`,
   },
   {
     name: 'cuda',
-    make: () => {
+    make: (stop) => {
       if (!cudaProbe.ok) throw new Error(cudaProbe.reason);
-      return new CudaEngine(cudaProbe.addon, cudaProbe, {}, () => new PortableEngine());
+      return new CudaEngine(cudaProbe.addon, cudaProbe, { stop }, () => new PortableEngine(stop));
     },
     skip: cudaProbe.ok ? false : `cuda engine unavailable (${cudaKind}): ${cudaProbe.reason}`,
   },

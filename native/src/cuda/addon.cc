@@ -91,10 +91,10 @@ class Job : public Napi::AsyncWorker {
 // Keeps JS arrays alive (and in place) while a job reads or writes them.
 class Pin {
  public:
-  void Add(Napi::Float32Array a) { refs_.emplace_back(Napi::Persistent(a)); }
+  void Add(Napi::TypedArray a) { refs_.emplace_back(Napi::Persistent(a)); }
 
  private:
-  std::vector<Napi::Reference<Napi::Float32Array>> refs_;
+  std::vector<Napi::Reference<Napi::TypedArray>> refs_;
 };
 
 class SgemmJob : public Job {
@@ -230,9 +230,13 @@ class FreeResidentJob : public Job {
 class DopJob : public Job {
  public:
   DopJob(Napi::Env env, Session* s, Napi::Float32Array base, Napi::Float32Array wa, Napi::Float32Array wb, int m, int n,
-         DopOpts o)
+         DopOpts o, Napi::Value stop)
       : Job(env, s), base_(base.Data()), wa_(wa.Data()), wb_(wb.Data()), m_(m), n_(n), o_(o) {
     pin_.Add(base), pin_.Add(wa), pin_.Add(wb);
+    if (stop.IsTypedArray()) {
+      pin_.Add(stop.As<Napi::TypedArray>());
+      o_.stop = stop.As<Napi::Int32Array>().Data();
+    }
     out_ = Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(m) * n));
     outp_ = out_.Value().Data();
   }
@@ -243,6 +247,7 @@ class DopJob : public Job {
     o.Set("lossA", res_.lossA), o.Set("lossB", res_.lossB);
     o.Set("weightA", res_.weightA), o.Set("weightB", res_.weightB);
     o.Set("rankA", res_.rankA), o.Set("rankB", res_.rankB);
+    o.Set("stopped", res_.stopped);
     deferred_.Resolve(o);
   }
 
@@ -402,7 +407,8 @@ Napi::Value FreeResidentFn(const Napi::CallbackInfo& info) {
   return j->Promise();
 }
 
-// dopOptimize(session, base, wa, wb, m, n, opts) → { w, lossA, lossB, weightA, weightB, rankA, rankB }
+// dopOptimize(session, base, wa, wb, m, n, opts) → { w, lossA, lossB, weightA, weightB, rankA, rankB, stopped }
+// opts.stop (optional Int32Array) is read before each step: nonzero ends the loop there (stopped).
 Napi::Value DopFn(const Napi::CallbackInfo& info) {
   Session* s = GetSession(info);
   const int m = Int(info, 4, "m"), n = Int(info, 5, "n");
@@ -420,7 +426,11 @@ Napi::Value DopFn(const Napi::CallbackInfo& info) {
   o.svdEpsilon = p.Get("svd_epsilon").ToNumber().DoubleValue();
   const std::string space = p.Get("svd_proj_space").ToString().Utf8Value();
   o.space = space == "u" ? 'u' : space == "v" ? 'v' : 'b';
-  auto* j = new DopJob(info.Env(), s, base, wa, wb, m, n, o);
+  const Napi::Value stop = p.Get("stop");
+  if (!stop.IsUndefined() && (!stop.IsTypedArray() || stop.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+                              stop.As<Napi::TypedArray>().ElementLength() < 1))
+    throw Napi::TypeError::New(info.Env(), "opts.stop must be an Int32Array");
+  auto* j = new DopJob(info.Env(), s, base, wa, wb, m, n, o, stop);
   j->Queue();
   return j->Promise();
 }

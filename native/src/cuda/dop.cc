@@ -167,6 +167,10 @@ DopOut DopOptimize(Session& s, const float* base, const float* wa, const float* 
   double ema[2] = {o.alpha, 1 - o.alpha};
   DopOut res;
   for (int step = 1; step <= o.numSteps; ++step) {
+    if (o.stop && __atomic_load_n(o.stop, __ATOMIC_RELAXED) != 0) {
+      res.stopped = true;
+      return res;
+    }
     dev.Check(dev.api.cudaMemsetAsync(acc.get(), 0, 8 * sizeof(double), dev.stream()), "cudaMemsetAsync");
     GradLoss(s, pa, w.get(), m, n, delta.get(), prod.get(), tmp.get(), ga.get(), acc.get());
     GradLoss(s, pb, w.get(), m, n, delta.get(), prod.get(), tmp.get(), gb.get(), acc.get() + 2);

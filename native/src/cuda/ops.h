@@ -44,10 +44,12 @@ struct DopOpts {
   bool mgda = true, ema = true;
   double emaBeta = 0.999, alpha = 0.8, svdEpsilon = 0.99999;
   char space = 'b';  // 'b' (uv), 'u', 'v'
+  const int32_t* stop = nullptr;  // read before each step (another thread may set it): nonzero ends the loop
 };
 struct DopOut {
   double lossA = 0, lossB = 0, weightA = 0, weightB = 0;
   int rankA = 0, rankB = 0;
+  bool stopped = false;
 };
 // DOP's optimisation of one tensor (methods/dop-solver arithmetic), all steps on the device.
 DopOut DopOptimize(Session& s, const float* base, const float* wa, const float* wb, float* out, int m, int n,

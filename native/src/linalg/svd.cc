@@ -299,6 +299,17 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   // With a single panel (every ViT-sized matrix), GramEigen left it filled and pass 1's X stays in
   // xp for pass 2: neither is redone.
   const bool onePanel = rowsPerPanel >= L;
+  // With several panels and a tail, pass 2 needs X again. Up to kKeepXBytes it is kept from pass 1
+  // (panel by panel, the same layout as xp) instead of recomputed: the recomputation is a third of
+  // the double-precision products of a 5632×2048 tensor. Larger ones (lm_head) recompute, to bound
+  // memory. The values are the same either way.
+#ifndef CMERGE_SVD_KEEP_X_MIB
+#define CMERGE_SVD_KEEP_X_MIB 128  // overridable only to test that keeping X changes no bit
+#endif
+  constexpr size_t kKeepXBytes = size_t{CMERGE_SVD_KEEP_X_MIB} << 20;
+  const bool keepX = !onePanel && tail > 0 && static_cast<size_t>(L) * S * sizeof(double) <= kKeepXBytes;
+  Buf xs;
+  if (keepX) xs.resize(static_cast<size_t>(L) * S);
   const auto computeX = [&](int i0, int b, int cols) {
     if (!onePanel) FillPanel(a, m, n, tall, i0, b, panel.data());
     cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, b, cols, S, 1.0, panel.data(), S, vsp.data(), S, 0.0,
@@ -308,6 +319,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
   for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
     const int b = std::min(rowsPerPanel, L - i0);
     computeX(i0, b, S);
+    if (keepX) std::copy_n(xp.data(), static_cast<size_t>(b) * S, xs.data() + static_cast<size_t>(i0) * S);
     for (int c = 0; c < S; ++c) {
       const double* xc = xp.data() + static_cast<size_t>(c) * b;
       sumsq[c] += (c < head ? est[c] * est[c] : 1.0) * cblas_ddot(b, xc, 1, xc, 1);
@@ -402,6 +414,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     if (!ok) {
       // Free everything large before the dense fallback allocates its own.
       Buf().swap(xp);
+      Buf().swap(xs);
       Buf().swap(panel);
       Buf().swap(vsp);
       Buf().swap(g2);
@@ -413,15 +426,16 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     Buf t2(static_cast<size_t>(rowsPerPanel) * tail);
     for (int i0 = 0; i0 < L; i0 += rowsPerPanel) {
       const int b = std::min(rowsPerPanel, L - i0);
-      if (xcols > 0 && !onePanel) computeX(i0, b, xcols);
+      if (xcols > 0 && !onePanel && !keepX) computeX(i0, b, xcols);
+      const double* xb = keepX ? xs.data() + static_cast<size_t>(i0) * S : xp.data();
       for (int j = 0; j < tail; ++j) {
         double* tc = t2.data() + static_cast<size_t>(j) * b;
-        if (j < nsmall) std::copy_n(xp.data() + static_cast<size_t>(head + src[j]) * b, b, tc);
+        if (j < nsmall) std::copy_n(xb + static_cast<size_t>(head + src[j]) * b, b, tc);
         else
           for (int i = 0; i < b; ++i) tc[i] = RandAt(vcol[head + j], i0 + i);
       }
       if (head > 0)
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, b, tail, head, -1.0, xp.data(), b, d.data(), head, 1.0,
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, b, tail, head, -1.0, xb, b, d.data(), head, 1.0,
                     t2.data(), b);
       cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, b, tail, 1.0, g2.data(), tail,
                   t2.data(), b);

@@ -1,8 +1,9 @@
 import { dot, firstCumulativeIndex } from '../../util/vec.js';
+import { EngineStoppedError } from '../errors.js';
 import type { DopOptions, DopResult, Linalg, Svd } from '../types.js';
 
 /** One side of the quadratic form: either a dense square matrix or its low-rank factors. */
-interface SideOp {
+export interface SideOp {
   /** dense A (rows×rows) with A = F diag(σ²) Fᵀ, used when cheaper than the factors */
   dense: Float32Array | null;
   /** F (rows×k) and σ² scaled copy G = F·diag(σ²) */
@@ -11,7 +12,7 @@ interface SideOp {
   k: number;
 }
 
-interface Projection {
+export interface Projection {
   w: Float32Array;
   left: SideOp | null;
   right: SideOp | null;
@@ -112,6 +113,39 @@ function minNormGamma(v11: number, v12: number, v22: number): number {
   return -1.0 * ((v12 - v22) / (v11 + v22 - 2 * v12));
 }
 
+/** The two projections of one tensor's DOP step: W_a's and W_b's quadratic forms (step 1-3 of docs/methods.md#dop). */
+export async function dopProjections(
+  engine: Linalg,
+  base: Float32Array,
+  wa: Float32Array,
+  wb: Float32Array,
+  m: number,
+  n: number,
+  opts: DopOptions,
+): Promise<{ pa: Projection; pb: Projection }> {
+  const pa = await project(engine, wa, base, m, n, opts.svd_epsilon, opts.svd_proj_space);
+  const pb = await project(engine, wb, base, m, n, opts.svd_epsilon, opts.svd_proj_space);
+  return { pa, pb };
+}
+
+/** The start point fl((W_a + W_b)/2). */
+export function dopStart(wa: Float32Array, wb: Float32Array): Float32Array {
+  const w = new Float32Array(wa.length);
+  for (let i = 0; i < w.length; i++) w[i] = (wa[i] + wb[i]) / 2;
+  return w;
+}
+
+/** Adam's per-step constants lr/(1 − β1^t) and sqrt(1 − β2^t), t = 1..num_steps, as the loop below computes them. */
+export function adamConstants(opts: DopOptions): { stepSize: Float64Array; bc2sqrt: Float64Array } {
+  const stepSize = new Float64Array(opts.num_steps);
+  const bc2sqrt = new Float64Array(opts.num_steps);
+  for (let step = 1; step <= opts.num_steps; step++) {
+    stepSize[step - 1] = opts.lr / (1 - Math.pow(0.9, step));
+    bc2sqrt[step - 1] = Math.sqrt(1 - Math.pow(0.999, step));
+  }
+  return { stepSize, bc2sqrt };
+}
+
 /**
  * The DOP optimisation for one linear tensor on a CPU engine (docs/methods.md#dop): Adam on W against two quadratic
  * losses loss_i(W) = ‖diag(σ_i) U_iᵀ Δ_i‖² + ‖Δ_i V_i diag(σ_i)‖², Δ_i = W − W_i, with MGDA
@@ -126,11 +160,10 @@ export async function dopOptimize(
   m: number,
   n: number,
   opts: DopOptions,
+  stop: Int32Array | null = null,
 ): Promise<DopResult> {
-  const pa = await project(engine, wa, base, m, n, opts.svd_epsilon, opts.svd_proj_space);
-  const pb = await project(engine, wb, base, m, n, opts.svd_epsilon, opts.svd_proj_space);
-  const w = new Float32Array(wa.length);
-  for (let i = 0; i < w.length; i++) w[i] = (wa[i] + wb[i]) / 2;
+  const { pa, pb } = await dopProjections(engine, base, wa, wb, m, n, opts);
+  const w = dopStart(wa, wb);
   const mAvg = new Float32Array(w.length);
   const vAvg = new Float32Array(w.length);
   const beta1 = 0.9,
@@ -140,6 +173,7 @@ export async function dopOptimize(
   let lossA = 0,
     lossB = 0;
   for (let step = 1; step <= opts.num_steps; step++) {
+    if (stop && Atomics.load(stop, 0) !== 0) throw new EngineStoppedError();
     const a = await gradLoss(engine, pa, w, m, n);
     const b = await gradLoss(engine, pb, w, m, n);
     lossA = a.loss;
