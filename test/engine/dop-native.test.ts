@@ -4,17 +4,8 @@ import { loadLinalg } from '../../src/engine/native.js';
 import { NativeEngine } from '../../src/engine/native-engine.js';
 import { dopOptimize } from '../../src/engine/ops/dop-optimize.js';
 import type { DopOptions } from '../../src/engine/types.js';
-
+import { centred } from './reference.js';
 const linalg = loadLinalg();
-
-/** Deterministic values in [-0.5, 0.5). */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648 - 0.5;
-  };
-}
 
 /** base plus a rank-3 task vector and a little dense noise, like synth.py's */
 function fineTune(base: Float32Array, m: number, n: number, rnd: () => number): Float32Array {
@@ -42,7 +33,7 @@ test('native DOP loop gives the same bits as the JavaScript loop', { skip: linal
     [30, 30, 'v', true, true, 0],
     [96, 16, 'uv', true, true, 25],
   ];
-  const rnd = rng(7);
+  const rnd = centred(7);
   for (const [m, n, space, mgda, ema, steps] of cases) {
     const base = Float32Array.from({ length: m * n }, () => rnd() * 0.1);
     const wa = fineTune(base, m, n, rnd);

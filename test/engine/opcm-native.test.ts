@@ -3,17 +3,8 @@ import { test } from 'node:test';
 import { loadLinalg } from '../../src/engine/native.js';
 import { NativeEngine } from '../../src/engine/native-engine.js';
 import { opcmClean } from '../../src/engine/ops/opcm-clean.js';
-
+import { centred } from './reference.js';
 const linalg = loadLinalg();
-
-/** Deterministic values in [-0.5, 0.5). */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648 - 0.5;
-  };
-}
 
 /** a rank-`rank` m×n matrix plus `noise` times dense noise */
 function lowRank(m: number, n: number, rank: number, noise: number, rnd: () => number): Float32Array {
@@ -37,7 +28,7 @@ test(
   { skip: linalg.addon === null },
   async () => {
     const engine = new NativeEngine(linalg.addon!);
-    const rnd = rng(11);
+    const rnd = centred(11);
     const cases: [number, number, number, number, number][] = [
       [48, 32, 4, 1e-3, 0.5],
       [32, 70, 5, 1e-3, 0.5],

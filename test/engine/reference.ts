@@ -15,6 +15,12 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** Deterministic uniform values in [-0.5, 0.5). */
+export function centred(seed: number): () => number {
+  const r = rng(seed);
+  return () => r() - 0.5;
+}
+
 export function randomF32(len: number, seed: number): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: len }, () => 2 * r() - 1);
