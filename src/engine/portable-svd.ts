@@ -8,7 +8,7 @@ import type { Svd } from './types.js';
  * enough" for orthogonality to working precision). Tolerances match native/src/linalg/svd.h.
  */
 export const NULL_TOLERANCE = 1e-7;
-export const ORTHO_TOLERANCE = 1e-3;
+export const ORTHO_TOLERANCE = 1e-4;
 
 export function svdGram(a: Float32Array, m: number, n: number): Svd {
   const tall = m >= n;
