@@ -15,7 +15,7 @@
   "targets": [
     {
       "target_name": "cmerge_linalg",
-      "sources": ["src/linalg/addon.cc", "src/linalg/svd.cc", "src/linalg/dop.cc", "src/linalg/opcm.cc", "src/linalg/big_alloc.cc"],
+      "sources": ["src/linalg/addon.cc", "src/linalg/svd.cc", "src/linalg/sym_eigen.cc", "src/linalg/dop.cc", "src/linalg/opcm.cc", "src/linalg/big_alloc.cc"],
       "include_dirs": ["/usr/include/x86_64-linux-gnu"],
       "libraries": ["<@(blas_libs)"]
     },

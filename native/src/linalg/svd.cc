@@ -1,8 +1,7 @@
 // Gram-matrix SVD in float64. Steps (S = short side, L = long side of A):
 //   1. G = Pᵀ P accumulated over panels P of A viewed as L×S (rows of A if tall, columns if wide),
 //      each panel converted to double so every product of float32 inputs is exact.
-//   2. G = V Λ Vᵀ with dsyevd (explicit workspace: Debian's LAPACK 3.11 rounds the workspace
-//      query through a float and fails past n ≈ 2900).
+//   2. G = V Λ Vᵀ (sym_eigen.h: dsyevd's algorithm with a faster back-transformation).
 //   3. X = P V in double: column k is σ_k u_k. Columns are classified by ‖X_k‖ into head
 //      (≥ kOrthoTol σ_max: already orthogonal to well below float32 rounding, just normalized),
 //      small, and null (≤ kNullTol σ_max, σ reported as 0).
@@ -14,6 +13,7 @@
 
 #include "big_alloc.h"
 #include "svd_classes.h"
+#include "sym_eigen.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -75,17 +75,7 @@ std::string GramEigen(const float* a, int m, int n, bool tall, int S, int L, int
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, S, b, 1.0, panel.data(), S, i0 == 0 ? 0.0 : 1.0,
                 g.data(), S);
   }
-  w.assign(S, 0.0);
-  const size_t lwork = 1 + 6 * static_cast<size_t>(S) + 2 * SS;
-  const size_t liwork = 3 + 5 * static_cast<size_t>(S);
-  if (lwork > 0x7fffffff) return "svd: short side too large for 32-bit LAPACK workspace";
-  Buf work(lwork);
-  std::vector<lapack_int> iwork(liwork);
-  const lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', S, g.data(), S, w.data(), work.data(),
-                                              static_cast<lapack_int>(lwork), iwork.data(),
-                                              static_cast<lapack_int>(liwork));
-  if (info != 0) return "svd: dsyevd failed, info=" + std::to_string(info);
-  return {};
+  return SymmetricEigen(S, g, w);
 }
 
 std::string SvdGramDense(const float* a, int m, int n, float* u, double* s, float* v) {
