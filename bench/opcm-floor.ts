@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadLinalg } from '../src/engine/native.js';
+import { NativeEngine } from '../src/engine/native-engine.js';
+import { openModel } from '../src/io/model.js';
+import { machine, machineTable, repoRoot, synth, writeResult } from './lib.js';
+
+/**
+ * What an OPCM step on ViT-B/32 shapes cannot go below on this machine with cmerge's arithmetic:
+ *   node dist/bench/opcm-floor.js [data-dir]
+ * 1. The algebra alone: every linear tensor's SVD of S1 and cleaning of τ2 (engine.opcmClean, the
+ *    step's exact inputs, held in memory), in this process with the native engine: two lanes side by
+ *    side as the step runs them, then one lane (its CPU time without contention).
+ * 2. The bytes alone: reading base, checkpoint and state (page cache), hashing the two inputs,
+ *    writing and fsyncing state and output of the same size.
+ * The step needs both; they overlap only where the main thread's I/O runs beside the lanes.
+ */
+const data = process.argv[2] ?? join(repoRoot, 'bench', 'work', 'vitb32');
+synth(data, 'vitb32', 2, 'F32');
+const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const paths = ['base', 'task_0', 'task_1'].map((f) => join(data, `${f}.safetensors`));
+const [base, t0, t1] = paths.map((p) => openModel(p));
+
+// The linear tensors, as bench/opcm_f64_check.py selects them (cmerge's default kinds on this data).
+const jobs: { name: string; m: number; n: number; prev: Float32Array; tau: Float32Array }[] = [];
+for (const [name, info] of base.tensors) {
+  if (info.shape.length !== 2 || !name.endsWith('.weight') || name.includes('embed')) continue;
+  const b = base.readF32(name);
+  const diff = (t: Float32Array) => t.map((x, i) => x - b[i]);
+  jobs.push({ name, m: info.shape[0], n: info.shape[1], prev: diff(t0.readF32(name)), tau: diff(t1.readF32(name)) });
+}
+
+async function algebra(lanes: number): Promise<{ wall: number; cpu: number }> {
+  const engine = new NativeEngine(loadLinalg().addon!, lanes === 1 ? { threads: 1, jobs: 1 } : {});
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  let next = 0;
+  const lane = async () => {
+    while (next < jobs.length) {
+      const j = jobs[next++];
+      const tau = j.tau.slice(); // cleaned in place; each run starts from the same τ
+      await engine.opcmClean(j.prev, () => tau, j.m, j.n, 0.5);
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, lane));
+  const wall = (performance.now() - start) / 1000;
+  const c = process.cpuUsage(cpu0);
+  engine.close();
+  return { wall, cpu: (c.user + c.system) / 1e6 };
+}
+
+function bytes(): { wall: number; cpu: number; mib: number } {
+  const out = join(data, 'floor-write.bin');
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  let moved = 0;
+  for (const p of paths) {
+    const buf = readFileSync(p);
+    moved += buf.length;
+    if (p !== paths[0]) createHash('sha256').update(buf).digest('hex');
+  }
+  const size = readFileSync(paths[0]).length; // the state and the output are the size of a model
+  const block = Buffer.alloc(64 << 20, 1);
+  for (let f = 0; f < 2; f++) {
+    const fd = openSync(out, 'w');
+    const h = createHash('sha256');
+    for (let off = 0; off < size; off += block.length) {
+      const b = block.subarray(0, Math.min(block.length, size - off));
+      h.update(b);
+      writeSync(fd, b);
+    }
+    h.digest('hex');
+    fsyncSync(fd);
+    closeSync(fd);
+    moved += size;
+    rmSync(out);
+  }
+  const c = process.cpuUsage(cpu0);
+  return { wall: (performance.now() - start) / 1000, cpu: (c.user + c.system) / 1e6, mib: moved / 2 ** 20 };
+}
+
+await algebra(2); // warm-up: page in, JIT, OpenBLAS threads
+const two = [await algebra(2), await algebra(2)];
+const one = await algebra(1);
+bytes();
+const io = [bytes(), bytes()];
+const best = <T extends { wall: number }>(xs: T[]) => xs.reduce((a, b) => (b.wall < a.wall ? b : a));
+const a2 = best(two),
+  b = best(io);
+const text = `# OPCM step, ViT-B/32 shapes: the floor of cmerge's arithmetic on this machine
+
+Command: \`npm run build && node dist/bench/opcm-floor.js ${process.argv[2] ?? ''}\` (data: synth.py vitb32 2 F32 seed 0).
+${jobs.length} linear tensors (S1 = τ1, cleaning τ2, as in step 2), inputs held in memory.
+
+| machine | |
+|---|---|
+${machineTable(machine())}
+
+Load average (1, 5, 15 min) when the bench started: ${loadAtStart}.
+
+| part | wall s | CPU s |
+|---|---|---|
+| algebra, 2 lanes (as the step runs it), best of 2 | ${a2.wall.toFixed(2)} | ${a2.cpu.toFixed(2)} |
+| algebra, 1 lane, 1 BLAS thread | ${one.wall.toFixed(2)} | ${one.cpu.toFixed(2)} |
+| bytes: read 3 models, hash 2, write + fsync 2 (${b.mib.toFixed(0)} MiB), best of 2 | ${b.wall.toFixed(2)} | ${b.cpu.toFixed(2)} |
+
+- the algebra's CPU time over 2 cores, if it parallelized perfectly: ${(one.cpu / 2).toFixed(2)} s
+- algebra (2 lanes) + bytes, if the bytes overlapped nothing: ${(a2.wall + b.wall).toFixed(2)} s;
+  if they overlapped perfectly on 2 cores: ${((one.cpu + b.cpu) / 2).toFixed(2)} s
+`;
+console.log(text);
+console.log(writeResult('opcm-vitb32-floor', text));
