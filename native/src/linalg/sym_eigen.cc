@@ -1,8 +1,8 @@
 // See sym_eigen.h. dormtr applies Q through dlarfb (small blocks, triangular products); on the
 // development machine that ran at about half the dgemm rate and was ~40 % of dsyevd's time on
-// 768- and 2048-sized Gram matrices (docs/performance.md). Here each block of reflectors is copied into a dense
-// V (explicit unit diagonal, zeros above it) so that applying I − V T Vᵀ is two dgemm calls and a
-// small dtrmm: the same arithmetic, rounded differently (≤ ~1e-15 from dormtr's result).
+// 768- and 2048-sized Gram matrices (docs/performance.md). Here each block of reflectors is copied
+// into a dense V (explicit unit diagonal, zeros above it) so that applying I − V T Vᵀ is two dgemm
+// calls and a small dtrmm: the same arithmetic, rounded differently (≤ ~1e-15 from dormtr's result).
 // No scaling step as in dsyevd: a Gram matrix of finite float32 values lies far inside the range
 // where dsyevd would scale (its largest entry is below 2^256 · n, and at least 2^-298 unless A = 0).
 #include "sym_eigen.h"
