@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { loadLinalg } from '../src/engine/native.js';
 import { NativeEngine } from '../src/engine/native-engine.js';
 import { openModel } from '../src/io/model.js';
+import { defaultKind } from '../src/merge/kinds.js';
+import { addTauChunk } from '../src/merge/update-pass.js';
 import { machine, machineTable, repoRoot, synth, writeResult } from './lib.js';
 
 /**
@@ -22,13 +24,16 @@ const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3)
 const paths = ['base', 'task_0', 'task_1'].map((f) => join(data, `${f}.safetensors`));
 const [base, t0, t1] = paths.map((p) => openModel(p));
 
-// The linear tensors, as bench/opcm_f64_check.py selects them (cmerge's default kinds on this data).
+// The linear tensors by cmerge's default rule; τ formed as the update pass forms it.
 const jobs: { name: string; m: number; n: number; prev: Float32Array; tau: Float32Array }[] = [];
 for (const [name, info] of base.tensors) {
-  if (info.shape.length !== 2 || !name.endsWith('.weight') || name.includes('embed')) continue;
+  if (defaultKind(info) !== 'linear') continue;
   const b = base.readF32(name);
-  const diff = (t: Float32Array) => t.map((x, i) => x - b[i]);
-  jobs.push({ name, m: info.shape[0], n: info.shape[1], prev: diff(t0.readF32(name)), tau: diff(t1.readF32(name)) });
+  const tauOf = (ckpt: Float32Array) => {
+    addTauChunk(ckpt, b, ckpt, { tauSq: 0, baseSq: 0 });
+    return ckpt;
+  };
+  jobs.push({ name, m: info.shape[0], n: info.shape[1], prev: tauOf(t0.readF32(name)), tau: tauOf(t1.readF32(name)) });
 }
 
 async function algebra(lanes: number): Promise<{ wall: number; cpu: number }> {
@@ -55,12 +60,13 @@ function bytes(): { wall: number; cpu: number; mib: number } {
   const cpu0 = process.cpuUsage();
   const start = performance.now();
   let moved = 0;
+  let size = 0; // the state and the output are the size of a model: the base's
   for (const p of paths) {
     const buf = readFileSync(p);
     moved += buf.length;
-    if (p !== paths[0]) createHash('sha256').update(buf).digest('hex');
+    if (p === paths[0]) size = buf.length;
+    else createHash('sha256').update(buf).digest('hex');
   }
-  const size = readFileSync(paths[0]).length; // the state and the output are the size of a model
   const block = Buffer.alloc(64 << 20, 1);
   for (let f = 0; f < 2; f++) {
     const fd = openSync(out, 'w');
