@@ -291,7 +291,7 @@ function makeData(
     encoding: 'utf8',
     env: { ...process.env, ...pyEnv, CMERGE_REFERENCE: reference },
     stdio: ['ignore', 'inherit', 'inherit'],
-    timeout: Math.max(1000, (secondsLeft() - 5) * 1000),
+    timeout: Math.max(1000, Math.floor((secondsLeft() - 5) * 1000)),
   });
   if (r.status !== 0 || !existsSync(join(dir, 'task_1.safetensors'))) {
     rmSync(dir, { recursive: true, force: true });
@@ -587,7 +587,7 @@ ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} $
     const r = run('float64 check', python, [f64Check, data.dir, ours, theirs], { CMERGE_REFERENCE: reference });
     const m = /cmerge \*\*([^*]+)\*\* \(([^)]*)\), peer \*\*([^*]+)\*\*/.exec(r.stdout);
     f64 = {
-      text: r.ok ? r.stdout : `failed: ${r.stderrTail}`,
+      text: r.ok ? r.stdout : `failed: ${r.timedOut ? `timed out after ${r.seconds.toFixed(0)} s` : r.stderrTail}`,
       cmerge: m ? Number(m[1]) : null,
       peer: m ? Number(m[3]) : null,
       tensor: m ? m[2] : null,
