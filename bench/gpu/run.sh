@@ -14,7 +14,9 @@
 #                 dist/bench/gpu/bench.js (the last only with time to spare)
 # Output under $OUT (else bench/results/): log.txt (everything), tests.txt (test runner output),
 # gpu-*.md and gpu-summary.json (the figures). At most 8 files. GPU_STAGES="parity opcm-vitb32"
-# runs only the stages named (setup always runs).
+# runs only the stages named (setup always runs). GPU_STAGE_SCALE=N multiplies every stage's
+# timeout (with GPU_BUDGET_S: a dry run against the CPU stand-in, which is slow, runs each stage
+# to its end).
 set -u
 
 ROOT=$(pwd)
@@ -52,7 +54,7 @@ untar_xz() { unxz_to "$1" | tar -C "$2" -xf -; }
 # stage NAME MAX_SECONDS CMD...: runs CMD under timeout min(MAX, time left); never fails the script.
 # GPU_STAGES="a b ...": run only these stages (setup always runs).
 stage() {
-  local name=$1 max=$2
+  local name=$1 max=$(($2 * ${GPU_STAGE_SCALE:-1}))
   shift 2
   local l t s rc
   if [ -n "${GPU_STAGES:-}" ] && [[ " $GPU_STAGES " != *" $name "* ]]; then
