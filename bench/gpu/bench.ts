@@ -569,6 +569,9 @@ ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} $
     rmSync(state, { recursive: true, force: true });
     write();
   }
+  // The difference and the float64 check follow the first peer run that finishes, before the
+  // second: a second run stopped by the deadline (or killed while saving) then costs only a timing.
+  let compared = false;
   for (let i = 0; i < 2; i++) {
     peers.push(
       peerStep(
@@ -580,19 +583,21 @@ ${method === 'opcm' ? `- float64 check: \`CMERGE_REFERENCE=${shown(reference)} $
       ),
     );
     write();
-  }
-  d = diff(ours, theirs);
-  write();
-  if (method === 'opcm' && existsSync(ours) && existsSync(theirs)) {
-    const r = run('float64 check', python, [f64Check, data.dir, ours, theirs], { CMERGE_REFERENCE: reference });
-    const m = /cmerge \*\*([^*]+)\*\* \(([^)]*)\), peer \*\*([^*]+)\*\*/.exec(r.stdout);
-    f64 = {
-      text: r.ok ? r.stdout : `failed: ${r.timedOut ? `timed out after ${r.seconds.toFixed(0)} s` : r.stderrTail}`,
-      cmerge: m ? Number(m[1]) : null,
-      peer: m ? Number(m[3]) : null,
-      tensor: m ? m[2] : null,
-    };
+    if (compared || !peers[i]!.ok) continue;
+    compared = true;
+    d = diff(ours, theirs);
     write();
+    if (method === 'opcm' && existsSync(ours) && existsSync(theirs)) {
+      const r = run('float64 check', python, [f64Check, data.dir, ours, theirs], { CMERGE_REFERENCE: reference });
+      const m = /cmerge \*\*([^*]+)\*\* \(([^)]*)\), peer \*\*([^*]+)\*\*/.exec(r.stdout);
+      f64 = {
+        text: r.ok ? r.stdout : `failed: ${r.timedOut ? `timed out after ${r.seconds.toFixed(0)} s` : r.stderrTail}`,
+        cmerge: m ? Number(m[1]) : null,
+        peer: m ? Number(m[3]) : null,
+        tensor: m ? m[2] : null,
+      };
+      write();
+    }
   }
 }
 
