@@ -14,8 +14,8 @@ import torch, st, methods as M
 
 data, ours_p, peer_p = sys.argv[1:4]
 t0 = time.time()
-# On the GPU machine (bench/gpu) the float64 SVDs run on the GPU: on the CPU they take minutes of
-# its few minutes. Anything that fails there is redone on the CPU, the reference's own device.
+# On the GPU machine (bench/gpu) the float64 SVDs run on the GPU: on 2 CPUs they take ~2 minutes,
+# most of that stage's time. Anything that fails there is redone on the CPU, the reference's device.
 device = "cuda" if torch.cuda.is_available() and os.environ.get("F64_CHECK_DEVICE", "") != "cpu" else "cpu"
 load = lambda p: {k: v.double().to(device) for k, v in st.load(p)[0].items()}
 
@@ -58,5 +58,5 @@ for label, exact in (("rank_aware=True (cmerge's rule)", exact_ra), ("rank_aware
     text += (f"- float64 check, {label} (`/usr/bin/python3 bench/opcm_f64_check.py ...`, the reference's methods.opcm in float64): "
              f"largest per-tensor relative distance to exact arithmetic: cmerge **{wo:.2e}** ({no}), peer **{wp:.2e}** ({np_}); "
              f"largest absolute difference of one element: cmerge **{ao:.2e}**, peer **{ap:.2e}**\n")
-text += f"- (float64 check: {time.time() - t0:.0f} s on the {device.upper() if device == 'cuda' else 'CPU'})\n"
+text += f"- (float64 check: {time.time() - t0:.0f} s on the {'GPU' if device == 'cuda' else 'CPU'})\n"
 print(text, end="")
