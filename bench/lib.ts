@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { openModel } from '../src/io/model.js';
@@ -37,6 +37,11 @@ export function timed(cmd: string, args: string[], cwd = repoRoot, env: NodeJS.P
     minorFaults: Number(m[5]),
     stdout: r.stdout,
   };
+}
+
+/** The 1-, 5- and 15-minute load averages, as the result files record them (the machine is shared). */
+export function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
 
 export function machine(): Record<string, string> {

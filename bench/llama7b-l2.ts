@@ -3,7 +3,18 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLinalg } from '../src/engine/native.js';
 import { NativeEngine } from '../src/engine/native-engine.js';
-import { cliPath, machine, machineTable, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
+import {
+  cliPath,
+  loadAverage,
+  machine,
+  machineTable,
+  python,
+  referenceDir,
+  repoRoot,
+  synth,
+  timed,
+  writeResult,
+} from './lib.js';
 
 /**
  * One OPCM step on Llama-2-7B shapes with 2 decoder layers (bfloat16; embed_tokens and lm_head
@@ -20,7 +31,7 @@ synth(data, 'llama7b-l2', 2, 'BF16');
 const work = join(data, 'bench-rss');
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
-const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadAtStart = loadAverage();
 const rows = [];
 for (const [i, task] of ['task_0', 'task_1'].entries()) {
   const args = [

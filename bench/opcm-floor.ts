@@ -6,7 +6,7 @@ import { NativeEngine } from '../src/engine/native-engine.js';
 import { openModel } from '../src/io/model.js';
 import { defaultKind } from '../src/merge/kinds.js';
 import { addTauChunk } from '../src/merge/update-pass.js';
-import { machine, machineTable, repoRoot, synth, writeResult } from './lib.js';
+import { loadAverage, machine, machineTable, repoRoot, synth, writeResult } from './lib.js';
 
 /**
  * What an OPCM step on ViT-B/32 shapes cannot go below on this machine with cmerge's arithmetic:
@@ -20,7 +20,7 @@ import { machine, machineTable, repoRoot, synth, writeResult } from './lib.js';
  */
 const data = process.argv[2] ?? join(repoRoot, 'bench', 'work', 'vitb32');
 synth(data, 'vitb32', 2, 'F32');
-const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadAtStart = loadAverage();
 const paths = ['base', 'task_0', 'task_1'].map((f) => join(data, `${f}.safetensors`));
 const [base, t0, t1] = paths.map((p) => openModel(p));
 

@@ -1,7 +1,8 @@
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   cliPath,
+  loadAverage,
   machine,
   machineTable,
   maxRelDiff,
@@ -37,7 +38,7 @@ mkdirSync(work, { recursive: true });
 const dopSteps = Number(process.env.BENCH_DOP_STEPS ?? 100);
 const params = method === 'dop' ? ['--param', `num_steps=${dopSteps}`] : [];
 // The machine is shared: the 1-minute load average when the timed runs start goes into the result.
-const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadAtStart = loadAverage();
 const first = timed('node', [
   cliPath,
   'merge',
