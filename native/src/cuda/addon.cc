@@ -332,14 +332,13 @@ Napi::Value ResetStats(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// memInfo(session): { free, total } bytes of the device (cudaMemGetInfo)
+// memInfo(session): { free, total } bytes of the device (cudaMemGetInfo). Not under the job lock:
+// the engine asks while another tensor's job runs, and must not wait for it.
 Napi::Value MemInfo(const Napi::CallbackInfo& info) {
   Session* s = GetSession(info);
   size_t freeB = 0, total = 0;
-  {
-    auto lock = s->dev.Begin();
-    s->dev.Check(s->dev.api.cudaMemGetInfo(&freeB, &total), "cudaMemGetInfo");
-  }
+  s->dev.MakeCurrent();
+  s->dev.Check(s->dev.api.cudaMemGetInfo(&freeB, &total), "cudaMemGetInfo");
   auto o = Napi::Object::New(info.Env());
   o.Set("free", static_cast<double>(freeB)), o.Set("total", static_cast<double>(total));
   return o;

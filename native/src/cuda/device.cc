@@ -45,8 +45,9 @@ unsigned Blocks(long long n) {
 void Device::Fail(const std::string& what, int code) {
   const bool sticky = IsSticky(code);
   if (sticky) {
+    std::lock_guard<std::mutex> g(poisonMu_);
+    if (!poisoned_) poison_ = what;
     poisoned_ = true;
-    poison_ = what;
   }
   throw CudaError(what, sticky ? "sticky" : code == cudaErrorMemoryAllocation ? "oom" : "error");
 }
@@ -133,12 +134,18 @@ Device& Device::Get(const Api& api, int ordinal) {
 
 std::unique_lock<std::mutex> Device::Begin() {
   std::unique_lock<std::mutex> lock(mutex_);
-  if (poisoned_) throw CudaError("the CUDA device is lost for this process: " + poison_, "sticky");
-  // jobs run on the libuv pool's threads: make the device and its context current on this one
+  MakeCurrent();  // jobs run on the libuv pool's threads
+  return lock;
+}
+
+void Device::MakeCurrent() {
+  if (poisoned_) {
+    std::lock_guard<std::mutex> g(poisonMu_);
+    throw CudaError("the CUDA device is lost for this process: " + poison_, "sticky");
+  }
   Check(api.cudaSetDevice(info_.ordinal), "cudaSetDevice");
   const CUresult r = api.cuCtxSetCurrent(ctx_);
   if (r != CUDA_SUCCESS) Fail("cuCtxSetCurrent: CUresult " + std::to_string(r), r);
-  return lock;
 }
 
 void Device::SetMathMode(bool tf32) {

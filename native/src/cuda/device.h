@@ -2,6 +2,7 @@
 // staging), and the per-engine Session that owns device memory and counts its time and peak.
 #pragma once
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -53,6 +54,9 @@ class Device {
   cudaStream_t stream() const { return stream_; }
   // Jobs run one at a time (the lock) with the device's context current on the calling thread.
   std::unique_lock<std::mutex> Begin();
+  // The device's context current on the calling thread, without the lock: for queries that must
+  // not wait for a running job (cudaMemGetInfo from the JavaScript thread).
+  void MakeCurrent();
   void Check(cudaError_t e, const char* what);
   void CheckBlas(cublasStatus_t s, const char* what);
   void CheckSolver(cusolverStatus_t s, const char* what);
@@ -78,8 +82,9 @@ class Device {
   char* stage_[2] = {nullptr, nullptr};
   cudaEvent_t stageDone_[2] = {nullptr, nullptr};
   std::mutex mutex_;
-  bool poisoned_ = false;
-  std::string poison_;
+  std::atomic<bool> poisoned_{false};  // read without the lock by MakeCurrent
+  std::string poison_;  // under poisonMu_: jobs and MakeCurrent's callers may fail at once
+  std::mutex poisonMu_;
 };
 
 // Device memory and time of one engine (one JS CudaEngine). Not thread-safe: used under Begin().
