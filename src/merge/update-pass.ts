@@ -236,21 +236,28 @@ export async function runUpdatePass(pass: UpdatePassInput): Promise<number> {
     pass.record(oldest.job, update, sums.tauSq);
     if (oldest.pooled) pass.pool.release(oldest.pooled);
   };
-  for (const job of pass.jobs) {
-    const lanes = pass.engine.concurrencyFor(job.size);
-    const linear = job.kind === 'linear';
-    if (lanes > 1) {
-      while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= lanes)) await finishOldest();
-      if (linear) linearInFlight++;
-    } else {
-      while (inflight.length) await finishOldest();
+  try {
+    for (const job of pass.jobs) {
+      const lanes = pass.engine.concurrencyFor(job.size);
+      const linear = job.kind === 'linear';
+      if (lanes > 1) {
+        while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= lanes)) await finishOldest();
+        if (linear) linearInFlight++;
+      } else {
+        while (inflight.length) await finishOldest();
+      }
+      const pooled = lanes === 1 || linear ? pass.pool.acquire(job.size) : null;
+      const done = startUpdate(pass, job, pooled ?? new Float32Array(job.size));
+      done.catch(() => undefined); // surfaced by finishOldest; never an unhandled rejection
+      inflight.push({ job, linear, pooled, done });
+      if (lanes === 1) await finishOldest();
     }
-    const pooled = lanes === 1 || linear ? pass.pool.acquire(job.size) : null;
-    const done = startUpdate(pass, job, pooled ?? new Float32Array(job.size));
-    done.catch(() => undefined); // surfaced by finishOldest; never an unhandled rejection
-    inflight.push({ job, linear, pooled, done });
-    if (lanes === 1) await finishOldest();
+    while (inflight.length) await finishOldest();
+  } catch (e) {
+    // the tensors still in flight settle first: the caller closes the engine next (a GPU
+    // engine's device memory with it), which must not happen under a running job
+    await Promise.allSettled(inflight.map((f) => f.done));
+    throw e;
   }
-  while (inflight.length) await finishOldest();
   return baseSq;
 }
