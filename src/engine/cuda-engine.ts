@@ -2,8 +2,8 @@ import { log } from '../util/log.js';
 import type { CudaAddon, CudaAvailability, CudaSession } from './cuda.js';
 import { libraryVersion } from './cuda.js';
 import { EngineFatalError, EngineStoppedError } from './errors.js';
+import { DeviceAdmission } from './device-admission.js';
 import { opcmSplit, uncleaned } from './ops/opcm-clean.js';
-import { SerialQueue } from './serial.js';
 import type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineStats, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkMatrix, checkSvdArgs } from './validate.js';
 
@@ -13,9 +13,19 @@ export interface CudaEngineOptions {
   tf32?: boolean;
   /** EngineOptions.stop: DOP's loop on the device reads it before each step */
   stop?: Int32Array;
+  /** tensors of up to PAIR_MAX_ELEMENTS in flight at once (default 2; 1: one after the other) */
+  jobs?: number;
 }
 
-/** Device memory of one operation, bytes (docs/cuda-engine.md: the SVD's float64 work dominates). */
+/**
+ * Tensors of at most this many elements go two at a time (docs/cuda-engine.md#overlap): while
+ * one is on the device the host reads and decodes the next, and its SVD can start while the host
+ * forms the other's τ. Larger ones (embeddings, LM heads, 7B MLPs) go alone, which keeps a
+ * tensor-sized host buffer per lane within the RSS bounds (16 Mi elements: 64 MiB as float32).
+ */
+export const PAIR_MAX_ELEMENTS = 16 << 20;
+
+/** Device memory of one operation, bytes (docs/cuda-engine.md#memory: the SVD's float64 work dominates). */
 export function opcmDeviceBytes(m: number, n: number): number {
   const s = Math.min(m, n);
   return 16 * m * n + 16 * s * s + 4 * (m + n) * s + (64 << 20);
@@ -26,6 +36,10 @@ export function dopDeviceBytes(m: number, n: number): number {
   return 28 * m * n + 16 * s * s + 4 * (m * m + n * n) + (64 << 20);
 }
 
+export function matmulDeviceBytes(m: number, k: number, n: number): number {
+  return 4 * (m * k + k * n + m * n) + (64 << 20);
+}
+
 /** A cuda rejection as the engine's error: a lost device poisons the process (EngineFatalError). */
 function engineError(e: unknown): Error {
   const err = e as Error & { code?: string };
@@ -34,17 +48,22 @@ function engineError(e: unknown): Error {
 }
 
 /**
- * cuBLAS + cuSOLVER through the cmerge_cuda addon (docs/cuda-engine.md). One job at a time; the
- * coarse operations keep their tensors on the device. An operation that needs more device memory
- * than is free (or than max_memory) runs on the CPU engine instead, with a log line.
+ * cuBLAS + cuSOLVER through the cmerge_cuda addon (docs/cuda-engine.md). The addon runs one job
+ * at a time on the device; up to `jobs` operations are in flight, so the host's work for one
+ * tensor overlaps the device's for another, as far as device memory allows (DeviceAdmission). An
+ * operation that needs more device memory than is free (or than max_memory) runs on the CPU engine
+ * instead, with a log line.
  */
 export class CudaEngine implements Engine {
   readonly name = 'cuda' as const;
-  readonly concurrency = 1;
-  private readonly queue = new SerialQueue(1);
+  readonly concurrency: number;
   private session: CudaSession | null;
+  private readonly admission: DeviceAdmission;
   private cpu: Engine | null = null;
   private fallbacks = 0;
+  /** operations started and not yet ended: close() waits for them before freeing the device */
+  private active = 0;
+  private closing = false;
 
   constructor(
     private readonly addon: CudaAddon,
@@ -54,14 +73,19 @@ export class CudaEngine implements Engine {
   ) {
     if (opts.maxMemoryBytes !== undefined && !(opts.maxMemoryBytes > 0))
       throw new RangeError('max_memory must be positive');
+    this.concurrency = opts.jobs ?? 2;
+    checkDim(this.concurrency, 'jobs');
     this.session = addon.open(probe.ordinal, opts.maxMemoryBytes ?? 0, opts.tf32 === true);
+    this.admission = new DeviceAdmission(() =>
+      this.session ? Math.min(opts.maxMemoryBytes ?? Infinity, addon.memInfo(this.session).free) : Infinity,
+    );
   }
 
-  concurrencyFor(): number {
-    return 1;
+  concurrencyFor(elements: number): number {
+    return elements <= PAIR_MAX_ELEMENTS ? this.concurrency : 1;
   }
 
-  matmul(
+  async matmul(
     a: Float32Array,
     b: Float32Array,
     m: number,
@@ -69,41 +93,57 @@ export class CudaEngine implements Engine {
     n: number,
     opts: MatmulOptions = {},
   ): Promise<Float32Array> {
-    return this.job(async (s) => {
-      checkMatmulArgs(a, b, m, k, n);
-      return this.addon.sgemm(s, a, b, m, k, n, opts.transA === true, opts.transB === true);
-    });
+    checkMatmulArgs(a, b, m, k, n);
+    return this.onDevice(
+      matmulDeviceBytes(m, k, n),
+      `a ${m}×${k}·${k}×${n} product`,
+      (s) => this.addon.sgemm(s, a, b, m, k, n, opts.transA === true, opts.transB === true),
+      (cpu) => cpu.matmul(a, b, m, k, n, opts),
+    );
   }
 
-  svd(a: Float32Array, m: number, n: number): Promise<Svd> {
-    return this.job(async (s) => {
-      checkSvdArgs(a, m, n);
-      return this.addon.svd(s, a, m, n);
-    });
+  async svd(a: Float32Array, m: number, n: number): Promise<Svd> {
+    checkSvdArgs(a, m, n);
+    return this.onDevice(
+      opcmDeviceBytes(m, n),
+      `the SVD of a ${m}×${n} matrix`,
+      (s) => this.addon.svd(s, a, m, n),
+      (cpu) => cpu.svd(a, m, n),
+    );
   }
 
-  opcmClean(prev: Float32Array, loadTau: () => Float32Array, m: number, n: number, alpha: number): Promise<Cleaning> {
+  async opcmClean(
+    prev: Float32Array,
+    loadTau: () => Float32Array,
+    m: number,
+    n: number,
+    alpha: number,
+  ): Promise<Cleaning> {
     checkDim(m, 'm');
     checkDim(n, 'n');
-    if (!this.fits(opcmDeviceBytes(m, n), `OPCM cleaning of a ${m}×${n} tensor`))
-      return this.fallback().opcmClean(prev, loadTau, m, n, alpha);
-    return this.job(async (session) => {
-      checkSvdArgs(prev, m, n);
-      const { handle, s } = await this.addon.svdResident(session, prev, m, n);
-      try {
-        const { k, rank, prevSq, leadSq } = opcmSplit(s, alpha, m, n);
-        const tau = loadTau();
-        checkMatrix(tau, m, n, 'tau');
-        if (rank === 0) return uncleaned(tau, prevSq);
-        const { removedSq, cleanedSq } = await this.addon.opcmApply(handle, tau, k, rank);
-        return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
-      } finally {
-        await this.addon.freeResident(handle).catch(() => undefined);
-      }
-    });
+    checkSvdArgs(prev, m, n);
+    return this.onDevice(
+      opcmDeviceBytes(m, n),
+      `OPCM cleaning of a ${m}×${n} tensor`,
+      async (session) => {
+        const { handle, s } = await this.addon.svdResident(session, prev, m, n);
+        try {
+          // the host forms τ (over prev's buffer) while the device may run another tensor's SVD
+          const { k, rank, prevSq, leadSq } = opcmSplit(s, alpha, m, n);
+          const tau = loadTau();
+          checkMatrix(tau, m, n, 'tau');
+          if (rank === 0) return uncleaned(tau, prevSq);
+          const { removedSq, cleanedSq } = await this.addon.opcmApply(handle, tau, k, rank);
+          return { cleaned: tau, split: k, removedSq, cleanedSq, prevSq, leadSq };
+        } finally {
+          await this.addon.freeResident(handle).catch(() => undefined);
+        }
+      },
+      (cpu) => cpu.opcmClean(prev, loadTau, m, n, alpha),
+    );
   }
 
-  dopOptimize(
+  async dopOptimize(
     base: Float32Array,
     wa: Float32Array,
     wb: Float32Array,
@@ -113,23 +153,26 @@ export class CudaEngine implements Engine {
   ): Promise<DopResult> {
     checkDim(m, 'm');
     checkDim(n, 'n');
-    if (!this.fits(dopDeviceBytes(m, n), `DOP optimisation of a ${m}×${n} tensor`))
-      return this.fallback().dopOptimize(base, wa, wb, m, n, o);
-    return this.job(async (s) => {
-      checkMatrix(base, m, n, 'base');
-      checkMatrix(wa, m, n, 'wa');
-      checkMatrix(wb, m, n, 'wb');
-      const r = await this.addon.dopOptimize(s, base, wa, wb, m, n, { ...o, stop: this.opts.stop });
-      if (r.stopped) throw new EngineStoppedError();
-      return {
-        w: r.w,
-        lossA: r.lossA,
-        lossB: r.lossB,
-        weights: [r.weightA, r.weightB],
-        rankA: r.rankA,
-        rankB: r.rankB,
-      };
-    });
+    checkMatrix(base, m, n, 'base');
+    checkMatrix(wa, m, n, 'wa');
+    checkMatrix(wb, m, n, 'wb');
+    return this.onDevice(
+      dopDeviceBytes(m, n),
+      `DOP optimisation of a ${m}×${n} tensor`,
+      async (s) => {
+        const r = await this.addon.dopOptimize(s, base, wa, wb, m, n, { ...o, stop: this.opts.stop });
+        if (r.stopped) throw new EngineStoppedError();
+        return {
+          w: r.w,
+          lossA: r.lossA,
+          lossB: r.lossB,
+          weights: [r.weightA, r.weightB] as [number, number],
+          rankA: r.rankA,
+          rankB: r.rankB,
+        };
+      },
+      (cpu) => cpu.dopOptimize(base, wa, wb, m, n, o),
+    );
   }
 
   info(): EngineInfo {
@@ -158,35 +201,58 @@ export class CudaEngine implements Engine {
     this.fallbacks = 0;
   }
 
+  /** Frees the device memory and handles; with operations still running, once they end. */
   close(): void {
-    if (this.session) this.addon.close(this.session);
-    this.session = null;
+    this.closing = true;
+    if (this.active === 0) this.closeNow();
     this.cpu?.close();
     this.cpu = null;
   }
 
-  private job<T>(run: (s: CudaSession) => Promise<T>): Promise<T> {
-    return this.queue.run(async () => {
-      if (!this.session) throw new Error('engine is closed');
+  private closeNow(): void {
+    if (this.session) this.addon.close(this.session);
+    this.session = null;
+  }
+
+  /**
+   * Runs `run` on the device once `bytes` of device memory are reserved for it, or `cpu` on the
+   * CPU engine when they are not there even with nothing else in flight (one warning per engine).
+   */
+  private async onDevice<T>(
+    bytes: number,
+    what: string,
+    run: (s: CudaSession) => Promise<T>,
+    cpu: (e: Engine) => Promise<T>,
+  ): Promise<T> {
+    if (this.closing || !this.session) throw new Error('engine is closed');
+    const session = this.session;
+    this.active++;
+    try {
+      let admitted: boolean;
       try {
-        return await run(this.session);
+        admitted = await this.admission.admit(bytes);
       } catch (e) {
         throw engineError(e);
       }
-    });
-  }
-
-  /** Whether `bytes` of device memory are there for one operation: free memory and max_memory. */
-  private fits(bytes: number, what: string): boolean {
-    if (!this.session) return true; // job() reports the closed engine
-    const limit = Math.min(this.opts.maxMemoryBytes ?? Infinity, this.addon.memInfo(this.session).free);
-    if (bytes <= limit) return true;
-    this.fallbacks++;
-    if (this.fallbacks === 1)
-      log.warn(
-        `engine: ${what} needs ~${(bytes / 2 ** 30).toFixed(2)} GiB of device memory, ${(limit / 2 ** 30).toFixed(2)} GiB available: it runs on the CPU engine (and any other that does not fit)`,
-      );
-    return false;
+      if (!admitted) {
+        if (++this.fallbacks === 1) {
+          const room = Math.min(this.opts.maxMemoryBytes ?? Infinity, this.addon.memInfo(session).free);
+          log.warn(
+            `engine: ${what} needs ~${(bytes / 2 ** 30).toFixed(2)} GiB of device memory, ${(room / 2 ** 30).toFixed(2)} GiB available: it runs on the CPU engine (and any other that does not fit)`,
+          );
+        }
+        return await cpu(this.fallback());
+      }
+      try {
+        return await run(session);
+      } catch (e) {
+        throw engineError(e);
+      } finally {
+        this.admission.release(bytes);
+      }
+    } finally {
+      if (--this.active === 0 && this.closing) this.closeNow();
+    }
   }
 
   private fallback(): Engine {

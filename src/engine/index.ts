@@ -36,7 +36,10 @@ export interface CudaOptions {
 export interface EngineOptions {
   /** BLAS threads (native only; process-wide). Default: OPENBLAS_NUM_THREADS, else all cores. */
   threads?: number;
-  /** native: jobs at once (default min(2, threads)); CMERGE_ENGINE_JOBS overrides */
+  /**
+   * native: jobs at once (default min(2, threads)); cuda: tensors of up to 64 MiB in flight
+   * (default 2). CMERGE_ENGINE_JOBS overrides both.
+   */
   jobs?: number;
   cuda?: CudaOptions;
   /**
@@ -56,13 +59,18 @@ export type EngineAnnounce = (line: string, level: 'info' | 'warn') => void;
 
 const logAnnounce: EngineAnnounce = (line, level) => void log.log(level, line);
 
+/** EngineOptions.jobs, else CMERGE_ENGINE_JOBS when it is a positive number. */
+function jobsOf(opts: EngineOptions): number | undefined {
+  const env = Number(process.env.CMERGE_ENGINE_JOBS);
+  return opts.jobs ?? (env > 0 ? env : undefined);
+}
+
 /** The best CPU engine: native when its addon loaded, else portable (with a warning). */
 function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
   const announce = opts.announce ?? logAnnounce;
   const load = loadLinalg();
   if (load.addon) {
-    const envJobs = Number(process.env.CMERGE_ENGINE_JOBS);
-    const engine = new NativeEngine(load.addon, { ...opts, jobs: opts.jobs ?? (envJobs > 0 ? envJobs : undefined) });
+    const engine = new NativeEngine(load.addon, { ...opts, jobs: jobsOf(opts) });
     const lanes =
       engine.concurrency > 1
         ? `${engine.concurrency} jobs at once, 1 BLAS thread each`
@@ -95,7 +103,7 @@ export function createEngine(choice: EngineChoice, opts: EngineOptions = {}): En
     if (probe.ok)
       return createCudaEngine(
         probe,
-        { ...opts.cuda, stop: opts.stop },
+        { ...opts.cuda, stop: opts.stop, jobs: jobsOf(opts) },
         () => cpuEngine('auto', opts),
         choice,
         opts.announce ?? logAnnounce,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { cmerge } from '../helpers/cli.js';
@@ -72,6 +72,45 @@ describe('cuda engine through the CLI (CPU stand-in)', () => {
       join(dir, 'expected64', 'opcm', 'step_1.safetensors'),
     );
     assert.ok(p.ok, p.failures.join('; '));
+  });
+
+  test('two tensors in flight: the same bytes as one at a time, and the device holds both; max_memory for one serialises them', () => {
+    const runs: Record<
+      string,
+      { out: Buffer; state: Buffer; gpu: { peak_device_bytes: number; cpu_fallbacks: number } }
+    > = {};
+    for (const [name, extra, jobs] of [
+      ['one at a time', [], '1'],
+      ['two in flight', [], '2'],
+      // one operation's estimate is 64 MiB + its tensors: 100 MiB holds one, not two
+      ['two, room for one', ['--max-device-memory', '100MiB'], '2'],
+    ] as const) {
+      const work = tempDir();
+      assert.equal(opcm(work, 0).status, 0);
+      const r = opcm(work, 1, [...extra], { CMERGE_ENGINE_JOBS: jobs });
+      assert.equal(r.status, 0, r.stderr);
+      const gen = readdirSync(join(work, 'state'))
+        .filter((f) => f.startsWith('gen-'))
+        .sort()
+        .pop()!;
+      runs[name] = {
+        out: readFileSync(join(work, 'step_1.safetensors')),
+        state: readFileSync(join(work, 'state', gen, 'state.safetensors')),
+        gpu: JSON.parse(r.stdout).gpu,
+      };
+    }
+    const one = runs['one at a time'];
+    for (const name of ['two in flight', 'two, room for one']) {
+      assert.ok(runs[name].out.equals(one.out), `${name}: output byte-identical`);
+      assert.ok(runs[name].state.equals(one.state), `${name}: state byte-identical`);
+      assert.equal(runs[name].gpu.cpu_fallbacks, 0, name);
+    }
+    // the next tensor's SVD ran while the previous one's factors were still on the device
+    assert.ok(
+      runs['two in flight'].gpu.peak_device_bytes > one.gpu.peak_device_bytes,
+      `peak ${runs['two in flight'].gpu.peak_device_bytes} > ${one.gpu.peak_device_bytes}`,
+    );
+    assert.equal(runs['two, room for one'].gpu.peak_device_bytes, one.gpu.peak_device_bytes, 'serialised');
   });
 
   test('a lost device (sticky error) fails the merge with the reason; state and output untouched', () => {
