@@ -25,6 +25,7 @@ import { cliPath, maxRelDiff, repoRoot } from '../lib.js';
  *     dop-vitb32-l2    DOP step 2, ViT-B/32 with 2 layers, F32, num_steps=100: cmerge vs the peer
  *     opcm-llama1b     OPCM step 2, TinyLlama-1.1B shapes, BF16: run twice (the second with the page cache warm)
  *     peer-llama1b     the peer on the same step (its own stage: it may be slow)
+ *     opcm-llama1b-serial  the same step with one tensor in flight (what the overlap gains)
  *     opcm-llama7b-l2  OPCM step 2, Llama-2-7B shapes with 2 layers, BF16; projected whole-7B step
  *     opcm-llama7b-l4  the same with 4 layers (a second point for the projection; optional)
  *
@@ -220,6 +221,7 @@ function cmergeMerge(
   out: string,
   task: string,
   capS = Infinity,
+  env: NodeJS.ProcessEnv = {},
 ): CmergeRun {
   const r = run(
     label,
@@ -241,7 +243,7 @@ function cmergeMerge(
       '--json',
       join(data, `${task}.safetensors`),
     ],
-    {},
+    env,
     capS,
   );
   let report: MergeReport | null = null;
@@ -742,8 +744,50 @@ ${failures([prep, ...cm])}`;
     rmSync(state, { recursive: true, force: true });
     write();
   }
-  // the state is kept for nothing else; the output stays for peer-llama1b's comparison
-  rmSync(join(scratch, 'state1'), { recursive: true, force: true });
+  // the output stays for peer-llama1b's comparison, llama1b's state for opcm-llama1b-serial's run
+  if (shape !== 'llama1b') rmSync(join(scratch, 'state1'), { recursive: true, force: true });
+}
+
+/**
+ * The TinyLlama step 2 once more with one tensor in flight (CMERGE_ENGINE_JOBS=1): what the
+ * overlap of host and device work gains (docs/cuda-engine.md#overlap), and that the output is
+ * the same bytes.
+ */
+function serialLlama1b(): void {
+  const data = makeData('llama1b', 'BF16', true);
+  const scratch = join(work, 'run-opcm-llama1b');
+  const ours = join(scratch, 'cmerge.safetensors');
+  if (!existsSync(join(scratch, 'state1')) || !existsSync(ours)) throw new Error('run the opcm-llama1b stage first');
+  const state = join(scratch, 'state-serial');
+  cloneState(join(scratch, 'state1'), state);
+  const serialOut = join(scratch, 'cmerge-serial.safetensors');
+  const r = cmergeMerge('step 2, one tensor in flight', data.dir, state, 'opcm', [], serialOut, 'task_1', Infinity, {
+    CMERGE_ENGINE_JOBS: '1',
+  });
+  rmSync(state, { recursive: true, force: true });
+  const same = r.ok ? sh(`cmp -s ${ours} ${serialOut} && echo yes || echo no`).trim() === 'yes' : null;
+  rmSync(serialOut, { force: true });
+  let warm: number | null = null;
+  try {
+    warm =
+      JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama1b']?.warm_wall_s ?? null;
+  } catch {
+    /* no figures of the two-in-flight runs */
+  }
+  const body = `${runTable([r], new Map([[r, r.report]]))}
+
+- wall with one tensor in flight: **${r.ok ? fmt(r.seconds) + ' s' : 'failed'}**; with two (the warm step 2 above): ${fmt(warm)} s${r.ok && warm ? `; two / one = **${fmt(warm / r.seconds, 3)}**` : ''}
+- output byte-identical to the two-in-flight run: **${same === null ? 'n/a' : same ? 'yes' : 'NO'}**
+- command: \`${r.command}\`
+${failures([r])}`;
+  appendSection('opcm-llama1b', '## One tensor in flight (CMERGE_ENGINE_JOBS=1)', body);
+  summary('opcm-llama1b-serial', {
+    wall_s: r.ok ? r.seconds : null,
+    two_in_flight_warm_s: warm,
+    identical: same,
+    report: slim(r.report),
+    run: runRecord(r),
+  });
 }
 
 /**
@@ -830,6 +874,7 @@ const stages: Record<string, () => void> = {
   'dop-vitb32-l2': () => vsPeer('dop'),
   'opcm-llama1b': () => llama('llama1b'),
   'peer-llama1b': peerLlama1b,
+  'opcm-llama1b-serial': serialLlama1b,
   'opcm-llama7b-l2': () => llama('llama7b-l2'),
   'opcm-llama7b-l4': () => llama('llama7b-l4'),
 };

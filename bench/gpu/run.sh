@@ -10,8 +10,9 @@
 #   engine-tests  the engine tests on the real GPU, cuda engine only (CMERGE_TEST_REAL_CUDA=1
 #                 CMERGE_TEST_ENGINES=cuda: the machine has no OpenBLAS)
 #   parity        every fixture, method and step with --engine cuda (CMERGE_PARITY_ENGINES=cuda)
-#   opcm-vitb32, dop-vitb32-l2, opcm-llama1b, opcm-llama7b-l2, peer-llama1b, opcm-llama7b-l4
-#                 dist/bench/gpu/bench.js (the last only with time to spare)
+#   opcm-vitb32, dop-vitb32-l2, opcm-llama1b, opcm-llama7b-l2, peer-llama1b,
+#   opcm-llama1b-serial, opcm-llama7b-l4
+#                 dist/bench/gpu/bench.js (the last two only with time to spare)
 # Output under $OUT (else bench/results/): log.txt (everything), tests.txt (test runner output),
 # gpu-*.md and gpu-summary.json (the figures). At most 8 files. GPU_STAGES="parity opcm-vitb32"
 # runs only the stages named (setup always runs). GPU_STAGE_SCALE=N multiplies every stage's
@@ -208,6 +209,11 @@ main() {
   stage opcm-llama1b 120 node dist/bench/gpu/bench.js opcm-llama1b
   stage opcm-llama7b-l2 100 node dist/bench/gpu/bench.js opcm-llama7b-l2
   stage peer-llama1b 150 node dist/bench/gpu/bench.js peer-llama1b
+  if [ "$(left)" -ge 60 ] || [ -n "${GPU_STAGES:-}" ]; then
+    stage opcm-llama1b-serial 60 node dist/bench/gpu/bench.js opcm-llama1b-serial
+  else
+    echo "=== opcm-llama1b-serial: not run ($(left) s left; optional)"
+  fi
   if [ "$(left)" -ge 70 ] || [ -n "${GPU_STAGES:-}" ]; then
     stage opcm-llama7b-l4 90 node dist/bench/gpu/bench.js opcm-llama7b-l4
   else
