@@ -445,19 +445,29 @@ function writeMd(name: string, text: string): void {
   writeFileSync(join(outDir, `gpu-${name}.md`), text);
 }
 
+type SummaryDoc = { device?: Device; stages?: Record<string, unknown> };
+const summaryPath = () => join(outDir, 'gpu-summary.json');
+
+function readSummary(): SummaryDoc {
+  try {
+    return JSON.parse(readFileSync(summaryPath(), 'utf8')) as SummaryDoc;
+  } catch {
+    return {}; // before the first stage
+  }
+}
+
+/** An earlier stage's warm step-2 wall time from gpu-summary.json (null: that stage has none). */
+function warmWall(stage: string): number | null {
+  return (readSummary().stages?.[stage] as { warm_wall_s?: number | null } | undefined)?.warm_wall_s ?? null;
+}
+
 /** gpu-summary.json: { device, stages: { <stage>: {...} } }, updated in place by each stage. */
 function summary(key: string, value: unknown): void {
   mkdirSync(outDir, { recursive: true });
-  const path = join(outDir, 'gpu-summary.json');
-  let doc: { device?: Device; stages?: Record<string, unknown> } = {};
-  try {
-    doc = JSON.parse(readFileSync(path, 'utf8')) as typeof doc;
-  } catch {
-    /* first stage */
-  }
+  const doc = readSummary();
   doc.device = device();
   doc.stages = { ...(doc.stages ?? {}), [key]: { ...(value as object), date: new Date().toISOString() } };
-  writeFileSync(path, JSON.stringify(doc, null, 1) + '\n');
+  writeFileSync(summaryPath(), JSON.stringify(doc, null, 1) + '\n');
 }
 
 const best = (rs: Run[]) => {
@@ -767,13 +777,7 @@ function serialLlama1b(): void {
   rmSync(state, { recursive: true, force: true });
   const same = r.ok ? sh(`cmp -s ${ours} ${serialOut} && echo yes || echo no`).trim() === 'yes' : null;
   rmSync(serialOut, { force: true });
-  let warm: number | null = null;
-  try {
-    warm =
-      JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama1b']?.warm_wall_s ?? null;
-  } catch {
-    /* no figures of the two-in-flight runs */
-  }
+  const warm = warmWall('opcm-llama1b');
   const body = `${runTable([r], new Map([[r, r.report]]))}
 
 - wall with one tensor in flight: **${r.ok ? fmt(r.seconds) + ' s' : 'failed'}**; with two (the warm step 2 above): ${fmt(warm)} s${r.ok && warm ? `; two / one = **${fmt(warm / r.seconds, 3)}**` : ''}
@@ -795,13 +799,7 @@ ${failures([r])}`;
  * and lm_head), so wall(32) = wall(2) + 30·b.
  */
 function fit(r4: Run | null): string {
-  let w2: number | null = null;
-  try {
-    w2 =
-      JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama7b-l2']?.warm_wall_s ?? null;
-  } catch {
-    /* no l2 figures */
-  }
+  const w2 = warmWall('opcm-llama7b-l2');
   if (w2 === null || !r4?.ok) return '\nTwo-point projection: not possible (a 2- or 4-layer step is missing).\n';
   const b = (r4.seconds - w2) / 2;
   const p = w2 + 30 * b;
@@ -844,13 +842,7 @@ function peerLlama1b(): void {
   const r = peerStep('peer', 'opcm', data.dir, scratch, { prev_lambda: 1.0, norms: n1 });
   const ours = join(scratch, 'cmerge.safetensors');
   const d = r.ok ? diff(ours, join(scratch, 'peer.safetensors')) : null;
-  let prev: { warm_wall_s?: number | null } = {};
-  try {
-    prev = JSON.parse(readFileSync(join(outDir, 'gpu-summary.json'), 'utf8')).stages['opcm-llama1b'] ?? {};
-  } catch {
-    /* no cmerge figures */
-  }
-  const warm = prev.warm_wall_s as number | null | undefined;
+  const warm = warmWall('opcm-llama1b');
   const body = `${runTable([r])}
 
 - peer wall: **${r.ok ? fmt(r.seconds) + ' s' : r.timedOut ? `did not finish within ${fmt(r.seconds, 0)} s (stopped at the stage's timeout)` : 'failed'}**; cmerge warm step 2: ${fmt(warm)} s${r.ok && warm ? `; ratio cmerge / peer **${fmt(warm / r.seconds, 3)}**` : ''}

@@ -76,9 +76,7 @@ export class CudaEngine implements Engine {
     this.concurrency = opts.jobs ?? 2;
     checkDim(this.concurrency, 'jobs');
     this.session = addon.open(probe.ordinal, opts.maxMemoryBytes ?? 0, opts.tf32 === true);
-    this.admission = new DeviceAdmission(() =>
-      this.session ? Math.min(opts.maxMemoryBytes ?? Infinity, addon.memInfo(this.session).free) : Infinity,
-    );
+    this.admission = new DeviceAdmission(() => this.room());
   }
 
   concurrencyFor(elements: number): number {
@@ -236,9 +234,8 @@ export class CudaEngine implements Engine {
       }
       if (!admitted) {
         if (++this.fallbacks === 1) {
-          const room = Math.min(this.opts.maxMemoryBytes ?? Infinity, this.addon.memInfo(session).free);
           log.warn(
-            `engine: ${what} needs ~${(bytes / 2 ** 30).toFixed(2)} GiB of device memory, ${(room / 2 ** 30).toFixed(2)} GiB available: it runs on the CPU engine (and any other that does not fit)`,
+            `engine: ${what} needs ~${(bytes / 2 ** 30).toFixed(2)} GiB of device memory, ${(this.room() / 2 ** 30).toFixed(2)} GiB available: it runs on the CPU engine (and any other that does not fit)`,
           );
         }
         return await cpu(this.fallback());
@@ -253,6 +250,13 @@ export class CudaEngine implements Engine {
     } finally {
       if (--this.active === 0 && this.closing) this.closeNow();
     }
+  }
+
+  /** Device memory an operation may take now: min(max_memory, the device's free memory). */
+  private room(): number {
+    return this.session
+      ? Math.min(this.opts.maxMemoryBytes ?? Infinity, this.addon.memInfo(this.session).free)
+      : Infinity;
   }
 
   private fallback(): Engine {
