@@ -27,7 +27,11 @@ template <class F> F Sym(const char* name) {
 
 template <class T> void Print(const char* key, const T* v, int n) {
   std::printf("\"%s\":[", key);
-  for (int i = 0; i < n; ++i) std::printf("%s%.17g", i ? "," : "", (double)v[i]);
+  for (int i = 0; i < n; ++i) {
+    const double x = (double)v[i];
+    if (x != x) std::printf("%snull", i ? "," : "");  // NaN: never-written memory
+    else std::printf("%s%.17g", i ? "," : "", x);
+  }
   std::printf("],");
 }
 
@@ -138,6 +142,70 @@ int main(int argc, char** argv) {
                   cudaStreamSynchronize(nullptr), cudaGetLastError(), cudaGetErrorName(700), cublasCreate(&bh),
                   cusolverDnCreate(&sh));
     }
+  } else if (mode == "order") {
+    SYM(cudaHostAlloc, "cudaHostAlloc");
+    SYM(cudaStreamCreateWithFlags, "cudaStreamCreateWithFlags");
+    SYM(cudaEventCreateWithFlags, "cudaEventCreateWithFlags");
+    SYM(cudaEventRecord, "cudaEventRecord");
+    SYM(cudaEventSynchronize, "cudaEventSynchronize");
+    SYM(cudaStreamWaitEvent, "cudaStreamWaitEvent");
+    SYM(cuModuleLoadData, "cuModuleLoadData");
+    SYM(cuModuleGetFunction, "cuModuleGetFunction");
+    SYM(cuLaunchKernel, "cuLaunchKernel");
+    cudaStream_t s1, s2;
+    cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking);
+    cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking);
+    cudaEvent_t ev;
+    cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    float* pinned = nullptr;
+    cudaHostAlloc((void**)&pinned, 4 * sizeof(float), cudaHostAllocDefault);
+    const float four[4] = {1, 2, 3, 4};
+    // 1. A download to pinned memory is there only after a synchronisation.
+    float* d = (float*)up(four, sizeof four);
+    cudaStreamSynchronize(nullptr);  // s1 does not wait for the legacy stream (non-blocking)
+    cudaMemcpyAsync(pinned, d, sizeof four, cudaMemcpyDeviceToHost, s1);
+    Print("beforeSync", pinned, 4);
+    cudaStreamSynchronize(s1);
+    Print("afterSync", pinned, 4);
+    // 2. An upload from pinned memory reads it when it runs: refilling the buffer before the
+    //    upload's event is waited for changes what arrives.
+    float* d2 = nullptr;
+    cudaMalloc((void**)&d2, sizeof four);
+    for (int i = 0; i < 4; ++i) pinned[i] = 10 + i;
+    cudaMemcpyAsync(d2, pinned, sizeof four, cudaMemcpyHostToDevice, s1);
+    cudaEventRecord(ev, s1);
+    for (int i = 0; i < 4; ++i) pinned[i] = 20 + i;  // no cudaEventSynchronize(ev) first: a bug
+    float got[4];
+    down(got, d2, sizeof got);  // the legacy stream: s1's copy has not run
+    Print("otherStream", got, 4);
+    cudaEventSynchronize(ev);
+    down(got, d2, sizeof got);
+    Print("refilled", got, 4);
+    // 3. A kernel on s2 sees s1's upload only after cudaStreamWaitEvent.
+    CUmodule mod = nullptr;
+    CUfunction diff = nullptr;
+    cuModuleLoadData(&mod, kKernelsPtx);
+    cuModuleGetFunction(&diff, mod, "diff_f32");
+    float *a = nullptr, *out = nullptr;
+    cudaMalloc((void**)&a, sizeof four);
+    cudaMalloc((void**)&out, sizeof four);
+    long long n = 4;
+    void* args[] = {&a, &d, &out, &n};
+    for (int wait = 0; wait < 2; ++wait) {
+      for (int i = 0; i < 4; ++i) pinned[i] = 100 * (i + 1);
+      cudaMemcpyAsync(a, pinned, sizeof four, cudaMemcpyHostToDevice, s1);
+      cudaEventRecord(ev, s1);
+      if (wait) cudaStreamWaitEvent(s2, ev, 0);
+      cuLaunchKernel(diff, 1, 1, 1, 256, 1, 1, 0, s2, args, nullptr);
+      cudaStreamSynchronize(s2);
+      float o[4];
+      down(o, out, sizeof o);
+      Print(wait ? "withWait" : "withoutWait", o, 4);
+      cudaStreamSynchronize(s1);
+      cudaMemcpyAsync(a, four, sizeof four, cudaMemcpyHostToDevice, s1);  // reset a
+      cudaStreamSynchronize(s1);
+    }
+    std::printf("\"end\":0");
   }
   std::printf("}\n");
   return 0;
@@ -237,4 +305,15 @@ test('FAKE_CUDA_STICKY_AFTER=2: the second launch fails with 700 and the device 
   assert.equal(out.name, 'cudaErrorIllegalAddress');
   assert.equal(out.cublas, 14);
   assert.equal(out.cusolver, 7);
+});
+
+test('stream work runs as late as a GPU may run it: a missing synchronisation or cross-stream wait gives stale bytes', () => {
+  const out = run<Record<string, number[]>>('order');
+  // Fresh pinned memory is 0xFF bytes: NaN as float32 (null in JSON).
+  assert.deepEqual(out.beforeSync, [null, null, null, null]);
+  assert.deepEqual(out.afterSync, [1, 2, 3, 4]);
+  assert.deepEqual(out.otherStream, [null, null, null, null], 'fresh device memory: the copy on s1 has not run');
+  assert.deepEqual(out.refilled, [20, 21, 22, 23], 'the upload read the pinned buffer when it ran');
+  assert.deepEqual(out.withoutWait, [null, null, null, null], 'the kernel ran before the upload on the other stream');
+  assert.deepEqual(out.withWait, [99, 198, 297, 396]);
 });

@@ -8,7 +8,11 @@
 // engine is checked on a real GPU by bench/gpu/run.sh.
 //
 // What it does:
-//   - device memory is host memory; all work is synchronous (streams and events are tokens);
+//   - device memory is host memory;
+//   - work on a stream runs as late as a GPU could run it (see "streams" below): copies, memsets,
+//     kernels and cuBLAS/cuSOLVER calls are queued and run, in stream order, only when the host
+//     has to see their effect, so a missing synchronisation or a missing cross-stream wait
+//     gives wrong bytes here every time, instead of once in a while on a GPU;
 //   - cuBLAS and cuSOLVER calls go to OpenBLAS (cblas) and LAPACKE, column-major as in CUDA;
 //   - cuModuleLoadData accepts PTX text; cuModuleGetFunction knows the kernels of
 //     native/src/cuda/kernels.cu and checks that the PTX declares them with the parameter types
@@ -51,6 +55,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -73,11 +79,22 @@ struct KernelDef;  // one kernel of kernels.cu, below
 // The opaque handle types of cuda_api.h, given bodies here.
 struct cmerge::cuda::CUstream_st {
   unsigned flags;
+  std::deque<std::function<void()>> work{};  // queued, not run yet, in stream order
+  unsigned long long submitted = 0, done = 0;
 };
+namespace {
+// Where an event's record sits in its stream's work; shared with the queued item that marks it
+// reached, so that destroying the event before then is harmless.
+struct EventMark {
+  bool reached = false;
+  std::chrono::steady_clock::time_point at;
+};
+}  // namespace
 struct cmerge::cuda::CUevent_st {
   unsigned flags;
-  bool recorded = false;
-  std::chrono::steady_clock::time_point at;
+  cudaStream_t stream = nullptr;  // of the last cudaEventRecord (nullptr: never recorded)
+  unsigned long long seq = 0;     // its position in that stream's work
+  std::shared_ptr<EventMark> mark{};
 };
 struct cmerge::cuda::CUctx_st {
   int device;
@@ -110,6 +127,7 @@ constexpr int kErrInvalidImage = 200;         // CUDA_ERROR_INVALID_IMAGE
 constexpr int kErrInvalidContext = 201;       // CUDA_ERROR_INVALID_CONTEXT
 constexpr int kErrInvalidHandle = 400;        // cudaErrorInvalidResourceHandle / CUDA_ERROR_INVALID_HANDLE
 constexpr int kErrNotFound = 500;             // CUDA_ERROR_NOT_FOUND
+constexpr int kErrNotReady = 600;            // cudaErrorNotReady
 constexpr int kErrIllegalAddress = 700;       // cudaErrorIllegalAddress / CUDA_ERROR_ILLEGAL_ADDRESS
 
 constexpr int kCublasNotInitialized = 1;
@@ -203,6 +221,59 @@ void LoseDevice() {
   gSticky.compare_exchange_strong(expected, kErrIllegalAddress);
 }
 
+// ---- streams ---------------------------------------------------------------------------------
+// A stream's work runs, in order, only at a point where the host has to see it: a
+// cudaStreamSynchronize or cudaEventSynchronize that covers it, a copy to pageable host memory
+// (synchronous in CUDA), cudaFree or cudaFreeHost (they synchronise the device in CUDA), or when a
+// stream that waits (cudaStreamWaitEvent) on an event of another stream reaches that wait; then
+// the other stream runs up to the event. That is the latest a GPU may run it. So host code that
+// reads a download or refills a pinned staging buffer without waiting for its event, or a stream
+// that uses another stream's upload without a wait, gets stale bytes here deterministically.
+// After a lost device, queued work is dropped, as a dead context's is.
+std::mutex gWorkMu;  // every stream's queue; taken before gMu, never while holding it
+CUstream_st gLegacyStream{0};
+
+CUstream_st* Q(cudaStream_t s) { return s ? s : &gLegacyStream; }
+
+// Runs s's work up to its `upto`-th item. gWorkMu is held (the items run under it).
+void RunUntil(CUstream_st* s, unsigned long long upto) {
+  while (s->done < upto && !s->work.empty()) {
+    std::function<void()> item = std::move(s->work.front());
+    s->work.pop_front();
+    ++s->done;
+    if (!gSticky.load()) item();
+  }
+}
+
+void Submit(cudaStream_t stream, std::function<void()> item) {
+  std::lock_guard<std::mutex> lock(gWorkMu);
+  CUstream_st* s = Q(stream);
+  s->work.push_back(std::move(item));
+  ++s->submitted;
+}
+
+// Runs a stream's work, or every stream's (cudaFree, cudaFreeHost: the device synchronises).
+void SyncStream(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(gWorkMu);
+  RunUntil(Q(stream), Q(stream)->submitted);
+}
+void SyncAll() {
+  std::lock_guard<std::mutex> lock(gWorkMu);
+  std::vector<CUstream_st*> all{&gLegacyStream};
+  {
+    std::lock_guard<std::mutex> g(gMu);
+    for (const void* p : gStreams) all.push_back(static_cast<CUstream_st*>(const_cast<void*>(p)));
+  }
+  for (CUstream_st* s : all) RunUntil(s, s->submitted);
+}
+
+// s is a live stream (or the legacy one) whose work may still be run.
+bool Runnable(CUstream_st* s) {
+  if (s == &gLegacyStream) return true;
+  std::lock_guard<std::mutex> g(gMu);
+  return gStreams.count(s) != 0;
+}
+
 const char* RuntimeName(int e) {
   switch (e) {
     case 0: return "cudaSuccess";
@@ -213,6 +284,7 @@ const char* RuntimeName(int e) {
     case kErrNoDevice: return "cudaErrorNoDevice";
     case kErrInvalidDevice: return "cudaErrorInvalidDevice";
     case kErrInvalidHandle: return "cudaErrorInvalidResourceHandle";
+    case kErrNotReady: return "cudaErrorNotReady";
     case kErrIllegalAddress: return "cudaErrorIllegalAddress";
     default: return "unrecognized error code";
   }
@@ -230,6 +302,7 @@ const char* ErrorText(int e) {  // the runtime's and the driver's strings agree 
     case kErrInvalidContext: return "invalid device context";
     case kErrInvalidHandle: return "invalid resource handle";
     case kErrNotFound: return "named symbol not found";
+    case kErrNotReady: return "device not ready";
     case kErrIllegalAddress: return "an illegal memory access was encountered";
     default: return nullptr;
   }
@@ -634,9 +707,12 @@ cublasStatus_t GemmImpl(const char* call, cublasHandle_t h, int ta, int tb, int 
                  !Operand(call, "B", B, Span(bRows, bCols, ldb) * sizeof(T)))) ||
       !Operand(call, "C", C, Span(m, n, ldc) * sizeof(T)))
     return kCublasExecutionFailed;
-  ZeroIfBetaZero(*beta, C, m, n, ldc);
-  gemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m,
-       n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+  const T al = *alpha, be = *beta;  // host pointers: read at the call, as cuBLAS does
+  Submit(h->stream, [=] {
+    ZeroIfBetaZero(be, C, m, n, ldc);
+    gemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+         m, n, k, al, A, lda, B, ldb, be, C, ldc);
+  });
   return 0;
 }
 
@@ -644,12 +720,15 @@ cublasStatus_t GemmImpl(const char* call, cublasHandle_t h, int ta, int tb, int 
 // must be device memory.
 int WorkSize(int n) { return std::max(1, n); }
 
-int Lapack(const char* call, lapack_int info, int* devInfo) {
-  if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR) {
-    Report("%s: LAPACKE could not allocate its workspace", call);
-    return kCusolverAllocFailed;
-  }
-  *devInfo = static_cast<int>(info);
+// Queues a LAPACKE call on the handle's stream; its info goes to devInfo when it runs. (A LAPACKE
+// workspace failure, which cuSOLVER would have reported at the call, is reported then.)
+int Lapack(cusolverDnHandle_t h, const char* call, std::function<lapack_int()> run, int* devInfo) {
+  Submit(h->stream, [=] {
+    const lapack_int info = run();
+    if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR)
+      Report("%s: LAPACKE could not allocate its workspace", call);
+    *devInfo = static_cast<int>(info);
+  });
   return 0;
 }
 
@@ -700,6 +779,7 @@ FAKE_EXPORT cudaError_t cudaMalloc(void** ptr, size_t size) {
 }
 
 FAKE_EXPORT cudaError_t cudaFree(void* ptr) {
+  SyncAll();  // as in CUDA, cudaFree waits for the device's work
   // After a lost device the memory still goes back (the host code cannot use it anyway).
   const bool known = ptr == nullptr || FreeBlock(ptr, true);
   if (const int e = RtEnter()) return Rt(e);
@@ -715,6 +795,7 @@ FAKE_EXPORT cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned flags) {
 }
 
 FAKE_EXPORT cudaError_t cudaFreeHost(void* ptr) {
+  SyncAll();
   const bool known = ptr == nullptr || FreeBlock(ptr, false);
   if (const int e = RtEnter()) return Rt(e);
   return Rt(known ? 0 : kErrInvalidValue);
@@ -736,6 +817,39 @@ int CheckCopy(const char* call, void* dst, size_t dstBytes, const void* src, siz
   }
   return 0;
 }
+
+// Inside a cudaHostAlloc block: a copy from or to it is asynchronous in CUDA.
+bool Pinned(const void* p, size_t bytes) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(gMu);
+  auto it = gBlocks.upper_bound(a);
+  if (it == gBlocks.begin()) return false;
+  --it;
+  return !it->second.device && a - it->first <= it->second.size && bytes <= it->second.size - (a - it->first);
+}
+
+// Queues a copy of `rows` rows of `width` bytes. As CUDA: a copy from pageable host memory takes
+// the source's bytes at the call (the caller may reuse the buffer at once); a copy to pageable
+// host memory returns when done (the stream runs up to it).
+int QueueCopy(char* dst, size_t dpitch, const char* src, size_t spitch, size_t width, size_t rows, int kind,
+              cudaStream_t stream) {
+  const size_t srcBytes = (rows - 1) * spitch + width, dstBytes = (rows - 1) * dpitch + width;
+  if (kind == cudaMemcpyHostToDevice && !Pinned(src, srcBytes)) {
+    auto copy = std::make_shared<std::vector<char>>(src, src + srcBytes);
+    Submit(stream, [=] {
+      for (size_t r = 0; r < rows; ++r) std::memmove(dst + r * dpitch, copy->data() + r * spitch, width);
+    });
+    return 0;
+  }
+  Submit(stream, [=] {
+    for (size_t r = 0; r < rows; ++r) std::memmove(dst + r * dpitch, src + r * spitch, width);
+  });
+  if (kind == cudaMemcpyDeviceToHost && !Pinned(dst, dstBytes)) {
+    SyncStream(stream);
+    if (const int s = gSticky.load()) return s;
+  }
+  return 0;
+}
 }  // namespace
 
 FAKE_EXPORT cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, int kind, cudaStream_t stream) {
@@ -743,8 +857,7 @@ FAKE_EXPORT cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count
   if (!StreamOk(stream)) return Rt(kErrInvalidHandle);
   if (count == 0) return 0;
   if (const int e = CheckCopy("cudaMemcpyAsync", dst, count, src, count, kind)) return Rt(e);
-  std::memmove(dst, src, count);
-  return 0;
+  return Rt(QueueCopy(static_cast<char*>(dst), count, static_cast<const char*>(src), count, count, 1, kind, stream));
 }
 
 FAKE_EXPORT cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
@@ -755,9 +868,8 @@ FAKE_EXPORT cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* 
   if (width > dpitch || width > spitch) return Rt(kErrInvalidPitch);
   const size_t dstBytes = (height - 1) * dpitch + width, srcBytes = (height - 1) * spitch + width;
   if (const int e = CheckCopy("cudaMemcpy2DAsync", dst, dstBytes, src, srcBytes, kind)) return Rt(e);
-  for (size_t row = 0; row < height; ++row)
-    std::memmove(static_cast<char*>(dst) + row * dpitch, static_cast<const char*>(src) + row * spitch, width);
-  return 0;
+  return Rt(QueueCopy(static_cast<char*>(dst), dpitch, static_cast<const char*>(src), spitch, width, height, kind,
+                      stream));
 }
 
 FAKE_EXPORT cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t stream) {
@@ -768,7 +880,7 @@ FAKE_EXPORT cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cuda
     Report("cudaMemsetAsync: %p, %zu bytes, is not inside device memory", ptr, count);
     return Rt(kErrInvalidValue);
   }
-  std::memset(ptr, value, count);
+  Submit(stream, [=] { std::memset(ptr, value, count); });
   return 0;
 }
 
@@ -792,6 +904,7 @@ FAKE_EXPORT cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned
 }
 
 FAKE_EXPORT cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (stream && Live(gStreams, stream)) SyncStream(stream);  // CUDA finishes a destroyed stream's work
   const bool known = Forget(gStreams, stream);
   if (known) delete stream;
   if (const int e = RtEnter()) return Rt(e);
@@ -800,19 +913,32 @@ FAKE_EXPORT cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 
 FAKE_EXPORT cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (const int e = RtEnter()) return Rt(e);
-  return Rt(StreamOk(stream) ? 0 : kErrInvalidHandle);
+  if (!StreamOk(stream)) return Rt(kErrInvalidHandle);
+  SyncStream(stream);
+  return Rt(gSticky.load());
 }
 
 FAKE_EXPORT cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
   (void)flags;
   if (const int e = RtEnter()) return Rt(e);
-  return Rt(StreamOk(stream) && Live(gEvents, event) ? 0 : kErrInvalidHandle);
+  if (!StreamOk(stream) || !Live(gEvents, event)) return Rt(kErrInvalidHandle);
+  // The wait is for the event's last record as of now; an event never recorded is no wait.
+  std::lock_guard<std::mutex> lock(gWorkMu);
+  if (!event->stream) return 0;
+  CUstream_st* const other = event->stream;
+  const unsigned long long seq = event->seq;
+  CUstream_st* s = Q(stream);
+  s->work.push_back([other, seq] {
+    if (Runnable(other)) RunUntil(other, seq);
+  });
+  ++s->submitted;
+  return 0;
 }
 
 FAKE_EXPORT cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
   if (const int e = RtEnter()) return Rt(e);
   if (!event) return Rt(kErrInvalidValue);
-  *event = new CUevent_st{flags, false, {}};
+  *event = new CUevent_st{flags};
   std::lock_guard<std::mutex> lock(gMu);
   gEvents.insert(*event);
   return 0;
@@ -828,14 +954,27 @@ FAKE_EXPORT cudaError_t cudaEventDestroy(cudaEvent_t event) {
 FAKE_EXPORT cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (const int e = RtEnter()) return Rt(e);
   if (!Live(gEvents, event) || !StreamOk(stream)) return Rt(kErrInvalidHandle);
-  event->recorded = true;
-  event->at = std::chrono::steady_clock::now();
+  auto mark = std::make_shared<EventMark>();
+  std::lock_guard<std::mutex> lock(gWorkMu);
+  CUstream_st* s = Q(stream);
+  s->work.push_back([mark] {
+    mark->reached = true;
+    mark->at = std::chrono::steady_clock::now();
+  });
+  event->stream = s;
+  event->seq = ++s->submitted;
+  event->mark = mark;
   return 0;
 }
 
 FAKE_EXPORT cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (const int e = RtEnter()) return Rt(e);
-  return Rt(Live(gEvents, event) ? 0 : kErrInvalidHandle);
+  if (!Live(gEvents, event)) return Rt(kErrInvalidHandle);
+  {
+    std::lock_guard<std::mutex> lock(gWorkMu);
+    if (event->stream && Runnable(event->stream)) RunUntil(event->stream, event->seq);
+  }
+  return Rt(gSticky.load());
 }
 
 FAKE_EXPORT cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
@@ -844,8 +983,10 @@ FAKE_EXPORT cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaE
   if (!Live(gEvents, start) || !Live(gEvents, end)) return Rt(kErrInvalidHandle);
   // As CUDA: events without timing, or never recorded, are invalid handles here.
   if ((start->flags | end->flags) & cudaEventDisableTiming) return Rt(kErrInvalidHandle);
-  if (!start->recorded || !end->recorded) return Rt(kErrInvalidHandle);
-  *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
+  if (!start->mark || !end->mark) return Rt(kErrInvalidHandle);
+  std::lock_guard<std::mutex> lock(gWorkMu);
+  if (!start->mark->reached || !end->mark->reached) return Rt(kErrNotReady);
+  *ms = std::chrono::duration<float, std::milli>(end->mark->at - start->mark->at).count();
   return 0;
 }
 
@@ -1013,9 +1154,22 @@ FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY
     Report("%s: only kernelParams are simulated (extra must be null)", f->def->name);
     return kErrInvalidValue;
   }
-  const int r = f->def->run(Launch{f->def->name, gridX, kernelParams});
-  if (r == kErrIllegalAddress) LoseDevice();
-  return r;
+  // The argument values are read at the launch, as CUDA does; the kernel runs with the stream.
+  struct Args {
+    uint64_t values[16] = {};
+    void* ptrs[16] = {};
+  };
+  auto args = std::make_shared<Args>();
+  const size_t count = std::strlen(f->def->params);
+  for (size_t i = 0; i < count; ++i) {
+    std::memcpy(&args->values[i], kernelParams[i], f->def->params[i] == 'i' ? 4 : 8);
+    args->ptrs[i] = &args->values[i];
+  }
+  const KernelDef* def = f->def;
+  Submit(stream, [def, gridX, args] {
+    if (def->run(Launch{def->name, gridX, args->ptrs}) == kErrIllegalAddress) LoseDevice();
+  });
+  return 0;
 }
 
 FAKE_EXPORT CUresult cuGetErrorString(CUresult error, const char** text) {
@@ -1091,14 +1245,17 @@ FAKE_EXPORT cublasStatus_t cublasDsyrk_v2(cublasHandle_t handle, int uplo, int t
   if ((k > 0 && *alpha != 0.0 && !Operand("cublasDsyrk_v2", "A", A, Span(aRows, aCols, lda) * sizeof(double))) ||
       !Operand("cublasDsyrk_v2", "C", C, Span(n, n, ldc) * sizeof(double)))
     return kCublasExecutionFailed;
-  if (*beta == 0.0) {  // only the referenced triangle, as cuBLAS
-    for (int j = 0; j < n; ++j) {
-      const int lo = uplo == CUBLAS_FILL_MODE_LOWER ? j : 0, hi = uplo == CUBLAS_FILL_MODE_LOWER ? n : j + 1;
-      for (int i = lo; i < hi; ++i) C[static_cast<size_t>(j) * ldc + i] = 0.0;
+  const double al = *alpha, be = *beta;
+  Submit(handle->stream, [=] {
+    if (be == 0.0) {  // only the referenced triangle, as cuBLAS
+      for (int j = 0; j < n; ++j) {
+        const int lo = uplo == CUBLAS_FILL_MODE_LOWER ? j : 0, hi = uplo == CUBLAS_FILL_MODE_LOWER ? n : j + 1;
+        for (int i = lo; i < hi; ++i) C[static_cast<size_t>(j) * ldc + i] = 0.0;
+      }
     }
-  }
-  cblas_dsyrk(CblasColMajor, uplo == CUBLAS_FILL_MODE_LOWER ? CblasLower : CblasUpper,
-              trans == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, n, k, *alpha, A, lda, *beta, C, ldc);
+    cblas_dsyrk(CblasColMajor, uplo == CUBLAS_FILL_MODE_LOWER ? CblasLower : CblasUpper,
+                trans == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, n, k, al, A, lda, be, C, ldc);
+  });
   return 0;
 }
 
@@ -1155,9 +1312,12 @@ FAKE_EXPORT cusolverStatus_t cusolverDnDsyevd(cusolverDnHandle_t handle, int job
       !Operand(call, "W", W, static_cast<size_t>(n) * sizeof(double)) ||
       !Operand(call, "work", work, static_cast<size_t>(lwork) * sizeof(double)))
     return kCusolverInternalError;
-  if (n == 0) return Lapack(call, 0, devInfo);
-  return Lapack(call, LAPACKE_dsyevd(LAPACK_COL_MAJOR, jobz == 1 ? 'V' : 'N', uplo == 0 ? 'L' : 'U', n, A, lda, W),
-                devInfo);
+  return Lapack(
+      handle, call,
+      [=]() -> lapack_int {
+        return n == 0 ? 0 : LAPACKE_dsyevd(LAPACK_COL_MAJOR, jobz == 1 ? 'V' : 'N', uplo == 0 ? 'L' : 'U', n, A, lda, W);
+      },
+      devInfo);
 }
 
 FAKE_EXPORT cusolverStatus_t cusolverDnDgeqrf_bufferSize(cusolverDnHandle_t handle, int m, int n, double* A, int lda,
@@ -1178,8 +1338,10 @@ FAKE_EXPORT cusolverStatus_t cusolverDnDgeqrf(cusolverDnHandle_t handle, int m, 
       !Operand(call, "TAU", TAU, static_cast<size_t>(std::min(m, n)) * sizeof(double)) ||
       !Operand(call, "work", work, static_cast<size_t>(lwork) * sizeof(double)))
     return kCusolverInternalError;
-  if (m == 0 || n == 0) return Lapack(call, 0, devInfo);
-  return Lapack(call, LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, A, lda, TAU), devInfo);
+  return Lapack(
+      handle, call,
+      [=]() -> lapack_int { return m == 0 || n == 0 ? 0 : LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, A, lda, TAU); },
+      devInfo);
 }
 
 FAKE_EXPORT cusolverStatus_t cusolverDnDorgqr_bufferSize(cusolverDnHandle_t handle, int m, int n, int k,
@@ -1202,8 +1364,10 @@ FAKE_EXPORT cusolverStatus_t cusolverDnDorgqr(cusolverDnHandle_t handle, int m, 
       !Operand(call, "tau", tau, static_cast<size_t>(k) * sizeof(double)) ||
       !Operand(call, "work", work, static_cast<size_t>(lwork) * sizeof(double)))
     return kCusolverInternalError;
-  if (n == 0) return Lapack(call, 0, devInfo);
-  return Lapack(call, LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, n, k, A, lda, tau), devInfo);
+  return Lapack(
+      handle, call,
+      [=]() -> lapack_int { return n == 0 ? 0 : LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, n, k, A, lda, tau); },
+      devInfo);
 }
 
 // Every export has the signature the engine calls it with (cuda_api.h): a change there that is
