@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { writeDemoModels } from '../../src/demo/synth.js';
 import { cmerge } from '../helpers/cli.js';
-import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
+import { fakeCudaEnv } from '../helpers/fake-cuda.js';
 import { tempDir } from '../helpers/paths.js';
 
 /**
@@ -114,7 +114,7 @@ describe('cmerge merge --engine', () => {
   });
 
   test('cuda on the CPU stand-in for the CUDA libraries: --json reports the device and the GPU figures; --device picks the device', () => {
-    const env = { CMERGE_CUDA_LIBS: fakeCudaLibrary() };
+    const env = fakeCudaEnv();
     const o = join(work, 'cuda.safetensors');
     const missing = merge(['--engine', 'cuda', '--device', '1'], models.tasks[1]!, o, join(work, 'cuda-state'), env);
     assert.equal(missing.status, 1, 'the stand-in has one device');

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { loadLinalg } from '../../src/engine/native.js';
 import type { CliResult } from '../helpers/cli.js';
 import { checkParity } from '../helpers/compare.js';
-import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
+import { useTestCuda } from '../helpers/fake-cuda.js';
 import { cliPath, fixturesDir, tempDir } from '../helpers/paths.js';
 
 /**
@@ -30,8 +30,7 @@ const engines = (explicit ? process.env.CMERGE_PARITY_ENGINES! : 'native,portabl
   .map((s) => s.trim())
   .filter((s) => s !== '');
 // the child processes inherit it: `--engine cuda` then runs the addon's host code on the CPU
-if (engines.includes('cuda') && process.env.CMERGE_TEST_REAL_CUDA !== '1')
-  process.env.CMERGE_CUDA_LIBS = fakeCudaLibrary();
+if (engines.includes('cuda')) useTestCuda();
 const concurrency = Math.max(1, Math.floor(Number(process.env.CMERGE_PARITY_CONCURRENCY ?? 1)) || 1);
 
 interface Manifest {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { cmerge } from '../helpers/cli.js';
-import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
+import { fakeCudaEnv } from '../helpers/fake-cuda.js';
 import { DaemonProc, dropFile, history, waitForVersion, workspace, writeConfig } from './support.js';
 
 /**
@@ -25,7 +25,7 @@ function daemon(config: string, env: Record<string, string>): DaemonProc {
 
 test('engine: cuda records its device and figures; a lost device exits non-zero, the checkpoint queued and redone after the restart', async (t) => {
   const { work, models, drop, repo, state, pipeline } = workspace('cmerge-daemon-cuda-');
-  const libs = { CMERGE_CUDA_LIBS: fakeCudaLibrary() };
+  const libs = fakeCudaEnv();
   const config = writeConfig(
     join(work, 'cmerge.yaml'),
     state,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { cmerge } from '../helpers/cli.js';
 import { checkParity } from '../helpers/compare.js';
-import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
+import { fakeCudaEnv } from '../helpers/fake-cuda.js';
 import { fixturesDir, tempDir } from '../helpers/paths.js';
 
 /**
@@ -13,7 +13,7 @@ import { fixturesDir, tempDir } from '../helpers/paths.js';
  * (sticky error: exit non-zero, nothing written). The real GPU runs bench/gpu/run.sh.
  */
 const dir = join(fixturesDir, 'parity', 'clip-f32');
-const env = { CMERGE_CUDA_LIBS: fakeCudaLibrary() };
+const env = fakeCudaEnv();
 const opcm = (work: string, i: number, extra: string[] = [], more: NodeJS.ProcessEnv = {}) =>
   cmerge(
     [

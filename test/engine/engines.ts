@@ -4,7 +4,7 @@ import { loadLinalg } from '../../src/engine/native.js';
 import { NativeEngine } from '../../src/engine/native-engine.js';
 import { PortableEngine } from '../../src/engine/portable.js';
 import type { Engine, EngineName } from '../../src/engine/types.js';
-import { fakeCudaLibrary } from '../helpers/fake-cuda.js';
+import { useTestCuda } from '../helpers/fake-cuda.js';
 
 export interface EngineCase {
   name: EngineName;
@@ -21,7 +21,7 @@ const linalg = loadLinalg();
  * the CPU stand-in of the CUDA libraries (test/native/fake-cuda): the engine's host code, the
  * addon and its arithmetic are then checked here and in CI, the kernels by their CPU twins.
  */
-if (process.env.CMERGE_TEST_REAL_CUDA !== '1') process.env.CMERGE_CUDA_LIBS = fakeCudaLibrary();
+useTestCuda();
 export const cudaProbe = probeCuda(0);
 export const cudaKind = process.env.CMERGE_TEST_REAL_CUDA === '1' ? 'real GPU' : 'CPU stand-in';
 

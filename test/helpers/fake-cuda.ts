@@ -12,6 +12,27 @@ export const fakeCudaOutput = join(repoRoot, 'native', 'build', 'fake-cuda', 'li
 
 let built: string | undefined;
 
+/**
+ * The cuda engine's pinned staging chunk in the tests (CMERGE_CUDA_STAGE_BYTES; 16 MiB by
+ * default): small, so that the tests' small tensors take the several-chunk, double-buffered copy
+ * paths, whose waits the stand-in checks (it runs stream work only when the host must see it).
+ */
+export const testStageBytes = '4096';
+
+/** The environment of a process whose cuda engine runs on the stand-in. */
+export function fakeCudaEnv(): { CMERGE_CUDA_LIBS: string; CMERGE_CUDA_STAGE_BYTES: string } {
+  return { CMERGE_CUDA_LIBS: fakeCudaLibrary(), CMERGE_CUDA_STAGE_BYTES: testStageBytes };
+}
+
+/**
+ * Points this process's cuda engine (and its children's) at the stand-in, or at the real GPU when
+ * CMERGE_TEST_REAL_CUDA=1 (bench/gpu/run.sh); the small staging chunk either way.
+ */
+export function useTestCuda(): void {
+  if (process.env.CMERGE_TEST_REAL_CUDA === '1') process.env.CMERGE_CUDA_STAGE_BYTES = testStageBytes;
+  else Object.assign(process.env, fakeCudaEnv());
+}
+
 function mtime(path: string): number {
   return statSync(path).mtimeMs;
 }

@@ -1,6 +1,8 @@
 // N-API surface of cmerge_cuda (docs/cuda-engine.md). Jobs run on the libuv pool and resolve
-// Promises; one job at a time per device (Device::Begin). Failures reject with an Error whose
-// `code` is CUDA_STICKY (the device is lost: restart the process), CUDA_OOM or CUDA_ERROR.
+// Promises. A job first uploads its inputs on the copy stream (Stage, one job at a time), then
+// computes on the compute stream (Run, one job at a time): one job's uploads overlap another's
+// compute. Failures reject with an Error whose `code` is CUDA_STICKY (the device is lost: restart
+// the process), CUDA_OOM or CUDA_ERROR.
 #include <napi.h>
 
 #include <memory>
@@ -58,12 +60,21 @@ class Job : public Napi::AsyncWorker {
 
  protected:
   void Execute() final {
+    Device& dev = s_->dev;
+    bool ok = false;
     try {
-      auto lock = s_->dev.Begin();
-      s_->dev.SetMathMode(s_->tf32);
+      if (Stages()) {
+        auto lock = dev.BeginStaging();
+        Stage();
+        staged_ = dev.StagingDone();
+      }
+      auto lock = dev.Begin();
+      dev.SetMathMode(s_->tf32);
       JobTimer timer(*s_);
+      if (staged_) dev.AwaitStaging(staged_);
       Run();
       timer.Stop();
+      ok = true;
     } catch (const CudaError& e) {
       code_ = std::string("CUDA_") + (e.kind[0] == 's' ? "STICKY" : e.kind[0] == 'o' ? "OOM" : "ERROR");
       SetError(e.what());
@@ -74,8 +85,21 @@ class Job : public Napi::AsyncWorker {
       code_ = "CUDA_ERROR";
       SetError(e.what());
     }
+    // On this thread, where the context is current (not in the destructor, on the JS thread).
+    Release(ok);
+    if (staged_) dev.api.cudaEventDestroy(staged_);
   }
+  virtual bool Stages() const { return false; }
+  // Allocates and uploads the inputs with StageF32 (under BeginStaging).
+  virtual void Stage() {}
   virtual void Run() = 0;
+  // Frees what Stage allocated and Run left (ok: the job succeeded; OnOK comes next).
+  virtual void Release(bool ok) { (void)ok; }
+  Buf<float> StageF32(const float* host, size_t count) {
+    Buf<float> b(*s_, count);
+    s_->dev.Stage(b.get(), host, count * sizeof(float));
+    return b;
+  }
   void OnError(const Napi::Error& e) final {
     Napi::Object err = e.Value();
     err.Set("code", Napi::String::New(Env(), code_));
@@ -86,6 +110,7 @@ class Job : public Napi::AsyncWorker {
 
  private:
   std::string code_ = "CUDA_ERROR";
+  cudaEvent_t staged_ = nullptr;
 };
 
 // Keeps JS arrays alive (and in place) while a job reads or writes them.
@@ -106,11 +131,18 @@ class SgemmJob : public Job {
     outRef_ = Napi::Persistent(out_);
     c_ = out_.Data();
   }
-  void Run() override { Sgemm(*s_, a_, b_, c_, m_, k_, n_, ta_, tb_); }
+  bool Stages() const override { return true; }
+  void Stage() override {
+    da_ = StageF32(a_, static_cast<size_t>(m_) * k_);
+    db_ = StageF32(b_, static_cast<size_t>(k_) * n_);
+  }
+  void Run() override { Sgemm(*s_, da_, db_, c_, m_, k_, n_, ta_, tb_); }
+  void Release(bool) override { da_.reset(), db_.reset(); }
   void OnOK() override { deferred_.Resolve(outRef_.Value()); }
 
  private:
   const float *a_, *b_;
+  Buf<float> da_, db_;
   int m_, k_, n_;
   bool ta_, tb_;
   Napi::Float32Array out_;
@@ -129,7 +161,10 @@ class SvdJob : public Job {
     up_ = u_.Value().Data(), vp_ = v_.Value().Data(), sp_ = s__.Value().Data();
     pin_.Add(a);
   }
-  void Run() override { SvdToHost(*s_, a_, m_, n_, up_, sp_, vp_); }
+  bool Stages() const override { return true; }
+  void Stage() override { da_ = StageF32(a_, static_cast<size_t>(m_) * n_); }
+  void Run() override { SvdToHost(*s_, da_, m_, n_, up_, sp_, vp_); }
+  void Release(bool) override { da_.reset(); }
   void OnOK() override {
     auto o = Napi::Object::New(Env());
     o.Set("u", u_.Value()), o.Set("s", s__.Value()), o.Set("v", v_.Value());
@@ -138,6 +173,7 @@ class SvdJob : public Job {
 
  private:
   const float* a_;
+  Buf<float> da_;
   int m_, n_;
   Napi::Reference<Napi::Float32Array> u_, v_;
   Napi::Reference<Napi::Float64Array> s__;
@@ -161,10 +197,13 @@ class SvdResidentJob : public Job {
   SvdResidentJob(Napi::Env env, Session* s, Napi::Float32Array a, int m, int n) : Job(env, s), a_(a.Data()), m_(m), n_(n) {
     pin_.Add(a);
   }
-  void Run() override {
-    Buf<float> da(*s_, static_cast<size_t>(m_) * n_);
-    s_->dev.Upload(da.get(), a_, static_cast<size_t>(m_) * n_ * sizeof(float));
-    svd_ = std::make_unique<DevSvd>(GramSvd(*s_, da, m_, n_));
+  bool Stages() const override { return true; }
+  void Stage() override { da_ = StageF32(a_, static_cast<size_t>(m_) * n_); }
+  void Run() override { svd_ = std::make_unique<DevSvd>(GramSvd(*s_, da_, m_, n_)); }
+  // A failed job's factors go too; a successful job's become the Resident in OnOK.
+  void Release(bool ok) override {
+    da_.reset();
+    if (!ok) svd_.reset();
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -183,6 +222,7 @@ class SvdResidentJob : public Job {
  private:
   const float* a_;
   int m_, n_;
+  Buf<float> da_;
   std::unique_ptr<DevSvd> svd_;
   Pin pin_;
 };
@@ -190,14 +230,17 @@ class SvdResidentJob : public Job {
 class OpcmApplyJob : public Job {
  public:
   OpcmApplyJob(Napi::Env env, Resident* r, Napi::Object handle, Napi::Float32Array tau, int k, int rank)
-      : Job(env, r->session), r_(r), tau_(tau.Data()), k_(k), rank_(rank) {
+      : Job(env, r->session), r_(r), tau_(tau.Data()), count_(tau.ElementLength()), k_(k), rank_(rank) {
     pin_.Add(tau);
     handleRef_ = Napi::Persistent(handle);
   }
+  bool Stages() const override { return true; }
+  void Stage() override { t_ = StageF32(tau_, count_); }
   void Run() override {
     if (!r_->svd) throw CudaError("resident SVD already freed", "error");
-    sums_ = OpcmApply(*s_, *r_->svd, tau_, k_, rank_);
+    sums_ = OpcmApply(*s_, *r_->svd, t_, tau_, k_, rank_);
   }
+  void Release(bool) override { t_.reset(); }
   void OnOK() override {
     auto o = Napi::Object::New(Env());
     o.Set("removedSq", sums_.first), o.Set("cleanedSq", sums_.second);
@@ -207,6 +250,8 @@ class OpcmApplyJob : public Job {
  private:
   Resident* r_;
   float* tau_;
+  size_t count_;
+  Buf<float> t_;
   int k_;
   int rank_;
   std::pair<double, double> sums_;
@@ -240,7 +285,13 @@ class DopJob : public Job {
     out_ = Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(m) * n));
     outp_ = out_.Value().Data();
   }
-  void Run() override { res_ = DopOptimize(*s_, base_, wa_, wb_, outp_, m_, n_, o_); }
+  bool Stages() const override { return true; }
+  void Stage() override {
+    const size_t mn = static_cast<size_t>(m_) * n_;
+    dwa_ = StageF32(wa_, mn), dwb_ = StageF32(wb_, mn), dbase_ = StageF32(base_, mn);
+  }
+  void Run() override { res_ = DopOptimize(*s_, dbase_, dwa_, dwb_, outp_, m_, n_, o_); }
+  void Release(bool) override { dwa_.reset(), dwb_.reset(), dbase_.reset(); }
   void OnOK() override {
     auto o = Napi::Object::New(Env());
     o.Set("w", out_.Value());
@@ -253,6 +304,7 @@ class DopJob : public Job {
 
  private:
   const float *base_, *wa_, *wb_;
+  Buf<float> dbase_, dwa_, dwb_;
   int m_, n_;
   DopOpts o_;
   Napi::Reference<Napi::Float32Array> out_;
@@ -319,16 +371,16 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Session* s = GetSession(info);
   auto o = Napi::Object::New(info.Env());
-  o.Set("gpuSeconds", s->gpuMs / 1000.0);
-  o.Set("peakDeviceBytes", static_cast<double>(s->peak));
-  o.Set("inUseBytes", static_cast<double>(s->inUse));
+  const Session::Stats st = s->Read();
+  o.Set("gpuSeconds", st.gpuMs / 1000.0);
+  o.Set("peakDeviceBytes", static_cast<double>(st.peak));
+  o.Set("inUseBytes", static_cast<double>(st.inUse));
   return o;
 }
 
 Napi::Value ResetStats(const Napi::CallbackInfo& info) {
   Session* s = GetSession(info);
-  s->gpuMs = 0;
-  s->peak = s->inUse;
+  s->ResetStats();
   return info.Env().Undefined();
 }
 

@@ -1,6 +1,7 @@
 #include "device.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -60,14 +61,14 @@ void Device::Check(cudaError_t e, const char* what) {
 // A failed cuBLAS/cuSOLVER call does not say whether the context is lost: the stream does.
 void Device::CheckBlas(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return;
-  const cudaError_t e = api.cudaStreamSynchronize(stream_);
+  const cudaError_t e = api.cudaStreamSynchronize(compute_.stream);
   if (e != cudaSuccess) Check(e, what);
   Fail(std::string(what) + ": cuBLAS status " + std::to_string(s), s == 3 ? cudaErrorMemoryAllocation : -1);
 }
 
 void Device::CheckSolver(cusolverStatus_t s, const char* what) {
   if (s == CUSOLVER_STATUS_SUCCESS) return;
-  const cudaError_t e = api.cudaStreamSynchronize(stream_);
+  const cudaError_t e = api.cudaStreamSynchronize(compute_.stream);
   if (e != cudaSuccess) Check(e, what);
   Fail(std::string(what) + ": cuSOLVER status " + std::to_string(s), s == 2 ? cudaErrorMemoryAllocation : -1);
 }
@@ -108,16 +109,26 @@ Device::Device(const Api& a, int ordinal) : api(a) {
   Check(api.cudaRuntimeGetVersion(&info_.runtimeVersion), "cudaRuntimeGetVersion");
   drv(api.cuModuleLoadData(&module_, kKernelsPtx), "cuModuleLoadData (JIT of the engine's kernels)");
   for (int k = 0; k < kKernelCount; ++k) drv(api.cuModuleGetFunction(&kernels_[k], module_, kKernelNames[k]), kKernelNames[k]);
-  Check(api.cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  if (const char* e = std::getenv("CMERGE_CUDA_STAGE_BYTES"); e && *e) {
+    const long long v = std::atoll(e);
+    if (v >= 256) stageBytes_ = static_cast<size_t>(v);
+  }
+  MakeLane(compute_);
+  MakeLane(copy_);
   CheckBlas(api.cublasCreate(&blas_), "cublasCreate");
-  CheckBlas(api.cublasSetStream(blas_, stream_), "cublasSetStream");
+  CheckBlas(api.cublasSetStream(blas_, compute_.stream), "cublasSetStream");
   CheckBlas(api.cublasGetVersion(blas_, &info_.cublasVersion), "cublasGetVersion");
   CheckSolver(api.cusolverDnCreate(&solver_), "cusolverDnCreate");
-  CheckSolver(api.cusolverDnSetStream(solver_, stream_), "cusolverDnSetStream");
+  CheckSolver(api.cusolverDnSetStream(solver_, compute_.stream), "cusolverDnSetStream");
   CheckSolver(api.cusolverGetVersion(&info_.cusolverVersion), "cusolverGetVersion");
+}
+
+void Device::MakeLane(Lane& lane) {
+  Check(api.cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
   for (int i = 0; i < 2; ++i) {
-    Check(api.cudaHostAlloc(reinterpret_cast<void**>(&stage_[i]), kStageBytes, cudaHostAllocDefault), "cudaHostAlloc");
-    Check(api.cudaEventCreateWithFlags(&stageDone_[i], cudaEventDisableTiming), "cudaEventCreate");
+    Check(api.cudaHostAlloc(reinterpret_cast<void**>(&lane.stage[i]), stageBytes_, cudaHostAllocDefault),
+          "cudaHostAlloc");
+    Check(api.cudaEventCreateWithFlags(&lane.stageDone[i], cudaEventDisableTiming), "cudaEventCreate");
   }
 }
 
@@ -138,6 +149,29 @@ std::unique_lock<std::mutex> Device::Begin() {
   return lock;
 }
 
+std::unique_lock<std::mutex> Device::BeginStaging() {
+  std::unique_lock<std::mutex> lock(copyMutex_);
+  MakeCurrent();
+  return lock;
+}
+
+void Device::Stage(void* dev, const void* host, size_t bytes) { UploadOn(copy_, dev, host, bytes); }
+
+cudaEvent_t Device::StagingDone() {
+  cudaEvent_t e = nullptr;
+  Check(api.cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  const cudaError_t r = api.cudaEventRecord(e, copy_.stream);
+  if (r != cudaSuccess) {
+    api.cudaEventDestroy(e);
+    Check(r, "cudaEventRecord (staging)");
+  }
+  return e;
+}
+
+void Device::AwaitStaging(cudaEvent_t done) {
+  Check(api.cudaStreamWaitEvent(compute_.stream, done, 0), "cudaStreamWaitEvent (staging)");
+}
+
 void Device::MakeCurrent() {
   if (poisoned_) {
     std::lock_guard<std::mutex> g(poisonMu_);
@@ -154,7 +188,7 @@ void Device::SetMathMode(bool tf32) {
 
 void Device::Launch(Kernel k, unsigned gridX, void** args) {
   if (gridX == 0) return;
-  const CUresult r = api.cuLaunchKernel(kernels_[k], gridX, 1, 1, 256, 1, 1, 0, stream_, args, nullptr);
+  const CUresult r = api.cuLaunchKernel(kernels_[k], gridX, 1, 1, 256, 1, 1, 0, compute_.stream, args, nullptr);
   if (r != CUDA_SUCCESS) {
     const char* msg = nullptr;
     api.cuGetErrorString(r, &msg);
@@ -162,18 +196,19 @@ void Device::Launch(Kernel k, unsigned gridX, void** args) {
   }
 }
 
-void Device::Sync() { Check(api.cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+void Device::Sync() { Check(api.cudaStreamSynchronize(compute_.stream), "cudaStreamSynchronize"); }
 
-void Device::Upload(void* dev, const void* host, size_t bytes) {
+void Device::UploadOn(Lane& lane, void* dev, const void* host, size_t bytes) {
   const char* src = static_cast<const char*>(host);
   char* dst = static_cast<char*>(dev);
-  for (size_t off = 0, i = 0; off < bytes; off += kStageBytes, ++i) {
+  for (size_t off = 0, i = 0; off < bytes; off += stageBytes_, ++i) {
     const int b = static_cast<int>(i & 1);
-    const size_t len = std::min(kStageBytes, bytes - off);
-    Check(api.cudaEventSynchronize(stageDone_[b]), "cudaEventSynchronize");  // its last copy is done
-    std::memcpy(stage_[b], src + off, len);
-    Check(api.cudaMemcpyAsync(dst + off, stage_[b], len, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (upload)");
-    Check(api.cudaEventRecord(stageDone_[b], stream_), "cudaEventRecord");
+    const size_t len = std::min(stageBytes_, bytes - off);
+    Check(api.cudaEventSynchronize(lane.stageDone[b]), "cudaEventSynchronize");  // its last copy is done
+    std::memcpy(lane.stage[b], src + off, len);
+    Check(api.cudaMemcpyAsync(dst + off, lane.stage[b], len, cudaMemcpyHostToDevice, lane.stream),
+          "cudaMemcpyAsync (upload)");
+    Check(api.cudaEventRecord(lane.stageDone[b], lane.stream), "cudaEventRecord");
   }
 }
 
@@ -182,43 +217,71 @@ void Device::Download(void* host, const void* dev, size_t bytes) {
   const char* src = static_cast<const char*>(dev);
   size_t prevOff = 0, prevLen = 0;
   int prev = -1;
-  for (size_t off = 0, i = 0; off < bytes; off += kStageBytes, ++i) {
+  Lane& lane = compute_;
+  for (size_t off = 0, i = 0; off < bytes; off += stageBytes_, ++i) {
     const int b = static_cast<int>(i & 1);
-    const size_t len = std::min(kStageBytes, bytes - off);
-    Check(api.cudaMemcpyAsync(stage_[b], src + off, len, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (download)");
-    Check(api.cudaEventRecord(stageDone_[b], stream_), "cudaEventRecord");
+    const size_t len = std::min(stageBytes_, bytes - off);
+    Check(api.cudaMemcpyAsync(lane.stage[b], src + off, len, cudaMemcpyDeviceToHost, lane.stream),
+          "cudaMemcpyAsync (download)");
+    Check(api.cudaEventRecord(lane.stageDone[b], lane.stream), "cudaEventRecord");
     if (prev >= 0) {
-      Check(api.cudaEventSynchronize(stageDone_[prev]), "cudaEventSynchronize");
-      std::memcpy(dst + prevOff, stage_[prev], prevLen);
+      Check(api.cudaEventSynchronize(lane.stageDone[prev]), "cudaEventSynchronize");
+      std::memcpy(dst + prevOff, lane.stage[prev], prevLen);
     }
     prev = b, prevOff = off, prevLen = len;
   }
   if (prev >= 0) {
-    Check(api.cudaEventSynchronize(stageDone_[prev]), "cudaEventSynchronize");
-    std::memcpy(dst + prevOff, stage_[prev], prevLen);
+    Check(api.cudaEventSynchronize(lane.stageDone[prev]), "cudaEventSynchronize");
+    std::memcpy(dst + prevOff, lane.stage[prev], prevLen);
   }
 }
 
 void* Session::Alloc(size_t bytes) {
   if (bytes == 0) bytes = 1;
-  if (maxBytes > 0 && inUse + bytes > maxBytes)
-    throw CudaError("device memory limit: " + std::to_string(inUse + bytes) + " bytes needed, max_memory is " +
-                        std::to_string(maxBytes),
-                    "oom");
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (maxBytes > 0 && inUse_ + bytes > maxBytes)
+      throw CudaError("device memory limit: " + std::to_string(inUse_ + bytes) + " bytes needed, max_memory is " +
+                          std::to_string(maxBytes),
+                      "oom");
+    inUse_ += bytes;  // counted before cudaMalloc: a concurrent Alloc sees it against max_memory
+  }
   void* p = nullptr;
-  dev.Check(dev.api.cudaMalloc(&p, bytes), "cudaMalloc");
-  inUse += bytes;
-  peak = std::max(peak, inUse);
+  const cudaError_t e = dev.api.cudaMalloc(&p, bytes);
+  std::lock_guard<std::mutex> g(mu_);
+  if (e != cudaSuccess) {
+    inUse_ -= bytes;
+    dev.Check(e, "cudaMalloc");
+  }
+  peak_ = std::max(peak_, inUse_);
   return p;
 }
 
 void Session::Free(void* p, size_t bytes) {
   if (bytes == 0) bytes = 1;
-  // cudaFree is not ordered with the stream: let the work that may read the buffer finish first.
-  // Never throws (destructors); a lost device shows at the next checked call.
+  // Buffers are last used on the compute stream (staged inputs too), and cudaFree is not ordered
+  // with it: let that work finish first. Never throws (destructors); a lost device shows at the
+  // next checked call.
   dev.api.cudaStreamSynchronize(dev.stream());
   dev.api.cudaFree(p);
-  inUse -= bytes;
+  std::lock_guard<std::mutex> g(mu_);
+  inUse_ -= bytes;
+}
+
+void Session::AddGpuMs(double ms) {
+  std::lock_guard<std::mutex> g(mu_);
+  gpuMs_ += ms;
+}
+
+Session::Stats Session::Read() {
+  std::lock_guard<std::mutex> g(mu_);
+  return {inUse_, peak_, gpuMs_};
+}
+
+void Session::ResetStats() {
+  std::lock_guard<std::mutex> g(mu_);
+  gpuMs_ = 0;
+  peak_ = inUse_;
 }
 
 JobTimer::JobTimer(Session& s) : s_(s) {
@@ -233,7 +296,7 @@ void JobTimer::Stop() {
   s_.dev.Check(api.cudaEventSynchronize(stop_), "cudaEventSynchronize");
   float ms = 0;
   s_.dev.Check(api.cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
-  s_.gpuMs += ms;
+  s_.AddGpuMs(ms);
   stopped_ = true;
 }
 

@@ -1,4 +1,4 @@
-// One CUDA device shared by every engine of the process (handles, stream, kernels, pinned
+// One CUDA device shared by every engine of the process (handles, two streams, kernels, pinned
 // staging), and the per-engine Session that owns device memory and counts its time and peak.
 #pragma once
 #include <cstddef>
@@ -43,6 +43,14 @@ struct DeviceInfo {
   int driverVersion = 0, runtimeVersion = 0, cublasVersion = 0, cusolverVersion = 0;
 };
 
+// A stream with its two pinned staging buffers: the host copy of one chunk overlaps the DMA of
+// the other.
+struct Lane {
+  cudaStream_t stream = nullptr;
+  char* stage[2] = {nullptr, nullptr};
+  cudaEvent_t stageDone[2] = {nullptr, nullptr};
+};
+
 class Device {
  public:
   // The process's device `ordinal`, initialised on first use; throws CudaError.
@@ -51,9 +59,17 @@ class Device {
   const DeviceInfo& info() const { return info_; }
   cublasHandle_t blas() const { return blas_; }
   cusolverDnHandle_t solver() const { return solver_; }
-  cudaStream_t stream() const { return stream_; }
-  // Jobs run one at a time (the lock) with the device's context current on the calling thread.
+  cudaStream_t stream() const { return compute_.stream; }
+  // Jobs compute one at a time (the lock) with the device's context current on the calling thread.
   std::unique_lock<std::mutex> Begin();
+  // The copy stream, one job at a time: a job uploads its inputs here (Stage) while another job
+  // holds Begin(), then hands them over with StagingDone/AwaitStaging (docs/cuda-engine.md#overlap).
+  std::unique_lock<std::mutex> BeginStaging();
+  void Stage(void* dev, const void* host, size_t bytes);
+  // An event recorded on the copy stream after the staged uploads (the caller destroys it).
+  cudaEvent_t StagingDone();
+  // The compute stream waits (on the device) for the uploads before that event.
+  void AwaitStaging(cudaEvent_t done);
   // The device's context current on the calling thread, without the lock: for queries that must
   // not wait for a running job (cudaMemGetInfo from the JavaScript thread).
   void MakeCurrent();
@@ -61,8 +77,8 @@ class Device {
   void CheckBlas(cublasStatus_t s, const char* what);
   void CheckSolver(cusolverStatus_t s, const char* what);
   void Launch(Kernel k, unsigned gridX, void** args);
-  // Copies through two pinned buffers so the host copy of one chunk overlaps the DMA of the other.
-  void Upload(void* dev, const void* host, size_t bytes);
+  // On the compute stream, through its lane's pinned buffers.
+  void Upload(void* dev, const void* host, size_t bytes) { UploadOn(compute_, dev, host, bytes); }
   void Download(void* host, const void* dev, size_t bytes);
   void Sync();
   bool poisoned() const { return poisoned_; }
@@ -71,33 +87,46 @@ class Device {
  private:
   Device(const Api& api, int ordinal);
   [[noreturn]] void Fail(const std::string& what, int code);
+  void MakeLane(Lane& lane);
+  void UploadOn(Lane& lane, void* dev, const void* host, size_t bytes);
   DeviceInfo info_;
   CUcontext ctx_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
-  cudaStream_t stream_ = nullptr;
   CUmodule module_ = nullptr;
   CUfunction kernels_[kKernelCount] = {};
-  static constexpr size_t kStageBytes = size_t{16} << 20;
-  char* stage_[2] = {nullptr, nullptr};
-  cudaEvent_t stageDone_[2] = {nullptr, nullptr};
-  std::mutex mutex_;
+  // 16 MiB per staging buffer; CMERGE_CUDA_STAGE_BYTES sets another size (the tests make it small
+  // so that their small tensors take the several-chunk paths).
+  size_t stageBytes_ = size_t{16} << 20;
+  Lane compute_, copy_;
+  std::mutex mutex_, copyMutex_;
   std::atomic<bool> poisoned_{false};  // read without the lock by MakeCurrent
   std::string poison_;  // under poisonMu_: jobs and MakeCurrent's callers may fail at once
   std::mutex poisonMu_;
 };
 
-// Device memory and time of one engine (one JS CudaEngine). Not thread-safe: used under Begin().
+// Device memory and time of one engine (one JS CudaEngine). A job allocates its inputs under
+// BeginStaging() while another computes under Begin(): the counters have their own lock.
 class Session {
  public:
   Session(Device& dev, size_t maxBytes, bool tf32) : dev(dev), maxBytes(maxBytes), tf32(tf32) {}
   Device& dev;
   const size_t maxBytes;  // 0: no limit of our own
   const bool tf32;
-  size_t inUse = 0, peak = 0;
-  double gpuMs = 0;
   void* Alloc(size_t bytes);
   void Free(void* p, size_t bytes);
+  void AddGpuMs(double ms);
+  struct Stats {
+    size_t inUse, peak;
+    double gpuMs;
+  };
+  Stats Read();
+  void ResetStats();  // gpuMs to 0, peak to what is in use
+
+ private:
+  std::mutex mu_;
+  size_t inUse_ = 0, peak_ = 0;
+  double gpuMs_ = 0;
 };
 
 // RAII device buffer of `count` elements of T.

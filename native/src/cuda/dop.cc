@@ -134,21 +134,15 @@ double MinNormGamma(double v11, double v12, double v22) {
 
 }  // namespace
 
-DopOut DopOptimize(Session& s, const float* base, const float* wa, const float* wb, float* out, int m, int n,
+DopOut DopOptimize(Session& s, Buf<float>& dbase, Buf<float>& dwa, Buf<float>& dwb, float* out, int m, int n,
                    const DopOpts& o) {
   Device& dev = s.dev;
   const size_t mnz = static_cast<size_t>(m) * n;
   const long long mn = static_cast<long long>(mnz);
-  Buf<float> dwa(s, mnz), dwb(s, mnz);
-  dev.Upload(dwa.get(), wa, mnz * sizeof(float));
-  dev.Upload(dwb.get(), wb, mnz * sizeof(float));
   Projection pa, pb;
-  {
-    Buf<float> dbase(s, mnz);
-    dev.Upload(dbase.get(), base, mnz * sizeof(float));
-    pa = Project(s, dwa.get(), dbase.get(), m, n, o);
-    pb = Project(s, dwb.get(), dbase.get(), m, n, o);
-  }
+  pa = Project(s, dwa.get(), dbase.get(), m, n, o);
+  pb = Project(s, dwb.get(), dbase.get(), m, n, o);
+  dbase.reset();
   Buf<float> w(s, mnz), mAvg(s, mnz), vAvg(s, mnz), delta(s, mnz), prod(s, mnz), ga(s, mnz), gb(s, mnz);
   const int kmax = std::max(pa.rank, pb.rank);
   Buf<float> tmp(s, static_cast<size_t>(std::max(kmax, 1)) * std::max(m, n));

@@ -9,12 +9,6 @@
 namespace cmerge::cuda {
 namespace {
 
-Buf<float> UploadF32(Session& s, const float* host, size_t count) {
-  Buf<float> b(s, count);
-  s.dev.Upload(b.get(), host, count * sizeof(float));
-  return b;
-}
-
 // Row-major rows×cols host matrix from a column-major rows×cols device matrix.
 void DownloadTransposed(Session& s, const float* dev, int rows, int cols, float* host) {
   std::vector<float> tmp(static_cast<size_t>(rows) * cols);
@@ -33,27 +27,26 @@ void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int
                   "cublasSgemm");
 }
 
-void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, int n, bool ta, bool tb) {
+void Sgemm(Session& s, Buf<float>& da, Buf<float>& db, float* c, int m, int k, int n, bool ta, bool tb) {
   // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: the same buffers, operands swapped.
-  Buf<float> da = UploadF32(s, a, static_cast<size_t>(m) * k), db = UploadF32(s, b, static_cast<size_t>(k) * n);
   Buf<float> dc(s, static_cast<size_t>(m) * n);
   Gemm(s, tb, ta, n, m, k, db.get(), tb ? k : n, da.get(), ta ? m : k, dc.get(), n);
+  da.reset(), db.reset();
   s.dev.Download(c, dc.get(), static_cast<size_t>(m) * n * sizeof(float));
 }
 
-void SvdToHost(Session& s, const float* a, int m, int n, float* u, double* sv, float* v) {
-  Buf<float> da = UploadF32(s, a, static_cast<size_t>(m) * n);
+void SvdToHost(Session& s, Buf<float>& da, int m, int n, float* u, double* sv, float* v) {
   DevSvd r = GramSvd(s, da, m, n);
   DownloadTransposed(s, r.u.get(), m, r.r, u);
   DownloadTransposed(s, r.v.get(), n, r.r, v);
   std::copy(r.s.begin(), r.s.end(), sv);
 }
 
-std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k, int rank) {
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, Buf<float>& t, float* out, int k, int rank) {
   Device& dev = s.dev;
   const int m = svd.m, n = svd.n, r = svd.r;
   const size_t mn = static_cast<size_t>(m) * n, mr = static_cast<size_t>(m) * r;
-  Buf<float> t = UploadF32(s, tau, mn);  // τᵀ, n×m
+  // t: τᵀ, n×m
   // T = τ V (m×r) = (τᵀ)ᵀ V
   Buf<float> tv(s, mr);
   Gemm(s, true, false, m, r, n, t.get(), n, svd.v.get(), n, tv.get(), m);
@@ -99,7 +92,8 @@ std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, i
   rem.reset();
   double h[2] = {0, 0};
   dev.Download(h, sums.get(), sizeof h);
-  dev.Download(tau, t.get(), mn * sizeof(float));
+  dev.Download(out, t.get(), mn * sizeof(float));
+  t.reset();
   return {h[0], h[1]};
 }
 

@@ -26,17 +26,20 @@ DevSvd GramSvd(Session& s, Buf<float>& a, int m, int n);
 void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
           int ldc);
 
-// C (m×n) = op(A) op(B), row-major host arrays.
-void Sgemm(Session& s, const float* a, const float* b, float* c, int m, int k, int n, bool ta, bool tb);
+// Operands arrive on the device already (uploaded by the job's staging, addon.cc); the functions
+// below free them (reset) once no longer needed.
 
-// Host SVD: u (m×r), v (n×r) row-major, s (r).
-void SvdToHost(Session& s, const float* a, int m, int n, float* u, double* sv, float* v);
+// C (m×n) = op(A) op(B): a, b the device copies of row-major host arrays; c row-major host.
+void Sgemm(Session& s, Buf<float>& a, Buf<float>& b, float* c, int m, int k, int n, bool ta, bool tb);
 
-// OPCM cleaning with prev's SVD resident: tau (row-major m×n, host) is overwritten with
-// τ − U Q Vᵀ (Q: leading k×k block and the diagonal terms i < rank of UᵀτV; singular vectors
-// past `rank`, prev's effective rank, are not removed: docs/methods.md#opcm).
+// Host SVD of the device copy of a row-major m×n array: u (m×r), v (n×r) row-major, s (r).
+void SvdToHost(Session& s, Buf<float>& a, int m, int n, float* u, double* sv, float* v);
+
+// OPCM cleaning with prev's SVD resident: t is the device copy of τ (row-major m×n); `out` (host)
+// receives τ − U Q Vᵀ (Q: leading k×k block and the diagonal terms i < rank of UᵀτV; singular
+// vectors past `rank`, prev's effective rank, are not removed: docs/methods.md#opcm).
 // Returns {‖UQVᵀ‖², ‖cleaned‖²}.
-std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, float* tau, int k, int rank);
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, Buf<float>& t, float* out, int k, int rank);
 
 struct DopOpts {
   double lr = 1e-4;
@@ -51,8 +54,9 @@ struct DopOut {
   int rankA = 0, rankB = 0;
   bool stopped = false;
 };
-// DOP's optimisation of one tensor (methods/dop-solver arithmetic), all steps on the device.
-DopOut DopOptimize(Session& s, const float* base, const float* wa, const float* wb, float* out, int m, int n,
+// DOP's optimisation of one tensor (methods/dop-solver arithmetic), all steps on the device; base,
+// wa, wb: device copies of the row-major m×n host arrays; out: host.
+DopOut DopOptimize(Session& s, Buf<float>& base, Buf<float>& wa, Buf<float>& wb, float* out, int m, int n,
                    const DopOpts& o);
 
 }  // namespace cmerge::cuda
