@@ -1,7 +1,7 @@
 // N-API surface of cmerge_cuda (docs/cuda-engine.md). Jobs run on the libuv pool and resolve
 // Promises. A job first uploads its inputs on the copy stream (Stage, one job at a time), then
-// computes on the compute stream (Run, one job at a time): one job's uploads overlap another's
-// compute. Failures reject with an Error whose `code` is CUDA_STICKY (the device is lost: restart
+// computes on the compute stream (Run, one job at a time), then (OPCM's cleaning) downloads its
+// result on the copy stream (Fetch): one job's copies overlap another's compute. Failures reject with an Error whose `code` is CUDA_STICKY (the device is lost: restart
 // the process), CUDA_OOM or CUDA_ERROR.
 #include <napi.h>
 
@@ -74,6 +74,12 @@ class Job : public Napi::AsyncWorker {
       if (staged_) dev.AwaitStaging(staged_);
       Run();
       timer.Stop();
+      if (Fetches()) {
+        computed_ = dev.ComputeDone();
+        lock.unlock();  // the next job computes while this one's results download
+        auto copy = dev.BeginStaging();
+        Fetch();
+      }
       ok = true;
     } catch (const CudaError& e) {
       code_ = std::string("CUDA_") + (e.kind[0] == 's' ? "STICKY" : e.kind[0] == 'o' ? "OOM" : "ERROR");
@@ -88,11 +94,18 @@ class Job : public Napi::AsyncWorker {
     // On this thread, where the context is current (not in the destructor, on the JS thread).
     Release(ok);
     if (staged_) dev.api.cudaEventDestroy(staged_);
+    if (computed_) dev.api.cudaEventDestroy(computed_);
   }
   virtual bool Stages() const { return false; }
   // Allocates and uploads the inputs with StageF32 (under BeginStaging).
   virtual void Stage() {}
   virtual void Run() = 0;
+  virtual bool Fetches() const { return false; }
+  // Downloads the results with FetchF32 (under BeginStaging, after Run).
+  virtual void Fetch() {}
+  void FetchF32(float* host, const Buf<float>& b) {
+    s_->dev.Fetch(host, b.get(), b.size() * sizeof(float), computed_);
+  }
   // Frees what Stage allocated and Run left (ok: the job succeeded; OnOK comes next).
   virtual void Release(bool ok) { (void)ok; }
   Buf<float> StageF32(const float* host, size_t count) {
@@ -110,7 +123,7 @@ class Job : public Napi::AsyncWorker {
 
  private:
   std::string code_ = "CUDA_ERROR";
-  cudaEvent_t staged_ = nullptr;
+  cudaEvent_t staged_ = nullptr, computed_ = nullptr;
 };
 
 // Keeps JS arrays alive (and in place) while a job reads or writes them.
@@ -238,8 +251,10 @@ class OpcmApplyJob : public Job {
   void Stage() override { t_ = StageF32(tau_, count_); }
   void Run() override {
     if (!r_->svd) throw CudaError("resident SVD already freed", "error");
-    sums_ = OpcmApply(*s_, *r_->svd, t_, tau_, k_, rank_);
+    sums_ = OpcmApply(*s_, *r_->svd, t_, k_, rank_);
   }
+  bool Fetches() const override { return true; }
+  void Fetch() override { FetchF32(tau_, t_); }
   void Release(bool) override { t_.reset(); }
   void OnOK() override {
     auto o = Napi::Object::New(Env());

@@ -157,19 +157,28 @@ std::unique_lock<std::mutex> Device::BeginStaging() {
 
 void Device::Stage(void* dev, const void* host, size_t bytes) { UploadOn(copy_, dev, host, bytes); }
 
-cudaEvent_t Device::StagingDone() {
+cudaEvent_t Device::RecordOn(cudaStream_t stream, const char* what) {
   cudaEvent_t e = nullptr;
   Check(api.cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-  const cudaError_t r = api.cudaEventRecord(e, copy_.stream);
+  const cudaError_t r = api.cudaEventRecord(e, stream);
   if (r != cudaSuccess) {
     api.cudaEventDestroy(e);
-    Check(r, "cudaEventRecord (staging)");
+    Check(r, what);
   }
   return e;
 }
 
+cudaEvent_t Device::StagingDone() { return RecordOn(copy_.stream, "cudaEventRecord (staging)"); }
+
 void Device::AwaitStaging(cudaEvent_t done) {
   Check(api.cudaStreamWaitEvent(compute_.stream, done, 0), "cudaStreamWaitEvent (staging)");
+}
+
+cudaEvent_t Device::ComputeDone() { return RecordOn(compute_.stream, "cudaEventRecord (computed)"); }
+
+void Device::Fetch(void* host, const void* dev, size_t bytes, cudaEvent_t computed) {
+  Check(api.cudaStreamWaitEvent(copy_.stream, computed, 0), "cudaStreamWaitEvent (fetch)");
+  DownloadOn(copy_, host, dev, bytes);
 }
 
 void Device::MakeCurrent() {
@@ -212,12 +221,11 @@ void Device::UploadOn(Lane& lane, void* dev, const void* host, size_t bytes) {
   }
 }
 
-void Device::Download(void* host, const void* dev, size_t bytes) {
+void Device::DownloadOn(Lane& lane, void* host, const void* dev, size_t bytes) {
   char* dst = static_cast<char*>(host);
   const char* src = static_cast<const char*>(dev);
   size_t prevOff = 0, prevLen = 0;
   int prev = -1;
-  Lane& lane = compute_;
   for (size_t off = 0, i = 0; off < bytes; off += stageBytes_, ++i) {
     const int b = static_cast<int>(i & 1);
     const size_t len = std::min(stageBytes_, bytes - off);
@@ -259,9 +267,9 @@ void* Session::Alloc(size_t bytes) {
 
 void Session::Free(void* p, size_t bytes) {
   if (bytes == 0) bytes = 1;
-  // Buffers are last used on the compute stream (staged inputs too), and cudaFree is not ordered
-  // with it: let that work finish first. Never throws (destructors); a lost device shows at the
-  // next checked call.
+  // cudaFree is not ordered with the streams: let the compute stream's work that may read the
+  // buffer finish first (a Fetch on the copy stream ends with a host wait for its last chunk).
+  // Never throws (destructors); a lost device shows at the next checked call.
   dev.api.cudaStreamSynchronize(dev.stream());
   dev.api.cudaFree(p);
   std::lock_guard<std::mutex> g(mu_);

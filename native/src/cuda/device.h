@@ -70,6 +70,11 @@ class Device {
   cudaEvent_t StagingDone();
   // The compute stream waits (on the device) for the uploads before that event.
   void AwaitStaging(cudaEvent_t done);
+  // An event recorded on the compute stream after the job's work (the caller destroys it).
+  cudaEvent_t ComputeDone();
+  // Under BeginStaging: the copy stream waits (on the device) for `computed`, then downloads
+  // through its own pinned pair, while the next job computes.
+  void Fetch(void* host, const void* dev, size_t bytes, cudaEvent_t computed);
   // The device's context current on the calling thread, without the lock: for queries that must
   // not wait for a running job (cudaMemGetInfo from the JavaScript thread).
   void MakeCurrent();
@@ -79,7 +84,7 @@ class Device {
   void Launch(Kernel k, unsigned gridX, void** args);
   // On the compute stream, through its lane's pinned buffers.
   void Upload(void* dev, const void* host, size_t bytes) { UploadOn(compute_, dev, host, bytes); }
-  void Download(void* host, const void* dev, size_t bytes);
+  void Download(void* host, const void* dev, size_t bytes) { DownloadOn(compute_, host, dev, bytes); }
   void Sync();
   bool poisoned() const { return poisoned_; }
   void SetMathMode(bool tf32);
@@ -89,6 +94,8 @@ class Device {
   [[noreturn]] void Fail(const std::string& what, int code);
   void MakeLane(Lane& lane);
   void UploadOn(Lane& lane, void* dev, const void* host, size_t bytes);
+  void DownloadOn(Lane& lane, void* host, const void* dev, size_t bytes);
+  cudaEvent_t RecordOn(cudaStream_t stream, const char* what);
   DeviceInfo info_;
   CUcontext ctx_ = nullptr;
   cublasHandle_t blas_ = nullptr;

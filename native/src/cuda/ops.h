@@ -35,11 +35,11 @@ void Sgemm(Session& s, Buf<float>& a, Buf<float>& b, float* c, int m, int k, int
 // Host SVD of the device copy of a row-major m×n array: u (m×r), v (n×r) row-major, s (r).
 void SvdToHost(Session& s, Buf<float>& a, int m, int n, float* u, double* sv, float* v);
 
-// OPCM cleaning with prev's SVD resident: t is the device copy of τ (row-major m×n); `out` (host)
-// receives τ − U Q Vᵀ (Q: leading k×k block and the diagonal terms i < rank of UᵀτV; singular
-// vectors past `rank`, prev's effective rank, are not removed: docs/methods.md#opcm).
-// Returns {‖UQVᵀ‖², ‖cleaned‖²}.
-std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, Buf<float>& t, float* out, int k, int rank);
+// OPCM cleaning with prev's SVD resident: t, the device copy of τ (row-major m×n), is overwritten
+// (on the device) with τ − U Q Vᵀ (Q: leading k×k block and the diagonal terms i < rank of UᵀτV;
+// singular vectors past `rank`, prev's effective rank, are not removed: docs/methods.md#opcm).
+// The caller downloads it. Returns {‖UQVᵀ‖², ‖cleaned‖²}.
+std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, Buf<float>& t, int k, int rank);
 
 struct DopOpts {
   double lr = 1e-4;
