@@ -136,7 +136,6 @@ constexpr int kCublasExecutionFailed = 13;
 constexpr int kCublasInternalError = 14;
 
 constexpr int kCusolverNotInitialized = 1;
-constexpr int kCusolverAllocFailed = 2;
 constexpr int kCusolverInvalidValue = 3;
 constexpr int kCusolverInternalError = 7;
 
@@ -1161,6 +1160,10 @@ FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY
   };
   auto args = std::make_shared<Args>();
   const size_t count = std::strlen(f->def->params);
+  if (count > 16) {
+    Report("%s: %zu parameters; fake_cuda.cc's launch keeps at most 16", f->def->name, count);
+    return kErrInvalidValue;
+  }
   for (size_t i = 0; i < count; ++i) {
     std::memcpy(&args->values[i], kernelParams[i], f->def->params[i] == 'i' ? 4 : 8);
     args->ptrs[i] = &args->values[i];
