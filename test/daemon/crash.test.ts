@@ -22,12 +22,19 @@ import {
 
 /**
  * 30 SIGKILLs of a real daemon at random moments (0–1.5 s after each start, so they land during
- * start-up and recovery, merges, publications and idle time) while 10 checkpoints are dropped
+ * start-up and recovery, merges, publications and idle time; six of them as soon as a merge has
+ * started, see TARGETED) while 10 checkpoints are dropped
  * progressively. Afterwards: every checkpoint merged exactly once, every numbered version folder
  * complete, verify clean, and the final model byte-identical to an uninterrupted `cmerge merge`.
  */
 const KILLS = 30;
 const TASKS = 10;
+/**
+ * Starts that kill at the first "merge N started" instead of after a random delay. On a fast
+ * machine a small merge is a short window, and uniform delays can all miss it (a CI run had 2 of
+ * 30); each of these starts had a checkpoint dropped just before, so a merge is due.
+ */
+const TARGETED = new Set([3, 6, 9, 12, 15, 18]);
 
 /** seeded, so a failing run can be replayed with CMERGE_TEST_SEED */
 function rng(seed: number): () => number {
@@ -107,7 +114,11 @@ test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exact
       // two at the first start, then one more every third start: merges run through all 30 cycles
       const want = Math.min(TASKS, 2 + Math.floor(k / 3));
       while (dropped < want) dropFile(models.tasks[dropped++], drop);
-      await sleep(random() * 1500);
+      const delay = random() * 1500;
+      if (TARGETED.has(k)) {
+        // this start got a new checkpoint, so a merge runs: kill as soon as it is logged as started
+        await d.waitFor(/^merge \d+ started/, 15_000).catch(() => null);
+      } else await sleep(delay);
       const p = phaseAtKill(d.lines);
       phases[p.phase]++;
       if (p.step !== undefined) killedSteps.push(p.step);
