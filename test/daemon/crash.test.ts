@@ -114,7 +114,7 @@ test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exact
       // two at the first start, then one more every third start: merges run through all 30 cycles
       const want = Math.min(TASKS, 2 + Math.floor(k / 3));
       while (dropped < want) dropFile(models.tasks[dropped++], drop);
-      const delay = random() * 1500;
+      const delay = random() * 1500; // drawn at every start, so a seed replays the same delays
       if (TARGETED.has(k)) {
         // this start got a new checkpoint, so a merge runs: kill as soon as it is logged as started
         await d.waitFor(/^merge \d+ started/, 15_000).catch(() => null);

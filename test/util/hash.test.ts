@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { sha256File } from '../../src/util/hash.js';
@@ -23,5 +23,8 @@ test('sha256File of a missing file rejects with ENOENT', async () => {
 });
 
 test('sha256File of a folder rejects (EISDIR), nothing left open', async () => {
+  const open = () => readdirSync('/proc/self/fd').length;
+  const before = open();
   await assert.rejects(sha256File(tempDir('cmerge-hash-')), { code: 'EISDIR' });
+  assert.equal(open(), before, 'file descriptors open after the failure');
 });
