@@ -69,9 +69,12 @@ function assertEveryVersionComplete(repo: string, when: string): number {
 
 type Phase = 'startup' | 'merge' | 'publication' | 'idle';
 
-/** where the daemon was when killed, from the log lines it wrote before */
+/**
+ * Where the daemon was when killed, from the log lines it wrote before. A merge can start before
+ * "cmerge daemon ready" (the pipelines start, then the API, then that line), so an open merge
+ * counts as a merge whether or not the ready line came.
+ */
 function phaseAtKill(lines: LogLine[]): { phase: Phase; step?: number } {
-  if (!lines.some((l) => /^cmerge daemon ready/.test(l.message))) return { phase: 'startup' };
   let open: number | undefined;
   let outputDone = false;
   for (const l of lines) {
@@ -86,8 +89,9 @@ function phaseAtKill(lines: LogLine[]): { phase: Phase; step?: number } {
     )
       open = undefined;
   }
-  if (open === undefined) return { phase: 'idle' };
-  return { phase: outputDone ? 'publication' : 'merge', step: open };
+  if (open !== undefined) return { phase: outputDone ? 'publication' : 'merge', step: open };
+  if (!lines.some((l) => /^cmerge daemon ready/.test(l.message))) return { phase: 'startup' };
+  return { phase: 'idle' };
 }
 
 test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exactly once, complete versions, same model`, async (t) => {
