@@ -23,8 +23,7 @@ import {
 /**
  * 30 SIGKILLs of a real daemon at random moments (0–1.5 s after each start, so they land during
  * start-up and recovery, merges, publications and idle time; six of them as soon as a merge has
- * started, see TARGETED) while 10 checkpoints are dropped
- * progressively. Afterwards: every checkpoint merged exactly once, every numbered version folder
+ * started, see TARGETED) while 10 checkpoints are dropped progressively. Afterwards: every checkpoint merged exactly once, every numbered version folder
  * complete, verify clean, and the final model byte-identical to an uninterrupted `cmerge merge`.
  */
 const KILLS = 30;
@@ -35,6 +34,7 @@ const TASKS = 10;
  * 30); each of these starts had a checkpoint dropped just before, so a merge is due.
  */
 const TARGETED = new Set([3, 6, 9, 12, 15, 18]);
+const MERGE_STARTED = /^merge (\d+) started/;
 
 /** seeded, so a failing run can be replayed with CMERGE_TEST_SEED */
 function rng(seed: number): () => number {
@@ -78,7 +78,7 @@ function phaseAtKill(lines: LogLine[]): { phase: Phase; step?: number } {
   let open: number | undefined;
   let outputDone = false;
   for (const l of lines) {
-    const started = /^merge (\d+) started/.exec(l.message);
+    const started = MERGE_STARTED.exec(l.message);
     if (started) {
       open = Number(started[1]);
       outputDone = false;
@@ -121,7 +121,7 @@ test(`${KILLS} kill -9 at random moments while ${TASKS} checkpoints merge: exact
       const delay = random() * 1500; // drawn at every start, so a seed replays the same delays
       if (TARGETED.has(k)) {
         // this start got a new checkpoint, so a merge runs: kill as soon as it is logged as started
-        await d.waitFor(/^merge \d+ started/, 15_000).catch(() => null);
+        await d.waitFor(MERGE_STARTED, 15_000).catch(() => null);
       } else await sleep(delay);
       const p = phaseAtKill(d.lines);
       phases[p.phase]++;
