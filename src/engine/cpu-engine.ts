@@ -1,6 +1,16 @@
 import { dopOptimize } from './ops/dop-optimize.js';
 import { opcmClean } from './ops/opcm-clean.js';
-import type { Cleaning, DopOptions, DopResult, Engine, EngineInfo, EngineStats, MatmulOptions, Svd } from './types.js';
+import type {
+  Cleaning,
+  DopOptions,
+  DopResult,
+  Engine,
+  EngineInfo,
+  EngineStats,
+  EngineWork,
+  MatmulOptions,
+  Svd,
+} from './types.js';
 
 /**
  * What the CPU engines share: the coarse operations are written with their own matmul and svd
@@ -12,7 +22,7 @@ export abstract class CpuEngine implements Engine {
 
   abstract readonly name: 'native' | 'portable';
   abstract readonly concurrency: number;
-  abstract concurrencyFor(elements: number): number;
+  abstract concurrencyFor(elements: number, work?: EngineWork): number;
   abstract matmul(
     a: Float32Array,
     b: Float32Array,

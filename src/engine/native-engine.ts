@@ -4,7 +4,7 @@ import { SerialQueue } from './serial.js';
 import { CpuEngine } from './cpu-engine.js';
 import { adamConstants, dopProjections, dopStart } from './ops/dop-optimize.js';
 import { opcmSplit, uncleaned } from './ops/opcm-clean.js';
-import type { Cleaning, DopOptions, DopResult, MatmulOptions, Svd } from './types.js';
+import type { Cleaning, DopOptions, DopResult, EngineWork, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
@@ -13,8 +13,16 @@ import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
  * tensors one at a time (which also bounds its memory).
  */
 export const SOLO_MIN_ELEMENTS = 3 << 20;
+/**
+ * The same limit for OPCM's cleaning, whose jobs hold less (EngineWork). Two single-threaded
+ * cleanings side by side beat one two-threaded at a time: TinyLlama's MLP tensors (5632×2048,
+ * 11.5 Mi elements) under this limit made its OPCM step 282 → 252 s with peak RSS 716 → 783 MiB
+ * (docs/performance.md). 7B-sized tensors (4096×4096 and up) stay above it.
+ */
+export const OPCM_SOLO_MIN_ELEMENTS = 12 << 20;
 
-const solo = (elements: number): boolean => elements > SOLO_MIN_ELEMENTS;
+const solo = (elements: number, work: EngineWork = 'other'): boolean =>
+  elements > (work === 'opcm-clean' ? OPCM_SOLO_MIN_ELEMENTS : SOLO_MIN_ELEMENTS);
 
 /**
  * OpenBLAS/LAPACKE through the cmerge_linalg addon. Jobs run on the libuv pool; the caller must
@@ -47,8 +55,8 @@ export class NativeEngine extends CpuEngine {
     addon.setLanes(jobs);
   }
 
-  concurrencyFor(elements: number): number {
-    return solo(elements) ? 1 : this.concurrency;
+  concurrencyFor(elements: number, work: EngineWork = 'other'): number {
+    return solo(elements, work) ? 1 : this.concurrency;
   }
 
   /** BLAS threads the next job will use (process-wide in OpenBLAS). */
@@ -101,7 +109,7 @@ export class NativeEngine extends CpuEngine {
     n: number,
     alpha: number,
   ): Promise<Cleaning> {
-    const big = solo(m * n);
+    const big = solo(m * n, 'opcm-clean');
     const { s, handle } = await this.queue.run(async () => {
       this.assertOpen();
       checkSvdArgs(prev, m, n);

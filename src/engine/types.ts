@@ -81,12 +81,22 @@ export interface Svd {
   v: Float32Array;
 }
 
+/**
+ * What a caller runs on a tensor, for Engine.concurrencyFor. OPCM's cleaning holds one
+ * tensor-sized buffer and the SVD's work per job (see methods/opcm.ts), so larger tensors can go
+ * side by side than for DOP's loop or a caller's own products.
+ */
+export type EngineWork = 'opcm-clean' | 'other';
+
 export interface Engine {
   readonly name: EngineName;
   /** how many jobs run at once (callers gain throughput by keeping this many in flight) */
   readonly concurrency: number;
-  /** how many jobs on matrices of `elements` elements run at once (1 where large ones run alone) */
-  concurrencyFor(elements: number): number;
+  /**
+   * how many jobs on matrices of `elements` elements run at once (1 where large ones run alone);
+   * `work`: what the caller runs on each (default 'other'), since that decides each job's memory
+   */
+  concurrencyFor(elements: number, work?: EngineWork): number;
   /** C (m×n) = op(A) · op(B), op(A) m×k, op(B) k×n, float32 in and out. */
   matmul(
     a: Float32Array,

@@ -217,11 +217,12 @@ function startUpdate(pass: UpdatePassInput, job: TensorJob, buffer: Float32Array
  * The update pass of one step: every tensor through the method's updateTask, results recorded
  * strictly in job order. Returns ‖θ0‖² over the merged tensors.
  *
- * Tensors the engine runs side by side (`engine.concurrencyFor`: every ViT-B/32 tensor; each in
- * flight holds ~6 tensor-sized buffers) are kept in flight so that that many linear ones (the SVDs
- * and products) overlap; element-wise tensors between them (biases, norms) do not count, since
- * file order interleaves them. Tensors whose jobs run alone go one at a time, which is also what
- * keeps a 1.1B model under 1 GB. Linear tensors in flight and tensors that run alone get a pooled
+ * Tensors the engine runs side by side (`engine.concurrencyFor` with the method's engineWork for
+ * linear ones: every ViT-B/32 tensor, and for OPCM a TinyLlama's; each in flight holds up to ~6
+ * tensor-sized buffers) are kept in flight so that that many linear ones (the SVDs and products)
+ * overlap; element-wise tensors between them (biases, norms) do not count, since file order
+ * interleaves them. Tensors whose jobs run alone go one at a time, which is also what keeps a 1.1B
+ * model under 1 GB and a 7B one under 2 GB. Linear tensors in flight and tensors that run alone get a pooled
  * buffer (see BufferPool); the small element-wise ones in flight a fresh one.
  */
 export async function runUpdatePass(pass: UpdatePassInput): Promise<number> {
@@ -238,8 +239,8 @@ export async function runUpdatePass(pass: UpdatePassInput): Promise<number> {
   };
   try {
     for (const job of pass.jobs) {
-      const lanes = pass.engine.concurrencyFor(job.size);
       const linear = job.kind === 'linear';
+      const lanes = pass.engine.concurrencyFor(job.size, linear ? pass.step.engineWork : 'other');
       if (lanes > 1) {
         while (inflight.length >= MAX_IN_FLIGHT || (linear && linearInFlight >= lanes)) await finishOldest();
         if (linear) linearInFlight++;

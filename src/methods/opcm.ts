@@ -24,6 +24,7 @@ interface TensorSums {
 
 class OpcmStep implements MethodStep {
   readonly analysisPasses = 0;
+  readonly engineWork = 'opcm-clean' as const;
   /**
    * Per tensor, in the order the runner started them: totals summed in this order do not depend
    * on which of the tensors in flight finished first (the same inputs give the same bits).

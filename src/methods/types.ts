@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { Engine } from '../engine/types.js';
+import type { Engine, EngineWork } from '../engine/types.js';
 
 /** How a merged tensor is treated: `linear` tensors get the matrix treatment (SVD projection,
  * DOP optimisation); `other` float tensors are merged element-wise. */
@@ -86,6 +86,8 @@ export interface MethodStep {
   analyze?(pass: number, job: TensorJob, base: Float32Array, prev: Float32Array | null, ckpt: Float32Array): void;
   /** called after each analysis pass */
   endAnalysis?(pass: number): void;
+  /** what updateTask runs on the engine for a linear tensor (Engine.concurrencyFor); default 'other' */
+  readonly engineWork?: EngineWork;
   /** the new state tensor of `job`, from the inputs in `src` (element-wise methods: see elementwise()) */
   updateTask(job: TensorJob, src: TaskSource): Promise<StepUpdate>;
   finish(): StepResult;

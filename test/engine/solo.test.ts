@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadLinalg } from '../../src/engine/native.js';
-import { NativeEngine, SOLO_MIN_ELEMENTS } from '../../src/engine/native-engine.js';
+import { NativeEngine, OPCM_SOLO_MIN_ELEMENTS, SOLO_MIN_ELEMENTS } from '../../src/engine/native-engine.js';
 import type { Svd } from '../../src/engine/types.js';
 import { frobenius, matmulRef, orthogonalityError, randomF32, reconstructionError } from './reference.js';
 
@@ -44,6 +44,13 @@ test(
         [big * big, 1600 * 2100, 1700 * 1700].map((e) => engine.concurrencyFor(e)),
         [1, 1, 2],
       );
+      // OPCM's cleaning pairs up to a larger size: TinyLlama's MLP tensors do, 7B's 4096×4096 do not
+      assert.ok(OPCM_SOLO_MIN_ELEMENTS > SOLO_MIN_ELEMENTS);
+      assert.deepEqual(
+        [5632 * 2048, 4096 * 4096, 1700 * 1700].map((e) => engine.concurrencyFor(e, 'opcm-clean')),
+        [2, 1, 2],
+      );
+      assert.equal(engine.concurrencyFor(5632 * 2048, 'other'), 1);
       const run = () =>
         [
           () => engine.svd(small, 300, 200),

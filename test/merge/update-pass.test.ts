@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { join } from 'node:path';
+import { loadLinalg } from '../../src/engine/native.js';
+import { NativeEngine, OPCM_SOLO_MIN_ELEMENTS, SOLO_MIN_ELEMENTS } from '../../src/engine/native-engine.js';
 import { PortableEngine } from '../../src/engine/portable.js';
-import { openModel } from '../../src/io/model.js';
+import type { EngineWork } from '../../src/engine/types.js';
+import { createModelWriter, openModel } from '../../src/io/model.js';
 import { BufferPool } from '../../src/merge/buffers.js';
 import { storedCheckpoint } from '../../src/merge/checkpoint.js';
 import { addTauChunk, runUpdatePass, type UpdatePassInput } from '../../src/merge/update-pass.js';
@@ -91,3 +95,74 @@ test('a method must read the checkpoint exactly once', async () => {
     /test: checkpoint tensor .* read twice/,
   );
 });
+
+// Linear tensors between the two limits of the native engine: the runner keeps two in flight when
+// the method declares OPCM's cleaning (so they go side by side), one otherwise.
+const linalg = loadLinalg();
+test(
+  "the runner keeps two mid-sized linear tensors in flight for OPCM's cleaning, one for other work",
+  { skip: linalg.addon ? false : `native addon absent: ${linalg.error?.message}` },
+  async () => {
+    const shape = [2048, 1600];
+    const size = shape[0] * shape[1];
+    assert.ok(size > SOLO_MIN_ELEMENTS && size <= OPCM_SOLO_MIN_ELEMENTS);
+    const specs = ['a', 'b', 'c'].map((l) => ({ name: `${l}.weight`, dtype: 'F32' as const, shape }));
+    const dir = tempDir('cmerge-update-pass-pairs-');
+    for (const [file, value] of [
+      ['base', 0],
+      ['ckpt', 1],
+    ] as const) {
+      const writer = createModelWriter(join(dir, `${file}.safetensors`), specs);
+      for (const name of writer.order) writer.write(name, new Float32Array(size).fill(value));
+      writer.commit();
+    }
+    const native = new NativeEngine(linalg.addon!, { jobs: 2 });
+    const base = openModel(join(dir, 'base.safetensors'));
+    const ckpt = openModel(join(dir, 'ckpt.safetensors'));
+    try {
+      const most = async (engineWork: EngineWork | undefined): Promise<number> => {
+        let running = 0;
+        let peak = 0;
+        const step: MethodStep = {
+          analysisPasses: 0,
+          engineWork,
+          updateTask: async (_job, src) => {
+            const { tau } = src.tau();
+            peak = Math.max(peak, ++running);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            running--;
+            return { state: tau };
+          },
+          finish: () => ({ scalars: {}, summary: {} }),
+        };
+        const jobs: TensorJob[] = specs.map((t) => ({ name: t.name, kind: 'linear', shape: t.shape, size }));
+        const recorded: string[] = [];
+        await runUpdatePass({
+          step,
+          method: 'test',
+          engine: native,
+          base,
+          prev: null,
+          ckpt: storedCheckpoint(ckpt),
+          jobs,
+          pool: new BufferPool(size),
+          sketch: null,
+          record: (job, update, tauSq) => {
+            assert.equal(tauSq, size);
+            assert.ok(update.state.every((x) => x === 1));
+            recorded.push(job.name);
+          },
+        });
+        assert.deepEqual(recorded, ['a.weight', 'b.weight', 'c.weight']);
+        return peak;
+      };
+      assert.equal(await most('opcm-clean'), 2);
+      assert.equal(await most(undefined), 1);
+      assert.equal(await most('other'), 1);
+    } finally {
+      base.close();
+      ckpt.close();
+      native.close();
+    }
+  },
+);
