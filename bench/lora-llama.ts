@@ -153,7 +153,7 @@ Step 1 merges the full task_0 (M1 = θ1); step 2 merges the adapter into that st
 formed per targeted tensor by the engine's matmul while streaming, τ = 0 for the rest (embed_tokens,
 lm_head, norms) without reading the adapter; OPCM still takes the SVD of the previous state of every
 linear tensor, lm_head 32000×2048 included, which dominates the time.
-${withFull ? '' : '\nThe full checkpoint step 2 on this machine: 468.7 s wall, 711 MiB peak RSS (bench/results/opcm-llama1b-bf16-rss.md).\n'}
+${withFull ? '' : '\nThe full checkpoint step 2: bench/results/opcm-llama1b-bf16-rss.md (or run this bench with --full).\n'}
 | step | engine | wall s | update pass s | output pass s | ‖τ‖ | peak RSS MiB | ≤ ${BOUND_MIB} MiB |
 |---|---|---|---|---|---|---|---|
 ${rows.map((r) => `| ${r.label} | ${r.engine} | ${r.seconds.toFixed(1)} | ${r.update.toFixed(1)} | ${r.output.toFixed(1)} | ${r.taskNorm.toFixed(3)} | ${r.peakRssMiB.toFixed(0)} | ${r.peakRssMiB <= BOUND_MIB ? 'yes' : 'no'} |`).join('\n')}

@@ -16,8 +16,8 @@ export const SOLO_MIN_ELEMENTS = 3 << 20;
 /**
  * The same limit for OPCM's cleaning, whose jobs hold less (EngineWork). Two single-threaded
  * cleanings side by side beat one two-threaded at a time: TinyLlama's MLP tensors (5632×2048,
- * 11.5 Mi elements) under this limit made its OPCM step 282 → 252 s with peak RSS 716 → 783 MiB
- * (docs/performance.md). 7B-sized tensors (4096×4096 and up) stay above it.
+ * 11.5 Mi elements) under this limit made its OPCM step 294–300 → 248–259 s with peak RSS
+ * 709 → 784 MiB (docs/performance.md). 7B-sized tensors (4096×4096 and up) stay above it.
  */
 export const OPCM_SOLO_MIN_ELEMENTS = 12 << 20;
 

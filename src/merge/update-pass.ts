@@ -222,8 +222,8 @@ function startUpdate(pass: UpdatePassInput, job: TensorJob, buffer: Float32Array
  * tensor-sized buffers) are kept in flight so that that many linear ones (the SVDs and products)
  * overlap; element-wise tensors between them (biases, norms) do not count, since file order
  * interleaves them. Tensors whose jobs run alone go one at a time, which is also what keeps a 1.1B
- * model under 1 GB and a 7B one under 2 GB. Linear tensors in flight and tensors that run alone get a pooled
- * buffer (see BufferPool); the small element-wise ones in flight a fresh one.
+ * model under 1 GB and a 7B one under 2 GB. Linear tensors in flight and tensors that run alone
+ * get a pooled buffer (see BufferPool); the small element-wise ones in flight a fresh one.
  */
 export async function runUpdatePass(pass: UpdatePassInput): Promise<number> {
   const inflight: InFlight[] = [];
