@@ -39,6 +39,11 @@ export function timed(cmd: string, args: string[], cwd = repoRoot, env: NodeJS.P
   };
 }
 
+/** `node` arguments of one OPCM step as a whole `cmerge merge --json` process. */
+export function opcmStepArgs(base: string, state: string, out: string, ckpt: string): string[] {
+  return [cliPath, 'merge', '--base', base, '--state', state, '--method', 'opcm', '--out', out, '--json', ckpt];
+}
+
 /** The 1-, 5- and 15-minute load averages, as the result files record them (the machine is shared). */
 export function loadAverage(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');

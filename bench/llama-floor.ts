@@ -1,20 +1,8 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadLinalg } from '../src/engine/native.js';
-import { NativeEngine } from '../src/engine/native-engine.js';
-import {
-  cliPath,
-  loadAverage,
-  machine,
-  machineTable,
-  python,
-  referenceDir,
-  repoRoot,
-  synth,
-  timed,
-  writeResult,
-} from './lib.js';
+import { cleanInLanes, extractTensors, readCleanJobs } from './clean-jobs.js';
+import { loadAverage, machine, machineTable, opcmStepArgs, repoRoot, synth, timed, writeResult } from './lib.js';
 
 /**
  * What a TinyLlama-1.1B bf16 OPCM step (issue 12: ≤ 200 s) cannot go below on this machine with
@@ -36,15 +24,8 @@ rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const loadAtStart = loadAverage();
 
-const extract = (what: string) =>
-  execFileSync(python, [join(repoRoot, 'bench', 'extract_layer.py'), data, what, work], {
-    encoding: 'utf8',
-    env: { ...process.env, CMERGE_REFERENCE: referenceDir },
-  })
-    .trim()
-    .split('\n');
-const layer = extract('0');
-const [head] = extract('lm_head.weight');
+const layer = extractTensors(data, '0', work);
+const [head] = extractTensors(data, 'lm_head.weight', work);
 
 const exe = join(work, 'kernel-floor');
 const linalgDir = join(repoRoot, 'native', 'src', 'linalg');
@@ -99,57 +80,21 @@ const headRuns = [(await kernels([head], 1, 2))[0], (await kernels([head], 1, 2)
 const headWall = Math.min(...headRuns.map(total));
 
 // The engine on layer 0, inputs held in memory.
-const f32 = (p: string) => {
-  const b = readFileSync(p);
-  return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-};
-const jobs = layer.map((l) => {
-  const [name, m, n] = l.split(',');
-  return {
-    name,
-    m: Number(m),
-    n: Number(n),
-    prev: f32(join(work, `${name}.tau1.f32`)),
-    tau: f32(join(work, `${name}.tau2.f32`)),
-  };
-});
-async function engineLayer(lanes: number): Promise<{ wall: number; cpu: number }> {
-  const engine = new NativeEngine(loadLinalg().addon!, lanes === 1 ? { threads: 1, jobs: 1 } : {});
-  const cpu0 = process.cpuUsage();
-  const start = performance.now();
-  let next = 0;
-  const lane = async () => {
-    while (next < jobs.length) {
-      const j = jobs[next++];
-      const tau = j.tau.slice();
-      await engine.opcmClean(j.prev, () => tau, j.m, j.n, 0.5);
-    }
-  };
-  await Promise.all(Array.from({ length: lanes }, lane));
-  const wall = (performance.now() - start) / 1000;
-  const c = process.cpuUsage(cpu0);
-  engine.close();
-  return { wall, cpu: (c.user + c.system) / 1e6 };
-}
-const two = [await engineLayer(2), await engineLayer(2)].reduce((a, b) => (b.wall < a.wall ? b : a));
-const one = await engineLayer(1);
+const jobs = readCleanJobs(layer, work);
+const two = [await cleanInLanes(jobs, 2), await cleanInLanes(jobs, 2)].reduce((a, b) => (b.wall < a.wall ? b : a));
+const one = await cleanInLanes(jobs, 1);
 
 // Step 1 as a whole process: the non-algebra work of a step.
 const state = join(work, 'state');
-const step1 = timed('node', [
-  cliPath,
-  'merge',
-  '--base',
-  join(data, 'base.safetensors'),
-  '--state',
-  state,
-  '--method',
-  'opcm',
-  '--out',
-  join(work, 'step1.safetensors'),
-  '--json',
-  join(data, 'task_0.safetensors'),
-]);
+const step1 = timed(
+  'node',
+  opcmStepArgs(
+    join(data, 'base.safetensors'),
+    state,
+    join(work, 'step1.safetensors'),
+    join(data, 'task_0.safetensors'),
+  ),
+);
 const step1Cpu = step1.userSeconds + step1.sysSeconds;
 rmSync(work, { recursive: true, force: true });
 

@@ -1,6 +1,16 @@
 import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliPath, machine, machineTable, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
+import {
+  machine,
+  machineTable,
+  opcmStepArgs,
+  python,
+  referenceDir,
+  repoRoot,
+  synth,
+  timed,
+  writeResult,
+} from './lib.js';
 
 /**
  * Peak RSS of OPCM on a TinyLlama-1.1B-shaped bfloat16 model (issue 2: one step ≤ 1 GB, whole
@@ -50,20 +60,7 @@ const rows: {
   output: number;
 }[] = [];
 for (const [i, task] of ['task_0', 'task_1'].entries()) {
-  const args = [
-    cliPath,
-    'merge',
-    '--base',
-    base,
-    '--state',
-    state,
-    '--method',
-    'opcm',
-    '--out',
-    join(work, `step${i + 1}.safetensors`),
-    '--json',
-    join(taskData, `${task}.safetensors`),
-  ];
+  const args = opcmStepArgs(base, state, join(work, `step${i + 1}.safetensors`), join(taskData, `${task}.safetensors`));
   const r = timed('node', args);
   const rep = JSON.parse(r.stdout);
   outDtypes.push(dtypesOf(join(work, `step${i + 1}.safetensors`)));

@@ -1,13 +1,13 @@
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLinalg } from '../src/engine/native.js';
 import { NativeEngine } from '../src/engine/native-engine.js';
+import { extractTensors, readCleanJobs } from './clean-jobs.js';
 import {
-  cliPath,
   loadAverage,
   machine,
   machineTable,
+  opcmStepArgs,
   python,
   referenceDir,
   repoRoot,
@@ -34,20 +34,12 @@ mkdirSync(work, { recursive: true });
 const loadAtStart = loadAverage();
 const rows = [];
 for (const [i, task] of ['task_0', 'task_1'].entries()) {
-  const args = [
-    cliPath,
-    'merge',
-    '--base',
+  const args = opcmStepArgs(
     join(data, 'base.safetensors'),
-    '--state',
     join(work, 'state'),
-    '--method',
-    'opcm',
-    '--out',
     join(work, `step${i + 1}.safetensors`),
-    '--json',
     join(data, `${task}.safetensors`),
-  ];
+  );
   const r = timed('node', args);
   const rep = JSON.parse(r.stdout);
   rows.push({ step: i + 1, ...r, update: rep.steps[0].seconds.update as number, output: rep.seconds.output as number });
@@ -58,24 +50,10 @@ rmSync(join(work, 'state'), { recursive: true, force: true });
 
 // Per-layer compute: layer 0's linear tensors, SVD of τ1 and cleaning of τ2, as in step 2.
 const layerDir = join(work, 'layer0');
-const list = execFileSync(python, [join(repoRoot, 'bench', 'extract_layer.py'), data, '0', layerDir], {
-  encoding: 'utf8',
-  env: { ...process.env, CMERGE_REFERENCE: referenceDir },
-})
-  .trim()
-  .split('\n')
-  .map((l) => l.split(','));
+const jobs = readCleanJobs(extractTensors(data, '0', layerDir), layerDir);
 const engine = new NativeEngine(loadLinalg().addon!);
-const f32 = (p: string) => {
-  const b = readFileSync(p);
-  return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-};
 const perTensor: { name: string; m: number; n: number; seconds: number }[] = [];
-for (const [name, ms, ns] of list) {
-  const m = Number(ms),
-    n = Number(ns);
-  const prev = f32(join(layerDir, `${name}.tau1.f32`));
-  const tau = f32(join(layerDir, `${name}.tau2.f32`));
+for (const { name, m, n, prev, tau } of jobs) {
   const t0 = process.hrtime.bigint();
   await engine.opcmClean(prev, () => tau, m, n, 0.5);
   perTensor.push({ name, m, n, seconds: Number(process.hrtime.bigint() - t0) / 1e9 });

@@ -1,7 +1,17 @@
 import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createModelWriter } from '../src/io/model.js';
-import { cliPath, machine, machineTable, python, referenceDir, repoRoot, synth, timed, writeResult } from './lib.js';
+import {
+  machine,
+  machineTable,
+  opcmStepArgs,
+  python,
+  referenceDir,
+  repoRoot,
+  synth,
+  timed,
+  writeResult,
+} from './lib.js';
 
 /**
  * One OPCM step with a PEFT LoRA adapter as the checkpoint (issue 9), on a TinyLlama-1.1B-shaped
@@ -107,7 +117,7 @@ interface Row {
 }
 
 function mergeStep(label: string, state: string, ckpt: string, out: string): Row {
-  const argv = [cliPath, 'merge', '--base', base, '--state', state, '--method', 'opcm', '--out', out, '--json', ckpt];
+  const argv = opcmStepArgs(base, state, out, ckpt);
   const r = timed('node', argv);
   const rep = JSON.parse(r.stdout);
   rmSync(out, { force: true });

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadLinalg } from '../src/engine/native.js';
-import { NativeEngine } from '../src/engine/native-engine.js';
 import { openModel } from '../src/io/model.js';
 import { defaultKind } from '../src/merge/kinds.js';
 import { addTauChunk } from '../src/merge/update-pass.js';
+import { cleanInLanes, type CleanJob } from './clean-jobs.js';
 import { loadAverage, machine, machineTable, repoRoot, synth, writeResult } from './lib.js';
 
 /**
@@ -25,7 +24,7 @@ const paths = ['base', 'task_0', 'task_1'].map((f) => join(data, `${f}.safetenso
 const [base, t0, t1] = paths.map((p) => openModel(p));
 
 // The linear tensors by cmerge's default rule; τ formed as the update pass forms it.
-const jobs: { name: string; m: number; n: number; prev: Float32Array; tau: Float32Array }[] = [];
+const jobs: CleanJob[] = [];
 for (const [name, info] of base.tensors) {
   if (defaultKind(info) !== 'linear') continue;
   const b = base.readF32(name);
@@ -34,25 +33,6 @@ for (const [name, info] of base.tensors) {
     return ckpt;
   };
   jobs.push({ name, m: info.shape[0], n: info.shape[1], prev: tauOf(t0.readF32(name)), tau: tauOf(t1.readF32(name)) });
-}
-
-async function algebra(lanes: number): Promise<{ wall: number; cpu: number }> {
-  const engine = new NativeEngine(loadLinalg().addon!, lanes === 1 ? { threads: 1, jobs: 1 } : {});
-  const cpu0 = process.cpuUsage();
-  const start = performance.now();
-  let next = 0;
-  const lane = async () => {
-    while (next < jobs.length) {
-      const j = jobs[next++];
-      const tau = j.tau.slice(); // cleaned in place; each run starts from the same τ
-      await engine.opcmClean(j.prev, () => tau, j.m, j.n, 0.5);
-    }
-  };
-  await Promise.all(Array.from({ length: lanes }, lane));
-  const wall = (performance.now() - start) / 1000;
-  const c = process.cpuUsage(cpu0);
-  engine.close();
-  return { wall, cpu: (c.user + c.system) / 1e6 };
 }
 
 function bytes(): { wall: number; cpu: number; mib: number } {
@@ -86,9 +66,9 @@ function bytes(): { wall: number; cpu: number; mib: number } {
   return { wall: (performance.now() - start) / 1000, cpu: (c.user + c.system) / 1e6, mib: moved / 2 ** 20 };
 }
 
-await algebra(2); // warm-up: page in, JIT, OpenBLAS threads
-const two = [await algebra(2), await algebra(2)];
-const one = await algebra(1);
+await cleanInLanes(jobs, 2); // warm-up: page in, JIT, OpenBLAS threads
+const two = [await cleanInLanes(jobs, 2), await cleanInLanes(jobs, 2)];
+const one = await cleanInLanes(jobs, 1);
 bytes();
 const io = [bytes(), bytes()];
 const best = <T extends { wall: number }>(xs: T[]) => xs.reduce((a, b) => (b.wall < a.wall ? b : a));
