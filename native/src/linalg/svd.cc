@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 namespace cmerge {
@@ -32,6 +33,26 @@ using std::size_t;
 // Large double work buffers (see big_alloc.h: huge pages, uninitialized unless a value is given).
 using Buf = BigVector<double>;
 
+// dst[i·ldd + k] = col(k)[i] for i < rows, k < cols, converted to D. Every layout change in this file
+// goes through here. Element by element, one side of the copy strides by a whole row or column; with
+// the power-of-two strides of these matrices that thrashes a few cache sets, and it made these copies
+// most of this file's own CPU time (docs/performance.md). Here a strip of rows as wide as one cache
+// line of the source is copied across all columns: each source line is read once, whole, and the
+// strip's destination rows are written front to back, one stream each.
+template <class D, class Col>
+void TransposeTiles(int rows, int cols, Col col, D* dst, size_t ldd) {
+  using Src = std::remove_cv_t<std::remove_pointer_t<decltype(col(0))>>;
+  constexpr int kStrip = static_cast<int>(64 / sizeof(Src));
+  for (int i0 = 0; i0 < rows; i0 += kStrip) {
+    const int i1 = std::min(rows, i0 + kStrip);
+    D* d = dst + static_cast<size_t>(i0) * ldd;
+    for (int k = 0; k < cols; ++k) {
+      const Src* src = col(k);
+      for (int i = i0; i < i1; ++i) d[static_cast<size_t>(i - i0) * ldd + k] = static_cast<D>(src[i]);
+    }
+  }
+}
+
 // Copy rows [i0, i0+b) of the L×S view of A into P (b×S row-major double).
 void FillPanel(const float* a, int m, int n, bool tall, int i0, int b, double* p) {
   if (tall) {
@@ -39,25 +60,13 @@ void FillPanel(const float* a, int m, int n, bool tall, int i0, int b, double* p
     for (size_t t = 0, len = static_cast<size_t>(b) * n; t < len; ++t) p[t] = src[t];
     return;
   }
-  // Wide: panel row t is column i0+t of A; walk A row by row so reads stay contiguous.
-  for (int j = 0; j < m; ++j) {
-    const float* row = a + static_cast<size_t>(j) * n + i0;
-    for (int t = 0; t < b; ++t) p[static_cast<size_t>(t) * m + j] = row[t];
-  }
+  // Wide: panel row t is column i0+t of A.
+  TransposeTiles(b, m, [=](int j) { return a + static_cast<size_t>(j) * n + i0; }, p, m);
 }
 
-// dst (rows×cols row-major float) = src (rows×cols col-major double, leading dim ld), in tiles.
+// dst (rows×cols row-major float) = src (rows×cols col-major double, leading dim ld).
 void ColMajorToRowMajorF32(const double* src, int rows, int cols, int ld, float* dst) {
-  constexpr int T = 64;
-  for (int i0 = 0; i0 < rows; i0 += T) {
-    const int i1 = std::min(rows, i0 + T);
-    for (int k0 = 0; k0 < cols; k0 += T) {
-      const int k1 = std::min(cols, k0 + T);
-      for (int i = i0; i < i1; ++i)
-        for (int k = k0; k < k1; ++k)
-          dst[static_cast<size_t>(i) * cols + k] = static_cast<float>(src[static_cast<size_t>(k) * ld + i]);
-    }
-  }
+  TransposeTiles(rows, cols, [=](int k) { return src + static_cast<size_t>(k) * ld; }, dst, cols);
 }
 
 // The original in-memory algorithm (holds two L×S double matrices): the fallback of SvdGram when
@@ -314,10 +323,8 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
       const double* xc = xp.data() + static_cast<size_t>(c) * b;
       sumsq[c] += (c < head ? est[c] * est[c] : 1.0) * cblas_ddot(b, xc, 1, xc, 1);
     }
-    for (int i = 0; i < b; ++i) {
-      float* row = big + static_cast<size_t>(i0 + i) * S;
-      for (int c = 0; c < head; ++c) row[c] = static_cast<float>(xp[static_cast<size_t>(c) * b + i]);
-    }
+    TransposeTiles(b, head, [&](int c) { return xp.data() + static_cast<size_t>(c) * b; },
+                   big + static_cast<size_t>(i0) * S, S);
     if (tail == 0) continue;
     for (int j = 0; j < nc; ++j) {
       double* rc = xp.data() + static_cast<size_t>(S + j) * b;
@@ -429,10 +436,8 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
                     t2.data(), b);
       cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, b, tail, 1.0, g2.data(), tail,
                   t2.data(), b);
-      for (int i = 0; i < b; ++i) {
-        float* row = big + static_cast<size_t>(i0 + i) * S + head;
-        for (int j = 0; j < tail; ++j) row[j] = static_cast<float>(t2[static_cast<size_t>(j) * b + i]);
-      }
+      TransposeTiles(b, tail, [&](int j) { return t2.data() + static_cast<size_t>(j) * b; },
+                     big + static_cast<size_t>(i0) * S + head, S);
     }
   }
 
@@ -449,11 +454,8 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
       std::copy(row.begin(), row.end(), r);
     }
   }
-  for (int c = 0; c < S; ++c) {
-    s[c] = sigma[perm[c]];
-    const double* vc = vsp.data() + static_cast<size_t>(vcol[perm[c]]) * S;
-    for (int i = 0; i < S; ++i) small[static_cast<size_t>(i) * S + c] = static_cast<float>(vc[i]);
-  }
+  for (int c = 0; c < S; ++c) s[c] = sigma[perm[c]];
+  TransposeTiles(S, S, [&](int c) { return vsp.data() + static_cast<size_t>(vcol[perm[c]]) * S; }, small, S);
   return {};
 }
 
