@@ -1,4 +1,4 @@
-import { ConfigError } from '../config/index.js';
+import { ConfigError } from '../config/errors.js';
 import { InputError } from '../io/types.js';
 
 /** A usage error: bad flags or values. Exit code 2. */

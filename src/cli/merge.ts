@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseBytes } from '../config/index.js';
+import { parseBytes } from '../config/units.js';
 import { createEngine, ENGINE_CHOICES, type EngineChoice, type EngineOptions } from '../engine/index.js';
 import { floatDtype, type DType } from '../io/types.js';
 import { METHOD_NAMES } from '../methods/registry.js';
