@@ -40,7 +40,7 @@ using Buf = BigVector<double>;
 // line of the source is copied across all columns: each source line is read once, whole, and the
 // strip's destination rows are written front to back, one stream each.
 template <class D, class Col>
-void TransposeTiles(int rows, int cols, Col col, D* dst, size_t ldd) {
+void CopyTransposed(int rows, int cols, Col col, D* dst, size_t ldd) {
   using Src = std::remove_cv_t<std::remove_pointer_t<decltype(col(0))>>;
   constexpr int kStrip = static_cast<int>(64 / sizeof(Src));
   for (int i0 = 0; i0 < rows; i0 += kStrip) {
@@ -61,12 +61,12 @@ void FillPanel(const float* a, int m, int n, bool tall, int i0, int b, double* p
     return;
   }
   // Wide: panel row t is column i0+t of A.
-  TransposeTiles(b, m, [=](int j) { return a + static_cast<size_t>(j) * n + i0; }, p, m);
+  CopyTransposed(b, m, [=](int j) { return a + static_cast<size_t>(j) * n + i0; }, p, m);
 }
 
 // dst (rows×cols row-major float) = src (rows×cols col-major double, leading dim ld).
 void ColMajorToRowMajorF32(const double* src, int rows, int cols, int ld, float* dst) {
-  TransposeTiles(rows, cols, [=](int k) { return src + static_cast<size_t>(k) * ld; }, dst, cols);
+  CopyTransposed(rows, cols, [=](int k) { return src + static_cast<size_t>(k) * ld; }, dst, cols);
 }
 
 // The original in-memory algorithm (holds two L×S double matrices): the fallback of SvdGram when
@@ -323,7 +323,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
       const double* xc = xp.data() + static_cast<size_t>(c) * b;
       sumsq[c] += (c < head ? est[c] * est[c] : 1.0) * cblas_ddot(b, xc, 1, xc, 1);
     }
-    TransposeTiles(b, head, [&](int c) { return xp.data() + static_cast<size_t>(c) * b; },
+    CopyTransposed(b, head, [&](int c) { return xp.data() + static_cast<size_t>(c) * b; },
                    big + static_cast<size_t>(i0) * S, S);
     if (tail == 0) continue;
     for (int j = 0; j < nc; ++j) {
@@ -436,7 +436,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
                     t2.data(), b);
       cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, b, tail, 1.0, g2.data(), tail,
                   t2.data(), b);
-      TransposeTiles(b, tail, [&](int j) { return t2.data() + static_cast<size_t>(j) * b; },
+      CopyTransposed(b, tail, [&](int j) { return t2.data() + static_cast<size_t>(j) * b; },
                      big + static_cast<size_t>(i0) * S + head, S);
     }
   }
@@ -455,7 +455,7 @@ std::string SvdGram(const float* a, int m, int n, float* u, double* s, float* v)
     }
   }
   for (int c = 0; c < S; ++c) s[c] = sigma[perm[c]];
-  TransposeTiles(S, S, [&](int c) { return vsp.data() + static_cast<size_t>(vcol[perm[c]]) * S; }, small, S);
+  CopyTransposed(S, S, [&](int c) { return vsp.data() + static_cast<size_t>(vcol[perm[c]]) * S; }, small, S);
   return {};
 }
 
