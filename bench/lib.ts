@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { loadLinalg } from '../src/engine/native.js';
 import { openModel } from '../src/io/model.js';
 
 /** Shared pieces of the benchmarks: whole-process timing, machine facts, output agreement. */
@@ -66,8 +67,27 @@ export function machine(): Record<string, string> {
       "dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || dpkg-query -W -f='${Version}' libopenblas0",
     ),
     torch: sh(`${python} -c 'import torch; print(torch.__version__)'`),
+    'blas kernels': blasKernels(sh),
     date: new Date().toISOString(),
   };
+}
+
+/**
+ * The OpenBLAS kernel set cmerge's addon and the peer's torch run in this environment (the benches'
+ * children inherit it). They set the products' speed: on an AVX-512 core the AVX2 (Haswell) set
+ * runs at ~0.6x (docs/performance.md#blas-kernels), and some machines force it through
+ * OPENBLAS_CORETYPE.
+ */
+function blasKernels(sh: (c: string) => string): string {
+  const cmerge = loadLinalg().addon?.blasCore() ?? 'no addon';
+  const peer = sh(
+    `${python} -c 'import torch, ctypes; f = ctypes.CDLL("libopenblas.so.0").openblas_get_corename; ` +
+      `f.restype = ctypes.c_char_p; print(f().decode())'`,
+  );
+  const env = process.env.OPENBLAS_CORETYPE
+    ? `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE}`
+    : 'OPENBLAS_CORETYPE unset';
+  return `cmerge ${cmerge}, peer ${peer} (${env})`;
 }
 
 /** Largest per-tensor relative Frobenius difference between two models (float tensors). */

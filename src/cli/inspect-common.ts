@@ -94,7 +94,7 @@ export function fmtBytes(n: number | null | undefined): string {
 /** "cuda on 0: NVIDIA H200 (...), TF32" or "native". */
 export function fmtEngine(e: EngineRecord | null | undefined): string {
   if (!e) return '-';
-  return `${e.name}${e.device ? ` on ${e.device}` : ''}${e.tf32 ? ', TF32' : ''}`;
+  return `${e.name}${e.device ? ` on ${e.device}` : ''}${e.tf32 ? ', TF32' : ''}${e.blas_core ? `, ${e.blas_core} kernels` : ''}`;
 }
 
 /** "GPU 3.21 s, peak device memory 7.9 GiB" (+ CPU fallbacks when any); '' for the CPU engines. */

@@ -65,6 +65,15 @@ function jobsOf(opts: EngineOptions): number | undefined {
   return opts.jobs ?? (env > 0 ? env : undefined);
 }
 
+/**
+ * "Haswell kernels (OPENBLAS_CORETYPE)": which OpenBLAS kernel set runs and who chose it. It sets
+ * the speed (AVX2 kernels run at ~0.6x the AVX-512 ones on an AVX-512 core) and, on CPUs newer than
+ * the OpenBLAS release, whether its detected set is safe (docs/performance.md#blas-kernels).
+ */
+function kernelsNote(core: string): string {
+  return `${core} kernels (${process.env.OPENBLAS_CORETYPE ? 'OPENBLAS_CORETYPE' : "OpenBLAS's CPU detection"})`;
+}
+
 /** The best CPU engine: native when its addon loaded, else portable (with a warning). */
 function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
   const announce = opts.announce ?? logAnnounce;
@@ -76,7 +85,8 @@ function cpuEngine(choice: EngineChoice, opts: EngineOptions): Engine {
         ? `${engine.concurrency} jobs at once, 1 BLAS thread each`
         : `${engine.threads} BLAS threads`;
     announce(
-      `engine: native (OpenBLAS/LAPACKE addon, ${lanes}), ${choice === 'native' ? 'as configured' : 'addon loaded'}`,
+      `engine: native (OpenBLAS/LAPACKE addon, ${lanes}, ${kernelsNote(load.addon.blasCore())}), ` +
+        `${choice === 'native' ? 'as configured' : 'addon loaded'}`,
       'info',
     );
     return engine;

@@ -4,7 +4,7 @@ import { SerialQueue } from './serial.js';
 import { CpuEngine } from './cpu-engine.js';
 import { adamConstants, dopProjections, dopStart } from './ops/dop-optimize.js';
 import { opcmSplit, uncleaned } from './ops/opcm-clean.js';
-import type { Cleaning, DopOptions, DopResult, EngineWork, MatmulOptions, Svd } from './types.js';
+import type { Cleaning, DopOptions, DopResult, EngineInfo, EngineWork, MatmulOptions, Svd } from './types.js';
 import { checkDim, checkMatmulArgs, checkSvdArgs } from './validate.js';
 
 /**
@@ -53,6 +53,10 @@ export class NativeEngine extends CpuEngine {
     this.concurrency = jobs;
     this.queue = new SerialQueue(jobs);
     addon.setLanes(jobs);
+  }
+
+  override info(): EngineInfo {
+    return { name: this.name, blas_core: this.addon.blasCore() };
   }
 
   concurrencyFor(elements: number, work: EngineWork = 'other'): number {

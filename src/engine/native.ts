@@ -77,6 +77,8 @@ export interface LinalgAddon {
   setLanes(lanes: number): void;
   /** The pending setThreads value, else what OpenBLAS read from OPENBLAS_NUM_THREADS (default: cores). */
   getThreads(): number;
+  /** The kernel set OpenBLAS runs (e.g. "SkylakeX"), as it reports it. */
+  blasCore(): string;
   /** σ ≤ nullTolerance·σ_max are reported as 0, their vectors completed orthonormally. */
   readonly nullTolerance: number;
 }

@@ -17,6 +17,8 @@ export interface EngineInfo {
   versions?: Record<string, string>;
   /** cuda: products in TF32 (engine.tf32 in the config) */
   tf32?: boolean;
+  /** native: the OpenBLAS kernel set that ran the products, e.g. "SkylakeX" */
+  blas_core?: string;
 }
 
 /** Device figures since the last resetStats() (cuda only). */

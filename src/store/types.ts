@@ -96,6 +96,8 @@ export interface EngineRecord {
   /** library versions (driver, runtime, cublas, cusolver) */
   versions?: Record<string, string>;
   tf32?: boolean;
+  /** native: the OpenBLAS kernel set, e.g. "SkylakeX" */
+  blas_core?: string;
 }
 
 /** A merge's device figures (cuda only). */

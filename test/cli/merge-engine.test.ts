@@ -103,6 +103,7 @@ describe('cmerge merge --engine', () => {
     assert.ok(['native', 'portable'].includes(report.engine), report.engine);
     assert.equal(report.engine_info.name, report.engine);
     assert.equal(report.engine_info.device, undefined, 'no device for a CPU engine');
+    if (report.engine === 'native') assert.match(report.engine_info.blas_core, /^\w+$/, 'the OpenBLAS kernel set');
     assert.equal(report.gpu, null);
   });
 

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { loadLinalg } from '../../src/engine/native.js';
 import { cmerge } from '../helpers/cli.js';
 import { DaemonProc, dropFile, sleep, waitForVersion, workspace, writeConfig, type LogLine } from './support.js';
 
@@ -90,7 +91,11 @@ describe('daemon engine', () => {
         assert.equal(rows.length, 3);
         assert.equal(rows[2]!.engine, 'portable');
         assert.deepEqual(JSON.parse(rows[2]!.engine_info), { name: 'portable' });
-        for (const r of rows.slice(0, 2)) assert.deepEqual(JSON.parse(r.engine_info), { name: r.engine });
+        for (const r of rows.slice(0, 2))
+          assert.deepEqual(
+            JSON.parse(r.engine_info),
+            r.engine === 'native' ? { name: r.engine, blas_core: loadLinalg().addon!.blasCore() } : { name: r.engine },
+          );
       } finally {
         db.close();
       }
@@ -112,6 +117,7 @@ describe('daemon engine', () => {
       await waitForVersion(repo, 'clip', 1, 30_000, d);
 
       let name = '';
+      let info: { name: string; blas_core?: string } = { name };
       const db = new Database(join(state, 'cmerge.sqlite'), { readonly: true });
       try {
         const m = db
@@ -122,10 +128,12 @@ describe('daemon engine', () => {
         name = m.engine as string;
         t.diagnostic(`auto picked ${name}`);
         assert.ok(name === 'native' || name === 'portable', name);
-        assert.deepEqual(JSON.parse(m.engine_info as string), { name });
+        // native records the OpenBLAS kernel set; the daemon inherits this process's environment
+        info = name === 'native' ? { name, blas_core: loadLinalg().addon!.blasCore() } : { name };
+        assert.deepEqual(JSON.parse(m.engine_info as string), info);
         assert.deepEqual([m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks], [null, null, null]);
         const v = db.prepare('SELECT engine FROM versions WHERE number = 1').get() as { engine: string };
-        assert.deepEqual(JSON.parse(v.engine), { name });
+        assert.deepEqual(JSON.parse(v.engine), info);
       } finally {
         db.close();
       }
@@ -142,17 +150,21 @@ describe('daemon engine', () => {
 
       const st = cmerge(['status', '--config', config, '--json']);
       assert.equal(st.status, 0, st.stderr);
-      assert.deepEqual(JSON.parse(st.stdout).pipelines[0].engine, { step: 1, info: { name }, gpu: null });
+      assert.deepEqual(JSON.parse(st.stdout).pipelines[0].engine, { step: 1, info, gpu: null });
+      const shownName = info.blas_core ? `${name}, ${info.blas_core} kernels` : name;
       const text = cmerge(['status', '--config', config]);
-      assert.match(text.stdout, new RegExp(`^clip: engine ${name} \\(last merge, step 1\\), configured auto$`, 'm'));
+      assert.match(
+        text.stdout,
+        new RegExp(`^clip: engine ${shownName} \\(last merge, step 1\\), configured auto$`, 'm'),
+      );
       const h = cmerge(['history', '--config', config, '--json']);
       assert.deepEqual(
         JSON.parse(h.stdout).history.map((e: { engine_info: unknown; gpu: unknown }) => [e.engine_info, e.gpu]),
-        [[{ name }, null]],
+        [[info, null]],
       );
       const shown = cmerge(['show', '--config', config, 'clip', '1']);
-      assert.match(shown.stdout, new RegExp(`^  engine      ${name}$`, 'm'));
-      assert.deepEqual(JSON.parse(cmerge(['show', '--config', config, 'clip', '1', '--json']).stdout).engine, { name });
+      assert.match(shown.stdout, new RegExp(`^  engine      ${shownName}$`, 'm'));
+      assert.deepEqual(JSON.parse(cmerge(['show', '--config', config, 'clip', '1', '--json']).stdout).engine, info);
 
       // SIGHUP to engine: cuda is refused like a base that does not open; the old config runs on
       writeConfig(config, state, [{ ...pipeline, engine: { name: 'cuda', max_memory: '1GiB' } }], { metrics_port: 0 });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { probeCuda } from '../../src/engine/cuda.js';
 import { createEngine } from '../../src/engine/index.js';
 import { loadLinalg, loadNativeAddon } from '../../src/engine/native.js';
@@ -47,6 +49,39 @@ test(
     } finally {
       linalg.addon!.setThreads(before);
     }
+  },
+);
+
+test(
+  'native names the OpenBLAS kernel set that runs, in its record and its announce line',
+  {
+    skip: !linalg.addon
+      ? `native addon absent: ${linalg.error?.message}`
+      : process.arch !== 'x64'
+        ? 'kernel set names are x86-64 ones'
+        : false,
+  },
+  () => {
+    // OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: a fresh process per setting
+    const index = fileURLToPath(new URL('../../src/engine/index.js', import.meta.url));
+    const script = `import { createEngine } from ${JSON.stringify(index)};
+      const lines = [];
+      const engine = createEngine('native', { announce: (line) => lines.push(line) });
+      console.log(JSON.stringify({ info: engine.info(), lines }));`;
+    const run = (coretype: string | undefined) => {
+      const env = { ...process.env };
+      if (coretype) env.OPENBLAS_CORETYPE = coretype;
+      else delete env.OPENBLAS_CORETYPE;
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8' });
+      return JSON.parse(out) as { info: { name: string; blas_core?: string }; lines: string[] };
+    };
+    // Prescott: a set every x86-64 OpenBLAS build has, and nothing runs on it here
+    const forced = run('Prescott');
+    assert.deepEqual(forced.info, { name: 'native', blas_core: 'Prescott' });
+    assert.match(forced.lines[0], /, Prescott kernels \(OPENBLAS_CORETYPE\)\), as configured$/);
+    const detected = run(undefined);
+    assert.match(detected.info.blas_core ?? '', /^\w+$/);
+    assert.ok(detected.lines[0].includes(`${detected.info.blas_core} kernels (OpenBLAS's CPU detection)`));
   },
 );
 

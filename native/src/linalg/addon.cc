@@ -469,6 +469,12 @@ Napi::Value SetLanes(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// blasCore(): the kernel set OpenBLAS chose at load (OPENBLAS_CORETYPE, else its CPU detection).
+Napi::Value BlasCore(const Napi::CallbackInfo& info) {
+  const char* core = openblas_get_corename();
+  return Napi::String::New(info.Env(), core ? core : "unknown");
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Large blocks always from mmap, so freeing them returns the pages: glibc's dynamic threshold
   // otherwise rises to 32 MB after the first big free, and the SVD panels, the blocked products'
@@ -485,6 +491,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   exports.Set("setLanes", Napi::Function::New(env, SetLanes, "setLanes"));
+  exports.Set("blasCore", Napi::Function::New(env, BlasCore, "blasCore"));
   exports.Set("nullTolerance", Napi::Number::New(env, cmerge::kNullTol));
   return exports;
 }
