@@ -6,10 +6,44 @@ export function sumSquares(a: Float32Array): number {
   return s;
 }
 
+/**
+ * Σ a[i]·b[i] in float64, as eight interleaved partial sums (element i into lane i mod 8) added
+ * pairwise at the end. DOP's native loop (native/src/linalg/dop.cc) sums in this order, which lets
+ * it run each sum as one vector of doubles, and both give the same bits.
+ */
 export function dot(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
+  const n = a.length;
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0,
+    s4 = 0,
+    s5 = 0,
+    s6 = 0,
+    s7 = 0;
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+    s4 += a[i + 4] * b[i + 4];
+    s5 += a[i + 5] * b[i + 5];
+    s6 += a[i + 6] * b[i + 6];
+    s7 += a[i + 7] * b[i + 7];
+  }
+  // the tail: lanes 0, 1, ... in turn
+  for (let lane = 0; i < n; i++, lane++) {
+    const p = a[i] * b[i];
+    if (lane === 0) s0 += p;
+    else if (lane === 1) s1 += p;
+    else if (lane === 2) s2 += p;
+    else if (lane === 3) s3 += p;
+    else if (lane === 4) s4 += p;
+    else if (lane === 5) s5 += p;
+    else s6 += p;
+  }
+  return s0 + s1 + (s2 + s3) + (s4 + s5 + (s6 + s7));
 }
 
 /** a[i] −= b[i] in place; returns Σ b² and Σ (a − b)² over the stored float32 results */

@@ -15,10 +15,88 @@ namespace {
 
 using std::size_t;
 
-double Dot(const float* a, const float* b, size_t len) {
-  double s = 0;
-  for (size_t i = 0; i < len; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return s;
+// The loops below are built for the widest vectors the CPU has; the loader picks the clone.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CMERGE_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CMERGE_VECTOR_CLONES
+#endif
+
+// Every float64 sum here is eight interleaved partial sums, element i into lane i mod 8, added
+// pairwise at the end: util/vec.ts's dot() order, which the JavaScript loop uses. Each lane is its
+// own chain, so the sums run as one vector of doubles instead of one latency-bound scalar chain.
+constexpr int kLanes = 8;
+struct Sum8 {
+  double s[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double Total() const { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
+};
+
+CMERGE_VECTOR_CLONES
+double Dot(const float* __restrict a, const float* __restrict b, size_t len) {
+  Sum8 acc;
+  size_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc.s[j] += static_cast<double>(a[i + j]) * static_cast<double>(b[i + j]);
+  for (int j = 0; i < len; ++i, ++j) acc.s[j] += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return acc.Total();
+}
+
+// Left side's pass: g = 2·AΔ; returns ⟨Δ, AΔ⟩.
+CMERGE_VECTOR_CLONES
+double LeftPass(const float* __restrict delta, const float* __restrict prod, float* __restrict g, size_t len) {
+  Sum8 dl;
+  size_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      dl.s[j] += static_cast<double>(delta[i + j]) * static_cast<double>(prod[i + j]);
+      g[i + j] = static_cast<float>(2.0 * prod[i + j]);
+    }
+  for (int j = 0; i < len; ++i, ++j) {
+    dl.s[j] += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
+    g[i] = static_cast<float>(2.0 * prod[i]);
+  }
+  return dl.Total();
+}
+
+// Right side's pass: g += 2·ΔB; returns ⟨Δ, ΔB⟩. With `other` (side a's gradient, when this is side
+// b) it also sums ⟨g_a, g_a⟩, ⟨g_a, g_b⟩ and ⟨g_b, g_b⟩ over the final g, as dot() would (mgda[0..2]).
+CMERGE_VECTOR_CLONES
+double RightPass(const float* __restrict delta, const float* __restrict prod, float* __restrict g, size_t len,
+                 const float* __restrict other, double* mgda) {
+  Sum8 dr, aa, ab, bb;
+  auto one = [&](size_t i, int j) {  // one element into lane j (the tail)
+    dr.s[j] += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
+    const float gi = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
+    g[i] = gi;
+    if (other) {
+      const double oa = other[i];
+      aa.s[j] += oa * oa;
+      ab.s[j] += oa * static_cast<double>(gi);
+      bb.s[j] += static_cast<double>(gi) * static_cast<double>(gi);
+    }
+  };
+  size_t i = 0;
+  if (other) {
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        dr.s[j] += static_cast<double>(delta[i + j]) * static_cast<double>(prod[i + j]);
+        const float gi = static_cast<float>(static_cast<double>(g[i + j]) + 2.0 * prod[i + j]);
+        g[i + j] = gi;
+        const double oa = other[i + j];
+        aa.s[j] += oa * oa;
+        ab.s[j] += oa * static_cast<double>(gi);
+        bb.s[j] += static_cast<double>(gi) * static_cast<double>(gi);
+      }
+  } else {
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        dr.s[j] += static_cast<double>(delta[i + j]) * static_cast<double>(prod[i + j]);
+        g[i + j] = static_cast<float>(static_cast<double>(g[i + j]) + 2.0 * prod[i + j]);
+      }
+  }
+  for (int j = 0; i < len; ++i, ++j) one(i, j);
+  if (other) mgda[0] = aa.Total(), mgda[1] = ab.Total(), mgda[2] = bb.Total();
+  return dr.Total();
 }
 
 // Row-major C (M×N) = op(A) op(B), as the addon's sgemm (leading dimensions of the stored shapes).
@@ -33,8 +111,6 @@ struct Work {
 
 // g = 2(AΔ + ΔB), Δ = w − p.w; returns ⟨Δ, AΔ⟩ + ⟨Δ, ΔB⟩. Each dot product and each stored g is
 // the JavaScript's (same sums in the same order); the passes after a product are fused into one.
-// With `other` (side a's gradient, when this is side b), the right side's pass also sums ⟨g_a, g_a⟩,
-// ⟨g_a, g_b⟩ and ⟨g_b, g_b⟩ over the final g, in the order dot() would (mgda[0..2]).
 double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, Work& wk, const float* other,
                 double* mgda) {
   const size_t len = static_cast<size_t>(m) * n;
@@ -50,12 +126,7 @@ double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, 
       Gemm(true, false, s.k, m, n, s.f, delta, wk.tmp.data());
       Gemm(false, false, m, s.k, n, s.g, wk.tmp.data(), prod);
     }
-    double dl = 0;
-    for (size_t i = 0; i < len; ++i) {
-      dl += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
-      g[i] = static_cast<float>(2.0 * prod[i]);
-    }
-    loss += dl;
+    loss += LeftPass(delta, prod, g, len);
   } else {
     std::fill(g, g + len, 0.0f);
   }
@@ -67,26 +138,7 @@ double GradLoss(const DopProjection& p, const float* w, int m, int n, float* g, 
       Gemm(false, false, m, n, s.k, delta, s.f, wk.tmp.data());
       Gemm(false, true, m, s.k, n, wk.tmp.data(), s.g, prod);
     }
-    double dr = 0;
-    if (other) {
-      double aa = 0, ab = 0, bb = 0;
-      for (size_t i = 0; i < len; ++i) {
-        dr += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
-        const float gi = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
-        g[i] = gi;
-        const double oa = other[i];
-        aa += oa * oa;
-        ab += oa * static_cast<double>(gi);
-        bb += static_cast<double>(gi) * static_cast<double>(gi);
-      }
-      mgda[0] = aa, mgda[1] = ab, mgda[2] = bb;
-    } else {
-      for (size_t i = 0; i < len; ++i) {
-        dr += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
-        g[i] = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
-      }
-    }
-    loss += dr;
+    loss += RightPass(delta, prod, g, len, other, mgda);
   } else if (other) {
     mgda[0] = Dot(other, other, len), mgda[1] = Dot(other, g, len), mgda[2] = Dot(g, g, len);
   }
@@ -106,6 +158,24 @@ size_t TmpSize(const DopProjection& p, int m, int n) {
   return t;
 }
 
+// One Adam step over the tensor: g = sol0·g_a + sol1·g_b, the moments, and w. No sums run across
+// elements, so any vector width gives the JavaScript loop's bits, provided no product is fused into
+// an FMA (binding.gyp: -ffp-contract=off) and sqrt sets no errno (-fno-math-errno; v ≥ 0 anyway).
+// Scalar, its sqrt and two divisions per element were half of this file's time (DOP on vitb32-l2).
+CMERGE_VECTOR_CLONES
+void AdamUpdate(float* __restrict w, float* __restrict pm, float* __restrict pv, const float* __restrict pa,
+                const float* __restrict pb, size_t len, double sol0, double sol1, double stepSize, double bc2sqrt) {
+  constexpr double beta1 = 0.9, beta2 = 0.999, adamEps = 1e-8;
+  for (size_t i = 0; i < len; ++i) {
+    const double g = sol0 * pa[i] + sol1 * pb[i];
+    const double mi = beta1 * pm[i] + (1 - beta1) * g;
+    const double vi = beta2 * pv[i] + (1 - beta2) * g * g;
+    pm[i] = static_cast<float>(mi);
+    pv[i] = static_cast<float>(vi);
+    w[i] = static_cast<float>(w[i] - (stepSize * mi) / (std::sqrt(vi) / bc2sqrt + adamEps));
+  }
+}
+
 }  // namespace
 
 DopLoopResult DopAdamLoop(float* w, const DopProjection& a, const DopProjection& b, int m, int n,
@@ -116,7 +186,6 @@ DopLoopResult DopAdamLoop(float* w, const DopProjection& a, const DopProjection&
   wk.prod.resize(len);
   wk.tmp.resize(std::max<size_t>(1, std::max(TmpSize(a, m, n), TmpSize(b, m, n))));
   BigVector<float> ga(len), gb(len), mAvg(len, 0.0f), vAvg(len, 0.0f);
-  constexpr double beta1 = 0.9, beta2 = 0.999, adamEps = 1e-8;
   double ema0 = o.alpha, ema1 = 1 - o.alpha;
   DopLoopResult r;
   for (int step = 1; step <= o.numSteps; ++step) {
@@ -144,19 +213,8 @@ DopLoopResult DopAdamLoop(float* w, const DopProjection& a, const DopProjection&
       sol0 = o.alpha;
       sol1 = 1 - o.alpha;
     }
-    const double stepSize = o.stepSize[step - 1], bc2sqrt = o.bc2sqrt[step - 1];
-    const float* pa = ga.data();
-    const float* pb = gb.data();
-    float* pm = mAvg.data();
-    float* pv = vAvg.data();
-    for (size_t i = 0; i < len; ++i) {
-      const double g = sol0 * pa[i] + sol1 * pb[i];
-      const double mi = beta1 * pm[i] + (1 - beta1) * g;
-      const double vi = beta2 * pv[i] + (1 - beta2) * g * g;
-      pm[i] = static_cast<float>(mi);
-      pv[i] = static_cast<float>(vi);
-      w[i] = static_cast<float>(w[i] - (stepSize * mi) / (std::sqrt(vi) / bc2sqrt + adamEps));
-    }
+    AdamUpdate(w, mAvg.data(), vAvg.data(), ga.data(), gb.data(), len, sol0, sol1, o.stepSize[step - 1],
+               o.bc2sqrt[step - 1]);
     if (step == o.numSteps && o.mgda) ema0 = sol0, ema1 = sol1;
   }
   r.weightA = ema0;
