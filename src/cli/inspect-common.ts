@@ -91,7 +91,7 @@ export function fmtBytes(n: number | null | undefined): string {
   return unit === 0 ? `${n} B` : `${n.toFixed(1)} ${units[unit]}`;
 }
 
-/** "cuda on 0: NVIDIA H200 (...), TF32" or "native". */
+/** "cuda on 0: NVIDIA H200 (...), TF32" or "native, Haswell kernels". */
 export function fmtEngine(e: EngineRecord | null | undefined): string {
   if (!e) return '-';
   return `${e.name}${e.device ? ` on ${e.device}` : ''}${e.tf32 ? ', TF32' : ''}${e.blas_core ? `, ${e.blas_core} kernels` : ''}`;
