@@ -14,6 +14,11 @@ import { DaemonProc, dropFile, sleep, waitForVersion, workspace, writeConfig, ty
  */
 const errors = (d: DaemonProc): LogLine[] => d.lines.filter((l) => l.level === 'error');
 
+/** The engine_info a merge on CPU engine `name` records: native adds the OpenBLAS kernel set, which
+ * the daemon, inheriting this process's environment, shares with this process. */
+const cpuEngineInfo = (name: string): { name: string; blas_core?: string } =>
+  name === 'native' ? { name, blas_core: loadLinalg().addon!.blasCore() } : { name };
+
 async function metricsText(d: DaemonProc, from = 0): Promise<string> {
   const url = /^metrics on (http:\S+)/.exec((await d.waitFor(/^metrics on http/, 30_000, from)).message)![1]!;
   return (await fetch(url)).text();
@@ -91,11 +96,7 @@ describe('daemon engine', () => {
         assert.equal(rows.length, 3);
         assert.equal(rows[2]!.engine, 'portable');
         assert.deepEqual(JSON.parse(rows[2]!.engine_info), { name: 'portable' });
-        for (const r of rows.slice(0, 2))
-          assert.deepEqual(
-            JSON.parse(r.engine_info),
-            r.engine === 'native' ? { name: r.engine, blas_core: loadLinalg().addon!.blasCore() } : { name: r.engine },
-          );
+        for (const r of rows.slice(0, 2)) assert.deepEqual(JSON.parse(r.engine_info), cpuEngineInfo(r.engine));
       } finally {
         db.close();
       }
@@ -128,8 +129,7 @@ describe('daemon engine', () => {
         name = m.engine as string;
         t.diagnostic(`auto picked ${name}`);
         assert.ok(name === 'native' || name === 'portable', name);
-        // native records the OpenBLAS kernel set; the daemon inherits this process's environment
-        info = name === 'native' ? { name, blas_core: loadLinalg().addon!.blasCore() } : { name };
+        info = cpuEngineInfo(name);
         assert.deepEqual(JSON.parse(m.engine_info as string), info);
         assert.deepEqual([m.gpu_seconds, m.peak_device_bytes, m.cpu_fallbacks], [null, null, null]);
         const v = db.prepare('SELECT engine FROM versions WHERE number = 1').get() as { engine: string };

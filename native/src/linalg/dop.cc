@@ -58,45 +58,48 @@ double LeftPass(const float* __restrict delta, const float* __restrict prod, flo
   return dl.Total();
 }
 
+// One element of the right side's pass into lane j: g += 2·ΔB, ⟨Δ, ΔB⟩, and with kMgda the three
+// MGDA sums over the final g. Shared by the vector body and the tail so both stay one arithmetic.
+struct RightSums {
+  Sum8 dr, aa, ab, bb;
+};
+template <bool kMgda>
+inline __attribute__((always_inline)) void RightElement(const float* delta, const float* prod, float* g,
+                                                        const float* other, size_t i, int j, RightSums& r) {
+  r.dr.s[j] += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
+  const float gi = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
+  g[i] = gi;
+  if constexpr (kMgda) {
+    const double oa = other[i];
+    r.aa.s[j] += oa * oa;
+    r.ab.s[j] += oa * static_cast<double>(gi);
+    r.bb.s[j] += static_cast<double>(gi) * static_cast<double>(gi);
+  }
+}
+
+template <bool kMgda>
+inline __attribute__((always_inline)) void RightLoop(const float* __restrict delta, const float* __restrict prod,
+                                                     float* __restrict g, const float* __restrict other, size_t len,
+                                                     RightSums& r) {
+  size_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) RightElement<kMgda>(delta, prod, g, other, i + j, j, r);
+  for (int j = 0; i < len; ++i, ++j) RightElement<kMgda>(delta, prod, g, other, i, j, r);
+}
+
 // Right side's pass: g += 2·ΔB; returns ⟨Δ, ΔB⟩. With `other` (side a's gradient, when this is side
 // b) it also sums ⟨g_a, g_a⟩, ⟨g_a, g_b⟩ and ⟨g_b, g_b⟩ over the final g, as dot() would (mgda[0..2]).
 CMERGE_VECTOR_CLONES
 double RightPass(const float* __restrict delta, const float* __restrict prod, float* __restrict g, size_t len,
                  const float* __restrict other, double* mgda) {
-  Sum8 dr, aa, ab, bb;
-  auto one = [&](size_t i, int j) {  // one element into lane j (the tail)
-    dr.s[j] += static_cast<double>(delta[i]) * static_cast<double>(prod[i]);
-    const float gi = static_cast<float>(static_cast<double>(g[i]) + 2.0 * prod[i]);
-    g[i] = gi;
-    if (other) {
-      const double oa = other[i];
-      aa.s[j] += oa * oa;
-      ab.s[j] += oa * static_cast<double>(gi);
-      bb.s[j] += static_cast<double>(gi) * static_cast<double>(gi);
-    }
-  };
-  size_t i = 0;
+  RightSums r;
   if (other) {
-    for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        dr.s[j] += static_cast<double>(delta[i + j]) * static_cast<double>(prod[i + j]);
-        const float gi = static_cast<float>(static_cast<double>(g[i + j]) + 2.0 * prod[i + j]);
-        g[i + j] = gi;
-        const double oa = other[i + j];
-        aa.s[j] += oa * oa;
-        ab.s[j] += oa * static_cast<double>(gi);
-        bb.s[j] += static_cast<double>(gi) * static_cast<double>(gi);
-      }
+    RightLoop<true>(delta, prod, g, other, len, r);
+    mgda[0] = r.aa.Total(), mgda[1] = r.ab.Total(), mgda[2] = r.bb.Total();
   } else {
-    for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        dr.s[j] += static_cast<double>(delta[i + j]) * static_cast<double>(prod[i + j]);
-        g[i + j] = static_cast<float>(static_cast<double>(g[i + j]) + 2.0 * prod[i + j]);
-      }
+    RightLoop<false>(delta, prod, g, other, len, r);
   }
-  for (int j = 0; i < len; ++i, ++j) one(i, j);
-  if (other) mgda[0] = aa.Total(), mgda[1] = ab.Total(), mgda[2] = bb.Total();
-  return dr.Total();
+  return r.dr.Total();
 }
 
 // Row-major C (M×N) = op(A) op(B), as the addon's sgemm (leading dimensions of the stored shapes).
