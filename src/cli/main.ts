@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { reportError } from './errors.js';
-import { registerMerge } from './merge.js';
+import { registerCommands } from './commands.js';
 import { cmergeVersion } from '../util/version.js';
 
 const program = new Command('cmerge')
@@ -9,31 +9,7 @@ const program = new Command('cmerge')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-registerMerge(program);
-// `cmerge merge` runs once per checkpoint in scripts and benchmarks; the other commands' modules
-// bring the daemon's HTTP server, SQLite, metrics and YAML (~0.15 s and ~15 MB of start-up), so
-// they load only when the command line is not a merge (docs/performance.md).
-if (process.argv[2] !== 'merge') {
-  const modules = await Promise.all([
-    import('./daemon.js'),
-    import('./demo.js'),
-    import('./status.js'),
-    import('./history.js'),
-    import('./show.js'),
-    import('./verify.js'),
-    import('./report.js'),
-    import('./operate.js'),
-  ]);
-  const [daemon, demo, status, history, show, verify, report, operate] = modules;
-  daemon.registerDaemon(program);
-  demo.registerDemo(program);
-  status.registerStatus(program);
-  history.registerHistory(program);
-  show.registerShow(program);
-  verify.registerVerify(program);
-  report.registerReport(program);
-  operate.registerOperate(program);
-}
+await registerCommands(program, process.argv.slice(2));
 
 try {
   await program.parseAsync(process.argv);
