@@ -14,14 +14,21 @@ export interface CleanJob {
   tau: Float32Array;
 }
 
-/** bench/extract_layer.py: τ1 and τ2 of a decoder layer (index) or one named tensor, into `dir`; their name,m,n lines. */
-export function extractTensors(data: string, what: string, dir: string): string[] {
-  return execFileSync(python, [join(repoRoot, 'bench', 'extract_layer.py'), data, what, dir], {
+/**
+ * bench/extract_layer.py, one pass over the models: τ1 and τ2 of each selection (a decoder layer's
+ * index, or one tensor's name) into `dir`; per selection, its tensors' name,m,n lines.
+ */
+export function extractTensors(data: string, selections: string[], dir: string): string[][] {
+  const out = execFileSync(python, [join(repoRoot, 'bench', 'extract_layer.py'), data, dir, ...selections], {
     encoding: 'utf8',
     env: { ...process.env, CMERGE_REFERENCE: referenceDir },
-  })
-    .trim()
-    .split('\n');
+  });
+  const lines: string[][] = selections.map(() => []);
+  for (const l of out.trim().split('\n')) {
+    const [index, tensor] = l.split(' ');
+    lines[Number(index)].push(tensor);
+  }
+  return lines;
 }
 
 /** The jobs of extractTensors' lines, read from `dir`. */

@@ -24,8 +24,7 @@ rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const loadAtStart = loadAverage();
 
-const layer = extractTensors(data, '0', work);
-const [head] = extractTensors(data, 'lm_head.weight', work);
+const [layer, [head]] = extractTensors(data, ['0', 'lm_head.weight'], work);
 
 const exe = join(work, 'kernel-floor');
 const linalgDir = join(repoRoot, 'native', 'src', 'linalg');

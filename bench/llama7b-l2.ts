@@ -50,7 +50,7 @@ rmSync(join(work, 'state'), { recursive: true, force: true });
 
 // Per-layer compute: layer 0's linear tensors, SVD of τ1 and cleaning of τ2, as in step 2.
 const layerDir = join(work, 'layer0');
-const jobs = readCleanJobs(extractTensors(data, '0', layerDir), layerDir);
+const jobs = readCleanJobs(extractTensors(data, ['0'], layerDir)[0], layerDir);
 const engine = new NativeEngine(loadLinalg().addon!);
 const perTensor: { name: string; m: number; n: number; seconds: number }[] = [];
 for (const { name, m, n, prev, tau } of jobs) {

@@ -138,6 +138,7 @@ carry_json=$(printf '"%s", ' "${CARRY[@]}")
 cat <<EOF
 
 Device call (one run, then give the machine back):
+  kind:      nvidia-h200   (issue 16's figures are the H200's; a call naming no kind may get an H100)
   carry:     [${carry_json%, }]
   command:   $COMMAND
   timeout_s: 540      (run.sh stops its own stages after GPU_BUDGET_S=450 s)
