@@ -200,7 +200,7 @@ main() {
   {
     echo "=== engine tests (real GPU)"
   } >>"$TESTS"
-  stage engine-tests 150 bash -c "CMERGE_TEST_REAL_CUDA=1 CMERGE_TEST_ENGINES=cuda node --test --test-reporter=spec dist/test/engine/matmul.test.js dist/test/engine/svd.test.js dist/test/methods/opcm.test.js >>'$TESTS' 2>&1; rc=\$?; tail -12 '$TESTS'; exit \$rc"
+  stage engine-tests 150 bash -c "CMERGE_TEST_REAL_CUDA=1 CMERGE_TEST_ENGINES=cuda node --test --test-reporter=spec dist/test/engine/matmul.test.js dist/test/engine/svd.test.js dist/test/engine/cuda-device.test.js dist/test/methods/opcm.test.js >>'$TESTS' 2>&1; rc=\$?; tail -12 '$TESTS'; exit \$rc"
   echo "=== parity, --engine cuda, CMERGE_PARITY_CONCURRENCY=$CMERGE_PARITY_CONCURRENCY" >>"$TESTS"
   stage parity 200 bash -c "CMERGE_TEST_REAL_CUDA=1 CMERGE_PARITY_ENGINES=cuda node --test --test-reporter=spec dist/test/cli/merge-parity.test.js >>'$TESTS' 2>&1; rc=\$?; grep -E '^(✖|ℹ)|✖' '$TESTS' | tail -40; exit \$rc"
 

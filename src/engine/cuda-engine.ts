@@ -25,19 +25,35 @@ export interface CudaEngineOptions {
  */
 export const PAIR_MAX_ELEMENTS = 16 << 20;
 
+/**
+ * Device memory the libraries' own workspaces (cuBLAS, cuSOLVER) and the reductions' partial sums
+ * may take beside the buffers an estimate counts.
+ */
+export const LIBRARY_SLACK = 64 << 20;
+
 /** Device memory of one operation, bytes (docs/cuda-engine.md#memory: the SVD's float64 work dominates). */
 export function opcmDeviceBytes(m: number, n: number): number {
   const s = Math.min(m, n);
-  return 16 * m * n + 16 * s * s + 4 * (m + n) * s + (64 << 20);
+  return 16 * m * n + 16 * s * s + 4 * (m + n) * s + LIBRARY_SLACK;
 }
 
+/**
+ * DOP's optimisation (native/src/cuda/dop.cc): the larger of its two phases. Projecting: the three
+ * inputs, the first projection's sides (factors 8·rows·k per side, or the dense rows×rows form,
+ * no larger), and the second's SVD (float64 work, or its float32 factors while its sides are
+ * formed). The loop: two inputs, seven m×n buffers, the k×max(m, n) product, both projections.
+ */
 export function dopDeviceBytes(m: number, n: number): number {
   const s = Math.min(m, n);
-  return 28 * m * n + 16 * s * s + 4 * (m * m + n * n) + (64 << 20);
+  const mn = m * n;
+  const sides = 8 * (m + n) * s;
+  const project = 12 * mn + sides + Math.max(16 * mn + 24 * s * s, 4 * mn + 20 * s * s + sides);
+  const loop = 36 * mn + 4 * s * Math.max(m, n) + 2 * sides;
+  return Math.max(project, loop) + LIBRARY_SLACK;
 }
 
 export function matmulDeviceBytes(m: number, k: number, n: number): number {
-  return 4 * (m * k + k * n + m * n) + (64 << 20);
+  return 4 * (m * k + k * n + m * n) + LIBRARY_SLACK;
 }
 
 /** A cuda rejection as the engine's error: a lost device poisons the process (EngineFatalError). */

@@ -92,6 +92,7 @@ class Job : public Napi::AsyncWorker {
       SetError(e.what());
     }
     // On this thread, where the context is current (not in the destructor, on the JS thread).
+    if (!ok && Stages()) dev.SettleStaging();  // uploads may still read what Release frees
     Release(ok);
     if (staged_) dev.api.cudaEventDestroy(staged_);
     if (computed_) dev.api.cudaEventDestroy(computed_);

@@ -21,6 +21,7 @@ constexpr unsigned cudaHostAllocDefault = 0;
 constexpr unsigned cudaStreamNonBlocking = 1;
 constexpr unsigned cudaEventDefault = 0;
 constexpr unsigned cudaEventDisableTiming = 2;
+constexpr unsigned cudaDeviceScheduleBlockingSync = 4;
 
 // --- driver (libcuda.so.1): contexts and our kernels ----------------------------------------
 using CUresult = int;
@@ -56,6 +57,7 @@ struct Api {
   // libcudart
   cudaError_t (*cudaGetDeviceCount)(int*);
   cudaError_t (*cudaSetDevice)(int);
+  cudaError_t (*cudaSetDeviceFlags)(unsigned);
   cudaError_t (*cudaRuntimeGetVersion)(int*);
   cudaError_t (*cudaDriverGetVersion)(int*);
   cudaError_t (*cudaMalloc)(void**, size_t);

@@ -12,14 +12,15 @@ namespace {
 #include "kernels.ptx.inc"
 
 const char* const kKernelNames[kKernelCount] = {
-    "f32_to_f64",   "col_sumsq_f64", "gather_cols_f64", "gather_cols_f64_to_f32", "fill_random_cols",
-    "col_dot_f32",  "scale_cols_f32", "sub_sumsq_f32",  "diff_f32",               "mean2_f32",
-    "grad_acc_f32", "dot_f32",       "adam_f32"};
+    "f32_to_f64",     "col_sumsq_f64", "gather_cols_f64", "gather_cols_f64_to_f32", "fill_random_cols",
+    "col_dot_f32",    "scale_cols_f32", "sub_sumsq_f32",  "diff_f32",               "mean2_f32",
+    "grad_acc_f32",   "dot_f32",       "sum_f64",         "adam_f32"};
 
 // Errors after which the context is unusable (CUDA's "sticky" errors): the process must restart.
 bool IsSticky(int code) {
   switch (code) {
     case 214:  // ECC uncorrectable
+    case 226:  // contained (Hopper's error containment)
     case 700:  // illegal address
     case 702:  // launch timeout
     case 710:  // device-side assert
@@ -29,6 +30,9 @@ bool IsSticky(int code) {
     case 717:  // invalid address space
     case 718:  // invalid pc
     case 719:  // launch failure
+    case 721:  // tensor memory leak
+    case 810:  // MPS client terminated
+    case 911:  // external device
     case 999:  // unknown
       return true;
     default:
@@ -87,6 +91,10 @@ Device::Device(const Api& a, int ordinal) : api(a) {
                         " device" + (count == 1 ? "" : "s") + ")",
                     "error");
   Check(api.cudaSetDevice(ordinal), "cudaSetDevice");
+  // A waiting host thread sleeps instead of spinning a core (the default with fewer GPUs than
+  // cores): the daemon shares the host with the model server, and a sync's wake-up costs
+  // microseconds. Only a hint: where the context's flags cannot change, the default stays.
+  if (api.cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync) != cudaSuccess) api.cudaGetLastError();
   Check(api.cudaFree(nullptr), "cudaFree(0) (context creation)");
   auto drv = [&](CUresult r, const char* what) {
     if (r == CUDA_SUCCESS) return;
@@ -173,6 +181,8 @@ cudaEvent_t Device::StagingDone() { return RecordOn(copy_.stream, "cudaEventReco
 void Device::AwaitStaging(cudaEvent_t done) {
   Check(api.cudaStreamWaitEvent(compute_.stream, done, 0), "cudaStreamWaitEvent (staging)");
 }
+
+void Device::SettleStaging() { api.cudaStreamSynchronize(copy_.stream); }
 
 cudaEvent_t Device::ComputeDone() { return RecordOn(compute_.stream, "cudaEventRecord (computed)"); }
 

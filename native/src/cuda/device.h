@@ -32,6 +32,7 @@ enum Kernel {
   kMean2F32,
   kGradAccF32,
   kDotF32,
+  kSumF64,
   kAdamF32,
   kKernelCount
 };
@@ -70,6 +71,9 @@ class Device {
   cudaEvent_t StagingDone();
   // The compute stream waits (on the device) for the uploads before that event.
   void AwaitStaging(cudaEvent_t done);
+  // The host waits for every upload issued so far: a failed job's, before its buffers are freed
+  // (cudaFree is not ordered with the copy stream). Never throws.
+  void SettleStaging();
   // An event recorded on the compute stream after the job's work (the caller destroys it).
   cudaEvent_t ComputeDone();
   // Under BeginStaging: the copy stream waits (on the device) for `computed`, then downloads

@@ -27,9 +27,12 @@ void Diff(Session& s, const float* a, const float* b, float* out, long long n) {
   s.dev.Launch(kDiffF32, Blocks(n), args);
 }
 
-void Dot(Session& s, const float* a, const float* b, long long n, double* out) {
-  void* args[] = {&a, &b, &n, &out};
-  s.dev.Launch(kDotF32, Blocks(n), args);
+// *out = Σ a·b (float64) through `partials` (Blocks(n) doubles; the stream orders its reuse).
+void Dot(Session& s, const float* a, const float* b, long long n, double* partials, double* out) {
+  const unsigned blocks = Blocks(n);
+  void* args[] = {&a, &b, &n, &partials};
+  s.dev.Launch(kDotF32, blocks, args);
+  SumPartials(s, partials, static_cast<int>(blocks), out);
 }
 
 Side MakeSide(Session& s, const Buf<float>& vecs, int rows, int k, const Buf<double>& sv) {
@@ -54,6 +57,7 @@ Side MakeSide(Session& s, const Buf<float>& vecs, int rows, int k, const Buf<dou
   if (rows <= 2 * k) {
     side.dense = Buf<float>(s, static_cast<size_t>(rows) * rows);
     Gemm(s, false, true, rows, rows, k, side.g.get(), rows, side.f.get(), rows, side.dense.get(), rows);
+    side.f.reset(), side.g.reset();  // GradLoss reads the dense form only
   }
   return side;
 }
@@ -90,10 +94,10 @@ Projection Project(Session& s, const float* w, const float* base, int m, int n, 
   return p;
 }
 
-// g = 2(AΔ + ΔB) and the two loss terms ⟨Δ, AΔ⟩, ⟨Δ, ΔB⟩ added to acc[0], acc[1]. Row-major
+// g = 2(AΔ + ΔB) and the two loss terms ⟨Δ, AΔ⟩, ⟨Δ, ΔB⟩ into acc[0], acc[1]. Row-major
 // Δ (m×n) is the column-major Δᵀ (n×m): AΔ becomes Δᵀ·Aᵀ, ΔB becomes Bᵀ·Δᵀ.
 void GradLoss(Session& s, const Projection& p, const float* w, int m, int n, float* delta, float* prod, float* tmp,
-              float* g, double* acc) {
+              float* g, double* partials, double* acc) {
   const long long mn = static_cast<long long>(m) * n;
   Diff(s, w, p.w, delta, mn);
   if (p.left.present) {
@@ -104,7 +108,7 @@ void GradLoss(Session& s, const Projection& p, const float* w, int m, int n, flo
       Gemm(s, false, false, n, a.k, m, delta, n, a.f.get(), m, tmp, n);      // Δᵀ F (n×k)
       Gemm(s, false, true, n, m, a.k, tmp, n, a.g.get(), m, prod, n);        // (Δᵀ F) Gᵀ
     }
-    Dot(s, delta, prod, mn, acc);
+    Dot(s, delta, prod, mn, partials, acc);
     int accumulate = 0;
     void* args[] = {&g, &prod, &accumulate, const_cast<long long*>(&mn)};
     s.dev.Launch(kGradAccF32, Blocks(mn), args);
@@ -117,7 +121,7 @@ void GradLoss(Session& s, const Projection& p, const float* w, int m, int n, flo
       Gemm(s, true, false, b.k, m, n, b.f.get(), n, delta, n, tmp, b.k);     // Fᵀ Δᵀ (k×m)
       Gemm(s, false, false, n, m, b.k, b.g.get(), n, tmp, b.k, prod, n);     // G (Fᵀ Δᵀ)
     }
-    Dot(s, delta, prod, mn, acc + 1);
+    Dot(s, delta, prod, mn, partials, acc + 1);
     int accumulate = p.left.present ? 1 : 0;
     void* args[] = {&g, &prod, &accumulate, const_cast<long long*>(&mn)};
     s.dev.Launch(kGradAccF32, Blocks(mn), args);
@@ -156,7 +160,7 @@ DopOut DopOptimize(Session& s, Buf<float>& dbase, Buf<float>& dwa, Buf<float>& d
   }
   dev.Check(dev.api.cudaMemsetAsync(mAvg.get(), 0, mnz * sizeof(float), dev.stream()), "cudaMemsetAsync");
   dev.Check(dev.api.cudaMemsetAsync(vAvg.get(), 0, mnz * sizeof(float), dev.stream()), "cudaMemsetAsync");
-  Buf<double> acc(s, 8);
+  Buf<double> acc(s, 8), partials(s, Blocks(mn));
   const double beta1 = 0.9, beta2 = 0.999, adamEps = 1e-8;
   double ema[2] = {o.alpha, 1 - o.alpha};
   DopOut res;
@@ -166,12 +170,12 @@ DopOut DopOptimize(Session& s, Buf<float>& dbase, Buf<float>& dwa, Buf<float>& d
       return res;
     }
     dev.Check(dev.api.cudaMemsetAsync(acc.get(), 0, 8 * sizeof(double), dev.stream()), "cudaMemsetAsync");
-    GradLoss(s, pa, w.get(), m, n, delta.get(), prod.get(), tmp.get(), ga.get(), acc.get());
-    GradLoss(s, pb, w.get(), m, n, delta.get(), prod.get(), tmp.get(), gb.get(), acc.get() + 2);
+    GradLoss(s, pa, w.get(), m, n, delta.get(), prod.get(), tmp.get(), ga.get(), partials.get(), acc.get());
+    GradLoss(s, pb, w.get(), m, n, delta.get(), prod.get(), tmp.get(), gb.get(), partials.get(), acc.get() + 2);
     if (o.mgda) {
-      Dot(s, ga.get(), ga.get(), mn, acc.get() + 4);
-      Dot(s, ga.get(), gb.get(), mn, acc.get() + 5);
-      Dot(s, gb.get(), gb.get(), mn, acc.get() + 6);
+      Dot(s, ga.get(), ga.get(), mn, partials.get(), acc.get() + 4);
+      Dot(s, ga.get(), gb.get(), mn, partials.get(), acc.get() + 5);
+      Dot(s, gb.get(), gb.get(), mn, partials.get(), acc.get() + 6);
     }
     double h[8];
     dev.Download(h, acc.get(), sizeof h);

@@ -4,7 +4,9 @@
 // --fmad=false: the arithmetic matches the CPU engines' (no fused multiply-add), so DOP's Adam
 // update is the same float64 arithmetic as the TypeScript loop.
 // Column kernels: one block per column (gridDim.x = columns), threads stride over the rows.
-// Reductions accumulate in float64 and add their block's sum to *out with atomicAdd.
+// Reductions accumulate in float64; the grid-stride ones write one partial sum per block, which
+// sum_f64 then adds in block order: no atomicAdd, whose order varies from run to run, so a merge
+// gives the same bits every time (a replay is checked against the recorded sha256).
 
 #define THREADS 256
 
@@ -96,8 +98,9 @@ __global__ void scale_cols_f32(const float* src, int lds, int rows, const double
   }
 }
 
-// t −= r (float32); sums[0] += Σ r², sums[1] += Σ t² over the stored results (float64).
-__global__ void sub_sumsq_f32(float* t, const float* r, long long n, double* sums) {
+// t −= r (float32); per block, partials[block] = Σ r² and partials[gridDim.x + block] = Σ t² over the
+// stored results (float64).
+__global__ void sub_sumsq_f32(float* t, const float* r, long long n, double* partials) {
   double rs = 0.0, ts = 0.0;
   GRID_STRIDE(i, n) {
     const float x = r[i];
@@ -110,8 +113,8 @@ __global__ void sub_sumsq_f32(float* t, const float* r, long long n, double* sum
   __syncthreads();
   ts = BlockSum(ts);
   if (threadIdx.x == 0) {
-    atomicAdd(sums, rs);
-    atomicAdd(sums + 1, ts);
+    partials[blockIdx.x] = rs;
+    partials[gridDim.x + blockIdx.x] = ts;
   }
 }
 
@@ -130,12 +133,20 @@ __global__ void grad_acc_f32(float* g, const float* x, int accumulate, long long
   GRID_STRIDE(i, n) g[i] = accumulate ? (float)((double)g[i] + 2.0 * (double)x[i]) : (float)(2.0 * (double)x[i]);
 }
 
-// *out += Σ a·b in float64
-__global__ void dot_f32(const float* a, const float* b, long long n, double* out) {
+// partials[block] = the block's share of Σ a·b, in float64
+__global__ void dot_f32(const float* a, const float* b, long long n, double* partials) {
   double s = 0.0;
   GRID_STRIDE(i, n) s += (double)a[i] * (double)b[i];
   s = BlockSum(s);
-  if (threadIdx.x == 0) atomicAdd(out, s);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+// *out = Σ x[0..count) in a fixed order (one block): thread t adds x[t], x[t + 256], ..., then the tree.
+__global__ void sum_f64(const double* x, int count, double* out) {
+  double s = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) s += x[i];
+  s = BlockSum(s);
+  if (threadIdx.x == 0) *out = s;
 }
 
 // One Adam step (torch.optim.Adam, no weight decay) on g = wa·ga + wb·gb, in float64 as the

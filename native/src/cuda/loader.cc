@@ -2,6 +2,7 @@
 // needs CUDA at build time; on a machine without it Load() returns nullptr and one line saying
 // which library (and which sonames) could not be found.
 #include <dlfcn.h>
+#include <link.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -38,13 +39,11 @@ Opened OpenFirst(const std::vector<std::string>& sonames, std::string* tried) {
     for (const auto& so : sonames) {
       const std::string path = dir.empty() ? so : dir + "/" + so;
       if (void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
-        Dl_info info{};
         std::string where = path;
-        // the file the loader picked (dladdr on any symbol would do; the handle's own name is enough)
-        if (dir.empty()) {
-          if (void* sym = dlsym(h, "cudaGetDeviceCount") ?: dlsym(h, "cublasCreate_v2") ?: dlsym(h, "cusolverDnCreate") ?: dlsym(h, "cuInit"))
-            if (dladdr(sym, &info) && info.dli_fname) where = info.dli_fname;
-        }
+        // the file the loader picked for this handle (not dladdr of a symbol: dlsym also searches
+        // the library's dependencies, so cuSOLVER's would name the cuBLAS it links)
+        link_map* lm = nullptr;
+        if (dir.empty() && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name && *lm->l_name) where = lm->l_name;
         return {h, where};
       }
     }
@@ -114,6 +113,7 @@ Api* LoadOnce(std::string* why) {
   void* r = rt.handle;
   Sym(r, api.cudaGetDeviceCount, "cudaGetDeviceCount", &missing);
   Sym(r, api.cudaSetDevice, "cudaSetDevice", &missing);
+  Sym(r, api.cudaSetDeviceFlags, "cudaSetDeviceFlags", &missing);
   Sym(r, api.cudaRuntimeGetVersion, "cudaRuntimeGetVersion", &missing);
   Sym(r, api.cudaDriverGetVersion, "cudaDriverGetVersion", &missing);
   Sym(r, api.cudaMalloc, "cudaMalloc", &missing);

@@ -27,6 +27,11 @@ void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int
                   "cublasSgemm");
 }
 
+void SumPartials(Session& s, const double* partials, int count, double* out) {
+  void* args[] = {&partials, &count, &out};
+  s.dev.Launch(kSumF64, 1, args);
+}
+
 void Sgemm(Session& s, Buf<float>& da, Buf<float>& db, float* c, int m, int k, int n, bool ta, bool tb) {
   // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: the same buffers, operands swapped.
   Buf<float> dc(s, static_cast<size_t>(m) * n);
@@ -79,16 +84,19 @@ std::pair<double, double> OpcmApply(Session& s, const DevSvd& svd, Buf<float>& t
   Buf<float> rem(s, mn);
   Gemm(s, false, true, n, m, rank, svd.v.get(), n, tv.get(), m, rem.get(), n);
   tv.reset();
-  Buf<double> sums(s, 2);
-  dev.Check(dev.api.cudaMemsetAsync(sums.get(), 0, 2 * sizeof(double), dev.stream()), "cudaMemsetAsync");
+  const long long cnt = static_cast<long long>(mn);
+  const unsigned blocks = Blocks(cnt);
+  Buf<double> partials(s, 2 * static_cast<size_t>(blocks)), sums(s, 2);
   {
     float* tp = t.get();
     const float* rp = rem.get();
-    long long cnt = static_cast<long long>(mn);
-    double* sp = sums.get();
-    void* args[] = {&tp, &rp, &cnt, &sp};
-    dev.Launch(kSubSumsqF32, Blocks(cnt), args);
+    long long c = cnt;
+    double* pp = partials.get();
+    void* args[] = {&tp, &rp, &c, &pp};
+    dev.Launch(kSubSumsqF32, blocks, args);
   }
+  SumPartials(s, partials.get(), static_cast<int>(blocks), sums.get());
+  SumPartials(s, partials.get() + blocks, static_cast<int>(blocks), sums.get() + 1);
   rem.reset();
   double h[2] = {0, 0};
   dev.Download(h, sums.get(), sizeof h);

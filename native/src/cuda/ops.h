@@ -26,6 +26,10 @@ DevSvd GramSvd(Session& s, Buf<float>& a, int m, int n);
 void Gemm(Session& s, bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
           int ldc);
 
+// *out = Σ of the `count` per-block partial sums a grid-stride reduction wrote (dot_f32,
+// sub_sumsq_f32), added in block order on the device: the same bits on every run.
+void SumPartials(Session& s, const double* partials, int count, double* out);
+
 // Operands arrive on the device already (uploaded by the job's staging, addon.cc); the functions
 // below free them (reset) once no longer needed.
 

@@ -18,8 +18,8 @@
 //     native/src/cuda/kernels.cu and checks that the PTX declares them with the parameter types
 //     the host versions below expect; cuLaunchKernel runs the host version, which computes what
 //     the CUDA kernel computes (same float/double conversions; the BlockSum reductions add in the
-//     order a 256-thread block does, and the grid-stride ones add each block's sum to *out as
-//     atomicAdd does, blocks in order).
+//     order a 256-thread block does, the grid-stride ones write one partial sum per block, and
+//     sum_f64 adds them in the kernel's order: the bits a GPU gives, every run).
 // Stricter than a GPU where that is cheap, so that host-code bugs show here:
 //   - every device pointer a copy, a kernel or a BLAS/LAPACK call touches must lie inside one
 //     cudaMalloc (or cudaHostAlloc) block: an out-of-range kernel or BLAS access is reported on
@@ -367,15 +367,15 @@ double BlockSum(double* buf) {
 }
 
 // Grid-stride reduction: thread g of the grid adds f(i) for i = g, g + T, ... (T = grid·256) in
-// that order; each block's tree sum then goes to `add` (atomicAdd), blocks in order.
-template <class Term, class Add>
-void GridStrideSum(const Launch& L, long long n, Term term, Add add) {
+// that order; block b's tree sum goes to partials[b] (0 for a block with no elements).
+template <class Term>
+void GridStrideSum(const Launch& L, long long n, Term term, double* partials) {
   const long long total = static_cast<long long>(L.grid) * kThreads;
-  for (long long b = 0; b < static_cast<long long>(L.grid) && b * kThreads < n; ++b) {
+  for (long long b = 0; b < static_cast<long long>(L.grid); ++b) {
     double buf[kThreads] = {};
     for (long long base = b * kThreads; base < n; base += total)
       for (int t = 0; t < kThreads && base + t < n; ++t) buf[t] += term(base + t);
-    add(BlockSum(buf));
+    partials[b] = BlockSum(buf);
   }
 }
 
@@ -505,13 +505,12 @@ int SubSumsqF32(const Launch& L) {
   auto t = L.Arg<float*>(0);
   auto r = L.Arg<const float*>(1);
   auto n = L.Arg<long long>(2);
-  auto sums = L.Arg<double*>(3);
-  if (!L.Need(sums, 2 * sizeof(double), "sums")) return kFault;
-  if (n <= 0) return kOk;  // every block adds 0.0
-  if (!L.Need(t, n * sizeof(float), "t") || !L.Need(r, n * sizeof(float), "r")) return kFault;
+  auto partials = L.Arg<double*>(3);
+  if (!L.Need(partials, 2 * sizeof(double) * L.grid, "partials")) return kFault;
+  if (n > 0 && (!L.Need(t, n * sizeof(float), "t") || !L.Need(r, n * sizeof(float), "r"))) return kFault;
   // The two block sums of one block, as in the kernel: rs and ts per thread, then the trees.
   const long long total = static_cast<long long>(L.grid) * kThreads;
-  for (long long b = 0; b < static_cast<long long>(L.grid) && b * kThreads < n; ++b) {
+  for (long long b = 0; b < static_cast<long long>(L.grid); ++b) {
     double rs[kThreads] = {}, ts[kThreads] = {};
     for (long long base = b * kThreads; base < n; base += total) {
       for (int k = 0; k < kThreads && base + k < n; ++k) {
@@ -523,8 +522,8 @@ int SubSumsqF32(const Launch& L) {
         ts[k] += static_cast<double>(y) * static_cast<double>(y);
       }
     }
-    sums[0] += BlockSum(rs);
-    sums[1] += BlockSum(ts);
+    partials[b] = BlockSum(rs);
+    partials[L.grid + b] = BlockSum(ts);
   }
   return kOk;
 }
@@ -574,13 +573,28 @@ int DotF32(const Launch& L) {
   auto a = L.Arg<const float*>(0);
   auto b = L.Arg<const float*>(1);
   auto n = L.Arg<long long>(2);
-  auto out = L.Arg<double*>(3);
-  if (!L.Need(out, sizeof(double), "out")) return kFault;
-  if (n <= 0) return kOk;
-  if (!L.Need(a, n * sizeof(float), "a") || !L.Need(b, n * sizeof(float), "b")) return kFault;
+  auto partials = L.Arg<double*>(3);
+  if (!L.Need(partials, sizeof(double) * L.grid, "partials")) return kFault;
+  if (n > 0 && (!L.Need(a, n * sizeof(float), "a") || !L.Need(b, n * sizeof(float), "b"))) return kFault;
   GridStrideSum(
-      L, n, [&](long long i) { return static_cast<double>(a[i]) * static_cast<double>(b[i]); },
-      [&](double s) { *out += s; });
+      L, n, [&](long long i) { return static_cast<double>(a[i]) * static_cast<double>(b[i]); }, partials);
+  return kOk;
+}
+
+// One block: thread t adds x[t], x[t + 256], ... in order, then the tree.
+int SumF64(const Launch& L) {
+  auto x = L.Arg<const double*>(0);
+  auto count = L.Arg<int>(1);
+  auto out = L.Arg<double*>(2);
+  if (L.grid != 1) {
+    Report("sum_f64: launched with %u blocks; it sums in one", L.grid);
+    return kFault;
+  }
+  if (!L.Need(out, sizeof(double), "out")) return kFault;
+  if (count > 0 && !L.Need(x, sizeof(double) * count, "x")) return kFault;
+  double buf[kThreads] = {};
+  for (int i = 0; i < count; ++i) buf[i % kThreads] += x[i];
+  *out = BlockSum(buf);
   return kOk;
 }
 
@@ -630,6 +644,7 @@ const KernelDef kKernels[] = {
     {"mean2_f32", "pppl", false, Mean2F32},
     {"grad_acc_f32", "ppil", false, GradAccF32},
     {"dot_f32", "pplp", true, DotF32},
+    {"sum_f64", "pip", true, SumF64},
     {"adam_f32", "pppppdddddddl", false, AdamF32},
 };
 
@@ -747,6 +762,14 @@ FAKE_EXPORT cudaError_t cudaGetDeviceCount(int* count) {
 FAKE_EXPORT cudaError_t cudaSetDevice(int device) {
   if (const int e = RtEnter()) return Rt(e);
   return Rt(device < 0 || device >= DeviceCount() ? kErrInvalidDevice : 0);
+}
+
+// The scheduling flags (spin 1, yield 2, blocking sync 4; auto 0) and map-host 8: the host
+// always blocks here, so only their validity is checked.
+FAKE_EXPORT cudaError_t cudaSetDeviceFlags(unsigned flags) {
+  if (const int e = RtEnter()) return Rt(e);
+  const unsigned sched = flags & 7u;
+  return Rt((flags & ~15u) != 0 || (sched != 0 && sched != 1 && sched != 2 && sched != 4) ? kErrInvalidValue : 0);
 }
 
 FAKE_EXPORT cudaError_t cudaRuntimeGetVersion(int* version) {
@@ -1380,6 +1403,7 @@ FAKE_EXPORT cusolverStatus_t cusolverDnDorgqr(cusolverDnHandle_t handle, int m, 
                 "fake_cuda.cc: " #symbol " differs from Api::" #field " in cuda_api.h")
 SAME_SIGNATURE(cudaGetDeviceCount, cudaGetDeviceCount);
 SAME_SIGNATURE(cudaSetDevice, cudaSetDevice);
+SAME_SIGNATURE(cudaSetDeviceFlags, cudaSetDeviceFlags);
 SAME_SIGNATURE(cudaRuntimeGetVersion, cudaRuntimeGetVersion);
 SAME_SIGNATURE(cudaDriverGetVersion, cudaDriverGetVersion);
 SAME_SIGNATURE(cudaMalloc, cudaMalloc);
