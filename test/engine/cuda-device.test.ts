@@ -34,6 +34,18 @@ describe(`cuda engine on the device (${cudaKind})`, () => {
   const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   const matrix = (m: number, n: number, scale = 1) => Float32Array.from({ length: m * n }, () => rnd() * scale);
 
+  /** DOP's defaults but the steps (few: the tests look at memory and bits, not convergence) */
+  const dopOptions = (steps: number, space: DopOptions['svd_proj_space']): DopOptions => ({
+    lr: 1e-4,
+    num_steps: steps,
+    mgda: true,
+    ema: true,
+    ema_beta: 0.999,
+    alpha: 0.8,
+    svd_epsilon: 0.99999,
+    svd_proj_space: space,
+  });
+
   /** runs `op` alone on a fresh engine; its peak device bytes */
   async function peakOf(op: (e: CudaEngine) => Promise<unknown>): Promise<number> {
     const engine = make();
@@ -62,18 +74,8 @@ describe(`cuda engine on the device (${cudaKind})`, () => {
         const base = matrix(m, n, 0.1);
         const wa = base.map((x) => x + 0.01 * rnd());
         const wb = base.map((x) => x + 0.01 * rnd());
-        const o: DopOptions = {
-          lr: 1e-4,
-          num_steps: 3,
-          mgda: true,
-          ema: true,
-          ema_beta: 0.999,
-          alpha: 0.8,
-          svd_epsilon: 0.99999,
-          svd_proj_space: space,
-        };
         const bound = dopDeviceBytes(m, n) - LIBRARY_SLACK;
-        const peak = await peakOf((e) => e.dopOptimize(base, wa, wb, m, n, o));
+        const peak = await peakOf((e) => e.dopOptimize(base, wa, wb, m, n, dopOptions(3, space)));
         assert.ok(peak > 0 && peak <= bound, `DOP ${m}×${n} ${space}: peak ${peak} B, estimate ${bound} B`);
       }
   });
@@ -87,21 +89,11 @@ describe(`cuda engine on the device (${cudaKind})`, () => {
     const wb = base.map((x) => x + 0.01 * rnd());
     const prev = matrix(m, n);
     const tau = matrix(m, n);
-    const o: DopOptions = {
-      lr: 1e-4,
-      num_steps: 20,
-      mgda: true,
-      ema: true,
-      ema_beta: 0.999,
-      alpha: 0.8,
-      svd_epsilon: 0.99999,
-      svd_proj_space: 'uv',
-    };
     const engine = make();
     try {
       const runs = [];
       for (let i = 0; i < 3; i++) {
-        const dop = await engine.dopOptimize(base, wa, wb, m, n, o);
+        const dop = await engine.dopOptimize(base, wa, wb, m, n, dopOptions(20, 'uv'));
         const clean = await engine.opcmClean(prev, () => tau.slice(), m, n, 0.5);
         runs.push({ dop, clean });
       }
