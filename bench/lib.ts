@@ -42,7 +42,20 @@ export function timed(cmd: string, args: string[], cwd = repoRoot, env: NodeJS.P
 
 /** `node` arguments of one OPCM step as a whole `cmerge merge --json` process. */
 export function opcmStepArgs(base: string, state: string, out: string, ckpt: string): string[] {
-  return [cliPath, 'merge', '--base', base, '--state', state, '--method', 'opcm', '--out', out, '--json', ckpt];
+  return stepArgs('opcm', [], base, state, out, ckpt);
+}
+
+/** `node` arguments of one step of `method` (its `--param key=value`s) as a whole `cmerge merge --json` process. */
+export function stepArgs(
+  method: string,
+  params: string[],
+  base: string,
+  state: string,
+  out: string,
+  ckpt: string,
+): string[] {
+  const p = params.flatMap((kv) => ['--param', kv]);
+  return [cliPath, 'merge', '--base', base, '--state', state, '--method', method, ...p, '--out', out, '--json', ckpt];
 }
 
 /** The 1-, 5- and 15-minute load averages, as the result files record them (the machine is shared). */

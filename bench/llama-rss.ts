@@ -1,29 +1,27 @@
 import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  machine,
-  machineTable,
-  opcmStepArgs,
-  python,
-  referenceDir,
-  repoRoot,
-  synth,
-  timed,
-  writeResult,
-} from './lib.js';
+import { parseArgs } from 'node:util';
+import { machine, machineTable, python, referenceDir, repoRoot, stepArgs, synth, timed, writeResult } from './lib.js';
 
 /**
  * Peak RSS of OPCM on a TinyLlama-1.1B-shaped bfloat16 model (issue 2: one step ≤ 1 GB, whole
  * `cmerge merge` process under /usr/bin/time). Step 1 (M1 = θ1, no SVD) and step 2 (SVDs of every
  * linear tensor, the largest lm_head 32000×2048) run as separate processes on one state directory.
- *   node dist/bench/llama-rss.js [data-dir] [F32]   (default bench/work/llama1b; made by synth.py if absent)
- * With F32, the fine-tunes are float32 (as trainers often save them) and the base stays bfloat16
- * (issue 15): the output must still be bfloat16. Writes bench/results/opcm-llama1b-bf16-rss.md, or
- * opcm-llama1b-f32-into-bf16-rss.md.
+ *   node dist/bench/llama-rss.js [data-dir] [F32] [--method M] [--param k=v ...]
+ * (default bench/work/llama1b; made by synth.py if absent). With F32, the fine-tunes are float32
+ * (as trainers often save them) and the base stays bfloat16 (issue 15): the output must still be
+ * bfloat16. Another method (e.g. `--method dop --param num_steps=10`) is measured the same way.
+ * Writes bench/results/<method>-llama1b-bf16-rss.md, or <method>-llama1b-f32-into-bf16-rss.md.
  */
 const BOUND_MIB = 1024;
-const data = process.argv[2] ?? join(repoRoot, 'bench', 'work', 'llama1b');
-const f32Tasks = process.argv[3] === 'F32';
+const cli = parseArgs({
+  allowPositionals: true,
+  options: { method: { type: 'string', default: 'opcm' }, param: { type: 'string', multiple: true, default: [] } },
+});
+const method = cli.values.method;
+const params = cli.values.param;
+const data = cli.positionals[0] ?? join(repoRoot, 'bench', 'work', 'llama1b');
+const f32Tasks = cli.positionals[1] === 'F32';
 synth(data, 'llama1b', 2, 'BF16');
 // same seed: the float32 tasks are the values the bf16 ones were rounded from
 const taskData = f32Tasks ? `${data}-f32` : data;
@@ -60,7 +58,14 @@ const rows: {
   output: number;
 }[] = [];
 for (const [i, task] of ['task_0', 'task_1'].entries()) {
-  const args = opcmStepArgs(base, state, join(work, `step${i + 1}.safetensors`), join(taskData, `${task}.safetensors`));
+  const args = stepArgs(
+    method,
+    params,
+    base,
+    state,
+    join(work, `step${i + 1}.safetensors`),
+    join(taskData, `${task}.safetensors`),
+  );
   const r = timed('node', args);
   const rep = JSON.parse(r.stdout);
   outDtypes.push(dtypesOf(join(work, `step${i + 1}.safetensors`)));
@@ -83,9 +88,10 @@ const bf16Out = outDtypes.every((d) => d === 'BF16');
 const ok = rows.every((r) => r.peakRssMiB <= BOUND_MIB) && bf16Out;
 const title = f32Tasks ? 'float32 fine-tunes into a bfloat16 base' : 'bfloat16';
 const rel = (p: string) => p.replace(repoRoot + '/', '');
-const text = `# OPCM peak RSS, TinyLlama-1.1B shapes, ${title}
+const methodName = method.toUpperCase() + (params.length ? ` (${params.join(', ')})` : '');
+const text = `# ${methodName} peak RSS, TinyLlama-1.1B shapes, ${title}
 
-Bound (issue 2): one OPCM step with peak RSS ≤ ${BOUND_MIB} MiB (1 GB), whole \`cmerge merge\` process
+Bound (issue 2, set for OPCM): one step with peak RSS ≤ ${BOUND_MIB} MiB (1 GB), whole \`cmerge merge\` process
 (\`/usr/bin/time -f '%e %M'\`)${f32Tasks ? '; issue 15: the output is bfloat16 like the base' : ''}. **${ok ? 'Met' : 'NOT met'}.**
 
 Data: \`${python} ${join(referenceDir, 'synth.py')} ${data} llama1b 2 BF16 0\` (base + 2 tasks, 2.2 GB each;
@@ -94,7 +100,7 @@ largest linear tensor lm_head 32000×2048, embedding 32000×2048: 262 MB per flo
     ? `\nThe tasks merged are float32 (4.4 GB each): \`${python} ${join(referenceDir, 'synth.py')} ${taskData} llama1b 2 F32 0\`, same seed; the base is the bfloat16 one.`
     : ''
 }
-Step 1 merges task_0 (M1 = θ1, no SVD), step 2 merges task_1 into that state (one SVD per linear tensor).
+Step 1 merges task_0 (M1 = θ1), step 2 merges task_1 into that state (${method === 'opcm' ? 'one SVD per linear tensor' : method === 'dop' ? 'per linear tensor: the SVDs of both task vectors and the Adam loop' : 'the method’s step'}).
 Both write the bf16 output model; one process per step.
 
 | step | engine | wall s | update pass s | output pass s | peak RSS MiB | ≤ ${BOUND_MIB} MiB | output dtype |
@@ -110,6 +116,7 @@ Machine (shared with other jobs; wall times are indicative):
 |---|---|
 ${machineTable(m)}
 
-Reproduce: \`npx tsc -p . && node dist/bench/llama-rss.js ${data}${f32Tasks ? ' F32' : ''}\`
+Reproduce: \`npx tsc -p . && node dist/bench/llama-rss.js ${data}${f32Tasks ? ' F32' : ''}${method === 'opcm' ? '' : ` --method ${method}`}${params.map((p) => ` --param ${p}`).join('')}\`
 `;
-console.log(`wrote ${writeResult(f32Tasks ? 'opcm-llama1b-f32-into-bf16-rss' : 'opcm-llama1b-bf16-rss', text)}`);
+const name = `${method}-llama1b-${f32Tasks ? 'f32-into-bf16' : 'bf16'}-rss`;
+console.log(`wrote ${writeResult(name, text)}`);
