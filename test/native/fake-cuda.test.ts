@@ -118,19 +118,28 @@ int main(int argc, char** argv) {
     float* dOut = nullptr;
     cudaMalloc((void**)&dOut, sizeof a);
     double* dSum = (double*)up(&ten, sizeof ten);
+    const double stale[2] = {-1, -1};
+    double* dPartials = (double*)up(stale, sizeof stale);
     long long n = 5;
     void* diffArgs[] = {&dA, &dB, &dOut, &n};
-    void* dotArgs[] = {&dA, &dB, &n, &dSum};
+    void* dotArgs[] = {&dA, &dB, &n, &dPartials};
     int l1 = cuLaunchKernel(diff, 1, 1, 1, 256, 1, 1, 0, nullptr, diffArgs, nullptr);
-    int l2 = cuLaunchKernel(dot, 1, 1, 1, 256, 1, 1, 0, nullptr, dotArgs, nullptr);
+    int l2 = cuLaunchKernel(dot, 2, 1, 1, 256, 1, 1, 0, nullptr, dotArgs, nullptr);  // block 1 has no elements
     std::printf("\"load\":%d,\"get\":[%d,%d,%d],\"launch\":[%d,%d],", load, getDiff, getDot, getNone, l1, l2);
     if (mode == "kernels") {
+      CUfunction sumF = nullptr;
+      int getSum = cuModuleGetFunction(&sumF, mod, "sum_f64");
+      int count = 2;
+      void* sumArgs[] = {&dPartials, &count, &dSum};
+      int l3 = cuLaunchKernel(sumF, 1, 1, 1, 256, 1, 1, 0, nullptr, sumArgs, nullptr);
       float out[5];
-      double sum;
+      double partials[2], sum;
       down(out, dOut, sizeof out);
+      down(partials, dPartials, sizeof partials);
       down(&sum, dSum, sizeof sum);
       Print("diff", out, 5);
-      std::printf("\"dot\":%.17g", sum);
+      std::printf("\"sumLaunch\":[%d,%d],\"partials\":[%.17g,%.17g],\"dot\":%.17g", getSum, l3,
+                  partials[0], partials[1], sum);
     } else {
       SYM(cudaGetLastError, "cudaGetLastError");
       SYM(cudaGetErrorName, "cudaGetErrorName");
@@ -288,13 +297,16 @@ test('cusolverDnDsyevd: ascending eigenvalues and eigenvectors of the lower tria
   assert.ok(Math.abs(Math.abs(out.V[8]) - 1) < 1e-12, `eigenvector of 5 is ±e3: V = ${out.V}`);
 });
 
-test('kernels run through cuModuleGetFunction/cuLaunchKernel; dot_f32 adds to its output', () => {
-  const out = run<KernelsOutput & { diff: number[]; dot: number }>('kernels');
+test('kernels run through cuModuleGetFunction/cuLaunchKernel; dot_f32 writes per-block partials, sum_f64 adds them in one block', () => {
+  const out = run<KernelsOutput & { diff: number[]; sumLaunch: number[]; partials: number[]; dot: number }>('kernels');
   assert.equal(out.load, 0);
   assert.deepEqual(out.get, [0, 0, 500]);
   assert.deepEqual(out.launch, [0, 0]);
   assert.deepEqual(out.diff, [4, 5, 6, 7, 8]);
-  assert.equal(out.dot, 10 + 155);
+  // block 0 holds all five products, block 1 none: its partial is 0, not the stale -1
+  assert.deepEqual(out.partials, [155, 0]);
+  assert.deepEqual(out.sumLaunch, [0, 0], 'sum_f64 found and launched');
+  assert.equal(out.dot, 155, 'written, not added to the 10 that was there');
 });
 
 test('FAKE_CUDA_STICKY_AFTER=2: the second launch fails with 700 and the device stays lost', () => {
