@@ -160,6 +160,8 @@ DopOut DopOptimize(Session& s, Buf<float>& dbase, Buf<float>& dwa, Buf<float>& d
   }
   dev.Check(dev.api.cudaMemsetAsync(mAvg.get(), 0, mnz * sizeof(float), dev.stream()), "cudaMemsetAsync");
   dev.Check(dev.api.cudaMemsetAsync(vAvg.get(), 0, mnz * sizeof(float), dev.stream()), "cudaMemsetAsync");
+  // acc: the seven sums of a step, each written (not added to) by its Dot; the host reads only those
+  // the step wrote (a present side's loss term, MGDA's products), so no clearing per step.
   Buf<double> acc(s, 8), partials(s, Blocks(mn));
   const double beta1 = 0.9, beta2 = 0.999, adamEps = 1e-8;
   double ema[2] = {o.alpha, 1 - o.alpha};
@@ -169,7 +171,6 @@ DopOut DopOptimize(Session& s, Buf<float>& dbase, Buf<float>& dwa, Buf<float>& d
       res.stopped = true;
       return res;
     }
-    dev.Check(dev.api.cudaMemsetAsync(acc.get(), 0, 8 * sizeof(double), dev.stream()), "cudaMemsetAsync");
     GradLoss(s, pa, w.get(), m, n, delta.get(), prod.get(), tmp.get(), ga.get(), partials.get(), acc.get());
     GradLoss(s, pb, w.get(), m, n, delta.get(), prod.get(), tmp.get(), gb.get(), partials.get(), acc.get() + 2);
     if (o.mgda) {
